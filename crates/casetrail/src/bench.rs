@@ -1,0 +1,213 @@
+//! `casetrail bench store`: durable append throughput by group size, group commit under concurrency, the cost of
+//! fsync, and full replay speed. Prints a Markdown table; docs/benchmarks.md keeps the figures.
+
+use crate::commands::Result;
+use crate::gen::Generator;
+use clap::Subcommand;
+use domain::{Event, StreamHead, Submitted};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::{AppendRequest, Config, EventLog, SledLog};
+
+#[derive(Subcommand)]
+pub enum What {
+    /// Append and replay throughput of the sled log.
+    Store {
+        /// Events in the large log (groups of 1,000, then replayed).
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        /// Where to make the benchmark's logs (a temporary directory under it, removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Replay passes; the median is reported.
+        #[arg(long, default_value_t = 3)]
+        replays: usize,
+    },
+}
+
+pub fn run(what: What) -> Result<ExitCode> {
+    match what {
+        What::Store {
+            events,
+            dir,
+            replays,
+        } => store(events, &dir, replays),
+    }
+}
+
+fn submitted(events: &[Event]) -> Vec<Submitted> {
+    events
+        .iter()
+        .map(|e| Submitted {
+            event: e.clone(),
+            expected_version: None,
+            stored: None,
+        })
+        .collect()
+}
+
+/// Appends `events` sequentially in groups of `group`; returns events per second.
+fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result<(f64, SledLog)> {
+    let mut config = Config::new(dir);
+    config.fsync = fsync;
+    let log = SledLog::open(config)?;
+    let batches: Vec<Vec<Submitted>> = events.chunks(group).map(submitted).collect();
+    let started = Instant::now();
+    for events in batches {
+        log.append_blocking(AppendRequest {
+            events,
+            source: "bench".into(),
+        })?;
+    }
+    Ok((events.len() as f64 / started.elapsed().as_secs_f64(), log))
+}
+
+/// `clients` threads each append single events; group commit batches them.
+fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
+    let log = Arc::new(SledLog::open(Config::new(dir))?);
+    // Each client takes whole dossiers so that its events stay in order.
+    let mut per_client: Vec<Vec<Event>> = vec![Vec::new(); clients];
+    for e in events {
+        let d = e.dossier.as_ref().expect("dossier events").as_str();
+        let slot = d
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(b as usize))
+            % clients;
+        per_client[slot].push(e.clone());
+    }
+    let started = Instant::now();
+    let threads: Vec<_> = per_client
+        .into_iter()
+        .map(|mine| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for e in mine {
+                    log.append_blocking(AppendRequest {
+                        events: submitted(&[e]),
+                        source: "bench".into(),
+                    })
+                    .expect("append");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().map_err(|_| "a client panicked")?;
+    }
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Reads, decodes and folds every event into dossier heads; returns events per second.
+fn replay(log: &SledLog) -> Result<f64> {
+    let started = Instant::now();
+    let mut heads: HashMap<String, StreamHead> = HashMap::new();
+    let mut n = 0u64;
+    for item in log.scan(0) {
+        let e = item?;
+        let key = e.event.stream().key();
+        let head = heads.entry(key).or_default();
+        *head = domain::apply(head, &e.event);
+        n += 1;
+    }
+    assert_eq!(n, log.head().size, "replay saw every event");
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn store(n: usize, dir: &Path, replays: usize) -> Result<ExitCode> {
+    let tmp = tempdir(dir)?;
+    eprintln!("generating {n} events…");
+    let events = Generator::for_2019(7).events(n);
+    let bytes: usize = events.iter().map(|e| e.to_json(None).len()).sum();
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |what: &str, value: String| {
+        eprintln!("{what}: {value}");
+        rows.push((what.to_owned(), value));
+    };
+    row(
+        "events (mean submitted JSON size)",
+        format!("{} ({} B)", events.len(), bytes / events.len()),
+    );
+
+    let small = &events[..events.len().min(200_000)];
+    let (g1000_nofsync, _) = sequential(&tmp.join("g1000-nofsync"), small, 1000, false)?;
+    let (g1000_small, _) = sequential(&tmp.join("g1000-small"), small, 1000, true)?;
+    row(
+        "durable appends/s, groups of 1,000, first 200k events, no fsync",
+        format!("{g1000_nofsync:.0}"),
+    );
+    row(
+        "durable appends/s, groups of 1,000, first 200k events, fsync",
+        format!(
+            "{g1000_small:.0} (fsync costs {:.0} %)",
+            100.0 * (1.0 - g1000_small / g1000_nofsync)
+        ),
+    );
+    let (g100, _) = sequential(
+        &tmp.join("g100"),
+        &events[..events.len().min(100_000)],
+        100,
+        true,
+    )?;
+    row(
+        "durable appends/s, groups of 100, first 100k events",
+        format!("{g100:.0}"),
+    );
+    let (g1, _) = sequential(&tmp.join("g1"), &events[..events.len().min(3_000)], 1, true)?;
+    row(
+        "durable appends/s, groups of 1, one client, first 3k events",
+        format!("{g1:.0}"),
+    );
+    let c64 = concurrent(&tmp.join("c64"), &events[..events.len().min(100_000)], 64)?;
+    row(
+        "durable appends/s, single-event appends from 64 threads, first 100k events",
+        format!("{c64:.0}"),
+    );
+
+    let (g1000, log) = sequential(&tmp.join("big"), &events, 1000, true)?;
+    row(
+        &format!("durable appends/s, groups of 1,000, all {n} events"),
+        format!("{g1000:.0}"),
+    );
+    drop(events);
+    let runs: Vec<f64> = (0..replays.max(1))
+        .map(|_| replay(&log))
+        .collect::<Result<_>>()?;
+    row(
+        "replay events/s (read + decode + fold), median",
+        format!(
+            "{:.0} (runs: {})",
+            median(runs.clone()),
+            runs.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let disk = log.stats()?.disk_bytes;
+    row(
+        "disk bytes per event",
+        format!("{}", disk / log.head().size.max(1)),
+    );
+    drop(log);
+    println!("| measure | value |\n| --- | --- |");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tempdir(under: &Path) -> Result<PathBuf> {
+    let dir = under.join(format!("casetrail-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _ = Duration::ZERO;
+    Ok(dir)
+}

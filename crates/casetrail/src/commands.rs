@@ -1,0 +1,354 @@
+//! The data-directory subcommands: import, export, verify, stats, rebuild-indexes, generate, demo.
+
+use domain::parse::{check_batch_ids, parse_envelope, Form, BATCH_EVENTS_MAX};
+use domain::{Submitted, ValidationError};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use store::{AppendError, AppendRequest, Config, EventLog, SledLog};
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+pub fn open(data: &Path) -> Result<SledLog> {
+    Ok(SledLog::open(Config::new(data))?)
+}
+
+fn open_for_inspection(data: &Path) -> Result<SledLog> {
+    if !data.join("db").exists() {
+        return Err(format!("{} holds no casetrail log", data.display()).into());
+    }
+    let mut config = Config::new(data);
+    config.inspection = true;
+    Ok(SledLog::open(config)?)
+}
+
+fn bar(len: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// One line of an import and where it came from.
+struct Line {
+    number: usize,
+    submitted: Submitted,
+}
+
+pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
+    domain::event::check_source(source).map_err(|e| format!("--source {e}"))?;
+    let (input, len): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let len = f.metadata()?.len();
+        (Box::new(f), Some(len))
+    };
+    let log = open(data)?;
+    let progress = bar(len, "importing");
+    let mut reader = BufReader::with_capacity(1 << 20, progress.wrap_read(input));
+    let mut batch: Vec<Line> = Vec::with_capacity(BATCH_EVENTS_MAX);
+    let mut bad: Vec<String> = Vec::new();
+    let mut first_line = 1;
+    let (mut written, mut replayed) = (0u64, 0u64);
+    let mut text = String::new();
+    let mut number = 0;
+    loop {
+        text.clear();
+        let more = reader.read_line(&mut text)? > 0;
+        if more {
+            number += 1;
+            let trimmed = text.trim();
+            if !trimmed.is_empty() {
+                match serde_json::from_str::<serde_json::Value>(trimmed) {
+                    Err(e) => bad.push(format!("line {number}: not JSON: {e}")),
+                    Ok(value) => match parse_envelope(&value, batch.len(), Form::Exported) {
+                        Ok(submitted) => batch.push(Line { number, submitted }),
+                        Err(errors) => bad.extend(errors.iter().map(|e| describe(number, e))),
+                    },
+                }
+            }
+        }
+        let lines_in_batch = number + 1 - first_line;
+        if !(more && lines_in_batch < BATCH_EVENTS_MAX) && (lines_in_batch > 0 || !batch.is_empty())
+        {
+            let range = format!("lines {first_line}–{number}");
+            let mut dup = Vec::new();
+            let ids: Vec<(usize, uuid::Uuid)> = batch
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (i, l.submitted.event.id))
+                .collect();
+            check_batch_ids(&ids, &mut dup);
+            let submitted: Vec<Submitted> = batch.drain(..).map(|l| l.submitted).collect();
+            bad.extend(dup.iter().map(|e| describe(batch[e.index].number, e)));
+            let numbers: Vec<usize> = batch.iter().map(|l| l.number).collect();
+            if !bad.is_empty() {
+                progress.abandon();
+                return fail_import(&bad, &range, written, replayed);
+            }
+            if !submitted.is_empty() {
+                match log.append_blocking(AppendRequest {
+                    events: submitted,
+                    source: source.to_owned(),
+                }) {
+                    Ok(outcome) => {
+                        for r in &outcome.receipts {
+                            if r.replayed {
+                                replayed += 1
+                            } else {
+                                written += 1
+                            }
+                        }
+                    }
+                    Err(AppendError::Refused(refusals)) => {
+                        let lines: Vec<String> = refusals
+                            .iter()
+                            .map(|r| {
+                                format!(
+                                    "line {} (id {}): {}: {}",
+                                    numbers[r.index],
+                                    r.id,
+                                    r.refusal.code(),
+                                    r.refusal
+                                )
+                            })
+                            .collect();
+                        progress.abandon();
+                        return fail_import(&lines, &range, written, replayed);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            batch.clear();
+            first_line = number + 1;
+        }
+        if !more {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    let head = log.head();
+    println!("imported {written} new events ({replayed} already in the log); the log has {} events, root {}", head.size, head.root);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe(line: usize, e: &ValidationError) -> String {
+    let field = if e.field.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", e.field)
+    };
+    format!("line {line}: {field}{}", e.message)
+}
+
+fn fail_import(lines: &[String], range: &str, written: u64, replayed: u64) -> Result<ExitCode> {
+    for l in lines {
+        eprintln!("{l}");
+    }
+    eprintln!("casetrail: import stopped: nothing from {range} was written; {written} new events before them were ({replayed} were already in the log)");
+    Ok(ExitCode::FAILURE)
+}
+
+pub fn export(data: &Path, after: u64, output: Option<&Path>) -> Result<ExitCode> {
+    let log = open(data)?;
+    let out: Box<dyn Write> = match output {
+        Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, out);
+    let size = log.head().size;
+    for item in log.scan_raw(after) {
+        let (position, bytes) = item?;
+        if position > size {
+            break;
+        }
+        let wrote = out.write_all(&bytes).and_then(|_| out.write_all(b"\n"));
+        if let Err(e) = wrote {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(ExitCode::SUCCESS);
+            }
+            return Err(e.into());
+        }
+    }
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+pub fn verify(data: &Path) -> Result<ExitCode> {
+    let log = open_for_inspection(data)?;
+    let progress = bar(None, "verifying");
+    let report = log.verify(|n| progress.set_message(format!("verifying: {n} events")))?;
+    progress.finish_and_clear();
+    if report.problems.is_empty() {
+        println!(
+            "ok: {} events in {} streams; every hash, index and stream rule checks; root {}",
+            report.size,
+            report.streams,
+            report.root.as_deref().unwrap_or("")
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (position, what) = &report.problems[0];
+    println!("bad: first bad position {position}: {what}");
+    for (p, w) in report.problems.iter().skip(1).take(20) {
+        println!("  also at {p}: {w}");
+    }
+    if report.problems.len() > 21 {
+        println!("  and {} more", report.problems.len() - 21);
+    }
+    Ok(ExitCode::FAILURE)
+}
+
+pub fn stats(data: &Path) -> Result<ExitCode> {
+    let log = open(data)?;
+    let s = log.stats()?;
+    println!("events          {}", s.size);
+    println!("audit root      {}", s.root);
+    println!("streams         {} ({} dossiers)", s.streams, s.dossiers);
+    println!("event bytes     {}", s.event_bytes);
+    println!("disk bytes      {}", s.disk_bytes);
+    if let (Some(first), Some(last)) = (s.first_recorded_at, s.last_recorded_at) {
+        println!("recorded        {first} … {last}");
+    }
+    for (ty, n) in &s.events_by_type {
+        println!("  {ty:<30} {n}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rebuild(data: &Path) -> Result<ExitCode> {
+    let log = open_for_inspection(data)?;
+    let before = log.head();
+    let progress = bar(None, "rebuilding");
+    let head = log.rebuild_indexes(|n| progress.set_message(format!("rebuilding: {n} events")))?;
+    progress.finish_and_clear();
+    println!(
+        "rebuilt every index from {} events; root {} (was {})",
+        head.size, head.root, before.root
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn generate(seed: u64, events: usize) -> Result<ExitCode> {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for e in crate::gen::Generator::for_2019(seed).events(events) {
+        if writeln!(out, "{}", e.to_json(None)).is_err() {
+            break;
+        }
+    }
+    let _ = out.flush();
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn demo(data: &Path) -> Result<ExitCode> {
+    let log = open(data)?;
+    if log.head().size == 0 {
+        println!(
+            "casetrail demo: filling {} with a generated year of dossiers…",
+            data.display()
+        );
+        let events = crate::gen::Generator::for_2019(2019).events(100_000);
+        let started = std::time::Instant::now();
+        for chunk in events.chunks(BATCH_EVENTS_MAX) {
+            let events = chunk
+                .iter()
+                .map(|e| Submitted {
+                    event: e.clone(),
+                    expected_version: None,
+                    stored: None,
+                })
+                .collect();
+            log.append_blocking(AppendRequest {
+                events,
+                source: "demo".into(),
+            })?;
+        }
+        println!(
+            "appended {} events durably in {:.1} s",
+            events.len(),
+            started.elapsed().as_secs_f64()
+        );
+    } else {
+        println!("casetrail demo: reusing the log in {}", data.display());
+    }
+    let head = log.head();
+    drop(log);
+    stats(data)?;
+    let code = verify(data)?;
+    println!("\nlog size {}, audit root {}", head.size, head.root);
+    println!(
+        "next: `casetrail --data {} export | head` to see the stored events",
+        data.display()
+    );
+    Ok(code)
+}
+
+pub fn append_loop(
+    data: &Path,
+    seed: u64,
+    prefix: &str,
+    events: usize,
+    threads: usize,
+) -> Result<ExitCode> {
+    use rand::{Rng, SeedableRng};
+    let log = std::sync::Arc::new(open(data)?);
+    let per_thread = events.div_ceil(threads.max(1));
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|t| {
+            let log = log.clone();
+            let prefix = format!("{prefix}{t}");
+            std::thread::spawn(move || -> std::result::Result<(), String> {
+                let start = crate::gen::vn()
+                    .with_ymd_and_hms(2019, 1, 2, 8, 0, 0)
+                    .single()
+                    .expect("valid");
+                let mut g = crate::gen::Generator::new(seed * 1000 + t as u64, &prefix, start, 360);
+                let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ t as u64);
+                let mut done = 0;
+                while done < per_thread {
+                    let dossier = g.dossier();
+                    for chunk in dossier.chunks(rng.gen_range(1..=dossier.len())) {
+                        let events = chunk
+                            .iter()
+                            .map(|e| Submitted {
+                                event: e.clone(),
+                                expected_version: None,
+                                stored: None,
+                            })
+                            .collect();
+                        let outcome = log
+                            .append_blocking(AppendRequest {
+                                events,
+                                source: "crash-test".into(),
+                            })
+                            .map_err(|e| e.to_string())?;
+                        let mut out = std::io::stdout().lock();
+                        for r in outcome.receipts {
+                            writeln!(out, "ack {} {}", r.id, r.position)
+                                .map_err(|e| e.to_string())?;
+                        }
+                        out.flush().map_err(|e| e.to_string())?;
+                        done += chunk.len();
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().map_err(|_| "a writer thread panicked")??;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+use chrono::TimeZone;

@@ -1,0 +1,358 @@
+//! Calendar questions in Vietnam civil time (UTC+07:00, no daylight saving): which day, month, quarter or year an
+//! instant falls in, and where a period starts and ends.
+//!
+//! Periods are calendar months, quarters and years by default. The optional `decree-09` cut follows Decree
+//! 09/2019/NĐ-CP on periodic reporting: a month runs from the 15th of the month before to the 14th of the month
+//! itself, a quarter from the 15th of the month before it to the 14th of its last month, a year from 15 December of
+//! the year before to 14 December.
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// UTC+07:00, the civil time of all of Vietnam.
+pub fn vietnam() -> FixedOffset {
+    FixedOffset::east_opt(7 * 3600).expect("7 hours is a valid offset")
+}
+
+/// The civil date in Vietnam of an instant.
+pub fn vietnam_date<Tz: TimeZone>(t: &DateTime<Tz>) -> NaiveDate {
+    t.with_timezone(&vietnam()).date_naive()
+}
+
+/// How periods are cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cut {
+    /// Calendar months, quarters and years.
+    #[default]
+    Calendar,
+    /// Decree 09/2019's reporting cut: periods end on the 14th.
+    #[serde(rename = "decree-09")]
+    Decree09,
+}
+
+impl FromStr for Cut {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "calendar" => Ok(Cut::Calendar),
+            "decree-09" => Ok(Cut::Decree09),
+            _ => Err(format!(
+                "unknown reporting cut {s:?}; expected calendar or decree-09"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Cut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cut::Calendar => "calendar",
+            Cut::Decree09 => "decree-09",
+        })
+    }
+}
+
+/// The kind of a period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PeriodKind {
+    Month,
+    Quarter,
+    Year,
+}
+
+/// A reporting period: `2019-03`, `2019-Q1` or `2019`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Period {
+    Month { year: i32, month: u32 },
+    Quarter { year: i32, quarter: u32 },
+    Year { year: i32 },
+}
+
+/// The earliest and latest years a period may name; far wider than any real report, narrow enough that every
+/// bound is a valid instant.
+const YEAR_MIN: i32 = 1900;
+const YEAR_MAX: i32 = 9998;
+
+impl Period {
+    pub fn kind(&self) -> PeriodKind {
+        match self {
+            Period::Month { .. } => PeriodKind::Month,
+            Period::Quarter { .. } => PeriodKind::Quarter,
+            Period::Year { .. } => PeriodKind::Year,
+        }
+    }
+
+    /// The period of `kind` that contains the instant `t`, under `cut`.
+    pub fn containing<Tz: TimeZone>(t: &DateTime<Tz>, kind: PeriodKind, cut: Cut) -> Period {
+        let date = vietnam_date(t);
+        // Under the decree-09 cut a date on or after the 15th belongs to the next month's period.
+        let (year, month) = match cut {
+            Cut::Decree09 if date.day() >= 15 => {
+                if date.month() == 12 {
+                    (date.year() + 1, 1)
+                } else {
+                    (date.year(), date.month() + 1)
+                }
+            }
+            _ => (date.year(), date.month()),
+        };
+        match kind {
+            PeriodKind::Month => Period::Month { year, month },
+            PeriodKind::Quarter => Period::Quarter {
+                year,
+                quarter: (month - 1) / 3 + 1,
+            },
+            PeriodKind::Year => Period::Year { year },
+        }
+    }
+
+    /// The first and one-past-last calendar month (year, month) of the period, before any cut.
+    fn month_span(&self) -> ((i32, u32), (i32, u32)) {
+        let (y, first, count) = match *self {
+            Period::Month { year, month } => (year, month, 1),
+            Period::Quarter { year, quarter } => (year, (quarter - 1) * 3 + 1, 3),
+            Period::Year { year } => (year, 1, 12),
+        };
+        let end_index = first - 1 + count; // months after January of `y`
+        (
+            (y, first),
+            (y + (end_index / 12) as i32, end_index % 12 + 1),
+        )
+    }
+
+    /// The first instant of the period.
+    pub fn start(&self, cut: Cut) -> DateTime<Utc> {
+        let ((y, m), _) = self.month_span();
+        boundary(y, m, cut)
+    }
+
+    /// The first instant after the period (its end, exclusive).
+    pub fn end(&self, cut: Cut) -> DateTime<Utc> {
+        let (_, (y, m)) = self.month_span();
+        boundary(y, m, cut)
+    }
+
+    /// Whether the instant `t` lies in the period.
+    pub fn contains<Tz: TimeZone>(&self, t: &DateTime<Tz>, cut: Cut) -> bool {
+        Period::containing(t, self.kind(), cut) == *self
+    }
+
+    /// The period after this one, of the same kind.
+    pub fn next(&self) -> Period {
+        match *self {
+            Period::Month { year, month: 12 } => Period::Month {
+                year: year + 1,
+                month: 1,
+            },
+            Period::Month { year, month } => Period::Month {
+                year,
+                month: month + 1,
+            },
+            Period::Quarter { year, quarter: 4 } => Period::Quarter {
+                year: year + 1,
+                quarter: 1,
+            },
+            Period::Quarter { year, quarter } => Period::Quarter {
+                year,
+                quarter: quarter + 1,
+            },
+            Period::Year { year } => Period::Year { year: year + 1 },
+        }
+    }
+}
+
+/// The first instant, Vietnam time, of the period that starts with calendar month (y, m) under `cut`.
+fn boundary(y: i32, m: u32, cut: Cut) -> DateTime<Utc> {
+    let date = match cut {
+        Cut::Calendar => NaiveDate::from_ymd_opt(y, m, 1),
+        // The decree-09 period named after month m starts on the 15th of the month before.
+        Cut::Decree09 if m == 1 => NaiveDate::from_ymd_opt(y - 1, 12, 15),
+        Cut::Decree09 => NaiveDate::from_ymd_opt(y, m - 1, 15),
+    }
+    .expect("period bounds are valid dates");
+    vietnam()
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&Utc)
+}
+
+impl fmt::Display for Period {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Period::Month { year, month } => write!(f, "{year:04}-{month:02}"),
+            Period::Quarter { year, quarter } => write!(f, "{year:04}-Q{quarter}"),
+            Period::Year { year } => write!(f, "{year:04}"),
+        }
+    }
+}
+
+impl FromStr for Period {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("{s:?} is not a period; expected a month (2019-03), a quarter (2019-Q1) or a year (2019)")
+        };
+        let year_of = |y: &str| -> Result<i32, String> {
+            if y.len() != 4 || !y.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let year: i32 = y.parse().map_err(|_| bad())?;
+            if !(YEAR_MIN..=YEAR_MAX).contains(&year) {
+                return Err(format!("year {year} is out of range {YEAR_MIN}–{YEAR_MAX}"));
+            }
+            Ok(year)
+        };
+        match s.split_once('-') {
+            None => Ok(Period::Year { year: year_of(s)? }),
+            Some((y, rest)) => {
+                let year = year_of(y)?;
+                if let Some(q) = rest.strip_prefix('Q') {
+                    match q {
+                        "1" | "2" | "3" | "4" => Ok(Period::Quarter {
+                            year,
+                            quarter: q.parse().map_err(|_| bad())?,
+                        }),
+                        _ => Err(bad()),
+                    }
+                } else if rest.len() == 2 && rest.bytes().all(|b| b.is_ascii_digit()) {
+                    let month: u32 = rest.parse().map_err(|_| bad())?;
+                    if (1..=12).contains(&month) {
+                        Ok(Period::Month { year, month })
+                    } else {
+                        Err(bad())
+                    }
+                } else {
+                    Err(bad())
+                }
+            }
+        }
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    fn p(s: &str) -> Period {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn evening_of_31_march_utc_is_the_second_quarter_in_vietnam() {
+        assert_eq!(
+            Period::containing(
+                &t("2019-03-31T17:30:00Z"),
+                PeriodKind::Quarter,
+                Cut::Calendar
+            ),
+            p("2019-Q2")
+        );
+        assert_eq!(
+            Period::containing(
+                &t("2019-03-31T16:59:59Z"),
+                PeriodKind::Quarter,
+                Cut::Calendar
+            ),
+            p("2019-Q1")
+        );
+        assert_eq!(
+            Period::containing(&t("2019-03-31T17:00:00Z"), PeriodKind::Month, Cut::Calendar),
+            p("2019-04")
+        );
+    }
+
+    #[test]
+    fn decree_09_quarters_run_from_the_15th_to_the_14th() {
+        let q = |s: &str| Period::containing(&t(s), PeriodKind::Quarter, Cut::Decree09);
+        assert_eq!(q("2018-12-14T23:59:59+07:00"), p("2018-Q4"));
+        assert_eq!(q("2018-12-15T00:00:00+07:00"), p("2019-Q1"));
+        assert_eq!(q("2019-03-14T23:59:59+07:00"), p("2019-Q1"));
+        assert_eq!(q("2019-03-15T00:00:00+07:00"), p("2019-Q2"));
+        assert_eq!(
+            p("2019-Q1").start(Cut::Decree09),
+            t("2018-12-15T00:00:00+07:00")
+        );
+        assert_eq!(
+            p("2019-Q1").end(Cut::Decree09),
+            t("2019-03-15T00:00:00+07:00")
+        );
+        assert_eq!(
+            p("2019").start(Cut::Decree09),
+            t("2018-12-15T00:00:00+07:00")
+        );
+    }
+
+    #[test]
+    fn periods_print_and_parse() {
+        for s in ["2019-03", "2019-Q1", "2019", "2019-12", "2020-Q4"] {
+            assert_eq!(p(s).to_string(), s);
+        }
+        for bad in [
+            "2019-13",
+            "2019-Q5",
+            "19",
+            "2019-3",
+            "2019-00",
+            "2019-Q",
+            "abcd",
+            "2019-03-01",
+            "",
+        ] {
+            assert!(bad.parse::<Period>().is_err(), "{bad} parsed");
+        }
+    }
+
+    #[test]
+    fn bounds_are_vietnam_midnights() {
+        assert_eq!(
+            p("2019-Q1").start(Cut::Calendar),
+            t("2019-01-01T00:00:00+07:00")
+        );
+        assert_eq!(
+            p("2019-Q4").end(Cut::Calendar),
+            t("2020-01-01T00:00:00+07:00")
+        );
+        assert_eq!(
+            p("2019-12").end(Cut::Calendar),
+            t("2020-01-01T00:00:00+07:00")
+        );
+        assert_eq!(p("2019").end(Cut::Calendar), t("2020-01-01T00:00:00+07:00"));
+    }
+
+    proptest::proptest! {
+        /// Every instant lies in exactly the period that `containing` names, and inside that period's bounds;
+        /// consecutive periods tile time with no gap or overlap.
+        #[test]
+        fn containing_agrees_with_bounds(secs in 0i64..4_000_000_000, kind in 0..3u8, decree in proptest::bool::ANY) {
+            let instant = DateTime::from_timestamp(secs, 0).unwrap();
+            let kind = [PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year][kind as usize];
+            let cut = if decree { Cut::Decree09 } else { Cut::Calendar };
+            let period = Period::containing(&instant, kind, cut);
+            proptest::prop_assert!(period.start(cut) <= instant && instant < period.end(cut));
+            proptest::prop_assert_eq!(period.end(cut), period.next().start(cut));
+            proptest::prop_assert!(period.contains(&instant, cut));
+        }
+    }
+}

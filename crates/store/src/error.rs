@@ -1,0 +1,78 @@
+use domain::Rejection;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Errors of the store itself: opening, reading, maintenance.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another process has the data directory open.
+    #[error("the data directory {0} is in use by another process (a running server?); stop it or use --url")]
+    Locked(PathBuf),
+    /// The directory holds something that is not a casetrail log, or a log of another format.
+    #[error("{0}")]
+    Format(String),
+    /// An index does not agree with the events tree.
+    #[error("the indexes do not match the events tree ({0}); run `casetrail rebuild-indexes`")]
+    IndexMismatch(String),
+    /// Stored bytes that do not decode: damage or tampering.
+    #[error("event at position {position} is damaged: {message}")]
+    Corrupt { position: u64, message: String },
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("audit tree: {0}")]
+    Tree(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why one event of a batch was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It breaks a stream rule or the expected version.
+    Rule(Rejection),
+    /// Its id is already stored with different content.
+    IdReused { position: u64 },
+    /// It carries stored fields (a restore) that do not match where it would land.
+    StoredFields(String),
+}
+
+impl Refusal {
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refusal::Rule(r) => r.code(),
+            Refusal::IdReused { .. } => "id_reused",
+            Refusal::StoredFields(_) => "stored_fields_mismatch",
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Rule(r) => r.fmt(f),
+            Refusal::IdReused { position } => {
+                write!(f, "the id is already used by the event at position {position}, with different content")
+            }
+            Refusal::StoredFields(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One refused event: its index in the batch, its id, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRefusal {
+    pub index: usize,
+    pub id: Uuid,
+    pub refusal: Refusal,
+}
+
+/// Why a batch was not appended. In every case nothing of the batch was written.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// Some events were refused; every refused event is listed.
+    #[error("{} event(s) refused; first: event {} ({}): {}", .0.len(), .0[0].index, .0[0].id, .0[0].refusal)]
+    Refused(Vec<EventRefusal>),
+    /// The store cannot accept writes now (an IO failure, or shutting down).
+    #[error("the log cannot accept writes now: {0}")]
+    Unavailable(String),
+}

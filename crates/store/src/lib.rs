@@ -1,0 +1,102 @@
+//! casetrail's log: the [`EventLog`] interface, and [`SledLog`], its implementation on sled.
+//!
+//! The log is append-only. One writer task owns every append and commits in groups: it drains what is queued,
+//! decides every event against its stream, assigns gapless positions and versions, hashes the new leaves into the
+//! audit tree, writes the whole group in one atomic sled transaction, flushes and fsyncs once, and only then
+//! answers. The events tree is the only truth; every other tree is an index that [`SledLog::rebuild_indexes`]
+//! recomputes from it.
+
+mod conformance_suite;
+mod error;
+mod merkle;
+mod sled_log;
+mod writer;
+
+pub use conformance_suite::conformance;
+pub use error::{AppendError, EventRefusal, Refusal, StoreError};
+pub use merkle::{record_hash, Hash};
+pub use sled_log::{Config, SledLog, Stats, VerifyReport};
+
+use domain::{StoredEvent, StreamHead, Submitted};
+use serde::Serialize;
+use std::future::Future;
+use uuid::Uuid;
+
+/// The log's size and the audit tree's root at that size.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Head {
+    pub size: u64,
+    /// Base64, as in C2SP checkpoints.
+    #[serde(serialize_with = "merkle::serialize_hash")]
+    pub root: Hash,
+}
+
+/// One batch to append, all or nothing.
+#[derive(Clone, Debug)]
+pub struct AppendRequest {
+    pub events: Vec<Submitted>,
+    /// The name of the credential (or tool) writing; stored as each new event's `source`. Events that carry their
+    /// stored fields (a restore from an export) keep their own.
+    pub source: String,
+}
+
+/// What the log says of one event of an accepted batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub position: u64,
+    pub version: u64,
+    /// The event was already in the log with the same content; this is its original receipt.
+    pub replayed: bool,
+}
+
+/// The answer to an accepted batch: one receipt per event, in the batch's order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AppendOutcome {
+    pub receipts: Vec<Receipt>,
+}
+
+impl AppendOutcome {
+    /// True when every event was already stored: nothing new was written.
+    pub fn all_replayed(&self) -> bool {
+        self.receipts.iter().all(|r| r.replayed)
+    }
+}
+
+/// The interface every log implementation offers, and that [`conformance`] checks.
+///
+/// Reads never wait for the writer. An `Ok` from [`EventLog::append`] means the batch is durable on disk.
+pub trait EventLog: Send + Sync + 'static {
+    /// Queues a batch for the writer and waits for its answer.
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
+
+    /// Like [`EventLog::append`], for threads outside an async runtime.
+    fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
+
+    /// The committed size and root.
+    fn head(&self) -> Head;
+
+    /// The root of the tree of the first `size` events (`size <= head().size`).
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError>;
+
+    /// The event at a position.
+    fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// The event with an id.
+    fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// Up to `limit` events after `after`, in order.
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Every event of a stream (a dossier code, `agency/<code>`, …), in version order.
+    fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// A stream's head: its last version and, for a dossier, its state. `None` for a stream with no events.
+    fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
+
+    /// Waits for the head to pass `size`; `watch` is how followers learn of commits without polling.
+    fn watch(&self) -> tokio::sync::watch::Receiver<Head>;
+}

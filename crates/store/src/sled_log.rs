@@ -1,0 +1,765 @@
+//! The sled implementation of [`EventLog`].
+//!
+//! Trees (keys sort as numbers: big-endian `u64`):
+//! - `events`: position → the event's canonical bytes. The only truth.
+//! - `streams`: stream key ‖ 0x00 ‖ version → position.
+//! - `ids`: event id (16 bytes) → position. Kept for ever: idempotency has no expiry.
+//! - `heads`: stream key → the stream's head (last version, dossier state) as JSON.
+//! - `hashes`: stored-hash index → 32-byte hash of the audit tree.
+//! - `meta`: the format marker, and a flag while indexes are being rebuilt.
+
+use crate::merkle::Hashes;
+use crate::writer::{Clock, Job, Writer};
+use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
+use chrono::{DateTime, Utc};
+use domain::{apply, decide, Context, StoredEvent, StreamHead};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+const FORMAT: &[u8] = b"casetrail-log-v1";
+const REBUILDING: &[u8] = b"rebuilding";
+/// Waiting appends beyond this many make senders wait: a bound on memory under overload.
+const QUEUE_REQUESTS_MAX: usize = 16_384;
+
+/// How to open a log.
+#[derive(Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// How far ahead of the server clock a business time may be.
+    pub clock_skew: chrono::Duration,
+    /// fsync the database file after each group's flush. Off only in benchmarks that measure its cost.
+    pub fsync: bool,
+    /// The most events the writer takes into one group.
+    pub group_events_max: usize,
+    /// The server clock; replaceable so that tests and simulations can set the time.
+    pub clock: Clock,
+    /// Open to look, not to write: skip the open-time index checks (so that `verify` can report what is wrong
+    /// and `rebuild-indexes` can mend it), and refuse every append.
+    pub inspection: bool,
+}
+
+impl Config {
+    pub fn new(path: impl Into<PathBuf>) -> Config {
+        Config {
+            path: path.into(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            clock_skew: chrono::Duration::seconds(domain::stream::DEFAULT_CLOCK_SKEW_SECS),
+            fsync: true,
+            group_events_max: 8_192,
+            clock: Arc::new(Utc::now),
+            inspection: false,
+        }
+    }
+
+    pub fn clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Config {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+/// Counters the writer keeps, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct WriterMetrics {
+    pub groups: AtomicU64,
+    pub events: AtomicU64,
+    pub write_micros: AtomicU64,
+}
+
+impl WriterMetrics {
+    pub(crate) fn record_group(&self, events: usize, took: std::time::Duration) {
+        self.groups.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events as u64, Ordering::Relaxed);
+        self.write_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// `stream ‖ 0x00`: every version of a stream, and nothing of another (stream keys contain no NUL).
+fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 9);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+/// `stream ‖ 0x00 ‖ version`, so that a stream's versions sort in order.
+pub(crate) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
+    u64::from_be_bytes(
+        bytes
+            .try_into()
+            .expect("index values are 8-byte big-endian numbers"),
+    )
+}
+
+/// The open trees.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    pub db: sled::Db,
+    pub events: sled::Tree,
+    pub streams: sled::Tree,
+    pub ids: sled::Tree,
+    pub heads: sled::Tree,
+    pub hashes: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+impl Trees {
+    fn open(db: sled::Db) -> Result<Trees, StoreError> {
+        Ok(Trees {
+            events: db.open_tree("events")?,
+            streams: db.open_tree("streams")?,
+            ids: db.open_tree("ids")?,
+            heads: db.open_tree("heads")?,
+            hashes: db.open_tree("hashes")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Decodes a stored event, with the read-side pair assertion (its invariants, and that it sits at its own
+    /// position).
+    fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+        let stored = StoredEvent::decode(bytes)
+            .map_err(|message| StoreError::Corrupt { position, message })?;
+        if stored.position != position {
+            return Err(StoreError::Corrupt {
+                position,
+                message: format!("it says it is at position {}", stored.position),
+            });
+        }
+        Ok(stored)
+    }
+
+    pub fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.events.get(position.to_be_bytes())? {
+            None => Ok(None),
+            Some(bytes) => Trees::decode(position, &bytes).map(Some),
+        }
+    }
+
+    pub fn load_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        match self.heads.get(stream.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::IndexMismatch(format!("head of {stream}: {e}"))),
+        }
+    }
+
+    fn last_position(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .events
+            .last()?
+            .map(|(k, _)| decode_u64(&k))
+            .unwrap_or(0))
+    }
+
+    fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        let reader = Hashes {
+            tree: &self.hashes,
+            pending_from: u64::MAX,
+            pending: &[],
+        };
+        tree_hash(size, &reader).map_err(|e| StoreError::Tree(e.to_string()))
+    }
+}
+
+/// The log on sled. Dropping it (or [`SledLog::close`]) stops the writer after it has answered what was queued.
+pub struct SledLog {
+    trees: Trees,
+    dir: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    head: watch::Receiver<Head>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<WriterMetrics>,
+}
+
+fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
+    std::fs::create_dir_all(&config.path)?;
+    sled::Config::new()
+        .path(&config.path)
+        .cache_capacity(config.cache_capacity_bytes)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
+                StoreError::Locked(config.path.clone())
+            }
+            e => StoreError::Sled(e),
+        })
+}
+
+impl SledLog {
+    /// Opens (creating if needed) the log in `config.path`, checks that its indexes end where the events tree
+    /// ends, and starts the writer.
+    pub fn open(config: Config) -> Result<SledLog, StoreError> {
+        let db = open_db(&config)?;
+        let trees = Trees::open(db)?;
+        match trees.meta.get("format")? {
+            Some(f) if f.as_ref() == FORMAT => {}
+            Some(f) => {
+                return Err(StoreError::Format(format!(
+                    "{} holds a log of format {:?}, not {:?}",
+                    config.path.display(),
+                    String::from_utf8_lossy(&f),
+                    String::from_utf8_lossy(FORMAT)
+                )))
+            }
+            None if trees.events.is_empty() => {
+                trees.meta.insert("format", FORMAT)?;
+                trees.db.flush()?;
+            }
+            None => {
+                return Err(StoreError::Format(format!(
+                    "{} is not a casetrail data directory",
+                    config.path.display()
+                )))
+            }
+        }
+        let size = trees.last_position()?;
+        let (last_recorded_at, root) = if config.inspection {
+            (
+                DateTime::<Utc>::MIN_UTC,
+                trees.root(size).unwrap_or(tlog_tiles::EMPTY_HASH),
+            )
+        } else {
+            if trees.meta.get(REBUILDING)?.is_some() {
+                return Err(StoreError::IndexMismatch(
+                    "an index rebuild was interrupted".into(),
+                ));
+            }
+            let hashes_end = crate::merkle::stored_end(&trees.hashes)?;
+            if hashes_end != stored_hash_count(size) {
+                return Err(StoreError::IndexMismatch(format!(
+                    "{size} events but {hashes_end} audit hashes, where {} were expected",
+                    stored_hash_count(size)
+                )));
+            }
+            let last_recorded_at = match size {
+                0 => DateTime::<Utc>::MIN_UTC,
+                n => {
+                    trees
+                        .event(n)?
+                        .ok_or_else(|| StoreError::IndexMismatch("the last event vanished".into()))?
+                        .recorded_at
+                }
+            };
+            (last_recorded_at, trees.root(size)?)
+        };
+        let (head_tx, head_rx) = watch::channel(Head { size, root });
+        let db_file = if config.fsync {
+            Some(std::fs::File::open(config.path.join("db"))?)
+        } else {
+            None
+        };
+        let metrics = Arc::new(WriterMetrics::default());
+        let writer = Writer {
+            trees: trees.clone(),
+            db_file,
+            size,
+            last_recorded_at,
+            head: head_tx,
+            clock: config.clock.clone(),
+            clock_skew: config.clock_skew,
+            group_events_max: config.group_events_max,
+            metrics: metrics.clone(),
+            failed: config
+                .inspection
+                .then(|| "the log is open for inspection only".to_string()),
+        };
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        let handle = std::thread::Builder::new()
+            .name("casetrail-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(SledLog {
+            trees,
+            dir: config.path,
+            sender: Mutex::new(Some(tx)),
+            head: head_rx,
+            writer: Mutex::new(Some(handle)),
+            metrics,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
+    }
+
+    /// Stops accepting appends, lets the writer answer everything queued, and waits for it. Idempotent.
+    pub fn close(&self) {
+        drop(self.sender.lock().expect("sender lock").take());
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            if handle.join().is_err() {
+                eprintln!("casetrail: the log writer panicked");
+            }
+        }
+        let _ = self.trees.db.flush();
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, AppendError> {
+        self.sender
+            .lock()
+            .expect("sender lock")
+            .clone()
+            .ok_or_else(|| AppendError::Unavailable("the log is shutting down".into()))
+    }
+
+    /// Every event from position `after + 1` on, decoded, in order: the replay path.
+    pub fn scan(&self, after: u64) -> impl Iterator<Item = Result<StoredEvent, StoreError>> + '_ {
+        self.trees
+            .events
+            .range((after + 1).to_be_bytes()..)
+            .map(|item| {
+                let (k, v) = item?;
+                Trees::decode(decode_u64(&k), &v)
+            })
+    }
+
+    /// Raw canonical bytes from position `after + 1` on, for export.
+    pub fn scan_raw(
+        &self,
+        after: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        self.trees
+            .events
+            .range((after + 1).to_be_bytes()..)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((decode_u64(&k), v))
+            })
+    }
+
+    /// Counts and sizes for `casetrail stats`.
+    pub fn stats(&self) -> Result<Stats, StoreError> {
+        let head = self.head();
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let (mut first, mut last) = (None, None);
+        let mut bytes = 0u64;
+        for item in self.scan(0) {
+            let e = item?;
+            *by_type.entry(e.event.event_type().to_string()).or_default() += 1;
+            first.get_or_insert(e.recorded_at);
+            last = Some(e.recorded_at);
+            bytes += e.canonical_bytes().len() as u64;
+        }
+        let dossiers = self
+            .trees
+            .heads
+            .iter()
+            .keys()
+            .filter(|k| {
+                k.as_ref()
+                    .is_ok_and(|k| !k.contains(&b'/') && k.as_ref() != b"targets")
+            })
+            .count() as u64;
+        Ok(Stats {
+            size: head.size,
+            root: head.root.to_string(),
+            streams: self.trees.heads.len() as u64,
+            dossiers,
+            events_by_type: by_type,
+            event_bytes: bytes,
+            disk_bytes: self.trees.db.size_on_disk()?,
+            first_recorded_at: first,
+            last_recorded_at: last,
+        })
+    }
+
+    /// Rebuilds every index tree (streams, ids, heads, hashes) from the events tree alone. Needs the writer idle:
+    /// call it on a freshly opened log that nobody else uses.
+    pub fn rebuild_indexes(&self, mut progress: impl FnMut(u64)) -> Result<Head, StoreError> {
+        let t = &self.trees;
+        t.meta.insert(REBUILDING, b"1")?;
+        t.db.flush()?;
+        for tree in [&t.streams, &t.ids, &t.heads, &t.hashes] {
+            tree.clear()?;
+        }
+        let mut heads: std::collections::HashMap<String, StreamHead> =
+            std::collections::HashMap::new();
+        let mut pending: Vec<Hash> = Vec::new();
+        let mut pending_from = 0u64;
+        let mut batch = [sled::Batch::default(), sled::Batch::default()];
+        let mut size = 0u64;
+        for item in self.scan_raw(0) {
+            let (position, bytes) = item?;
+            if position != size + 1 {
+                return Err(StoreError::Corrupt {
+                    position,
+                    message: format!("a gap: position {} is missing", size + 1),
+                });
+            }
+            let stored = StoredEvent::from_canonical_bytes(&bytes)
+                .map_err(|message| StoreError::Corrupt { position, message })?;
+            let stream = stored.event.stream().key();
+            let head = heads.entry(stream.clone()).or_default();
+            *head = apply(head, &stored.event);
+            if head.version != stored.version {
+                return Err(StoreError::Corrupt {
+                    position,
+                    message: format!("version {} where {} was due", stored.version, head.version),
+                });
+            }
+            let pos = position.to_be_bytes();
+            batch[0].insert(stream_key(&stream, stored.version), &pos);
+            batch[1].insert(stored.event.id.as_bytes(), &pos);
+            let reader = Hashes {
+                tree: &t.hashes,
+                pending_from,
+                pending: &pending,
+            };
+            pending.extend(
+                stored_hashes(position - 1, &bytes, &reader)
+                    .map_err(|e| StoreError::Tree(e.to_string()))?,
+            );
+            size = position;
+            if pending.len() >= 65_536 {
+                flush_rebuild(t, &mut batch, &mut pending, &mut pending_from)?;
+                progress(size);
+            }
+        }
+        flush_rebuild(t, &mut batch, &mut pending, &mut pending_from)?;
+        let mut head_batch = sled::Batch::default();
+        for (k, h) in &heads {
+            head_batch.insert(
+                k.as_bytes(),
+                serde_json::to_vec(h).expect("heads serialize"),
+            );
+        }
+        t.heads.apply_batch(head_batch)?;
+        t.meta.remove(REBUILDING)?;
+        t.db.flush()?;
+        progress(size);
+        Ok(Head {
+            size,
+            root: t.root(size)?,
+        })
+    }
+
+    /// Re-hashes every stored event, recomputes the root, and checks every index against the events tree and every
+    /// stream against its rules. Names the first bad position.
+    pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, StoreError> {
+        let t = &self.trees;
+        let mut problems: Vec<(u64, String)> = Vec::new();
+        let mut size = 0u64;
+        for item in self.scan_raw(0) {
+            let (position, bytes) = item?;
+            if position != size + 1 {
+                problems.push((
+                    size + 1,
+                    format!("missing: the next event stored is at position {position}"),
+                ));
+            }
+            size = position;
+            if position % 100_000 == 0 {
+                progress(position);
+            }
+            let stored = match StoredEvent::from_canonical_bytes(&bytes) {
+                Ok(s) if s.position == position => s,
+                Ok(s) => {
+                    problems.push((
+                        position,
+                        format!("the event says it is at position {}", s.position),
+                    ));
+                    continue;
+                }
+                Err(e) => {
+                    problems.push((position, format!("does not decode: {e}")));
+                    continue;
+                }
+            };
+            // The audit hashes: recompute this leaf's stored hashes. They read only hashes of earlier leaves, which
+            // were checked already, so by induction every stored hash is checked against the events' bytes.
+            let reader = Hashes {
+                tree: &t.hashes,
+                pending_from: u64::MAX,
+                pending: &[],
+            };
+            match stored_hashes(position - 1, &bytes, &reader) {
+                Ok(expected) => {
+                    let first = tlog_tiles::stored_hash_index(0, position - 1);
+                    for (i, h) in expected.iter().enumerate() {
+                        let index = first + i as u64;
+                        if crate::merkle::read_stored(&t.hashes, index).ok() != Some(*h) {
+                            problems.push((
+                                position,
+                                format!("its audit hash (index {index}) does not match its bytes"),
+                            ));
+                            break;
+                        }
+                    }
+                }
+                Err(e) => problems.push((position, format!("audit hashes unreadable: {e}"))),
+            }
+            match t
+                .streams
+                .get(stream_key(&stored.event.stream().key(), stored.version))?
+            {
+                Some(p) if decode_u64(&p) == position => {}
+                other => problems.push((
+                    position,
+                    format!(
+                        "the stream index points elsewhere ({:?})",
+                        other.map(|p| decode_u64(&p))
+                    ),
+                )),
+            }
+            match t.ids.get(stored.event.id.as_bytes())? {
+                Some(p) if decode_u64(&p) == position => {}
+                other => problems.push((
+                    position,
+                    format!(
+                        "the id index points elsewhere ({:?})",
+                        other.map(|p| decode_u64(&p))
+                    ),
+                )),
+            }
+        }
+        if t.streams.len() as u64 != size {
+            problems.push((
+                size,
+                format!(
+                    "the stream index has {} entries for {size} events",
+                    t.streams.len()
+                ),
+            ));
+        }
+        if t.ids.len() as u64 != size {
+            problems.push((
+                size,
+                format!("the id index has {} entries for {size} events", t.ids.len()),
+            ));
+        }
+        let stored_hashes_len = crate::merkle::stored_end(&t.hashes)?;
+        if stored_hashes_len != stored_hash_count(size) {
+            problems.push((
+                size,
+                format!(
+                    "{stored_hashes_len} audit hashes where {} were expected",
+                    stored_hash_count(size)
+                ),
+            ));
+        }
+        // Every stream: folding its events through the rules gives its stored head, with versions 1..n.
+        let mut streams = 0u64;
+        for item in t.heads.iter() {
+            let (key, value) = item?;
+            streams += 1;
+            let stream = String::from_utf8_lossy(&key).into_owned();
+            let mut head = StreamHead::default();
+            let mut first_bad = None;
+            for item in t.streams.scan_prefix(stream_prefix(&stream)) {
+                let (k, p) = item?;
+                let position = decode_u64(&p);
+                let Ok(Some(e)) = t.event(position) else {
+                    first_bad.get_or_insert((
+                        position,
+                        "an indexed event is missing or damaged".to_string(),
+                    ));
+                    break;
+                };
+                if decode_u64(&k[k.len() - 8..]) != head.version + 1
+                    || e.version != head.version + 1
+                {
+                    first_bad.get_or_insert((
+                        position,
+                        format!("version {} of {stream} out of sequence", e.version),
+                    ));
+                    break;
+                }
+                let ctx = Context {
+                    now: e.recorded_at,
+                    clock_skew: chrono::Duration::days(36_500),
+                };
+                match decide(&head, &e.event, None, &ctx) {
+                    Ok(next) => head = next,
+                    Err(r) => {
+                        first_bad
+                            .get_or_insert((position, format!("breaks a rule of its stream: {r}")));
+                        head = apply(&head, &e.event);
+                    }
+                }
+            }
+            let stored_head: Option<StreamHead> = serde_json::from_slice(&value).ok();
+            if first_bad.is_none() && stored_head.as_ref() != Some(&head) {
+                first_bad = Some((
+                    size,
+                    format!("the stored head of {stream} differs from its events"),
+                ));
+            }
+            problems.extend(first_bad);
+        }
+        let root = if problems.is_empty() {
+            Some(t.root(size)?)
+        } else {
+            None
+        };
+        problems.sort_by_key(|(p, _)| *p);
+        progress(size);
+        Ok(VerifyReport {
+            size,
+            streams,
+            root: root.map(|r| r.to_string()),
+            problems,
+        })
+    }
+}
+
+fn flush_rebuild(
+    t: &Trees,
+    batch: &mut [sled::Batch; 2],
+    pending: &mut Vec<Hash>,
+    pending_from: &mut u64,
+) -> Result<(), StoreError> {
+    let [streams, ids] = std::mem::take(batch);
+    t.streams.apply_batch(streams)?;
+    t.ids.apply_batch(ids)?;
+    if !pending.is_empty() {
+        t.hashes
+            .insert(pending_from.to_be_bytes(), crate::merkle::pack(pending))?;
+    }
+    *pending_from += pending.len() as u64;
+    pending.clear();
+    Ok(())
+}
+
+/// What `verify` found.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub size: u64,
+    pub streams: u64,
+    /// The recomputed root, when everything checked out.
+    pub root: Option<String>,
+    /// (position, what is wrong), by position; empty when the log is sound.
+    pub problems: Vec<(u64, String)>,
+}
+
+/// What `stats` shows.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    pub size: u64,
+    pub root: String,
+    pub streams: u64,
+    pub dossiers: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub event_bytes: u64,
+    pub disk_bytes: u64,
+    pub first_recorded_at: Option<DateTime<Utc>>,
+    pub last_recorded_at: Option<DateTime<Utc>>,
+}
+
+impl Drop for SledLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl EventLog for SledLog {
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send {
+        let sender = self.sender();
+        async move {
+            let sender = sender?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job { request, reply })
+                .await
+                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+        }
+    }
+
+    fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        let sender = self.sender()?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .blocking_send(Job { request, reply })
+            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+    }
+
+    fn head(&self) -> Head {
+        *self.head.borrow()
+    }
+
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        let head = self.head();
+        if size > head.size {
+            return Err(StoreError::Tree(format!(
+                "size {size} is past the log's size {}",
+                head.size
+            )));
+        }
+        self.trees.root(size)
+    }
+
+    fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
+        if position > self.head().size {
+            return Ok(None);
+        }
+        self.trees.event(position)
+    }
+
+    fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        match self.trees.ids.get(id.as_bytes())? {
+            Some(p) if decode_u64(&p) <= self.head().size => self.trees.event(decode_u64(&p)),
+            _ => Ok(None),
+        }
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let size = self.head().size;
+        self.scan(after)
+            .take_while(|e| e.as_ref().map_or(true, |e| e.position <= size))
+            .take(limit)
+            .collect()
+    }
+
+    fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let size = self.head().size;
+        let mut out = Vec::new();
+        for item in self.trees.streams.scan_prefix(stream_prefix(stream)) {
+            let (_, p) = item?;
+            let position = decode_u64(&p);
+            if position > size {
+                break;
+            }
+            let e = self.trees.event(position)?.ok_or_else(|| {
+                StoreError::IndexMismatch(format!("{stream} names missing position {position}"))
+            })?;
+            out.push(e);
+        }
+        Ok(out)
+    }
+
+    fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        self.trees.load_head(stream)
+    }
+
+    fn watch(&self) -> watch::Receiver<Head> {
+        self.head.clone()
+    }
+}

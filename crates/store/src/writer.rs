@@ -1,0 +1,331 @@
+//! The single writer: group commit over the sled trees.
+
+use crate::merkle::Hashes;
+use crate::sled_log::Trees;
+use crate::{
+    AppendError, AppendOutcome, AppendRequest, EventRefusal, Head, Receipt, Refusal, StoreError,
+};
+use chrono::{DateTime, Utc};
+use domain::{decide, Context, StoredEvent, StreamHead};
+use sled::Transactional;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+pub(crate) type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
+
+pub(crate) struct Job {
+    pub request: AppendRequest,
+    pub reply: Reply,
+}
+
+pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
+
+pub(crate) struct Writer {
+    pub trees: Trees,
+    /// The database file, opened a second time so that each group can end with a real fsync (sled's own flush
+    /// ends with `sync_file_range`, which does not survive power loss).
+    pub db_file: Option<std::fs::File>,
+    pub size: u64,
+    pub last_recorded_at: DateTime<Utc>,
+    pub head: watch::Sender<Head>,
+    pub clock: Clock,
+    pub clock_skew: chrono::Duration,
+    pub group_events_max: usize,
+    pub metrics: Arc<crate::sled_log::WriterMetrics>,
+    /// Set after a failed write: from then on every append is refused until the store is reopened, because the
+    /// failed group may or may not have reached the disk.
+    pub failed: Option<String>,
+}
+
+/// A new event of the current group, ready to write.
+struct Record {
+    stored: StoredEvent,
+    bytes: Vec<u8>,
+    stream: String,
+}
+
+/// What the group has decided so far, on top of what is committed.
+struct Group {
+    heads: HashMap<String, StreamHead>,
+    ids: HashMap<Uuid, usize>,
+    records: Vec<Record>,
+    hashes: Vec<Hash>,
+    last_recorded_at: DateTime<Utc>,
+}
+
+impl Writer {
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut events = first.request.events.len();
+            let mut jobs = vec![first];
+            while events < self.group_events_max {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        events += job.request.events.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit_group(jobs);
+        }
+    }
+
+    fn commit_group(&mut self, jobs: Vec<Job>) {
+        let now = StoredEvent::truncate_recorded_at((self.clock)());
+        let mut group = Group {
+            heads: HashMap::new(),
+            ids: HashMap::new(),
+            records: Vec::new(),
+            hashes: Vec::new(),
+            last_recorded_at: self.last_recorded_at,
+        };
+        let mut answers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let answer = match &self.failed {
+                Some(why) => Err(AppendError::Unavailable(why.clone())),
+                None => self.decide_request(&mut group, &job.request, now),
+            };
+            answers.push((job.reply, answer));
+        }
+        if !group.records.is_empty() {
+            let started = std::time::Instant::now();
+            match self.write(&group) {
+                Ok(root) => {
+                    self.size += group.records.len() as u64;
+                    self.last_recorded_at = group.last_recorded_at;
+                    self.head.send_replace(Head {
+                        size: self.size,
+                        root,
+                    });
+                    self.metrics
+                        .record_group(group.records.len(), started.elapsed());
+                }
+                Err(e) => {
+                    let why = format!(
+                        "a write failed ({e}); the store refuses writes until it is reopened"
+                    );
+                    self.failed = Some(why.clone());
+                    for (_, answer) in answers.iter_mut() {
+                        if matches!(answer, Ok(outcome) if !outcome.all_replayed()) {
+                            *answer = Err(AppendError::Unavailable(why.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for (reply, answer) in answers {
+            // A waiter that went away (a dropped request) does not matter: its events are written or not as decided.
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// Decides one request against the committed log plus the group so far; on success adds its new events to
+    /// the group. A refused request leaves the group as it was.
+    fn decide_request(
+        &self,
+        group: &mut Group,
+        request: &AppendRequest,
+        now: DateTime<Utc>,
+    ) -> Result<AppendOutcome, AppendError> {
+        let mut heads: HashMap<String, StreamHead> = HashMap::new();
+        let mut ids: HashMap<Uuid, usize> = HashMap::new();
+        let mut records: Vec<Record> = Vec::new();
+        let mut receipts = Vec::with_capacity(request.events.len());
+        let mut refusals = Vec::new();
+        let mut last_recorded_at = group.last_recorded_at;
+        let unavailable = |e: StoreError| AppendError::Unavailable(e.to_string());
+
+        for (index, submitted) in request.events.iter().enumerate() {
+            let event = &submitted.event;
+            let refuse = |refusal| EventRefusal {
+                index,
+                id: event.id,
+                refusal,
+            };
+            if let Err(why) = event.check() {
+                panic!(
+                    "the parser let through an event that breaks the envelope invariants: {why}"
+                );
+            }
+            // Idempotency: an id seen before answers with its original receipt, or is a conflict.
+            let earlier = match ids
+                .get(&event.id)
+                .map(|&i| &records[i])
+                .or_else(|| group.ids.get(&event.id).map(|&i| &group.records[i]))
+            {
+                Some(r) => Some(r.stored.clone()),
+                None => self.stored_by_id(event.id).map_err(unavailable)?,
+            };
+            if let Some(earlier) = earlier {
+                if earlier.event == *event {
+                    receipts.push(Receipt {
+                        id: event.id,
+                        position: earlier.position,
+                        version: earlier.version,
+                        replayed: true,
+                    });
+                } else {
+                    refusals.push(refuse(Refusal::IdReused {
+                        position: earlier.position,
+                    }));
+                }
+                continue;
+            }
+
+            let stream = event.stream().key();
+            let head = match heads.get(&stream).or_else(|| group.heads.get(&stream)) {
+                Some(h) => h.clone(),
+                None => self
+                    .trees
+                    .load_head(&stream)
+                    .map_err(unavailable)?
+                    .unwrap_or_default(),
+            };
+            let position = self.size + (group.records.len() + records.len()) as u64 + 1;
+            let (ctx_now, recorded_at, source) = match &submitted.stored {
+                None => (now, now.max(last_recorded_at), request.source.clone()),
+                Some(f) => {
+                    if f.position != position {
+                        refusals.push(refuse(Refusal::StoredFields(format!(
+                            "it was exported at position {}, but would be stored at {position}",
+                            f.position
+                        ))));
+                        continue;
+                    }
+                    if f.recorded_at < last_recorded_at {
+                        refusals.push(refuse(Refusal::StoredFields(format!(
+                            "its recorded_at {} is before the log's last, {}",
+                            f.recorded_at, last_recorded_at
+                        ))));
+                        continue;
+                    }
+                    // A restored event is judged as it was when it was recorded.
+                    (f.recorded_at, f.recorded_at, f.source.clone())
+                }
+            };
+            let ctx = Context {
+                now: ctx_now,
+                clock_skew: self.clock_skew,
+            };
+            match decide(&head, event, submitted.expected_version, &ctx) {
+                Err(rejection) => refusals.push(refuse(Refusal::Rule(rejection))),
+                Ok(next) => {
+                    if let Some(f) = &submitted.stored {
+                        if f.version != next.version {
+                            refusals.push(refuse(Refusal::StoredFields(format!(
+                                "it was exported as version {} of its stream, but would be version {}",
+                                f.version, next.version
+                            ))));
+                            continue;
+                        }
+                    }
+                    let stored = StoredEvent {
+                        position,
+                        version: next.version,
+                        recorded_at,
+                        source,
+                        event: event.clone(),
+                    };
+                    // Pair assertion, write side: what we are about to store satisfies the stored invariants.
+                    if let Err(why) = stored.check() {
+                        panic!("about to store an event that breaks the stored invariants: {why}");
+                    }
+                    let bytes = stored.canonical_bytes();
+                    receipts.push(Receipt {
+                        id: event.id,
+                        position,
+                        version: next.version,
+                        replayed: false,
+                    });
+                    ids.insert(event.id, records.len());
+                    records.push(Record {
+                        stored,
+                        bytes,
+                        stream: stream.clone(),
+                    });
+                    heads.insert(stream, next);
+                    last_recorded_at = recorded_at;
+                }
+            }
+        }
+        if !refusals.is_empty() {
+            return Err(AppendError::Refused(refusals));
+        }
+        // Accepted: hash the new leaves in order, then merge into the group.
+        let base = stored_hash_count(self.size);
+        for record in records {
+            let reader = Hashes {
+                tree: &self.trees.hashes,
+                pending_from: base,
+                pending: &group.hashes,
+            };
+            let n = record.stored.position - 1;
+            let new = stored_hashes(n, &record.bytes, &reader)
+                .map_err(|e| AppendError::Unavailable(format!("audit tree: {e}")))?;
+            group.hashes.extend(new);
+            group
+                .ids
+                .insert(record.stored.event.id, group.records.len());
+            group.records.push(record);
+        }
+        group.heads.extend(heads);
+        group.last_recorded_at = last_recorded_at;
+        Ok(AppendOutcome { receipts })
+    }
+
+    fn stored_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        match self.trees.ids.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(pos) => self.trees.event(crate::sled_log::decode_u64(&pos)),
+        }
+    }
+
+    /// Writes the group in one transaction, flushes, fsyncs; returns the new root.
+    fn write(&self, group: &Group) -> Result<Hash, StoreError> {
+        let heads: Vec<(&String, Vec<u8>)> = group
+            .heads
+            .iter()
+            .map(|(k, h)| (k, serde_json::to_vec(h).expect("heads serialize")))
+            .collect();
+        let hash_base = stored_hash_count(self.size);
+        let t = &self.trees;
+        (&t.events, &t.streams, &t.ids, &t.heads, &t.hashes)
+            .transaction(|(events, streams, ids, heads_tree, hashes)| {
+                for r in &group.records {
+                    let pos = r.stored.position.to_be_bytes();
+                    events.insert(&pos, r.bytes.as_slice())?;
+                    streams.insert(
+                        crate::sled_log::stream_key(&r.stream, r.stored.version),
+                        &pos,
+                    )?;
+                    ids.insert(r.stored.event.id.as_bytes(), &pos)?;
+                }
+                for (k, h) in &heads {
+                    heads_tree.insert(k.as_bytes(), h.as_slice())?;
+                }
+                hashes.insert(&hash_base.to_be_bytes(), crate::merkle::pack(&group.hashes))?;
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::Tree("transaction aborted".into())
+                }
+            })?;
+        t.db.flush()?;
+        if let Some(f) = &self.db_file {
+            f.sync_data()?;
+        }
+        let new_size = self.size + group.records.len() as u64;
+        let reader = Hashes {
+            tree: &t.hashes,
+            pending_from: hash_base,
+            pending: &group.hashes,
+        };
+        tree_hash(new_size, &reader).map_err(|e| StoreError::Tree(e.to_string()))
+    }
+}
