@@ -14,7 +14,7 @@ mod writer;
 
 pub use conformance_suite::conformance;
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
-pub use merkle::{record_hash, Hash};
+pub use merkle::{record_hash, Hash, MemoryHashes};
 pub use sled_log::{Config, SledLog, Stats, VerifyReport};
 
 use domain::{StoredEvent, StreamHead, Submitted};

@@ -75,3 +75,33 @@ pub(crate) fn pack(hashes: &[Hash]) -> Vec<u8> {
 pub(crate) fn serialize_hash<S: serde::Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(h)
 }
+
+/// Stored hashes in memory: an independent tree for tests and for checking a log from outside.
+#[derive(Default)]
+pub struct MemoryHashes(pub Vec<Hash>);
+
+impl MemoryHashes {
+    /// Adds the leaf for record `n` (0-based), which must be the next one.
+    pub fn push(&mut self, n: u64, data: &[u8]) {
+        let more = tlog_tiles::stored_hashes(n, data, self).expect("in-memory hashes are complete");
+        self.0.extend(more);
+    }
+
+    pub fn root(&self, size: u64) -> Hash {
+        tlog_tiles::tree_hash(size, self).expect("in-memory hashes are complete")
+    }
+}
+
+impl HashReader for MemoryHashes {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        indexes
+            .iter()
+            .map(|&i| {
+                self.0
+                    .get(i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}

@@ -190,18 +190,30 @@ pub struct SledLog {
 
 fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
     std::fs::create_dir_all(&config.path)?;
-    sled::Config::new()
-        .path(&config.path)
-        .cache_capacity(config.cache_capacity_bytes)
-        .mode(sled::Mode::HighThroughput)
-        .open()
-        .map_err(|e| match e {
-            sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-                StoreError::Locked(config.path.clone())
+    // sled's background flusher keeps the file lock for a moment after its `Db` is dropped, so a reopen in the same
+    // process right after a close can find the directory locked; only a lock that outlasts that is another owner.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
+    loop {
+        let opened = sled::Config::new()
+            .path(&config.path)
+            .cache_capacity(config.cache_capacity_bytes)
+            .mode(sled::Mode::HighThroughput)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Locked(config.path.clone()));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
             }
-            e => StoreError::Sled(e),
-        })
+            Err(e) => return Err(StoreError::Sled(e)),
+        }
+    }
 }
+
+/// How long `open` waits for a lock held by a closing `Db` of this process before calling it someone else's.
+const LOCK_WAIT_MS: u64 = 1_500;
 
 impl SledLog {
     /// Opens (creating if needed) the log in `config.path`, checks that its indexes end where the events tree
