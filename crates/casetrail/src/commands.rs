@@ -81,15 +81,15 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
         {
             let range = format!("lines {first_line}–{number}");
             let mut dup = Vec::new();
+            let numbers: Vec<usize> = batch.iter().map(|l| l.number).collect();
             let ids: Vec<(usize, uuid::Uuid)> = batch
                 .iter()
                 .enumerate()
                 .map(|(i, l)| (i, l.submitted.event.id))
                 .collect();
             check_batch_ids(&ids, &mut dup);
+            bad.extend(dup.iter().map(|e| describe(numbers[e.index], e)));
             let submitted: Vec<Submitted> = batch.drain(..).map(|l| l.submitted).collect();
-            bad.extend(dup.iter().map(|e| describe(batch[e.index].number, e)));
-            let numbers: Vec<usize> = batch.iter().map(|l| l.number).collect();
             if !bad.is_empty() {
                 progress.abandon();
                 return fail_import(&bad, &range, written, replayed);

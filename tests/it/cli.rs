@@ -1,0 +1,263 @@
+//! The data-directory commands: import errors, export round trips, verify against tampering, locking.
+
+use super::{casetrail, export, stderr, stdout, BIN};
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+
+fn received(n: usize) -> serde_json::Value {
+    json!({ "id": format!("00000000-0000-7000-8000-{n:012}"), "type": "dossier.received",
+            "dossier": format!("000.00.12.H27-190312-{n:04}"), "agency": "000.00.12.H27",
+            "occurred_at": "2019-03-12T08:30:00+07:00",
+            "data": { "procedure": "1.001234", "channel": "online", "online_level": "level3" } })
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    let mut f = std::fs::File::create(path).unwrap();
+    for l in lines {
+        writeln!(f, "{l}").unwrap();
+    }
+}
+
+#[test]
+fn import_names_bad_lines_and_writes_nothing_of_their_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    let mut lines: Vec<String> = (1..=3).map(|n| received(n).to_string()).collect();
+    lines.push(String::new()); // line 4: blank lines are skipped
+    let mut bad = received(5);
+    bad["data"]["colour"] = json!("blue");
+    lines.push(bad.to_string()); // line 5
+    lines.push("{not json".into()); // line 6
+    lines.push(received(7).to_string());
+    write_lines(&file, &lines);
+    let data = dir.path().join("data");
+    let out = casetrail(&data, &["import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 5: data.colour: is not a known field"),
+        "{err}"
+    );
+    assert!(err.contains("line 6: not JSON"), "{err}");
+    assert!(err.contains("nothing from lines 1–7 was written"), "{err}");
+    assert!(
+        export(&data).is_empty(),
+        "nothing of the failed batch is in the log"
+    );
+}
+
+#[test]
+fn import_stops_at_the_failing_batch_and_keeps_the_batches_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("in.ndjson");
+    let mut lines: Vec<String> = (1..=1500).map(|n| received(n).to_string()).collect();
+    lines[1199] = received(3)
+        .to_string()
+        .replace("-000000000003", "-000000009999"); // dossier 3 again: refused
+    write_lines(&file, &lines);
+    let data = dir.path().join("data");
+    let out = casetrail(&data, &["import", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 1200 (id 00000000-0000-7000-8000-000000009999): dossier_exists"),
+        "{err}"
+    );
+    assert!(
+        err.contains("nothing from lines 1001–1500 was written; 1000 new events before them were"),
+        "{err}"
+    );
+    assert_eq!(export(&data).len(), 1000);
+    // Importing again is safe: the first thousand are recognised, not written twice.
+    let again = casetrail(&data, &["import", file.to_str().unwrap()]);
+    assert!(
+        stderr(&again).contains("1000 were already in the log"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(export(&data).len(), 1000);
+}
+
+#[test]
+fn an_export_imports_to_an_identical_log_and_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen.ndjson");
+    let out = std::process::Command::new(BIN)
+        .args(["generate", "--seed", "5", "--events", "3000"])
+        .output()
+        .unwrap();
+    std::fs::write(&generated, &out.stdout).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert!(casetrail(&a, &["import", generated.to_str().unwrap()])
+        .status
+        .success());
+    let exported = dir.path().join("a.ndjson");
+    assert!(
+        casetrail(&a, &["export", "--output", exported.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let imported = casetrail(&b, &["import", exported.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let again = dir.path().join("b.ndjson");
+    assert!(
+        casetrail(&b, &["export", "--output", again.to_str().unwrap()])
+            .status
+            .success()
+    );
+    assert_eq!(
+        std::fs::read(&exported).unwrap(),
+        std::fs::read(&again).unwrap(),
+        "byte-identical logs"
+    );
+    let root = |d: &Path| {
+        stdout(&casetrail(d, &["stats"]))
+            .lines()
+            .find(|l| l.starts_with("audit root"))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(root(&a), root(&b));
+    assert!(stdout(&casetrail(&b, &["verify"])).starts_with("ok: "));
+}
+
+/// Builds a log of generated events, then lets `tamper` change the sled trees directly, as an attacker with
+/// the disk would; returns what `verify` printed and whether it passed.
+fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen.ndjson");
+    let out = std::process::Command::new(BIN)
+        .args(["generate", "--seed", "9", "--events", "600"])
+        .output()
+        .unwrap();
+    std::fs::write(&generated, &out.stdout).unwrap();
+    let data = dir.path().join("data");
+    assert!(casetrail(&data, &["import", generated.to_str().unwrap()])
+        .status
+        .success());
+    {
+        let db = sled::open(&data).unwrap();
+        tamper(&db.open_tree("events").unwrap());
+        db.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600)); // let sled's flusher let go of the lock
+    let out = casetrail(&data, &["verify"]);
+    (out.status.success(), stdout(&out) + &stderr(&out))
+}
+
+#[test]
+fn verify_names_the_position_of_a_flipped_byte() {
+    let (ok, report) = tampered(|events| {
+        let key = 123u64.to_be_bytes();
+        let mut bytes = events.get(key).unwrap().unwrap().to_vec();
+        let marker = b"\"occurred_at\":\"2019";
+        let at = bytes
+            .windows(marker.len())
+            .position(|w| w == marker)
+            .unwrap()
+            + marker.len()
+            - 1;
+        bytes[at] = b'8'; // 2019 becomes 2018: still valid JSON and a valid event, just not the one written
+        events.insert(key, bytes).unwrap();
+    });
+    assert!(!ok);
+    assert!(
+        report.contains("first bad position 123: its audit hash"),
+        "{report}"
+    );
+}
+
+#[test]
+fn verify_names_the_position_of_a_deleted_event() {
+    let (ok, report) = tampered(|events| {
+        events.remove(200u64.to_be_bytes()).unwrap();
+    });
+    assert!(!ok);
+    assert!(
+        report.contains("first bad position 200: missing"),
+        "{report}"
+    );
+}
+
+#[test]
+fn verify_names_the_first_of_two_swapped_events() {
+    let (ok, report) = tampered(|events| {
+        let (a, b) = (300u64.to_be_bytes(), 301u64.to_be_bytes());
+        let (va, vb) = (
+            events.get(a).unwrap().unwrap(),
+            events.get(b).unwrap().unwrap(),
+        );
+        events.insert(a, vb).unwrap();
+        events.insert(b, va).unwrap();
+    });
+    assert!(!ok);
+    assert!(report.contains("first bad position 300"), "{report}");
+}
+
+#[test]
+fn a_data_directory_in_use_gives_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut owner = std::process::Command::new(BIN)
+        .arg("--data")
+        .arg(dir.path())
+        .args([
+            "append-loop",
+            "--seed",
+            "1",
+            "--events",
+            "100000000",
+            "--threads",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it owns the directory: its first acknowledgement.
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(owner.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("ack "), "{first}");
+    let out = casetrail(dir.path(), &["stats"]);
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.contains("is in use by another process"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let generated = dir.path().join("gen.ndjson");
+    let out = std::process::Command::new(BIN)
+        .args(["generate", "--seed", "3", "--events", "2000"])
+        .output()
+        .unwrap();
+    std::fs::write(&generated, &out.stdout).unwrap();
+    let data = dir.path().join("data");
+    assert!(casetrail(&data, &["import", generated.to_str().unwrap()])
+        .status
+        .success());
+    let before = export(&data);
+    let out = casetrail(&data, &["rebuild-indexes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    let (now, was) = (
+        said.split("root ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap(),
+        said.split("(was ").nth(1).unwrap().trim_end_matches(")\n"),
+    );
+    assert_eq!(now, was, "{said}");
+    assert!(stdout(&casetrail(&data, &["verify"])).starts_with("ok: "));
+    assert_eq!(export(&data), before);
+}
