@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{AppendRequest, Config, EventLog, SledLog};
+use store::{AppendRequest, EventLog, SledLog};
 
 #[derive(Subcommand)]
 pub enum What {
@@ -26,15 +26,37 @@ pub enum What {
         #[arg(long, default_value_t = 3)]
         replays: usize,
     },
+    /// Replay speed of an existing data directory (`--data`): read + decode + fold, median of `--runs`.
+    Replay {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
 }
 
-pub fn run(what: What) -> Result<ExitCode> {
+pub fn run(what: What, data: &Path) -> Result<ExitCode> {
     match what {
         What::Store {
             events,
             dir,
             replays,
         } => store(events, &dir, replays),
+        What::Replay { runs } => {
+            let log = crate::commands::open(data)?;
+            let rates: Vec<f64> = (0..runs.max(1))
+                .map(|_| replay(&log))
+                .collect::<Result<_>>()?;
+            println!(
+                "replayed {} events: median {:.0} events/s (runs: {})",
+                log.head().size,
+                median(rates.clone()),
+                rates
+                    .iter()
+                    .map(|r| format!("{r:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -51,7 +73,7 @@ fn submitted(events: &[Event]) -> Vec<Submitted> {
 
 /// Appends `events` sequentially in groups of `group`; returns events per second.
 fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result<(f64, SledLog)> {
-    let mut config = Config::new(dir);
+    let mut config = crate::commands::config(dir);
     config.fsync = fsync;
     let log = SledLog::open(config)?;
     let batches: Vec<Vec<Submitted>> = events.chunks(group).map(submitted).collect();
@@ -67,7 +89,7 @@ fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result
 
 /// `clients` threads each append single events; group commit batches them.
 fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
-    let log = Arc::new(SledLog::open(Config::new(dir))?);
+    let log = Arc::new(SledLog::open(crate::commands::config(dir))?);
     // Each client takes whole dossiers so that its events stay in order.
     let mut per_client: Vec<Vec<Event>> = vec![Vec::new(); clients];
     for e in events {
@@ -101,17 +123,20 @@ fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
 }
 
 /// Reads, decodes and folds every event into dossier heads; returns events per second.
-fn replay(log: &SledLog) -> Result<f64> {
+pub fn replay(log: &SledLog) -> Result<f64> {
     let started = Instant::now();
     let mut heads: HashMap<String, StreamHead> = HashMap::new();
-    let mut n = 0u64;
-    for item in log.scan(0) {
-        let e = item?;
-        let key = e.event.stream().key();
-        let head = heads.entry(key).or_default();
-        *head = domain::apply(head, &e.event);
-        n += 1;
-    }
+    let n = log.replay(0, |e| {
+        let key = e.event.stream_key();
+        match heads.get_mut(key.as_ref()) {
+            Some(head) => domain::apply_in_place(head, &e.event),
+            None => {
+                let mut head = StreamHead::default();
+                domain::apply_in_place(&mut head, &e.event);
+                heads.insert(key.into_owned(), head);
+            }
+        }
+    })?;
     assert_eq!(n, log.head().size, "replay saw every event");
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }

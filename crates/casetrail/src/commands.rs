@@ -10,15 +10,24 @@ use store::{AppendError, AppendRequest, Config, EventLog, SledLog};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// `--cache-mb`, set once by `main`.
+pub static CACHE_MB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(512);
+
+pub fn config(data: &Path) -> Config {
+    let mut config = Config::new(data);
+    config.cache_capacity_bytes = CACHE_MB.load(std::sync::atomic::Ordering::Relaxed) * 1024 * 1024;
+    config
+}
+
 pub fn open(data: &Path) -> Result<SledLog> {
-    Ok(SledLog::open(Config::new(data))?)
+    Ok(SledLog::open(config(data))?)
 }
 
 fn open_for_inspection(data: &Path) -> Result<SledLog> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
-    let mut config = Config::new(data);
+    let mut config = config(data);
     config.inspection = true;
     Ok(SledLog::open(config)?)
 }

@@ -29,6 +29,9 @@ struct Cli {
         default_value = "casetrail-data"
     )]
     data: PathBuf,
+    /// sled's page cache, in MiB. Replays of large logs want it larger than the events tree.
+    #[arg(long, global = true, env = "CASETRAIL_CACHE_MB", default_value_t = 512)]
+    cache_mb: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -91,13 +94,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    commands::CACHE_MB.store(cli.cache_mb, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         Command::Import { file, source } => commands::import(&cli.data, &file, &source),
         Command::Export { after, output } => commands::export(&cli.data, after, output.as_deref()),
         Command::Verify => commands::verify(&cli.data),
         Command::Stats => commands::stats(&cli.data),
         Command::RebuildIndexes => commands::rebuild(&cli.data),
-        Command::Bench { what } => bench::run(what),
+        Command::Bench { what } => bench::run(what, &cli.data),
         Command::Generate { seed, events } => commands::generate(seed, events),
         Command::Demo => commands::demo(&cli.data),
         Command::AppendLoop {

@@ -16,4 +16,6 @@ pub use parse::{
     parse_envelope, parse_submission, Form, StoredFields, SubmissionError, Submitted,
     ValidationError,
 };
-pub use stream::{apply, decide, Context, DossierState, Rejection, Status, StreamHead};
+pub use stream::{
+    apply, apply_in_place, decide, Context, DossierState, Rejection, Status, StreamHead,
+};

@@ -310,10 +310,14 @@ fn check_correction(
 /// Applies an accepted event to a head. An event that happened, happened: this never fails. It is called only
 /// with events that [`decide`] accepted (or that the log holds, which were).
 pub fn apply(head: &StreamHead, event: &Event) -> StreamHead {
-    let mut next = StreamHead {
-        version: head.version + 1,
-        dossier: head.dossier.clone(),
-    };
+    let mut next = head.clone();
+    apply_in_place(&mut next, event);
+    next
+}
+
+/// [`apply`] without the copy: folds `event` into `head` where it stands (replays fold millions of events).
+pub fn apply_in_place(next: &mut StreamHead, event: &Event) {
+    next.version += 1;
     let at = event.occurred_at;
     if let EventData::Received(r) = &event.data {
         let agency = event
@@ -348,10 +352,10 @@ pub fn apply(head: &StreamHead, event: &Event) -> StreamHead {
             return_channel: None,
             withdrawn_at: None,
         });
-        return next;
+        return;
     }
     let Some(s) = next.dossier.as_mut() else {
-        return next;
+        return;
     };
     s.last_occurred_at = s.last_occurred_at.max(at);
     s.first_later_at.get_or_insert(at);
@@ -408,5 +412,4 @@ pub fn apply(head: &StreamHead, event: &Event) -> StreamHead {
         | EventData::ProcedureOffered(_)
         | EventData::TargetSet(_) => {}
     }
-    next
 }

@@ -274,6 +274,8 @@ impl SledLog {
         };
         let (head_tx, head_rx) = watch::channel(Head { size, root });
         let db_file = if config.fsync {
+            // The directory entries of a new data directory (sled's `db` and `conf`) must survive power loss too.
+            std::fs::File::open(&config.path)?.sync_all()?;
             Some(std::fs::File::open(config.path.join("db"))?)
         } else {
             None
@@ -343,6 +345,81 @@ impl SledLog {
                 let (k, v) = item?;
                 Trees::decode(decode_u64(&k), &v)
             })
+    }
+
+    /// Calls `fold` with every event from position `after + 1` to the head, in order, decoding on two threads
+    /// while this one reads and folds: the replay path. Returns how many events were folded.
+    pub fn replay(&self, after: u64, mut fold: impl FnMut(StoredEvent)) -> Result<u64, StoreError> {
+        const CHUNK_EVENTS: usize = 1_024;
+        const CHUNKS_IN_FLIGHT: usize = 8;
+        const DECODERS: usize = 2;
+        let size = self.head().size;
+        type Chunk = Vec<(u64, sled::IVec)>;
+        std::thread::scope(|scope| {
+            let mut work = Vec::new();
+            let mut results = Vec::new();
+            for _ in 0..DECODERS {
+                let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Chunk>(CHUNKS_IN_FLIGHT);
+                let (result_tx, result_rx) = std::sync::mpsc::sync_channel::<
+                    Result<Vec<StoredEvent>, StoreError>,
+                >(CHUNKS_IN_FLIGHT);
+                scope.spawn(move || {
+                    for chunk in work_rx {
+                        let decoded = chunk
+                            .iter()
+                            .map(|(p, bytes)| Trees::decode(*p, bytes))
+                            .collect();
+                        if result_tx.send(decoded).is_err() {
+                            break;
+                        }
+                    }
+                });
+                work.push(work_tx);
+                results.push(result_rx);
+            }
+            let mut raw = self.trees.events.range((after + 1).to_be_bytes()..);
+            let (mut sent, mut received, mut folded, mut exhausted) = (0usize, 0usize, 0u64, false);
+            loop {
+                while !exhausted && sent - received < CHUNKS_IN_FLIGHT {
+                    let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+                    for item in raw.by_ref() {
+                        let (k, v) = item?;
+                        let position = decode_u64(&k);
+                        if position > size {
+                            exhausted = true;
+                            break;
+                        }
+                        chunk.push((position, v));
+                        if chunk.len() == CHUNK_EVENTS {
+                            break;
+                        }
+                    }
+                    if chunk.len() < CHUNK_EVENTS {
+                        exhausted = true;
+                    }
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    work[sent % DECODERS]
+                        .send(chunk)
+                        .expect("decoders outlive the loop");
+                    sent += 1;
+                }
+                if received == sent {
+                    break;
+                }
+                // Chunk i went to decoder i % DECODERS, so reading the decoders in turn keeps the log's order.
+                let decoded = results[received % DECODERS]
+                    .recv()
+                    .expect("a decoder answers every chunk")?;
+                received += 1;
+                for e in decoded {
+                    folded += 1;
+                    fold(e);
+                }
+            }
+            Ok(folded)
+        })
     }
 
     /// Raw canonical bytes from position `after + 1` on, for export.
