@@ -65,7 +65,7 @@ fn import_stops_at_the_failing_batch_and_keeps_the_batches_before_it() {
         "{err}"
     );
     assert!(
-        err.contains("nothing from lines 1001–1500 was written; 1000 new events before them were"),
+        err.contains("nothing from lines 1001–1500 was written; before them, 1000 new events were written"),
         "{err}"
     );
     assert_eq!(export(&data).len(), 1000);

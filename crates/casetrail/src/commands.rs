@@ -88,7 +88,7 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
         let lines_in_batch = number + 1 - first_line;
         if !(more && lines_in_batch < BATCH_EVENTS_MAX) && (lines_in_batch > 0 || !batch.is_empty())
         {
-            let range = format!("lines {first_line}–{number}");
+            let range = if first_line == number { format!("line {number}") } else { format!("lines {first_line}–{number}") };
             let mut dup = Vec::new();
             let numbers: Vec<usize> = batch.iter().map(|l| l.number).collect();
             let ids: Vec<(usize, uuid::Uuid)> = batch
@@ -162,7 +162,9 @@ fn fail_import(lines: &[String], range: &str, written: u64, replayed: u64) -> Re
     for l in lines {
         eprintln!("{l}");
     }
-    eprintln!("casetrail: import stopped: nothing from {range} was written; {written} new events before them were ({replayed} were already in the log)");
+    eprintln!(
+        "casetrail: import stopped: nothing from {range} was written; before them, {written} new events were written and {replayed} were already in the log"
+    );
     Ok(ExitCode::FAILURE)
 }
 
