@@ -65,7 +65,9 @@ fn import_stops_at_the_failing_batch_and_keeps_the_batches_before_it() {
         "{err}"
     );
     assert!(
-        err.contains("nothing from lines 1001–1500 was written; before them, 1000 new events were written"),
+        err.contains(
+            "nothing from lines 1001–1500 was written; before them, 1000 new events were written"
+        ),
         "{err}"
     );
     assert_eq!(export(&data).len(), 1000);
@@ -125,6 +127,10 @@ fn an_export_imports_to_an_identical_log_and_root() {
 /// Builds a log of generated events, then lets `tamper` change the sled trees directly, as an attacker with
 /// the disk would; returns what `verify` printed and whether it passed.
 fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
+    tampered_db(|db| tamper(&db.open_tree("events").unwrap()))
+}
+
+fn tampered_db(tamper: impl FnOnce(&sled::Db)) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let generated = dir.path().join("gen.ndjson");
     let out = std::process::Command::new(BIN)
@@ -138,7 +144,7 @@ fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
         .success());
     {
         let db = sled::open(&data).unwrap();
-        tamper(&db.open_tree("events").unwrap());
+        tamper(&db);
         db.flush().unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(600)); // let sled's flusher let go of the lock
@@ -193,6 +199,29 @@ fn verify_names_the_first_of_two_swapped_events() {
     });
     assert!(!ok);
     assert!(report.contains("first bad position 300"), "{report}");
+}
+
+#[test]
+fn verify_notices_a_missing_index_entry_or_stream_head() {
+    let (ok, report) = tampered_db(|db| {
+        let events = db.open_tree("events").unwrap();
+        let e: serde_json::Value =
+            serde_json::from_slice(&events.get(77u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+        let id = uuid::Uuid::parse_str(e["id"].as_str().unwrap()).unwrap();
+        db.open_tree("ids").unwrap().remove(id.as_bytes()).unwrap();
+    });
+    assert!(!ok);
+    assert!(
+        report.contains("first bad position 77: the id index points elsewhere"),
+        "{report}"
+    );
+    let (ok, report) = tampered_db(|db| {
+        let heads = db.open_tree("heads").unwrap();
+        let (key, _) = heads.first().unwrap().unwrap();
+        heads.remove(key).unwrap();
+    });
+    assert!(!ok);
+    assert!(report.contains("stream heads for"), "{report}");
 }
 
 #[test]

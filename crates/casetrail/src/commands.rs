@@ -88,7 +88,11 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
         let lines_in_batch = number + 1 - first_line;
         if !(more && lines_in_batch < BATCH_EVENTS_MAX) && (lines_in_batch > 0 || !batch.is_empty())
         {
-            let range = if first_line == number { format!("line {number}") } else { format!("lines {first_line}–{number}") };
+            let range = if first_line == number {
+                format!("line {number}")
+            } else {
+                format!("lines {first_line}–{number}")
+            };
             let mut dup = Vec::new();
             let numbers: Vec<usize> = batch.iter().map(|l| l.number).collect();
             let ids: Vec<(usize, uuid::Uuid)> = batch

@@ -15,7 +15,7 @@ mod writer;
 pub use conformance_suite::conformance;
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
-pub use sled_log::{Config, SledLog, Stats, VerifyReport};
+pub use sled_log::{bare_sled_appends_per_sec, Config, SledLog, Stats, VerifyReport};
 
 use domain::{StoredEvent, StreamHead, Submitted};
 use serde::Serialize;
@@ -97,6 +97,7 @@ pub trait EventLog: Send + Sync + 'static {
     /// A stream's head: its last version and, for a dossier, its state. `None` for a stream with no events.
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
 
-    /// Waits for the head to pass `size`; `watch` is how followers learn of commits without polling.
+    /// A receiver of the head after every commit: how followers learn of new events without polling. The writer
+    /// publishes without ever waiting for a receiver.
     fn watch(&self) -> tokio::sync::watch::Receiver<Head>;
 }

@@ -442,12 +442,13 @@ impl SledLog {
         let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
         let (mut first, mut last) = (None, None);
         let mut bytes = 0u64;
-        for item in self.scan(0) {
-            let e = item?;
+        for item in self.scan_raw(0) {
+            let (position, raw) = item?;
+            let e = Trees::decode(position, &raw)?;
             *by_type.entry(e.event.event_type().to_string()).or_default() += 1;
             first.get_or_insert(e.recorded_at);
             last = Some(e.recorded_at);
-            bytes += e.canonical_bytes().len() as u64;
+            bytes += raw.len() as u64;
         }
         let dossiers = self
             .trees
@@ -548,6 +549,7 @@ impl SledLog {
         let t = &self.trees;
         let mut problems: Vec<(u64, String)> = Vec::new();
         let mut size = 0u64;
+        let mut streams_started = 0u64;
         for item in self.scan_raw(0) {
             let (position, bytes) = item?;
             if position != size + 1 {
@@ -596,6 +598,9 @@ impl SledLog {
                     }
                 }
                 Err(e) => problems.push((position, format!("audit hashes unreadable: {e}"))),
+            }
+            if stored.version == 1 {
+                streams_started += 1;
             }
             match t
                 .streams
@@ -694,6 +699,12 @@ impl SledLog {
                 ));
             }
             problems.extend(first_bad);
+        }
+        if streams != streams_started {
+            problems.push((
+                size,
+                format!("{streams} stream heads for {streams_started} streams in the events"),
+            ));
         }
         let root = if problems.is_empty() {
             Some(t.root(size)?)
@@ -851,4 +862,29 @@ impl EventLog for SledLog {
     fn watch(&self) -> watch::Receiver<Head> {
         self.head.clone()
     }
+}
+
+/// For benchmarks: the engine's own ceiling on this machine. Writes `records` under big-endian position keys
+/// into a bare sled tree, `group` per batch, each batch flushed and fsynced as the writer does, with no index,
+/// no decision and no audit tree. Returns records per second.
+pub fn bare_sled_appends_per_sec(
+    dir: &Path,
+    records: &[Vec<u8>],
+    group: usize,
+) -> Result<f64, StoreError> {
+    let config = Config::new(dir);
+    let db = open_db(&config)?;
+    let tree = db.open_tree("events")?;
+    let file = std::fs::File::open(dir.join("db"))?;
+    let started = std::time::Instant::now();
+    for (g, chunk) in records.chunks(group.max(1)).enumerate() {
+        let mut batch = sled::Batch::default();
+        for (i, r) in chunk.iter().enumerate() {
+            batch.insert(&((g * group + i + 1) as u64).to_be_bytes(), r.as_slice());
+        }
+        tree.apply_batch(batch)?;
+        db.flush()?;
+        file.sync_data()?;
+    }
+    Ok(records.len() as f64 / started.elapsed().as_secs_f64())
 }
