@@ -130,18 +130,29 @@ fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
     tampered_db(|db| tamper(&db.open_tree("events").unwrap()))
 }
 
-fn tampered_db(tamper: impl FnOnce(&sled::Db)) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let generated = dir.path().join("gen.ndjson");
+/// A data directory in `dir` holding at least `events` generated events.
+fn generated_log(dir: &Path, seed: u32, events: u32) -> std::path::PathBuf {
+    let generated = dir.join("gen.ndjson");
     let out = std::process::Command::new(BIN)
-        .args(["generate", "--seed", "9", "--events", "600"])
+        .args([
+            "generate",
+            "--seed",
+            &seed.to_string(),
+            "--events",
+            &events.to_string(),
+        ])
         .output()
         .unwrap();
     std::fs::write(&generated, &out.stdout).unwrap();
-    let data = dir.path().join("data");
-    assert!(casetrail(&data, &["import", generated.to_str().unwrap()])
-        .status
-        .success());
+    let data = dir.join("data");
+    let imported = casetrail(&data, &["import", generated.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    data
+}
+
+fn tampered_db(tamper: impl FnOnce(&sled::Db)) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_log(dir.path(), 9, 600);
     {
         let db = sled::open(&data).unwrap();
         tamper(&db);
@@ -263,16 +274,7 @@ fn a_data_directory_in_use_gives_a_one_line_error() {
 #[test]
 fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
     let dir = tempfile::tempdir().unwrap();
-    let generated = dir.path().join("gen.ndjson");
-    let out = std::process::Command::new(BIN)
-        .args(["generate", "--seed", "3", "--events", "2000"])
-        .output()
-        .unwrap();
-    std::fs::write(&generated, &out.stdout).unwrap();
-    let data = dir.path().join("data");
-    assert!(casetrail(&data, &["import", generated.to_str().unwrap()])
-        .status
-        .success());
+    let data = generated_log(dir.path(), 3, 2000);
     let before = export(&data);
     let out = casetrail(&data, &["rebuild-indexes"]);
     assert!(out.status.success(), "{}", stderr(&out));

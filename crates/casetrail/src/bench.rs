@@ -61,14 +61,7 @@ pub fn run(what: What, data: &Path) -> Result<ExitCode> {
 }
 
 fn submitted(events: &[Event]) -> Vec<Submitted> {
-    events
-        .iter()
-        .map(|e| Submitted {
-            event: e.clone(),
-            expected_version: None,
-            stored: None,
-        })
-        .collect()
+    events.iter().cloned().map(Submitted::from).collect()
 }
 
 /// Appends `events` sequentially in groups of `group`; returns events per second.

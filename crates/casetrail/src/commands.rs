@@ -275,14 +275,7 @@ pub fn demo(data: &Path) -> Result<ExitCode> {
         let events = crate::gen::Generator::for_2019(2019).events(100_000);
         let started = std::time::Instant::now();
         for chunk in events.chunks(BATCH_EVENTS_MAX) {
-            let events = chunk
-                .iter()
-                .map(|e| Submitted {
-                    event: e.clone(),
-                    expected_version: None,
-                    stored: None,
-                })
-                .collect();
+            let events = chunk.iter().cloned().map(Submitted::from).collect();
             log.append_blocking(AppendRequest {
                 events,
                 source: "demo".into(),
@@ -333,14 +326,7 @@ pub fn append_loop(
                 while done < per_thread {
                     let dossier = g.dossier();
                     for chunk in dossier.chunks(rng.gen_range(1..=dossier.len())) {
-                        let events = chunk
-                            .iter()
-                            .map(|e| Submitted {
-                                event: e.clone(),
-                                expected_version: None,
-                                stored: None,
-                            })
-                            .collect();
+                        let events = chunk.iter().cloned().map(Submitted::from).collect();
                         let outcome = log
                             .append_blocking(AppendRequest {
                                 events,

@@ -45,6 +45,17 @@ pub struct Submitted {
     pub stored: Option<StoredFields>,
 }
 
+impl From<Event> for Submitted {
+    /// A plain submission: no concurrency check, no stored fields.
+    fn from(event: Event) -> Submitted {
+        Submitted {
+            event,
+            expected_version: None,
+            stored: None,
+        }
+    }
+}
+
 /// Whether envelopes may carry the stored fields of an export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Form {
