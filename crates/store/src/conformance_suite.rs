@@ -37,6 +37,7 @@ pub fn conformance<L: EventLog>(mut fresh: impl FnMut() -> L) {
         ("an id reused with other content is refused", id_reused),
         ("expected_version is checked", expected_version),
         ("a batch may mix stored and new events", mixed_replay),
+        ("a batch carries 1 to 1,000 events", batch_bounds),
         ("read_after pages through the log", pages),
         (
             "the root at every size is RFC 6962 over the canonical bytes",
@@ -361,4 +362,17 @@ fn restore<L: EventLog>(log: &L) {
         panic!("expected a refusal")
     };
     assert!(matches!(r[0].refusal, Refusal::StoredFields(_)));
+}
+
+fn batch_bounds<L: EventLog>(log: &L) {
+    assert_eq!(append(log, &[]).unwrap_err(), AppendError::BatchSize(0));
+    let many: Vec<Value> = (0..1001)
+        .map(|i| received(i + 1, &format!("D{i}"), i % 60))
+        .collect();
+    assert_eq!(
+        append(log, &many).unwrap_err(),
+        AppendError::BatchSize(1001)
+    );
+    assert_eq!(log.head().size, 0);
+    assert_eq!(append(log, &many[..1000]).unwrap().receipts.len(), 1000);
 }

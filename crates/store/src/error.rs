@@ -72,6 +72,9 @@ pub enum AppendError {
     /// Some events were refused; every refused event is listed.
     #[error("{} event(s) refused; first: event {} ({}): {}", .0.len(), .0[0].index, .0[0].id, .0[0].refusal)]
     Refused(Vec<EventRefusal>),
+    /// More events than one batch may carry (`domain::parse::BATCH_EVENTS_MAX`), or none.
+    #[error("a batch carries 1 to {max} events, not {0}", max = domain::parse::BATCH_EVENTS_MAX)]
+    BatchSize(usize),
     /// The store cannot accept writes now (an IO failure, or shutting down).
     #[error("the log cannot accept writes now: {0}")]
     Unavailable(String),

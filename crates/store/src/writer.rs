@@ -85,8 +85,12 @@ impl Writer {
         };
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
+            let events = job.request.events.len();
             let answer = match &self.failed {
                 Some(why) => Err(AppendError::Unavailable(why.clone())),
+                None if events == 0 || events > domain::parse::BATCH_EVENTS_MAX => {
+                    Err(AppendError::BatchSize(events))
+                }
                 None => self.decide_request(&mut group, &job.request, now),
             };
             answers.push((job.reply, answer));
