@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod commands;
 mod gen;
+mod serve;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -62,6 +63,13 @@ enum Command {
     Stats,
     /// Rebuild every index (streams, ids, heads, audit hashes) from the events tree alone.
     RebuildIndexes,
+    /// Run the HTTP service (docs/api.md) on the data directory. SIGTERM or Ctrl-C stops it gracefully.
+    Serve(serve::ServeArgs),
+    /// Manage API tokens while no server runs (a running server offers the same under /v1/tokens).
+    Token {
+        #[command(subcommand)]
+        what: serve::TokenCommand,
+    },
     /// Benchmarks; see docs/benchmarks.md.
     Bench {
         #[command(subcommand)]
@@ -101,6 +109,8 @@ fn main() -> ExitCode {
         Command::Verify => commands::verify(&cli.data),
         Command::Stats => commands::stats(&cli.data),
         Command::RebuildIndexes => commands::rebuild(&cli.data),
+        Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args),
+        Command::Token { what } => serve::token(&cli.data, what),
         Command::Bench { what } => bench::run(what, &cli.data),
         Command::Generate { seed, events } => commands::generate(seed, events),
         Command::Demo => commands::demo(&cli.data),

@@ -365,13 +365,13 @@ pub enum Stream {
 
 impl Stream {
     /// The stream's key: the dossier code itself, or `agency/<code>`, `procedure/<agency>/<procedure>`,
-    /// `targets`. Dossier codes contain no `/`, so the two families never collide.
+    /// `targets/all`. Dossier codes contain no `/` and every reference key does, so the two never collide.
     pub fn key(&self) -> String {
         match self {
             Stream::Dossier(d) => d.to_string(),
             Stream::Agency(a) => format!("agency/{a}"),
             Stream::Procedure(a, p) => format!("procedure/{a}/{p}"),
-            Stream::Targets => "targets".to_string(),
+            Stream::Targets => "targets/all".to_string(),
         }
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! This crate does no IO and never reads the clock: the time and ids it needs are passed in.
 
+pub mod access;
 pub mod calendar;
 pub mod codes;
 pub mod event;
 pub mod parse;
 pub mod stream;
 
+pub use access::{Credential, Role};
 pub use calendar::{Cut, Period, PeriodKind};
 pub use codes::{AgencyCode, DossierCode, ProcedureCode, Text};
 pub use event::{Event, EventData, EventType, Instant, StoredEvent, Stream};

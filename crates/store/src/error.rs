@@ -17,6 +17,9 @@ pub enum StoreError {
     /// Stored bytes that do not decode: damage or tampering.
     #[error("event at position {position} is damaged: {message}")]
     Corrupt { position: u64, message: String },
+    /// A credential of that name exists already.
+    #[error("a credential named {0:?} exists already")]
+    CredentialExists(String),
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
     #[error("audit tree: {0}")]

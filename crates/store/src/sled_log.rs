@@ -7,13 +7,16 @@
 //! - `heads`: stream key → the stream's head (last version, dossier state) as JSON.
 //! - `hashes`: stored-hash index → 32-byte hash of the audit tree.
 //! - `meta`: the format marker, and a flag while indexes are being rebuilt.
+//! - `credentials`: name → credential (role, scope, SHA-256 of the token); `credential_hashes`: SHA-256 → name.
+//!   Credentials are configuration, not events: they are not in the log nor in its audit tree.
 
 use crate::merkle::Hashes;
 use crate::writer::{Clock, Job, Writer};
 use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
 use chrono::{DateTime, Utc};
-use domain::{apply, decide, Context, StoredEvent, StreamHead};
+use domain::{apply, decide, Context, Credential, StoredEvent, StreamHead};
 use serde::Serialize;
+use sled::Transactional;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,6 +118,8 @@ pub(crate) struct Trees {
     pub heads: sled::Tree,
     pub hashes: sled::Tree,
     pub meta: sled::Tree,
+    pub credentials: sled::Tree,
+    pub credential_hashes: sled::Tree,
 }
 
 impl Trees {
@@ -126,6 +131,8 @@ impl Trees {
             heads: db.open_tree("heads")?,
             hashes: db.open_tree("hashes")?,
             meta: db.open_tree("meta")?,
+            credentials: db.open_tree("credentials")?,
+            credential_hashes: db.open_tree("credential_hashes")?,
             db,
         })
     }
@@ -336,6 +343,101 @@ impl SledLog {
             .ok_or_else(|| AppendError::Unavailable("the log is shutting down".into()))
     }
 
+    /// The keys of every stream whose key starts with `prefix` (`agency/`, `procedure/`, `targets/`).
+    pub fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.trees
+            .heads
+            .scan_prefix(prefix.as_bytes())
+            .keys()
+            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
+            .collect()
+    }
+
+    /// Stores a new credential, durably. Its name must be new.
+    pub fn add_credential(&self, credential: &Credential) -> Result<(), StoreError> {
+        credential.check().map_err(StoreError::Format)?;
+        let t = &self.trees;
+        let value = serde_json::to_vec(credential).expect("credentials serialize");
+        let added = (&t.credentials, &t.credential_hashes)
+            .transaction(|(names, hashes)| {
+                if names.get(credential.name.as_bytes())?.is_some() {
+                    return sled::transaction::abort(());
+                }
+                names.insert(credential.name.as_bytes(), value.as_slice())?;
+                hashes.insert(
+                    credential.token_sha256.as_bytes(),
+                    credential.name.as_bytes(),
+                )?;
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::CredentialExists(credential.name.clone())
+                }
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            });
+        added?;
+        self.sync()
+    }
+
+    /// Every credential, revoked ones included, by name.
+    pub fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        self.trees
+            .credentials
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?)
+                    .map_err(|e| StoreError::Format(format!("a stored credential: {e}")))
+            })
+            .collect()
+    }
+
+    /// Revokes a credential; false when there is none of that name or it was revoked already.
+    pub fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(bytes) = self.trees.credentials.get(name.as_bytes())? else {
+            return Ok(false);
+        };
+        let mut credential: Credential =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
+        if credential.revoked_at.is_some() {
+            return Ok(false);
+        }
+        credential.revoked_at = Some(at);
+        self.trees.credentials.insert(
+            name.as_bytes(),
+            serde_json::to_vec(&credential).expect("credentials serialize"),
+        )?;
+        self.trees
+            .credential_hashes
+            .remove(credential.token_sha256.as_bytes())?;
+        self.sync()?;
+        Ok(true)
+    }
+
+    /// The live credential whose token hashes to `token_sha256`.
+    pub fn credential_by_token_sha256(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        let Some(name) = self.trees.credential_hashes.get(token_sha256.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.trees.credentials.get(&name)? else {
+            return Ok(None);
+        };
+        let credential: Credential =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
+        Ok(credential.revoked_at.is_none().then_some(credential))
+    }
+
+    /// Flush and fsync, for the rare writes outside the writer (credentials).
+    fn sync(&self) -> Result<(), StoreError> {
+        self.trees.db.flush()?;
+        std::fs::File::open(self.dir.join("db"))?.sync_data()?;
+        Ok(())
+    }
+
     /// Every event from position `after + 1` on, decoded, in order: the replay path.
     pub fn scan(&self, after: u64) -> impl Iterator<Item = Result<StoredEvent, StoreError>> + '_ {
         self.trees
@@ -455,10 +557,7 @@ impl SledLog {
             .heads
             .iter()
             .keys()
-            .filter(|k| {
-                k.as_ref()
-                    .is_ok_and(|k| !k.contains(&b'/') && k.as_ref() != b"targets")
-            })
+            .filter(|k| k.as_ref().is_ok_and(|k| !k.contains(&b'/')))
             .count() as u64;
         Ok(Stats {
             size: head.size,

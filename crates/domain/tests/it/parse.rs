@@ -195,3 +195,18 @@ fn batch_errors_name_the_index_and_id_of_each_failing_event() {
     );
     assert_eq!(seen.len(), 2);
 }
+
+#[test]
+fn a_dossier_named_like_a_reference_stream_has_a_stream_of_its_own() {
+    let mut v = received("targets", "2019-03-12T08:30:00+07:00");
+    v["dossier"] = json!("targets");
+    let dossier = parse_envelope(&v, 0, Form::Submitted).unwrap().event;
+    let t = json!({ "id": super::uuid_for("t", "x", "y"), "type": "target.set", "occurred_at": "2019-01-01T00:00:00Z",
+                    "data": { "agency": "*", "from_period": "2019-Q2" } });
+    let target = parse_envelope(&t, 0, Form::Submitted).unwrap().event;
+    assert_ne!(dossier.stream().key(), target.stream().key());
+    assert!(
+        target.stream().key().contains('/'),
+        "every reference stream key has a slash"
+    );
+}

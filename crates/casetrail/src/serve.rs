@@ -1,0 +1,151 @@
+//! `casetrail serve` and `casetrail token`.
+
+use crate::commands::Result;
+use clap::{Args, Subcommand};
+use domain::{AgencyCode, Credential, Role};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use store::{EventLog, SledLog};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the first line printed says which).
+    #[arg(long, env = "CASETRAIL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How far ahead of the server clock an event's occurred_at may be, in seconds.
+    #[arg(long, env = "CASETRAIL_CLOCK_SKEW_SECS", default_value_t = 300)]
+    clock_skew_secs: i64,
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "CASETRAIL_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
+    body_limit_bytes: usize,
+    /// Whether indicator tables and the dashboard are public.
+    #[arg(long, env = "CASETRAIL_PUBLIC_INDICATORS", default_value_t = true, action = clap::ArgAction::Set)]
+    public_indicators: bool,
+    /// HTTP worker threads.
+    #[arg(long, env = "CASETRAIL_WORKERS", default_value_t = 2)]
+    workers: usize,
+    /// Log format: text or json.
+    #[arg(long, env = "CASETRAIL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; it is printed once, alone on the last line, and stored only as a hash.
+    Create {
+        /// The token's name, recorded as `source` on every event it writes.
+        #[arg(long)]
+        name: String,
+        /// ingest, analyst, auditor or admin.
+        #[arg(long)]
+        role: Role,
+        /// For ingest tokens: the agency whose subtree it may write.
+        #[arg(long)]
+        agency: Option<String>,
+    },
+    /// List tokens (never their secrets).
+    List,
+    /// Revoke a token by name.
+    Revoke { name: String },
+}
+
+pub fn serve(data: &Path, cache_mb: u64, args: ServeArgs) -> Result<ExitCode> {
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CASETRAIL_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        );
+    if args.log_format == "json" {
+        subscriber.json().init();
+    } else {
+        subscriber.init();
+    }
+    let mut settings = server::Settings::new(data);
+    settings.listen = args.listen;
+    settings.cache_mb = cache_mb;
+    settings.clock_skew_secs = args.clock_skew_secs;
+    settings.body_limit_bytes = args.body_limit_bytes;
+    settings.public_indicators = args.public_indicators;
+    settings.workers = args.workers;
+    let log = Arc::new(SledLog::open(settings.store_config())?);
+    actix_web::rt::System::new().block_on(async {
+        let running = server::start(settings, log.clone())?;
+        // The first line says where to connect: tests and scripts that ask for port 0 read it.
+        println!(
+            "casetrail: listening on http://{} with {} events in {}",
+            running.addr,
+            log.head().size,
+            data.display()
+        );
+        use std::io::Write;
+        std::io::stdout().flush()?;
+        running.server.await
+    })?;
+    // The server has stopped accepting and answered what was in flight; the writer now drains and flushes.
+    log.close();
+    println!(
+        "casetrail: stopped; the log has {} events, root {}",
+        log.head().size,
+        log.head().root
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn token(data: &Path, what: TokenCommand) -> Result<ExitCode> {
+    let log = crate::commands::open(data)?;
+    match what {
+        TokenCommand::Create { name, role, agency } => {
+            let agency = agency
+                .map(|a| AgencyCode::parse(&a))
+                .transpose()
+                .map_err(|e| format!("--agency {e}"))?;
+            let token = server::auth::new_token();
+            let credential = Credential {
+                name,
+                role,
+                agency,
+                token_sha256: server::auth::token_sha256(&token),
+                created_at: chrono::Utc::now(),
+                revoked_at: None,
+            };
+            credential.check()?;
+            log.add_credential(&credential)?;
+            let scope = credential
+                .agency
+                .as_ref()
+                .map(|a| format!(" for {a} and below"))
+                .unwrap_or_default();
+            println!(
+                "created {} token {:?}{scope}; it is shown once, keep it safe:",
+                credential.role, credential.name
+            );
+            println!("{token}");
+        }
+        TokenCommand::List => {
+            for c in log.credentials()? {
+                let state = c
+                    .revoked_at
+                    .map(|t| format!("revoked {t}"))
+                    .unwrap_or_else(|| "live".into());
+                let scope = c
+                    .agency
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{:<24} {:<8} {:<16} created {}  {state}",
+                    c.name, c.role, scope, c.created_at
+                );
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            if !log.revoke_credential(&name, chrono::Utc::now())? {
+                return Err(format!("no live token named {name:?}").into());
+            }
+            println!("revoked {name:?}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

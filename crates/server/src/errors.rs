@@ -1,0 +1,158 @@
+//! Every error the API answers with, as `application/problem+json` (RFC 9457) with a stable `code`. One table,
+//! one exhaustive match: `ApiError::status_and_code`.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use domain::{Rejection, ValidationError};
+use serde::Serialize;
+use serde_json::json;
+use store::{AppendError, EventRefusal, Refusal};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not the shape of an event or a request.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// A query parameter is out of its domain.
+    #[error("{detail}")]
+    BadParameter { name: &'static str, detail: String },
+    #[error("a valid bearer token is required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(&'static str, String),
+    #[error("{} field(s) failed validation", .0.len())]
+    Validation(Vec<ValidationError>),
+    /// Events refused by the log's rules; every one named.
+    #[error("{} event(s) refused", .0.len())]
+    Refused(Vec<EventRefusal>),
+    #[error("a credential named {0:?} exists already")]
+    CredentialExists(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// One refused event, as the API shows it.
+#[derive(Serialize)]
+struct RefusedEvent<'a> {
+    index: usize,
+    id: String,
+    code: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    current_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    position: Option<u64>,
+    #[serde(skip)]
+    _refusal: &'a Refusal,
+}
+
+impl ApiError {
+    /// The table: every variant's status and stable code.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::Refused(r)
+                if r.iter()
+                    .all(|r| r.refusal == Refusal::Rule(Rejection::DossierNotFound)) =>
+            {
+                (StatusCode::NOT_FOUND, "dossier_not_found")
+            }
+            ApiError::Refused(r) => (StatusCode::CONFLICT, r[0].refusal.code()),
+            ApiError::CredentialExists(_) => (StatusCode::CONFLICT, "credential_exists"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<AppendError> for ApiError {
+    fn from(e: AppendError) -> ApiError {
+        match e {
+            AppendError::Refused(r) => ApiError::Refused(r),
+            AppendError::BatchSize(n) => ApiError::PayloadTooLarge(format!(
+                "a batch carries 1 to {} events, not {n}",
+                domain::parse::BATCH_EVENTS_MAX
+            )),
+            AppendError::Unavailable(why) => ApiError::Unavailable(why),
+        }
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> ApiError {
+        match e {
+            store::StoreError::CredentialExists(name) => ApiError::CredentialExists(name),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code) = self.status_and_code();
+        let detail = match self {
+            ApiError::Internal(chain) => {
+                tracing::error!(error = %chain, "internal error");
+                "internal error; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({
+            "type": format!("/problems/{code}"),
+            "title": status.canonical_reason().unwrap_or("error"),
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": code,
+        });
+        match self {
+            ApiError::Validation(errors) => body["errors"] = json!(errors),
+            ApiError::Refused(refusals) => {
+                let errors: Vec<RefusedEvent> = refusals
+                    .iter()
+                    .map(|r| RefusedEvent {
+                        index: r.index,
+                        id: r.id.to_string(),
+                        code: r.refusal.code(),
+                        message: r.refusal.to_string(),
+                        current_version: match &r.refusal {
+                            Refusal::Rule(Rejection::VersionConflict { current, .. }) => {
+                                Some(*current)
+                            }
+                            _ => None,
+                        },
+                        position: match &r.refusal {
+                            Refusal::IdReused { position } => Some(*position),
+                            _ => None,
+                        },
+                        _refusal: &r.refusal,
+                    })
+                    .collect();
+                body["errors"] = json!(errors);
+            }
+            ApiError::BadParameter { name, .. } => body["parameter"] = json!(name),
+            _ => {}
+        }
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.body(body.to_string())
+    }
+}

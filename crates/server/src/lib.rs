@@ -1,0 +1,151 @@
+//! casetrail's HTTP service (`api.md`), on actix-web.
+//!
+//! `start` binds and returns a running server that tests drive on port 0; `casetrail serve` calls it and waits.
+//! Handlers stay thin: parse, check the caller, call the log, map the answer. The write path is the store's single
+//! writer; this crate only queues appends and waits for their answers.
+
+pub mod auth;
+pub mod errors;
+mod metrics;
+mod routes;
+
+use actix_web::{web, App, HttpServer};
+use projections::Catalogue;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use store::{EventLog, SledLog};
+
+/// The service's settings (flags, `CASETRAIL_…` environment variables).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    pub cache_mb: u64,
+    /// How far ahead of the server clock a business time may be.
+    pub clock_skew_secs: i64,
+    /// The largest request body accepted; larger ones are refused before they are read whole.
+    pub body_limit_bytes: usize,
+    /// Whether indicator tables and the dashboard are readable without a token.
+    pub public_indicators: bool,
+    /// HTTP worker threads.
+    pub workers: usize,
+    /// How long a graceful stop waits for requests in flight.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Settings {
+    pub fn new(data: impl Into<PathBuf>) -> Settings {
+        Settings {
+            listen: "127.0.0.1:8080".parse().expect("a valid address"),
+            data: data.into(),
+            cache_mb: 512,
+            clock_skew_secs: domain::stream::DEFAULT_CLOCK_SKEW_SECS,
+            body_limit_bytes: 1024 * 1024,
+            public_indicators: true,
+            workers: 2,
+            shutdown_timeout_secs: 30,
+        }
+    }
+
+    pub fn store_config(&self) -> store::Config {
+        let mut config = store::Config::new(&self.data);
+        config.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
+        config.clock_skew = chrono::Duration::seconds(self.clock_skew_secs);
+        config
+    }
+}
+
+/// What every handler shares.
+pub struct State {
+    pub log: Arc<SledLog>,
+    pub catalogue: RwLock<Catalogue>,
+    pub settings: Settings,
+    pub metrics: metrics::Metrics,
+}
+
+impl State {
+    /// Folds newly stored events into the catalogue (reference events only; applying one twice changes nothing).
+    pub fn catch_up(&self, events: &[domain::StoredEvent]) {
+        let mut catalogue = self.catalogue.write().expect("catalogue lock");
+        for e in events {
+            catalogue.apply(e);
+        }
+    }
+}
+
+/// A bound, running server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: actix_web::dev::Server,
+    pub state: web::Data<State>,
+}
+
+/// Builds the catalogue from the log's reference streams, binds `settings.listen`, and starts serving. The
+/// returned server must be awaited (or spawned) on an actix or tokio runtime.
+pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> {
+    let mut catalogue = Catalogue::default();
+    for prefix in ["agency/", "procedure/", "targets"] {
+        for key in log.stream_keys(prefix).map_err(std::io::Error::other)? {
+            for e in log.stream(&key).map_err(std::io::Error::other)? {
+                catalogue.apply(&e);
+            }
+        }
+    }
+    let state = web::Data::new(State {
+        log: log.clone(),
+        catalogue: RwLock::new(catalogue),
+        metrics: metrics::Metrics::new(),
+        settings: settings.clone(),
+    });
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .wrap(actix_web::middleware::from_fn(metrics::observe))
+            .configure(routes::configure)
+    })
+    .workers(settings.workers.max(1))
+    .shutdown_timeout(settings.shutdown_timeout_secs)
+    .bind(settings.listen)?;
+    let addr = *server.addrs().first().expect("bound to an address");
+    let server = server.run();
+    // Keep the catalogue current with what other handlers (and other credentials) write.
+    let follower_state = state.clone();
+    actix_web::rt::spawn(async move { follow(follower_state).await });
+    Ok(Running {
+        addr,
+        server,
+        state,
+    })
+}
+
+/// Follows commits and folds reference events into the catalogue.
+async fn follow(state: web::Data<State>) {
+    let mut watch = state.log.watch();
+    let mut after = state.log.head().size;
+    loop {
+        let size = watch.borrow_and_update().size;
+        while after < size {
+            match state.log.read_after(after, 1_000) {
+                Ok(events) if !events.is_empty() => {
+                    after = events.last().expect("not empty").position;
+                    if events
+                        .iter()
+                        .any(|e| !e.event.event_type().is_dossier_event())
+                    {
+                        state.catch_up(&events);
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "catalogue follower could not read the log");
+                    break;
+                }
+            }
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! The v1 routes. Each handler: read the request, check the caller, call the log, map the answer.
+
+use crate::auth::{covers, new_token, token_sha256, Caller};
+use crate::errors::ApiError;
+use crate::State;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use domain::event::*;
+use domain::parse::{parse_submission, SubmissionError};
+use domain::{
+    AgencyCode, Credential, DossierCode, Event, ProcedureCode, Role, StoredEvent, Submitted, Text,
+};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use store::{AppendOutcome, AppendRequest, EventLog};
+use uuid::Uuid;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/v1/events", web::post().to(append))
+        .route("/v1/events", web::get().to(events))
+        .route("/v1/events/live", web::get().to(live))
+        .route("/v1/dossiers/{dossier}", web::get().to(dossier))
+        .route("/v1/dossiers/{dossier}/events", web::get().to(trail))
+        .route("/v1/agencies/{code}", web::put().to(put_agency))
+        .route(
+            "/v1/agencies/{code}/procedures/{procedure}",
+            web::put().to(put_procedure),
+        )
+        .route("/v1/targets", web::put().to(put_target))
+        .route("/v1/catalogue", web::get().to(catalogue))
+        .route("/v1/tokens", web::post().to(create_token))
+        .route("/v1/tokens", web::get().to(list_tokens))
+        .route("/v1/tokens/{name}", web::delete().to(revoke_token));
+}
+
+const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
+const TRAIL_READERS: &[Role] = &[Role::Ingest, Role::Auditor, Role::Admin];
+const DOSSIER_READERS: &[Role] = &[Role::Ingest, Role::Analyst, Role::Auditor, Role::Admin];
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "ok" }))
+}
+
+async fn readyz(state: web::Data<State>) -> HttpResponse {
+    let probe = state.log.stream_head("readyz-probe");
+    match probe {
+        Ok(_) => {
+            HttpResponse::Ok().json(json!({ "status": "ready", "log_size": state.log.head().size }))
+        }
+        Err(e) => HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "unavailable", "detail": e.to_string() })),
+    }
+}
+
+async fn metrics(state: web::Data<State>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&state))
+}
+
+/// Reads a body up to the limit: a declared length over it is refused before anything is read, and a body
+/// that turns out longer is refused as soon as it passes the limit.
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the body is larger than the limit of {limit} bytes"
+        ))
+    };
+    if let Some(length) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        if length > limit {
+            return Err(too_large());
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::MalformedJson(format!("the body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &State,
+) -> Result<Value, ApiError> {
+    let body = read_body(req, payload, state.settings.body_limit_bytes).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))
+}
+
+fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
+    let replayed = outcome.all_replayed();
+    let receipts: Vec<Value> = outcome
+        .receipts
+        .iter()
+        .map(|r| json!({ "id": r.id, "position": r.position, "version": r.version, "replayed": r.replayed }))
+        .collect();
+    // `api.md`: 201 with the receipts; 200 with the original receipts when every event was already stored.
+    if replayed {
+        HttpResponse::Ok().json(receipts)
+    } else {
+        HttpResponse::Created().json(receipts)
+    }
+}
+
+/// Appends events through the single writer and folds what it stored into the catalogue before answering.
+async fn write(
+    state: &State,
+    events: Vec<Submitted>,
+    source: &str,
+) -> Result<AppendOutcome, ApiError> {
+    let outcome = state
+        .log
+        .append(AppendRequest {
+            events,
+            source: source.to_owned(),
+        })
+        .await?;
+    let positions: Vec<u64> = outcome
+        .receipts
+        .iter()
+        .filter(|r| !r.replayed)
+        .map(|r| r.position)
+        .collect();
+    if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
+        if let Ok(stored) = state.log.read_after(first - 1, (last - first + 1) as usize) {
+            state.catch_up(&stored);
+        }
+    }
+    Ok(outcome)
+}
+
+async fn append(
+    req: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let credential = caller.require(&[Role::Ingest, Role::Admin])?.clone();
+    let body = read_json(&req, payload, &state).await?;
+    let events = parse_submission(&body).map_err(|e| match e {
+        SubmissionError::NotAnEvent(why) => ApiError::MalformedJson(why),
+        SubmissionError::Empty => {
+            ApiError::MalformedJson("an empty batch; send 1 to 1,000 events".into())
+        }
+        SubmissionError::TooMany(n) => {
+            ApiError::PayloadTooLarge(format!("a batch carries at most 1,000 events, not {n}"))
+        }
+        SubmissionError::Invalid(errors) => ApiError::Validation(errors),
+    })?;
+    if credential.role == Role::Ingest {
+        for (index, s) in events.iter().enumerate() {
+            let agency = s
+                .event
+                .agency
+                .as_ref()
+                .expect("dossier events carry an agency");
+            if !s.event.event_type().is_dossier_event() {
+                return Err(ApiError::Forbidden(format!("event {index}: ingest credentials write dossier events; reference data has its own endpoints")));
+            }
+            if !covers(&state, &credential, agency) {
+                return Err(ApiError::Forbidden(format!(
+                    "event {index}: agency {agency} is outside this credential's scope"
+                )));
+            }
+        }
+    }
+    Ok(receipts_response(
+        write(&state, events, &credential.name).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    agency: Option<String>,
+}
+
+/// A filter on the global log.
+struct Filter {
+    ty: Option<EventType>,
+    agency: Option<AgencyCode>,
+}
+
+impl Filter {
+    fn parse(ty: Option<&str>, agency: Option<&str>) -> Result<Filter, ApiError> {
+        Ok(Filter {
+            ty: ty.map(EventType::from_name).transpose().map_err(|detail| {
+                ApiError::BadParameter {
+                    name: "type",
+                    detail,
+                }
+            })?,
+            agency: agency
+                .map(AgencyCode::parse)
+                .transpose()
+                .map_err(|detail| ApiError::BadParameter {
+                    name: "agency",
+                    detail,
+                })?,
+        })
+    }
+
+    fn keeps(&self, e: &StoredEvent) -> bool {
+        self.ty.is_none_or(|t| e.event.event_type() == t)
+            && self
+                .agency
+                .as_ref()
+                .is_none_or(|a| e.event.agency.as_ref() == Some(a))
+    }
+}
+
+const PAGE_EVENTS_MAX: usize = 1_000;
+
+async fn events(
+    req: HttpRequest,
+    caller: Caller,
+    query: web::Query<EventsQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(READERS)?;
+    let filter = Filter::parse(query.ty.as_deref(), query.agency.as_deref())?;
+    let after = query.after.unwrap_or(0);
+    let ndjson = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    if ndjson {
+        // Stream the log from `after` to the head as of now, a page at a time, without holding it in memory.
+        let head = state.log.head().size;
+        let limit = query.limit.unwrap_or(usize::MAX);
+        let stream = futures_util::stream::unfold(
+            (state.clone(), after, 0usize, filter),
+            move |(state, after, sent, filter)| async move {
+                if after >= head || sent >= limit {
+                    return None;
+                }
+                let page = match state
+                    .log
+                    .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
+                {
+                    Ok(page) if !page.is_empty() => page,
+                    Ok(_) => return None,
+                    Err(e) => {
+                        return Some((
+                            Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                            (state, head, sent, filter),
+                        ))
+                    }
+                };
+                let next = page.last().expect("not empty").position;
+                let mut out = Vec::with_capacity(page.len() * 320);
+                let mut n = sent;
+                for e in page.iter().filter(|e| filter.keeps(e)) {
+                    if n >= limit {
+                        break;
+                    }
+                    out.extend_from_slice(&e.canonical_bytes());
+                    out.push(b'\n');
+                    n += 1;
+                }
+                Some((
+                    Ok::<_, actix_web::Error>(web::Bytes::from(out)),
+                    (state, next, n, filter),
+                ))
+            },
+        );
+        return Ok(HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .streaming(stream));
+    }
+    let limit = query.limit.unwrap_or(100);
+    if limit == 0 || limit > PAGE_EVENTS_MAX {
+        return Err(ApiError::BadParameter {
+            name: "limit",
+            detail: format!("limit must be 1 to {PAGE_EVENTS_MAX}"),
+        });
+    }
+    // Scan forward until the page is full or the log ends; filtered-out events still advance the cursor.
+    let mut out: Vec<StoredEvent> = Vec::new();
+    let mut cursor = after;
+    let head = state.log.head().size;
+    while out.len() < limit && cursor < head {
+        let page = state.log.read_after(cursor, PAGE_EVENTS_MAX)?;
+        let Some(last) = page.last() else { break };
+        let last = last.position;
+        for e in page {
+            if out.len() == limit {
+                break;
+            }
+            cursor = e.position;
+            if filter.keeps(&e) {
+                out.push(e);
+            }
+        }
+        if out.len() < limit {
+            cursor = last;
+        }
+    }
+    let next = (cursor < head).then_some(cursor);
+    Ok(HttpResponse::Ok().json(json!({ "events": out, "next_after": next, "log_size": head })))
+}
+
+#[derive(Deserialize)]
+struct LiveQuery {
+    after: Option<u64>,
+}
+
+/// Server-Sent Events: everything after `after` (or `Last-Event-ID`), then each commit as it happens. Each
+/// follower reads the log itself; the writer only publishes the new head, so a slow follower never blocks it.
+async fn live(
+    req: HttpRequest,
+    caller: Caller,
+    query: web::Query<LiveQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(READERS)?;
+    let last_id = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let after = last_id.or(query.after).unwrap_or(0);
+    let watch = state.log.watch();
+    let stream = futures_util::stream::unfold(
+        (state.clone(), after, watch),
+        |(state, after, mut watch)| async move {
+            loop {
+                let head = state.log.head().size;
+                if after < head {
+                    let page = match state.log.read_after(after, 500) {
+                        Ok(page) => page,
+                        Err(e) => {
+                            return Some((
+                                Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                                (state, head, watch),
+                            ))
+                        }
+                    };
+                    let next = page.last().map_or(after, |e| e.position);
+                    let mut out = String::new();
+                    for e in &page {
+                        out.push_str(&format!(
+                            "id: {}\nevent: {}\ndata: {}\n\n",
+                            e.position,
+                            e.event.event_type(),
+                            String::from_utf8_lossy(&e.canonical_bytes())
+                        ));
+                    }
+                    return Some((
+                        Ok::<_, actix_web::Error>(web::Bytes::from(out)),
+                        (state, next, watch),
+                    ));
+                }
+                // Nothing new: wait for a commit, with a comment line now and then to keep proxies from timing out.
+                match tokio::time::timeout(std::time::Duration::from_secs(15), watch.changed())
+                    .await
+                {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return None,
+                    Err(_) => {
+                        return Some((
+                            Ok(web::Bytes::from_static(b": keep-alive\n\n")),
+                            (state, after, watch),
+                        ))
+                    }
+                }
+            }
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(stream))
+}
+
+/// The dossier if this caller may see it. For `ingest` credentials a dossier that does not exist and one outside
+/// the scope answer alike (403), so that the answer does not tell which.
+fn visible_dossier(
+    state: &State,
+    caller: &Caller,
+    code: &str,
+) -> Result<domain::DossierState, ApiError> {
+    let credential = caller.require(DOSSIER_READERS)?;
+    let code = DossierCode::parse(code).map_err(|detail| ApiError::BadParameter {
+        name: "dossier",
+        detail,
+    })?;
+    let found = state
+        .log
+        .stream_head(code.as_str())?
+        .and_then(|h| h.dossier);
+    match (credential.role, found) {
+        (Role::Ingest, Some(d)) if d.agencies.iter().any(|a| covers(state, credential, a)) => Ok(d),
+        (Role::Ingest, _) => Err(ApiError::Forbidden(
+            "this dossier is not visible to this credential".into(),
+        )),
+        (_, Some(d)) => Ok(d),
+        (_, None) => Err(ApiError::NotFound(
+            "dossier_not_found",
+            format!("no dossier {code}"),
+        )),
+    }
+}
+
+async fn dossier(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let d = visible_dossier(&state, &caller, &path)?;
+    let version = state
+        .log
+        .stream_head(d.dossier.as_str())?
+        .map_or(0, |h| h.version);
+    let mut body = serde_json::to_value(&d).expect("states serialize");
+    body["status"] = json!(d.status());
+    body["version"] = json!(version);
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn trail(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(TRAIL_READERS)?;
+    let d = visible_dossier(&state, &caller, &path)?;
+    let events = state.log.stream(d.dossier.as_str())?;
+    let with_leaves: Vec<Value> = events
+        .iter()
+        .map(|e| {
+            let bytes = e.canonical_bytes();
+            let mut v: Value = serde_json::from_slice(&bytes).expect("canonical bytes are JSON");
+            v["leaf_hash"] = json!(store::record_hash(&bytes).to_string());
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "dossier": d.dossier, "events": with_leaves })))
+}
+
+/// A server-made event: a fresh UUIDv7 id, now as its business time.
+fn server_event(
+    dossier: Option<DossierCode>,
+    agency: Option<AgencyCode>,
+    data: EventData,
+) -> Submitted {
+    let now = Utc::now().fixed_offset();
+    Submitted::from(Event {
+        id: Uuid::now_v7(),
+        dossier,
+        agency,
+        occurred_at: now,
+        data,
+    })
+}
+
+fn body_field<T>(
+    body: &Value,
+    key: &'static str,
+    parse: impl FnOnce(&Value) -> Result<T, String>,
+) -> Result<T, ApiError> {
+    parse(body.get(key).unwrap_or(&Value::Null)).map_err(|message| {
+        ApiError::Validation(vec![domain::ValidationError {
+            index: 0,
+            id: None,
+            field: key.to_string(),
+            message,
+        }])
+    })
+}
+
+fn text_of(v: &Value) -> Result<Text, String> {
+    Text::parse(v.as_str().ok_or("must be a string")?)
+}
+
+fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
+    let Some(map) = body.as_object() else {
+        return Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    let unknown: Vec<domain::ValidationError> = map
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .map(|k| domain::ValidationError {
+            index: 0,
+            id: None,
+            field: k.clone(),
+            message: "is not a known field".into(),
+        })
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(unknown))
+    }
+}
+
+async fn put_agency(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let credential = caller.require(&[Role::Admin])?.clone();
+    let code = AgencyCode::parse(&path).map_err(|detail| ApiError::BadParameter {
+        name: "code",
+        detail,
+    })?;
+    let body = read_json(&req, payload, &state).await?;
+    check_fields(&body, &["name", "level", "parent"])?;
+    let name = body_field(&body, "name", text_of)?;
+    let level = body_field(&body, "level", |v| {
+        AgencyLevel::from_name(v.as_str().ok_or("must be a string")?)
+    })?;
+    let parent = body_field(&body, "parent", |v| {
+        if v.is_null() {
+            Ok(None)
+        } else {
+            AgencyCode::parse(v.as_str().ok_or("must be a string")?).map(Some)
+        }
+    })?;
+    let unchanged = state
+        .catalogue
+        .read()
+        .expect("catalogue lock")
+        .agency(&code)
+        .is_some_and(|a| a.name == name.as_str() && a.level == level && a.parent == parent);
+    if unchanged {
+        return Ok(HttpResponse::Ok().json(json!({ "unchanged": true })));
+    }
+    let data = EventData::AgencyRegistered(AgencyRegistered {
+        name,
+        level,
+        parent,
+    });
+    Ok(receipts_response(
+        write(
+            &state,
+            vec![server_event(None, Some(code), data)],
+            &credential.name,
+        )
+        .await?,
+    ))
+}
+
+async fn put_procedure(
+    req: HttpRequest,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let credential = caller.require(&[Role::Admin, Role::Ingest])?.clone();
+    let (code, procedure) = path.into_inner();
+    let code = AgencyCode::parse(&code).map_err(|detail| ApiError::BadParameter {
+        name: "code",
+        detail,
+    })?;
+    let procedure = ProcedureCode::parse(&procedure).map_err(|detail| ApiError::BadParameter {
+        name: "procedure",
+        detail,
+    })?;
+    if !covers(&state, &credential, &code) {
+        return Err(ApiError::Forbidden(format!(
+            "agency {code} is outside this credential's scope"
+        )));
+    }
+    let body = read_json(&req, payload, &state).await?;
+    check_fields(
+        &body,
+        &[
+            "name",
+            "online_level",
+            "postal_receive",
+            "postal_return",
+            "effective_from",
+        ],
+    )?;
+    let offer = ProcedureOffered {
+        procedure: procedure.clone(),
+        name: body_field(&body, "name", text_of)?,
+        online_level: body_field(&body, "online_level", |v| {
+            OfferLevel::from_name(v.as_str().ok_or("must be a string")?)
+        })?,
+        postal_receive: body_field(&body, "postal_receive", |v| {
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_string())
+        })?,
+        postal_return: body_field(&body, "postal_return", |v| {
+            v.as_bool()
+                .ok_or_else(|| "must be true or false".to_string())
+        })?,
+        effective_from: body_field(&body, "effective_from", |v| {
+            chrono::NaiveDate::parse_from_str(
+                v.as_str().ok_or("must be a date like 2019-04-01")?,
+                "%Y-%m-%d",
+            )
+            .map_err(|e| e.to_string())
+        })?,
+    };
+    let unchanged = state
+        .catalogue
+        .read()
+        .expect("catalogue lock")
+        .latest_offer(&code, &procedure)
+        .is_some_and(|o| {
+            o.name == offer.name.as_str()
+                && o.online_level == offer.online_level
+                && o.postal_receive == offer.postal_receive
+                && o.postal_return == offer.postal_return
+                && o.effective_from == offer.effective_from
+        });
+    if unchanged {
+        return Ok(HttpResponse::Ok().json(json!({ "unchanged": true })));
+    }
+    let event = server_event(None, Some(code), EventData::ProcedureOffered(offer));
+    Ok(receipts_response(
+        write(&state, vec![event], &credential.name).await?,
+    ))
+}
+
+async fn put_target(
+    req: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let credential = caller.require(&[Role::Admin])?.clone();
+    let body = read_json(&req, payload, &state).await?;
+    check_fields(
+        &body,
+        &[
+            "agency",
+            "from_period",
+            "online_rate_min",
+            "postal_rate_min",
+        ],
+    )?;
+    let rate = |key: &'static str, default: f64| {
+        body_field(&body, key, |v| match v {
+            Value::Null => Ok(default),
+            v => v
+                .as_f64()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| "must be a fraction from 0 to 1".to_string()),
+        })
+    };
+    let target = TargetSet {
+        agency: body_field(&body, "agency", |v| {
+            TargetScope::parse(v.as_str().ok_or("must be * or an agency code")?)
+        })?,
+        from_period: body_field(&body, "from_period", |v| {
+            v.as_str().ok_or("must be a period like 2019-Q2")?.parse()
+        })?,
+        online_rate_min: rate("online_rate_min", DEFAULT_ONLINE_RATE_MIN)?,
+        postal_rate_min: rate("postal_rate_min", DEFAULT_POSTAL_RATE_MIN)?,
+    };
+    let event = server_event(None, None, EventData::TargetSet(target));
+    Ok(receipts_response(
+        write(&state, vec![event], &credential.name).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct CatalogueQuery {
+    agency: Option<String>,
+}
+
+/// Public: which procedures each agency offers online (and at which level) and by post, as in force today.
+async fn catalogue(
+    query: web::Query<CatalogueQuery>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    let agency = query
+        .agency
+        .as_deref()
+        .map(AgencyCode::parse)
+        .transpose()
+        .map_err(|detail| ApiError::BadParameter {
+            name: "agency",
+            detail,
+        })?;
+    let today = domain::calendar::vietnam_date(&Utc::now());
+    let catalogue = state.catalogue.read().expect("catalogue lock");
+    let mut agencies: Vec<Value> = Vec::new();
+    for a in catalogue
+        .agencies()
+        .filter(|a| agency.as_ref().is_none_or(|want| &a.code == want))
+    {
+        let procedures: Vec<Value> = catalogue
+            .offers_on(today, Some(&a.code))
+            .into_iter()
+            .map(|o| {
+                json!({ "procedure": o.procedure, "name": o.name, "online_level": o.online_level, "postal_receive": o.postal_receive,
+                        "postal_return": o.postal_return, "effective_from": o.effective_from })
+            })
+            .collect();
+        agencies.push(json!({ "agency": a.code, "name": a.name, "level": a.level, "parent": a.parent, "procedures": procedures }));
+    }
+    Ok(HttpResponse::Ok().json(json!({ "as_of": today, "agencies": agencies })))
+}
+
+async fn create_token(
+    req: HttpRequest,
+    caller: Caller,
+    payload: web::Payload,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let body = read_json(&req, payload, &state).await?;
+    check_fields(&body, &["name", "role", "agency"])?;
+    let name = body_field(&body, "name", |v| {
+        let s = v.as_str().ok_or("must be a string")?;
+        check_source(s)?;
+        Ok(s.to_owned())
+    })?;
+    let role = body_field(&body, "role", |v| {
+        v.as_str().ok_or("must be a string")?.parse::<Role>()
+    })?;
+    let agency = body_field(&body, "agency", |v| {
+        if v.is_null() {
+            Ok(None)
+        } else {
+            AgencyCode::parse(v.as_str().ok_or("must be a string")?).map(Some)
+        }
+    })?;
+    let token = new_token();
+    let credential = Credential {
+        name,
+        role,
+        agency,
+        token_sha256: token_sha256(&token),
+        created_at: Utc::now(),
+        revoked_at: None,
+    };
+    credential.check().map_err(|message| {
+        ApiError::Validation(vec![domain::ValidationError {
+            index: 0,
+            id: None,
+            field: "agency".into(),
+            message,
+        }])
+    })?;
+    state.log.add_credential(&credential)?;
+    Ok(HttpResponse::Created().json(json!({ "name": credential.name, "role": credential.role, "agency": credential.agency, "token": token })))
+}
+
+async fn list_tokens(caller: Caller, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    let list: Vec<Value> = state
+        .log
+        .credentials()?
+        .into_iter()
+        .map(|c| json!({ "name": c.name, "role": c.role, "agency": c.agency, "created_at": c.created_at, "revoked_at": c.revoked_at }))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "tokens": list })))
+}
+
+async fn revoke_token(
+    caller: Caller,
+    path: web::Path<String>,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(&[Role::Admin])?;
+    if state.log.revoke_credential(&path, Utc::now())? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::NotFound(
+            "token_not_found",
+            format!("no live token named {:?}", path.as_str()),
+        ))
+    }
+}
