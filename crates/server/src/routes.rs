@@ -694,9 +694,12 @@ struct CatalogueQuery {
 
 /// Public: which procedures each agency offers online (and at which level) and by post, as in force today.
 async fn catalogue(
+    caller: Caller,
     query: web::Query<CatalogueQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
+    // Public, but a token that is sent must be valid: a client with a revoked token should hear about it.
+    let _ = caller;
     let agency = query
         .agency
         .as_deref()
