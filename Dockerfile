@@ -14,6 +14,10 @@ COPY --from=build /src/target/release/casetrail /usr/local/bin/casetrail
 USER 10001
 ENV CASETRAIL_DATA=/data
 VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["casetrail", "probe", "--url", "http://127.0.0.1:8080/readyz"]
 ENTRYPOINT ["casetrail"]
-# Until `casetrail serve` exists, the image's default job is the demo: fill the volume once, verify, describe.
-CMD ["demo"]
+# SIGTERM (docker stop) stops the server gracefully: no acknowledged event is lost.
+STOPSIGNAL SIGTERM
+CMD ["serve", "--listen", "0.0.0.0:8080"]

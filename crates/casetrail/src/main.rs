@@ -70,6 +70,12 @@ enum Command {
         #[command(subcommand)]
         what: serve::TokenCommand,
     },
+    /// Ask a running server for a health endpoint; exit 0 when it answers 200 (for container health checks,
+    /// where no curl is installed).
+    Probe {
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
     /// Benchmarks; see docs/benchmarks.md.
     Bench {
         #[command(subcommand)]
@@ -111,6 +117,7 @@ fn main() -> ExitCode {
         Command::RebuildIndexes => commands::rebuild(&cli.data),
         Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args),
         Command::Token { what } => serve::token(&cli.data, what),
+        Command::Probe { url } => serve::probe(&url),
         Command::Bench { what } => bench::run(what, &cli.data),
         Command::Generate { seed, events } => commands::generate(seed, events),
         Command::Demo => commands::demo(&cli.data),

@@ -149,3 +149,30 @@ pub fn token(data: &Path, what: TokenCommand) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// A minimal HTTP/1.0 GET over a plain socket: enough for a health check, with no client library.
+pub fn probe(url: &str) -> Result<ExitCode> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("--url must start with http://")?;
+    let (authority, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(a, p)| (a, format!("/{p}")));
+    let timeout = std::time::Duration::from_secs(3);
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+        .next()
+        .ok_or("--url names no address")?;
+    let mut conn = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    conn.set_read_timeout(Some(timeout))?;
+    write!(conn, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)?;
+    let status = answer.split_whitespace().nth(1).unwrap_or("");
+    if status == "200" {
+        println!("ok: {url}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("{url} answered {:?}", answer.lines().next().unwrap_or("")).into())
+    }
+}

@@ -69,8 +69,40 @@ impl Metrics {
             w.groups.load(Ordering::Relaxed),
             w.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
         );
-        String::from_utf8(out).expect("prometheus text is UTF-8") + &extra
+        let mut text = String::from_utf8(out).expect("prometheus text is UTF-8") + &extra;
+        histogram(
+            &mut text,
+            "casetrail_commit_group_events",
+            "Events per committed group.",
+            &w.group_events,
+        );
+        histogram(
+            &mut text,
+            "casetrail_commit_duration_seconds",
+            "Time to write, flush and fsync one group.",
+            &w.commit_seconds,
+        );
+        text
     }
+}
+
+/// Renders the store's fixed buckets in the Prometheus text format (cumulative counts).
+fn histogram(out: &mut String, name: &str, help: &str, b: &store::Buckets) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, count) in b.bounds.iter().zip(&b.counts) {
+        cumulative += count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    cumulative += b.counts[b.bounds.len()].load(Ordering::Relaxed);
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let _ = writeln!(
+        out,
+        "{name}_sum {}",
+        b.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 /// Middleware: counts and times every request by its route pattern (not its path, which would explode labels).

@@ -15,7 +15,9 @@ mod writer;
 pub use conformance_suite::conformance;
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
-pub use sled_log::{bare_sled_appends_per_sec, Config, SledLog, Stats, VerifyReport};
+pub use sled_log::{
+    bare_sled_appends_per_sec, Buckets, Config, SledLog, Stats, VerifyReport, WriterMetrics,
+};
 
 use domain::{StoredEvent, StreamHead, Submitted};
 use serde::Serialize;
