@@ -11,7 +11,7 @@ mod commands;
 mod gen;
 mod serve;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -107,7 +107,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     commands::CACHE_MB.store(cli.cache_mb, std::sync::atomic::Ordering::Relaxed);
     let result = match cli.command {
         Command::Import { file, source } => commands::import(&cli.data, &file, &source),
@@ -115,7 +119,7 @@ fn main() -> ExitCode {
         Command::Verify => commands::verify(&cli.data),
         Command::Stats => commands::stats(&cli.data),
         Command::RebuildIndexes => commands::rebuild(&cli.data),
-        Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args),
+        Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args, &matches),
         Command::Token { what } => serve::token(&cli.data, what),
         Command::Probe { url } => serve::probe(&url),
         Command::Bench { what } => bench::run(what, &cli.data),

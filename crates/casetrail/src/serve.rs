@@ -11,6 +11,11 @@ use store::{EventLog, SledLog};
 
 #[derive(Args)]
 pub struct ServeArgs {
+    /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
+    /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format). Flags and CASETRAIL_…
+    /// variables override it.
+    #[arg(long, env = "CASETRAIL_CONFIG")]
+    config: Option<std::path::PathBuf>,
     /// Address to listen on; port 0 picks a free port (the first line printed says which).
     #[arg(long, env = "CASETRAIL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -51,7 +56,73 @@ pub enum TokenCommand {
     Revoke { name: String },
 }
 
-pub fn serve(data: &Path, cache_mb: u64, args: ServeArgs) -> Result<ExitCode> {
+/// Settings a config file may give. Unknown keys are refused, so a typo is an error, not a silent default.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data: Option<std::path::PathBuf>,
+    cache_mb: Option<u64>,
+    clock_skew_secs: Option<i64>,
+    body_limit_bytes: Option<usize>,
+    public_indicators: Option<bool>,
+    workers: Option<usize>,
+    log_format: Option<String>,
+}
+
+/// True when `id` was neither given as a flag nor in the environment.
+fn defaulted(matches: &clap::ArgMatches, id: &str) -> bool {
+    matches!(
+        matches.value_source(id),
+        None | Some(clap::parser::ValueSource::DefaultValue)
+    )
+}
+
+pub fn serve(
+    data: &Path,
+    cache_mb: u64,
+    mut args: ServeArgs,
+    top: &clap::ArgMatches,
+) -> Result<ExitCode> {
+    let sub = top.subcommand_matches("serve").expect("serve was matched");
+    let file: FileSettings = match &args.config {
+        None => FileSettings::default(),
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+    };
+    // Flags and environment first, then the file, then the defaults.
+    let data = match file.data {
+        Some(d) if defaulted(top, "data") => d,
+        _ => data.to_path_buf(),
+    };
+    let data = data.as_path();
+    let cache_mb = match file.cache_mb {
+        Some(c) if defaulted(top, "cache_mb") => c,
+        _ => cache_mb,
+    };
+    macro_rules! from_file {
+        ($($field:ident),*) => {$(
+            if let Some(v) = file.$field {
+                if defaulted(sub, stringify!($field)) {
+                    args.$field = v;
+                }
+            }
+        )*};
+    }
+    from_file!(
+        listen,
+        clock_skew_secs,
+        body_limit_bytes,
+        public_indicators,
+        workers,
+        log_format
+    );
+    if !["text", "json"].contains(&args.log_format.as_str()) {
+        return Err(format!("log_format must be text or json, not {:?}", args.log_format).into());
+    }
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(

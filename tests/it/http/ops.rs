@@ -77,3 +77,24 @@ fn health_and_readiness_answer_without_a_token() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
     assert_eq!(body["log_size"].as_u64(), Some(4));
 }
+
+#[test]
+fn a_config_file_sets_what_flags_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("casetrail.toml");
+    std::fs::write(&config, "body_limit_bytes = 600\nworkers = 1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let big = serde_json::json!([
+        received("D-CFG-1", DEPT),
+        received("D-CFG-2", DEPT),
+        received("D-CFG-3", DEPT)
+    ]);
+    assert!(big.to_string().len() > 600);
+    // From the file: a 600-byte limit.
+    let s = Server::start(&["--config", config]);
+    assert_eq!(s.post("/v1/events", Some(&s.ingest), &big).0, 413);
+    drop(s);
+    // A flag overrides the file.
+    let s = Server::start(&["--config", config, "--body-limit-bytes", "100000"]);
+    assert_eq!(s.post("/v1/events", Some(&s.ingest), &big).0, 201);
+}
