@@ -26,6 +26,20 @@ pub enum What {
         #[arg(long, default_value_t = 3)]
         replays: usize,
     },
+    /// Load on the real server over loopback: `casetrail serve` in a child process on a fresh directory, and
+    /// `connections` clients posting as fast as answers come for `seconds`.
+    Http {
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Events per request.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Where to make the server's data directory (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Replay speed of an existing data directory (`--data`): read + decode + fold, median of `--runs`.
     Replay {
         #[arg(long, default_value_t = 5)]
@@ -40,6 +54,7 @@ pub fn run(what: What, data: &Path) -> Result<ExitCode> {
             dir,
             replays,
         } => store(events, &dir, replays),
+        What::Http { connections, seconds, batch, dir } => crate::load::run(&dir, connections, seconds, batch),
         What::Replay { runs } => {
             let log = crate::commands::open(data)?;
             let rates: Vec<f64> = (0..runs.max(1))

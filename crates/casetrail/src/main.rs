@@ -9,6 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod commands;
 mod gen;
+mod load;
 mod serve;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -1,0 +1,125 @@
+//! `casetrail bench http`: a load generator against the real server on loopback.
+
+use crate::commands::Result;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const AGENCY: &str = "000.00.12.H27";
+
+/// One request's body: `batch` new dossiers for client `client`, request number `n`.
+fn body(client: usize, n: u64, batch: usize) -> String {
+    let mut out = String::with_capacity(batch * 300 + 2);
+    out.push('[');
+    for i in 0..batch {
+        if i > 0 {
+            out.push(',');
+        }
+        let id = uuid::Uuid::now_v7();
+        out.push_str(&format!(
+            r#"{{"id":"{id}","type":"dossier.received","dossier":"L{client}-{n}-{i}","agency":"{AGENCY}","occurred_at":"2019-03-12T08:30:00+07:00","data":{{"procedure":"1.001234","channel":"online","online_level":"level4","due_at":"2019-03-19T17:00:00+07:00"}}}}"#
+        ));
+    }
+    out.push(']');
+    out
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Result<ExitCode> {
+    if batch == 0 || batch > domain::parse::BATCH_EVENTS_MAX {
+        return Err("--batch is 1 to 1,000 events".into());
+    }
+    let dir = under.join(format!("casetrail-load-{}", std::process::id()));
+    let data = dir.join("data");
+    // Credentials first, while no server holds the directory.
+    let token = {
+        let log = crate::commands::open(&data)?;
+        let token = server::auth::new_token();
+        log.add_credential(&domain::Credential {
+            name: "load".into(),
+            role: domain::Role::Admin,
+            agency: None,
+            token_sha256: server::auth::token_sha256(&token),
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+        })?;
+        token
+    };
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("--data")
+        .arg(&data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).ok_or("the server did not start")?.to_owned();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let outcome = runtime.block_on(async {
+        let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let url = Arc::new(format!("{base}/v1/events"));
+        let token = Arc::new(token);
+        let tasks: Vec<_> = (0..connections)
+            .map(|c| {
+                let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut failures = 0u64;
+                    let mut n = 0;
+                    while Instant::now() < deadline {
+                        n += 1;
+                        let body = body(c, n, batch);
+                        let started = Instant::now();
+                        let resp = client.post(url.as_str()).bearer_auth(token.as_str()).header("content-type", "application/json").body(body).send().await;
+                        match resp {
+                            Ok(r) if r.status().as_u16() == 201 => {
+                                let _ = r.bytes().await;
+                                latencies.push(started.elapsed());
+                            }
+                            _ => failures += 1,
+                        }
+                    }
+                    (latencies, failures)
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        let mut latencies = Vec::new();
+        let mut failures = 0;
+        for t in tasks {
+            let (l, f) = t.await?;
+            latencies.extend(l);
+            failures += f;
+        }
+        Ok::<_, Box<dyn std::error::Error>>((latencies, failures, started.elapsed()))
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (mut latencies, failures, elapsed) = outcome?;
+    latencies.sort();
+    let requests = latencies.len() as f64 / elapsed.as_secs_f64();
+    println!("| measure | value |\n| --- | --- |");
+    println!("| connections × events per request | {connections} × {batch} |");
+    println!("| acknowledged requests/s | {requests:.0} |");
+    println!("| acknowledged events/s | {:.0} |", requests * batch as f64);
+    println!(
+        "| latency p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
+        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+    println!("| failed requests | {failures} |");
+    Ok(ExitCode::SUCCESS)
+}
