@@ -54,7 +54,12 @@ pub fn run(what: What, data: &Path) -> Result<ExitCode> {
             dir,
             replays,
         } => store(events, &dir, replays),
-        What::Http { connections, seconds, batch, dir } => crate::load::run(&dir, connections, seconds, batch),
+        What::Http {
+            connections,
+            seconds,
+            batch,
+            dir,
+        } => crate::load::run(&dir, connections, seconds, batch),
         What::Replay { runs } => {
             let log = crate::commands::open(data)?;
             let rates: Vec<f64> = (0..runs.max(1))

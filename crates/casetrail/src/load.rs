@@ -62,11 +62,20 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
         .spawn()?;
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
-    let base = line.split_whitespace().find(|w| w.starts_with("http://")).ok_or("the server did not start")?.to_owned();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or("the server did not start")?
+        .to_owned();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let outcome = runtime.block_on(async {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(connections).build()?;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(connections)
+            .build()?;
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let url = Arc::new(format!("{base}/v1/events"));
         let token = Arc::new(token);
@@ -81,7 +90,13 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
                         n += 1;
                         let body = body(c, n, batch);
                         let started = Instant::now();
-                        let resp = client.post(url.as_str()).bearer_auth(token.as_str()).header("content-type", "application/json").body(body).send().await;
+                        let resp = client
+                            .post(url.as_str())
+                            .bearer_auth(token.as_str())
+                            .header("content-type", "application/json")
+                            .body(body)
+                            .send()
+                            .await;
                         match resp {
                             Ok(r) if r.status().as_u16() == 201 => {
                                 let _ = r.bytes().await;
