@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 /// A credential's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Appends dossier events and offers procedures for one agency and everything registered below it; reads

@@ -234,6 +234,20 @@ impl FromStr for Period {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Period {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::codes::string_schema(
+            Some("^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"),
+            4,
+            7,
+            "a month (2019-03), a quarter (2019-Q1) or a year (2019)",
+        )
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Period {}
+
 impl Serialize for Period {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -5,8 +5,35 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// The OpenAPI schema of a string type: its pattern (if any), length bounds and description.
+#[cfg(feature = "openapi")]
+pub(crate) fn string_schema(
+    pattern: Option<&str>,
+    min: usize,
+    max: usize,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(pattern)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .description(Some(description))
+        .into()
+}
+
 macro_rules! code_type {
-    ($(#[$doc:meta])* $name:ident, $check:path) => {
+    ($(#[$doc:meta])* $name:ident, $check:path, $pattern:expr, $min:expr, $max:expr) => {
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema($pattern, $min, $max, stringify!($name))
+            }
+        }
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
@@ -96,17 +123,26 @@ fn check_procedure(s: &str) -> Result<(), String> {
 code_type!(
     /// A dossier code (mã hồ sơ): 1–64 of `A-Z a-z 0-9 . _ -`. One dossier is one stream.
     DossierCode,
-    check_dossier
+    check_dossier,
+    Some("^[A-Za-z0-9._-]{1,64}$"),
+    1,
+    64
 );
 code_type!(
     /// An agency code in the QCVN 102 style (`000.00.12.H27`): 1–32 of `A-Z a-z 0-9 .`; the layout is not checked.
     AgencyCode,
-    check_agency
+    check_agency,
+    Some("^[A-Za-z0-9.]{1,32}$"),
+    1,
+    32
 );
 code_type!(
     /// A procedure code (mã TTHC), opaque, 1–32 characters.
     ProcedureCode,
-    check_procedure
+    check_procedure,
+    Some("^[^/\\s]{1,32}$"),
+    1,
+    32
 );
 
 /// The longest free text (`note`, `reason`) an event may carry, in characters.
@@ -128,5 +164,8 @@ fn check_text(s: &str) -> Result<(), String> {
 code_type!(
     /// A free text of 1–2,000 characters that is not only whitespace.
     Text,
-    check_text
+    check_text,
+    None,
+    1,
+    TEXT_CHARS_MAX
 );

@@ -36,9 +36,10 @@ mod rfc3339 {
 }
 
 macro_rules! string_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:tt),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
         pub enum $name { $(#[serde(rename = $text)] $variant),+ }
 
         impl $name {
@@ -141,6 +142,20 @@ impl<'de> Deserialize<'de> for TargetScope {
     }
 }
 
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for TargetScope {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::codes::string_schema(
+            Some("^(\\*|[A-Za-z0-9.]{1,32})$"),
+            1,
+            32,
+            "* for every agency, or an agency code",
+        )
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for TargetScope {}
+
 impl TargetScope {
     pub fn parse(s: &str) -> Result<Self, String> {
         if s == "*" {
@@ -154,6 +169,7 @@ impl TargetScope {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Received {
     pub procedure: ProcedureCode,
@@ -165,7 +181,7 @@ pub struct Received {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "rfc3339::de_opt"
     )]
-    pub due_at: Option<Instant>,
+    pub due_at: Option<DateTime<FixedOffset>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_by_post: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -173,6 +189,7 @@ pub struct Received {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Transferred {
     pub to_agency: AgencyCode,
@@ -181,6 +198,7 @@ pub struct Transferred {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SupplementRequested {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,30 +206,35 @@ pub struct SupplementRequested {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SupplementReceived {}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DueExtended {
     #[serde(deserialize_with = "rfc3339::de")]
-    pub new_due_at: Instant,
+    pub new_due_at: DateTime<FixedOffset>,
     pub reason: Text,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Resolved {
     pub outcome: Outcome,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Returned {
     pub channel: Channel,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Withdrawn {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,6 +242,7 @@ pub struct Withdrawn {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Corrected {
     pub reason: Text,
@@ -233,16 +257,17 @@ pub struct Corrected {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "rfc3339::de_opt"
     )]
-    pub received_at: Option<Instant>,
+    pub received_at: Option<DateTime<FixedOffset>>,
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "rfc3339::de_opt"
     )]
-    pub due_at: Option<Instant>,
+    pub due_at: Option<DateTime<FixedOffset>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgencyRegistered {
     pub name: Text,
@@ -254,6 +279,7 @@ pub struct AgencyRegistered {
 /// `procedure` is not in the v1 table of `events.md` §3, where the code lives only in the stream name; it is
 /// carried in the data so that every envelope names its own stream (see docs/architecture.md).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ProcedureOffered {
     pub procedure: ProcedureCode,
@@ -266,6 +292,7 @@ pub struct ProcedureOffered {
 
 /// Targets are stored with both rates spelled out: a default filled in at intake is stored as given.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TargetSet {
     pub agency: TargetScope,
@@ -391,7 +418,7 @@ pub struct Event {
     pub id: Uuid,
     pub dossier: Option<DossierCode>,
     pub agency: Option<AgencyCode>,
-    pub occurred_at: Instant,
+    pub occurred_at: DateTime<FixedOffset>,
     pub data: EventData,
 }
 

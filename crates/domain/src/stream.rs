@@ -3,7 +3,7 @@
 
 use crate::codes::{AgencyCode, DossierCode, ProcedureCode};
 use crate::event::*;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -63,6 +63,7 @@ impl fmt::Display for Rejection {
 
 /// Where a dossier stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Accepted at the one-stop desk (DVCQG 2).
@@ -81,6 +82,7 @@ pub enum Status {
 
 /// The state of one dossier, folded from its events: what the decision reads and what a dossier query shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DossierState {
     pub dossier: DossierCode,
     /// The agency that received the dossier; intake and return facts count there.
@@ -94,23 +96,23 @@ pub struct DossierState {
     pub online_level: Option<OnlineLevel>,
     pub applicant: Option<Applicant>,
     pub result_by_post: bool,
-    pub received_at: Instant,
-    pub due_at: Option<Instant>,
+    pub received_at: DateTime<FixedOffset>,
+    pub due_at: Option<DateTime<FixedOffset>>,
     /// The latest `occurred_at` of any of its events: rule 2 keeps later events at or after it.
-    pub last_occurred_at: Instant,
+    pub last_occurred_at: DateTime<FixedOffset>,
     /// The `occurred_at` of its first event after the receipt: a corrected receipt time may not pass it.
-    pub first_later_at: Option<Instant>,
+    pub first_later_at: Option<DateTime<FixedOffset>>,
     pub supplement_requests: u32,
-    pub supplement_pending_since: Option<Instant>,
+    pub supplement_pending_since: Option<DateTime<FixedOffset>>,
     /// Total length of finished supplement pauses.
     pub supplement_paused_secs: i64,
     pub transfers: u32,
     pub corrections: u32,
-    pub resolved_at: Option<Instant>,
+    pub resolved_at: Option<DateTime<FixedOffset>>,
     pub outcome: Option<Outcome>,
-    pub returned_at: Option<Instant>,
+    pub returned_at: Option<DateTime<FixedOffset>>,
     pub return_channel: Option<Channel>,
-    pub withdrawn_at: Option<Instant>,
+    pub withdrawn_at: Option<DateTime<FixedOffset>>,
 }
 
 impl DossierState {

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod errors;
 mod metrics;
+pub mod openapi;
 mod routes;
 
 use actix_web::{web, App, HttpServer};

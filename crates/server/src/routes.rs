@@ -2,6 +2,7 @@
 
 use crate::auth::{covers, new_token, token_sha256, Caller};
 use crate::errors::ApiError;
+use crate::openapi::*;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -19,6 +20,7 @@ use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/openapi.json", web::get().to(openapi_json))
         .route("/readyz", web::get().to(readyz))
         .route("/metrics", web::get().to(metrics))
         .route("/v1/events", web::post().to(append))
@@ -42,11 +44,23 @@ const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
 const TRAIL_READERS: &[Role] = &[Role::Ingest, Role::Auditor, Role::Admin];
 const DOSSIER_READERS: &[Role] = &[Role::Ingest, Role::Analyst, Role::Auditor, Role::Admin];
 
-async fn healthz() -> HttpResponse {
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "This document (OpenAPI 3.1)")))]
+pub(crate) async fn openapi_json() -> HttpResponse {
+    use utoipa::OpenApi;
+    HttpResponse::Ok().content_type("application/json").body(
+        crate::openapi::ApiDoc::openapi()
+            .to_json()
+            .expect("the document serializes"),
+    )
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive")))]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(state: web::Data<State>) -> HttpResponse {
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer")))]
+pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
     let probe = state.log.stream_head("readyz-probe");
     match probe {
         Ok(_) => {
@@ -57,7 +71,8 @@ async fn readyz(state: web::Data<State>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<State>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render(&state))
@@ -109,10 +124,15 @@ async fn read_json(
 
 fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
     let replayed = outcome.all_replayed();
-    let receipts: Vec<Value> = outcome
+    let receipts: Vec<Receipt> = outcome
         .receipts
         .iter()
-        .map(|r| json!({ "id": r.id, "position": r.position, "version": r.version, "replayed": r.replayed }))
+        .map(|r| Receipt {
+            id: r.id,
+            position: r.position,
+            version: r.version,
+            replayed: r.replayed,
+        })
         .collect();
     // `api.md`: 201 with the receipts; 200 with the original receipts when every event was already stored.
     if replayed {
@@ -149,7 +169,22 @@ async fn write(
     Ok(outcome)
 }
 
-async fn append(
+#[utoipa::path(post, path = "/v1/events", tag = "events",
+    request_body(content = Submission, description = "One event, or a batch of 1 to 1,000 written all or nothing"),
+    responses(
+        (status = 201, description = "Written: every event is on disk", body = [Receipt]),
+        (status = 200, description = "Every event was already stored with the same content: the original receipts", body = [Receipt]),
+        (status = 400, description = "Not JSON, or not an event", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Every refused event is a first event that is not dossier.received", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Refused by a stream rule, the expected version, or a reused id; every refused event is listed", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit, or more than 1,000 events", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Fields missing, unknown or out of their domain; every one is listed", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log cannot accept writes now; nothing was written", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn append(
     req: HttpRequest,
     caller: Caller,
     payload: web::Payload,
@@ -190,7 +225,7 @@ async fn append(
 }
 
 #[derive(Deserialize)]
-struct EventsQuery {
+pub(crate) struct EventsQuery {
     after: Option<u64>,
     limit: Option<usize>,
     #[serde(rename = "type")]
@@ -234,7 +269,22 @@ impl Filter {
 
 const PAGE_EVENTS_MAX: usize = 1_000;
 
-async fn events(
+#[utoipa::path(get, path = "/v1/events", tag = "events",
+    params(
+        ("after" = Option<u64>, Query, description = "Events after this position (default 0)"),
+        ("limit" = Option<usize>, Query, description = "1 to 1,000 (default 100); with NDJSON, no limit unless given"),
+        ("type" = Option<String>, Query, description = "Only this event type"),
+        ("agency" = Option<String>, Query, description = "Only events of this agency"),
+    ),
+    responses(
+        (status = 200, description = "A page (JSON), or every matching event up to the head (Accept: application/x-ndjson)", body = EventsPage,
+         content((EventsPage = "application/json"), (StoredEnvelope = "application/x-ndjson"))),
+        (status = 400, description = "A parameter out of its domain", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn events(
     req: HttpRequest,
     caller: Caller,
     query: web::Query<EventsQuery>,
@@ -325,13 +375,24 @@ async fn events(
 }
 
 #[derive(Deserialize)]
-struct LiveQuery {
+pub(crate) struct LiveQuery {
     after: Option<u64>,
 }
 
 /// Server-Sent Events: everything after `after` (or `Last-Event-ID`), then each commit as it happens. Each
 /// follower reads the log itself; the writer only publishes the new head, so a slow follower never blocks it.
-async fn live(
+#[utoipa::path(get, path = "/v1/events/live", tag = "events",
+    params(
+        ("after" = Option<u64>, Query, description = "Catch up from after this position"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this position (wins over `after`)"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `id` is the position, `event` the type, `data` the stored envelope", content_type = "text/event-stream"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn live(
     req: HttpRequest,
     caller: Caller,
     query: web::Query<LiveQuery>,
@@ -426,7 +487,17 @@ fn visible_dossier(
     }
 }
 
-async fn dossier(
+#[utoipa::path(get, path = "/v1/dossiers/{dossier}", tag = "dossiers",
+    params(("dossier" = String, Path, description = "The dossier code")),
+    responses(
+        (status = 200, description = "The dossier's current state", body = DossierView),
+        (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn dossier(
     caller: Caller,
     path: web::Path<String>,
     state: web::Data<State>,
@@ -436,13 +507,24 @@ async fn dossier(
         .log
         .stream_head(d.dossier.as_str())?
         .map_or(0, |h| h.version);
-    let mut body = serde_json::to_value(&d).expect("states serialize");
-    body["status"] = json!(d.status());
-    body["version"] = json!(version);
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(DossierView {
+        status: d.status(),
+        state: d,
+        version,
+    }))
 }
 
-async fn trail(
+#[utoipa::path(get, path = "/v1/dossiers/{dossier}/events", tag = "dossiers",
+    params(("dossier" = String, Path, description = "The dossier code")),
+    responses(
+        (status = 200, description = "Every stored event of the dossier, in order, with its leaf hash", body = Trail),
+        (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn trail(
     caller: Caller,
     path: web::Path<String>,
     state: web::Data<State>,
@@ -520,7 +602,19 @@ fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
     }
 }
 
-async fn put_agency(
+#[utoipa::path(put, path = "/v1/agencies/{code}", tag = "reference",
+    params(("code" = String, Path, description = "The agency code")),
+    request_body = AgencyBody,
+    responses(
+        (status = 201, description = "Registered: an agency.registered event", body = [Receipt]),
+        (status = 200, description = "Already registered exactly so: nothing written", body = Unchanged),
+        (status = 400, description = "Not an agency code, or not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn put_agency(
     req: HttpRequest,
     caller: Caller,
     path: web::Path<String>,
@@ -569,7 +663,19 @@ async fn put_agency(
     ))
 }
 
-async fn put_procedure(
+#[utoipa::path(put, path = "/v1/agencies/{code}/procedures/{procedure}", tag = "reference",
+    params(("code" = String, Path, description = "The agency code"), ("procedure" = String, Path, description = "The procedure code")),
+    request_body = ProcedureBody,
+    responses(
+        (status = 201, description = "Offered: a procedure.offered event", body = [Receipt]),
+        (status = 200, description = "Already offered exactly so: nothing written", body = Unchanged),
+        (status = 400, description = "Bad codes, or not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn put_procedure(
     req: HttpRequest,
     caller: Caller,
     path: web::Path<(String, String)>,
@@ -645,7 +751,17 @@ async fn put_procedure(
     ))
 }
 
-async fn put_target(
+#[utoipa::path(put, path = "/v1/targets", tag = "reference",
+    request_body = TargetBody,
+    responses(
+        (status = 201, description = "Set: a target.set event", body = [Receipt]),
+        (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn put_target(
     req: HttpRequest,
     caller: Caller,
     payload: web::Payload,
@@ -688,12 +804,19 @@ async fn put_target(
 }
 
 #[derive(Deserialize)]
-struct CatalogueQuery {
+pub(crate) struct CatalogueQuery {
     agency: Option<String>,
 }
 
 /// Public: which procedures each agency offers online (and at which level) and by post, as in force today.
-async fn catalogue(
+#[utoipa::path(get, path = "/v1/catalogue", tag = "reference",
+    params(("agency" = Option<String>, Query, description = "Only this agency")),
+    responses(
+        (status = 200, description = "Procedures in force today per agency: online level, postal receipt and return", body = CatalogueView),
+        (status = 400, description = "Not an agency code", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An unknown or revoked token was sent", body = Problem, content_type = "application/problem+json")
+    ))]
+pub(crate) async fn catalogue(
     caller: Caller,
     query: web::Query<CatalogueQuery>,
     state: web::Data<State>,
@@ -729,7 +852,17 @@ async fn catalogue(
     Ok(HttpResponse::Ok().json(json!({ "as_of": today, "agencies": agencies })))
 }
 
-async fn create_token(
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
+    request_body = TokenRequest,
+    responses(
+        (status = 201, description = "Created; the token is shown this once", body = TokenCreated),
+        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A token of that name exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = [])))]
+pub(crate) async fn create_token(
     req: HttpRequest,
     caller: Caller,
     payload: web::Payload,
@@ -774,7 +907,14 @@ async fn create_token(
     Ok(HttpResponse::Created().json(json!({ "name": credential.name, "role": credential.role, "agency": credential.agency, "token": token })))
 }
 
-async fn list_tokens(caller: Caller, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, description = "Every token, never its secret", body = TokenList), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn list_tokens(
+    caller: Caller,
+    state: web::Data<State>,
+) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let list: Vec<Value> = state
         .log
@@ -785,7 +925,13 @@ async fn list_tokens(caller: Caller, state: web::Data<State>) -> Result<HttpResp
     Ok(HttpResponse::Ok().json(json!({ "tokens": list })))
 }
 
-async fn revoke_token(
+#[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
+    params(("name" = String, Path, description = "The token's name")),
+    responses((status = 204, description = "Revoked"), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live token of that name", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub(crate) async fn revoke_token(
     caller: Caller,
     path: web::Path<String>,
     state: web::Data<State>,

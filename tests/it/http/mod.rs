@@ -2,6 +2,7 @@
 
 mod errors;
 mod matrix;
+mod openapi;
 mod ops;
 mod stop;
 mod streams;

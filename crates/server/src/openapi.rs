@@ -1,0 +1,307 @@
+//! The OpenAPI 3 document served at `/openapi.json`, generated from the handlers' `#[utoipa::path]` annotations and
+//! from the event types themselves (`domain`'s `openapi` feature), so vendors generate clients from what the code
+//! does.
+
+use domain::event::*;
+use domain::{AgencyCode, DossierCode, DossierState, Role, Status};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use uuid::Uuid;
+
+/// The `data` of an event: the fields of its type (see `type`), nothing else.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum EventDataDoc {
+    Received(Received),
+    Transferred(Transferred),
+    SupplementRequested(SupplementRequested),
+    SupplementReceived(SupplementReceived),
+    DueExtended(DueExtended),
+    Resolved(Resolved),
+    Returned(Returned),
+    Withdrawn(Withdrawn),
+    Corrected(Corrected),
+    AgencyRegistered(AgencyRegistered),
+    ProcedureOffered(ProcedureOffered),
+    TargetSet(TargetSet),
+}
+
+/// An event as a sender posts it (`events.md` §1). Unknown fields are refused.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Envelope {
+    /// Chosen by the sender (UUIDv7 recommended); the idempotency key, for ever.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub ty: EventType,
+    /// The dossier code: for dossier events only.
+    pub dossier: Option<DossierCode>,
+    /// Where the event happened; optional only for `target.set`.
+    pub agency: Option<AgencyCode>,
+    /// Business time, RFC 3339 with an explicit offset.
+    pub occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    pub data: EventDataDoc,
+    /// 0: the stream must not exist yet; n: its last version must be n.
+    pub expected_version: Option<u64>,
+}
+
+/// One event, or a batch of 1 to 1,000 (all or nothing).
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Submission {
+    One(Envelope),
+    Batch(Vec<Envelope>),
+}
+
+/// An event as the log stores it: the envelope and the stored fields.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct StoredEnvelope {
+    /// Global, gapless, from 1.
+    pub position: u64,
+    /// Per stream, gapless, from 1.
+    pub version: u64,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub ty: EventType,
+    pub dossier: Option<DossierCode>,
+    pub agency: Option<AgencyCode>,
+    pub occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    /// Server clock, UTC; never decreasing along positions.
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The name of the token that wrote it.
+    pub source: String,
+    pub data: EventDataDoc,
+}
+
+/// A stored event in a dossier's trail, with its leaf hash in the audit tree.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TrailEvent {
+    #[serde(flatten)]
+    pub event: StoredEnvelope,
+    /// Base64 of SHA-256(0x00 ‖ the canonical bytes), RFC 6962's leaf hash.
+    pub leaf_hash: String,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Trail {
+    pub dossier: DossierCode,
+    pub events: Vec<TrailEvent>,
+}
+
+/// What the log says of one accepted event.
+#[derive(ToSchema, Serialize)]
+pub struct Receipt {
+    pub id: Uuid,
+    pub position: u64,
+    pub version: u64,
+    /// The event was already stored with the same content; this is its original receipt.
+    pub replayed: bool,
+}
+
+/// A dossier's current state.
+#[derive(ToSchema, Serialize)]
+pub struct DossierView {
+    #[serde(flatten)]
+    pub state: DossierState,
+    pub status: Status,
+    /// The dossier stream's last version.
+    pub version: u64,
+}
+
+/// A page of the global log.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct EventsPage {
+    pub events: Vec<StoredEnvelope>,
+    /// The cursor for the next page (`after=`); null at the head.
+    pub next_after: Option<u64>,
+    pub log_size: u64,
+}
+
+/// An error (RFC 9457).
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable snake_case code: malformed_json, bad_parameter, unauthorized, forbidden, dossier_not_found,
+    /// invalid_transition, dossier_exists, version_conflict, id_reused, credential_exists, payload_too_large,
+    /// validation_failed, unavailable.
+    pub code: String,
+    /// Validation failures `{index, id, field, message}`, or refused events `{index, id, code, message,
+    /// current_version?, position?}`.
+    pub errors: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct AgencyBody {
+    pub name: String,
+    pub level: AgencyLevel,
+    pub parent: Option<AgencyCode>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct ProcedureBody {
+    pub name: String,
+    pub online_level: OfferLevel,
+    pub postal_receive: bool,
+    pub postal_return: bool,
+    pub effective_from: chrono::NaiveDate,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TargetBody {
+    pub agency: TargetScope,
+    pub from_period: domain::Period,
+    /// Default 0.20.
+    pub online_rate_min: Option<f64>,
+    /// Default 0.10.
+    pub postal_rate_min: Option<f64>,
+}
+
+/// A PUT that would change nothing writes nothing.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Unchanged {
+    pub unchanged: bool,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct CatalogueProcedure {
+    pub procedure: String,
+    pub name: String,
+    pub online_level: OfferLevel,
+    pub postal_receive: bool,
+    pub postal_return: bool,
+    pub effective_from: chrono::NaiveDate,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct CatalogueAgency {
+    pub agency: AgencyCode,
+    pub name: String,
+    pub level: AgencyLevel,
+    pub parent: Option<AgencyCode>,
+    pub procedures: Vec<CatalogueProcedure>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct CatalogueView {
+    /// The date (Vietnam time) whose offers are shown.
+    pub as_of: chrono::NaiveDate,
+    pub agencies: Vec<CatalogueAgency>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    pub name: String,
+    pub role: Role,
+    /// Required for ingest tokens, refused for the others.
+    pub agency: Option<AgencyCode>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: Role,
+    pub agency: Option<AgencyCode>,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub agency: Option<AgencyCode>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
+/// `data` is one of the twelve shapes, chosen by the envelope's `type`. Several shapes accept `{}` (every field
+/// optional), so the untagged union must be `anyOf`: with `oneOf`, which utoipa writes for untagged enums, a valid
+/// `dossier.supplement_received` would match three shapes and be refused by a generated client.
+struct DataIsAnyOf;
+
+impl Modify for DataIsAnyOf {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        if let Some(schema) = components.schemas.get_mut("EventDataDoc") {
+            let mut json = serde_json::to_value(&*schema).expect("schemas serialize");
+            if let Some(one_of) = json.as_object_mut().and_then(|o| o.remove("oneOf")) {
+                json["anyOf"] = one_of;
+                *schema = serde_json::from_value(json).expect("an anyOf schema deserializes");
+            }
+        }
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "casetrail", description = "Event-sourced case tracking for Vietnam's one-stop-shop administrative services. See docs/api.md."),
+    paths(
+        crate::routes::healthz,
+        crate::routes::readyz,
+        crate::routes::metrics,
+        crate::routes::openapi_json,
+        crate::routes::append,
+        crate::routes::events,
+        crate::routes::live,
+        crate::routes::dossier,
+        crate::routes::trail,
+        crate::routes::put_agency,
+        crate::routes::put_procedure,
+        crate::routes::put_target,
+        crate::routes::catalogue,
+        crate::routes::create_token,
+        crate::routes::list_tokens,
+        crate::routes::revoke_token,
+    ),
+    modifiers(&BearerAuth, &DataIsAnyOf),
+    tags(
+        (name = "events", description = "Writing and reading the log"),
+        (name = "dossiers", description = "A dossier's state and trail"),
+        (name = "reference", description = "Agencies, procedures offered, targets, and the public catalogue"),
+        (name = "tokens", description = "Credentials (admin)"),
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+    )
+)]
+pub struct ApiDoc;
