@@ -61,6 +61,10 @@ pub(crate) async fn healthz() -> HttpResponse {
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer")))]
 pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
+    if let Some(why) = state.log.write_failure() {
+        return HttpResponse::ServiceUnavailable()
+            .json(json!({ "status": "unavailable", "detail": why }));
+    }
     let probe = state.log.stream_head("readyz-probe");
     match probe {
         Ok(_) => {

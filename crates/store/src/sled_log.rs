@@ -246,6 +246,7 @@ pub struct SledLog {
     head: watch::Receiver<Head>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<WriterMetrics>,
+    failed: Arc<std::sync::OnceLock<String>>,
 }
 
 fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
@@ -341,6 +342,10 @@ impl SledLog {
             None
         };
         let metrics = Arc::new(WriterMetrics::default());
+        let failed = Arc::new(std::sync::OnceLock::new());
+        if config.inspection {
+            let _ = failed.set("the log is open for inspection only".to_string());
+        }
         let writer = Writer {
             trees: trees.clone(),
             db_file,
@@ -351,9 +356,7 @@ impl SledLog {
             clock_skew: config.clock_skew,
             group_events_max: config.group_events_max,
             metrics: metrics.clone(),
-            failed: config
-                .inspection
-                .then(|| "the log is open for inspection only".to_string()),
+            failed: failed.clone(),
         };
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
         let handle = std::thread::Builder::new()
@@ -366,6 +369,7 @@ impl SledLog {
             head: head_rx,
             writer: Mutex::new(Some(handle)),
             metrics,
+            failed,
         })
     }
 
@@ -375,6 +379,12 @@ impl SledLog {
 
     pub fn metrics(&self) -> &WriterMetrics {
         &self.metrics
+    }
+
+    /// Why the log refuses writes, if it does: a write failed (until the log is reopened), or it was opened for
+    /// inspection.
+    pub fn write_failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// Stops accepting appends, lets the writer answer everything queued, and waits for it. Idempotent.
@@ -1008,6 +1018,19 @@ impl EventLog for SledLog {
     }
 
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        if self.write_failure().is_some() {
+            // A failed group may have reached sled's memory (heads included) but not the disk or the committed
+            // head; fold the committed events instead, which `stream` caps at the head.
+            let events = self.stream(stream)?;
+            if events.is_empty() {
+                return Ok(None);
+            }
+            let mut head = StreamHead::default();
+            for e in &events {
+                domain::apply_in_place(&mut head, &e.event);
+            }
+            return Ok(Some(head));
+        }
         self.trees.load_head(stream)
     }
 

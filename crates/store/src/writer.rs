@@ -35,9 +35,9 @@ pub(crate) struct Writer {
     pub clock_skew: chrono::Duration,
     pub group_events_max: usize,
     pub metrics: Arc<crate::sled_log::WriterMetrics>,
-    /// Set after a failed write: from then on every append is refused until the store is reopened, because the
-    /// failed group may or may not have reached the disk.
-    pub failed: Option<String>,
+    /// Set after a failed write (shared with readers): from then on every append is refused until the store is
+    /// reopened, because the failed group may or may not have reached the disk.
+    pub failed: Arc<std::sync::OnceLock<String>>,
 }
 
 /// A new event of the current group, ready to write.
@@ -86,7 +86,7 @@ impl Writer {
         let mut answers = Vec::with_capacity(jobs.len());
         for job in jobs {
             let events = job.request.events.len();
-            let answer = match &self.failed {
+            let answer = match self.failed.get() {
                 Some(why) => Err(AppendError::Unavailable(why.clone())),
                 None if events == 0 || events > domain::parse::BATCH_EVENTS_MAX => {
                     Err(AppendError::BatchSize(events))
@@ -112,7 +112,7 @@ impl Writer {
                     let why = format!(
                         "a write failed ({e}); the store refuses writes until it is reopened"
                     );
-                    self.failed = Some(why.clone());
+                    let _ = self.failed.set(why.clone());
                     for (_, answer) in answers.iter_mut() {
                         if matches!(answer, Ok(outcome) if !outcome.all_replayed()) {
                             *answer = Err(AppendError::Unavailable(why.clone()));

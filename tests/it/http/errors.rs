@@ -180,3 +180,126 @@ fn a_retry_gets_the_original_receipts_with_200() {
         );
     }
 }
+
+/// A real full disk: the server runs in its own user and mount namespaces (`unshare -rm`) on a 6 MB tmpfs, which
+/// disappears with it. Appends go on until the disk is full; then every append answers 503 `unavailable` and
+/// writes nothing more, readiness says so, and reads are still served.
+#[test]
+fn a_full_disk_answers_503_and_writes_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("token"));
+    std::fs::create_dir_all(&data).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=6m tmpfs {d} && {b} --data {d} token create --name admin --role admin | tail -1 > {o} && exec {b} --data {d} serve --listen 127.0.0.1:0",
+        d = data.display(),
+        b = super::BIN,
+        o = out.display()
+    );
+    let mut child = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) runs");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(
+        line.contains("listening"),
+        "the server did not start in its namespace: {line:?}"
+    );
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let token = std::fs::read_to_string(&out).unwrap().trim().to_owned();
+    let generated = std::process::Command::new(super::BIN)
+        .args(["generate", "--seed", "4", "--events", "60000"])
+        .output()
+        .unwrap();
+    let lines: Vec<&str> = std::str::from_utf8(&generated.stdout)
+        .unwrap()
+        .lines()
+        .collect();
+    let client = reqwest::blocking::Client::new();
+    let post = |events: &[&str]| {
+        let r = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(format!("[{}]", events.join(",")))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap())
+    };
+    let size = || {
+        client
+            .get(format!("{base}/v1/events?limit=1"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["log_size"]
+            .as_u64()
+            .unwrap()
+    };
+    let mut accepted = 0;
+    let mut failure = None;
+    for batch in lines.chunks(500) {
+        match post(batch) {
+            (201, _) => accepted += batch.len(),
+            (503, problem) => {
+                failure = Some(problem);
+                break;
+            }
+            (status, body) => panic!("unexpected {status}: {body}"),
+        }
+    }
+    let _kill = KillOnDrop(child);
+    let problem = failure.expect("6 MB filled up before 60,000 events");
+    assert!(accepted > 0, "nothing fitted at all");
+    assert_eq!(problem["code"], "unavailable");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("No space left"),
+        "{problem}"
+    );
+    let at_failure = size();
+    assert_eq!(
+        at_failure, accepted as u64,
+        "the log holds exactly what was acknowledged"
+    );
+    // From now on nothing is written, and readiness says why.
+    let (status, _) = post(&lines[lines.len() - 10..]);
+    assert_eq!(status, 503);
+    assert_eq!(size(), at_failure);
+    let ready = client.get(format!("{base}/readyz")).send().unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    // Reads go on: the first dossier's state is there.
+    let first: Value = serde_json::from_str(lines[0]).unwrap();
+    let dossier = client
+        .get(format!(
+            "{base}/v1/dossiers/{}",
+            first["dossier"].as_str().unwrap()
+        ))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(dossier.status().as_u16(), 200);
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
