@@ -141,7 +141,13 @@ impl Writer {
         let mut receipts = Vec::with_capacity(request.events.len());
         let mut refusals = Vec::new();
         let mut last_recorded_at = group.last_recorded_at;
-        let unavailable = |e: StoreError| AppendError::Unavailable(e.to_string());
+        // An IO error while deciding is as serious as one while writing: stop writing until the log is reopened,
+        // so that no later append can succeed past a failure whose extent is unknown.
+        let unavailable = |e: StoreError| {
+            let why = format!("a read failed ({e}); the store refuses writes until it is reopened");
+            let _ = self.failed.set(why.clone());
+            AppendError::Unavailable(why)
+        };
 
         for (index, submitted) in request.events.iter().enumerate() {
             let event = &submitted.event;
@@ -269,7 +275,7 @@ impl Writer {
             };
             let n = record.stored.position - 1;
             let new = stored_hashes(n, &record.bytes, &reader)
-                .map_err(|e| AppendError::Unavailable(format!("audit tree: {e}")))?;
+                .map_err(|e| unavailable(StoreError::Tree(e.to_string())))?;
             group.hashes.extend(new);
             group
                 .ids

@@ -277,8 +277,8 @@ fn a_full_disk_answers_503_and_writes_nothing_more() {
         "the log holds exactly what was acknowledged"
     );
     // From now on nothing is written, and readiness says why.
-    let (status, _) = post(&lines[lines.len() - 10..]);
-    assert_eq!(status, 503);
+    let (status, body) = post(&lines[lines.len() - 10..]);
+    assert_eq!(status, 503, "{body}");
     assert_eq!(size(), at_failure);
     let ready = client.get(format!("{base}/readyz")).send().unwrap();
     assert_eq!(ready.status().as_u16(), 503);
