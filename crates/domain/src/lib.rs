@@ -19,5 +19,5 @@ pub use parse::{
     ValidationError,
 };
 pub use stream::{
-    apply, apply_in_place, decide, Context, DossierState, Rejection, Status, StreamHead,
+    apply, apply_in_place, decide, Context, DossierState, Rejection, Status, StreamHead, Timeliness,
 };

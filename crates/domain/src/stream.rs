@@ -80,6 +80,23 @@ pub enum Status {
     Withdrawn,
 }
 
+/// Whether a dossier was, or is, on time (`indicators.md` §2; Decision 766 criterion 2.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Timeliness {
+    /// Finished on a date before the due date.
+    Early,
+    /// Finished on the due date.
+    OnTime,
+    /// Finished after the due date, or asked for documents more than once.
+    Late,
+    /// Still open, and its due date has not passed.
+    OpenInTime,
+    /// Still open past its due date (or asked for documents more than once).
+    OpenLate,
+}
+
 /// The state of one dossier, folded from its events: what the decision reads and what a dossier query shows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -139,6 +156,41 @@ impl DossierState {
     /// The end of processing: resolution, else return, else withdrawal.
     pub fn ended_at(&self) -> Option<Instant> {
         self.resolved_at.or(self.returned_at).or(self.withdrawn_at)
+    }
+
+    /// The due time with every supplement pause added: the finished pauses, and a pending one up to `until`.
+    pub fn effective_due_at(&self, until: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
+        let pending = match self.supplement_pending_since {
+            Some(since) => (until - since.with_timezone(&Utc)).num_seconds().max(0),
+            None => 0,
+        };
+        self.due_at
+            .map(|due| due + Duration::seconds(self.supplement_paused_secs + pending))
+    }
+
+    /// On time or not, judged at `at` for a dossier still open then. Dates, not times, are compared, in Vietnam
+    /// time. `None` when the dossier has no due time: nothing was promised, so nothing can be late.
+    pub fn timeliness(&self, at: DateTime<Utc>) -> Option<Timeliness> {
+        let ended = self.ended_at().filter(|end| end.with_timezone(&Utc) <= at);
+        let judged_at = ended.map_or(at, |end| end.with_timezone(&Utc));
+        let due = crate::calendar::vietnam_date(&self.effective_due_at(judged_at)?);
+        let repeated_supplements = self.supplement_requests > 1;
+        Some(match ended {
+            Some(end) => {
+                let end = crate::calendar::vietnam_date(&end);
+                if repeated_supplements || end > due {
+                    Timeliness::Late
+                } else if end == due {
+                    Timeliness::OnTime
+                } else {
+                    Timeliness::Early
+                }
+            }
+            None if repeated_supplements || crate::calendar::vietnam_date(&at) > due => {
+                Timeliness::OpenLate
+            }
+            None => Timeliness::OpenInTime,
+        })
     }
 }
 

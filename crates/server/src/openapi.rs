@@ -110,6 +110,8 @@ pub struct DossierView {
     #[serde(flatten)]
     pub state: DossierState,
     pub status: Status,
+    /// On time or not, as of now (null without a due time).
+    pub on_time: Option<domain::Timeliness>,
     /// The dossier stream's last version.
     pub version: u64,
 }

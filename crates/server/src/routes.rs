@@ -513,6 +513,7 @@ pub(crate) async fn dossier(
         .map_or(0, |h| h.version);
     Ok(HttpResponse::Ok().json(DossierView {
         status: d.status(),
+        on_time: d.timeliness(Utc::now()),
         state: d,
         version,
     }))

@@ -196,7 +196,12 @@ fn an_ingest_token_writes_and_reads_only_within_its_agency_subtree() {
         .0,
         201
     );
-    assert_eq!(s.get("/v1/dossiers/D-COMM-1", Some(&s.ingest)).0, 200);
+    let (status, state) = s.get("/v1/dossiers/D-COMM-1", Some(&s.ingest));
+    assert_eq!(
+        (status, state["status"].as_str(), state["version"].as_u64()),
+        (200, Some("received"), Some(1))
+    );
+    assert!(state.get("on_time").is_some(), "{state}");
     let (other, _) = s.get("/v1/dossiers/D-OTHER-2", Some(&s.ingest));
     let (missing, _) = s.get("/v1/dossiers/D-NOWHERE", Some(&s.ingest));
     assert_eq!((other, missing), (403, 403));

@@ -120,3 +120,32 @@ fn live_events_catch_up_then_follow_commits() {
     );
     let _ = json!({});
 }
+
+/// A follower that never reads: its socket buffers fill, and the writer must not notice.
+#[test]
+fn a_follower_that_does_not_read_never_slows_the_writer() {
+    let s = Server::start(&[]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stalled = std::net::TcpStream::connect(&addr).unwrap();
+    std::io::Write::write_all(
+        &mut stalled,
+        format!("GET /v1/events/live?after=0 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n", s.analyst).as_bytes(),
+    )
+    .unwrap();
+    // Write far more than socket buffers hold (about 6 MB of events) while the follower reads nothing.
+    let started = std::time::Instant::now();
+    for b in 0..20 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| received(&format!("D-S{b}-{i}"), DEPT))
+            .collect();
+        let (status, _) = s.post("/v1/events", Some(&s.ingest), &Value::Array(batch));
+        assert_eq!(status, 201);
+    }
+    assert_eq!(s.log_size(), 20_004);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "writes stalled behind a follower: {:?}",
+        started.elapsed()
+    );
+    drop(stalled);
+}

@@ -412,3 +412,137 @@ fn expected_version_must_match() {
         })
     );
 }
+
+/// The on-time class: dates in Vietnam time, supplement pauses added to the due time, two requests make it late.
+#[test]
+fn timeliness_compares_dates_with_pauses_added() {
+    use domain::Timeliness::*;
+    let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+    // Due 19 March 17:00 (Vietnam).
+    let r = received("2019-03-12T08:30:00+07:00");
+    let state = |events: &[Value]| {
+        let mut head = StreamHead::default();
+        let ctx = Context {
+            now: now(),
+            clock_skew: Duration::minutes(5),
+        };
+        for (i, v) in events.iter().enumerate() {
+            head = decide(
+                &head,
+                &parse_envelope(v, i, Form::Submitted).unwrap().event,
+                None,
+                &ctx,
+            )
+            .unwrap();
+        }
+        head.dossier.unwrap()
+    };
+    let resolved = |when: &str| {
+        ev(
+            9,
+            "dossier.resolved",
+            A,
+            when,
+            json!({ "outcome": "approved" }),
+        )
+    };
+    assert_eq!(
+        state(&[r.clone(), resolved("2019-03-18T23:00:00+07:00")]).timeliness(now()),
+        Some(Early)
+    );
+    // The same date, even later in the day than the due time: on time (dates are compared, not times).
+    assert_eq!(
+        state(&[r.clone(), resolved("2019-03-19T21:00:00+07:00")]).timeliness(now()),
+        Some(OnTime)
+    );
+    // 20 March 00:30 in Vietnam is still 19 March in UTC: late, because Vietnam's date counts.
+    assert_eq!(
+        state(&[r.clone(), resolved("2019-03-19T17:30:00Z")]).timeliness(now()),
+        Some(Late)
+    );
+    // A two-day supplement pause moves the due date to 21 March.
+    let asked = ev(
+        2,
+        "dossier.supplement_requested",
+        A,
+        "2019-03-13T08:00:00+07:00",
+        json!({}),
+    );
+    let got = ev(
+        3,
+        "dossier.supplement_received",
+        A,
+        "2019-03-15T08:00:00+07:00",
+        json!({}),
+    );
+    assert_eq!(
+        state(&[
+            r.clone(),
+            asked.clone(),
+            got.clone(),
+            resolved("2019-03-21T10:00:00+07:00")
+        ])
+        .timeliness(now()),
+        Some(OnTime)
+    );
+    // A second request makes it late whatever the dates.
+    let asked2 = ev(
+        4,
+        "dossier.supplement_requested",
+        A,
+        "2019-03-15T09:00:00+07:00",
+        json!({}),
+    );
+    let got2 = ev(
+        5,
+        "dossier.supplement_received",
+        A,
+        "2019-03-15T10:00:00+07:00",
+        json!({}),
+    );
+    assert_eq!(
+        state(&[
+            r.clone(),
+            asked,
+            got,
+            asked2,
+            got2,
+            resolved("2019-03-16T10:00:00+07:00")
+        ])
+        .timeliness(now()),
+        Some(Late)
+    );
+    // Open dossiers are judged at the instant asked about; a return without resolution ends processing too.
+    let open = state(&[r.clone()]);
+    assert_eq!(
+        open.timeliness(at("2019-03-19T16:59:00Z")),
+        Some(OpenInTime)
+    );
+    assert_eq!(open.timeliness(at("2019-03-19T17:00:00Z")), Some(OpenLate));
+    let returned = ev(
+        6,
+        "dossier.returned",
+        A,
+        "2019-03-19T10:00:00+07:00",
+        json!({ "channel": "postal" }),
+    );
+    assert_eq!(
+        state(&[r.clone(), returned]).timeliness(now()),
+        Some(OnTime)
+    );
+    // Judged before it ended, it was still open then.
+    assert_eq!(
+        state(&[r.clone(), resolved("2019-03-25T10:00:00+07:00")])
+            .timeliness(at("2019-03-18T00:00:00Z")),
+        Some(OpenInTime)
+    );
+    // No due time, no verdict.
+    let no_due = ev(
+        0,
+        "dossier.received",
+        A,
+        "2019-03-12T08:30:00+07:00",
+        json!({ "procedure": "1", "channel": "counter" }),
+    );
+    assert_eq!(state(&[no_due]).timeliness(now()), None);
+}
