@@ -144,6 +144,7 @@ pub fn serve(
     let log = Arc::new(SledLog::open(settings.store_config())?);
     actix_web::rt::System::new().block_on(async {
         let running = server::start(settings, log.clone())?;
+        running.stop_on_signals();
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(
             "casetrail: listening on http://{} with {} events in {}",

@@ -63,6 +63,8 @@ pub struct State {
     pub catalogue: RwLock<Catalogue>,
     pub settings: Settings,
     pub metrics: metrics::Metrics,
+    /// Turns true when a stop begins: live streams end, so that a graceful stop need not wait for them.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl State {
@@ -98,6 +100,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         catalogue: RwLock::new(catalogue),
         metrics: metrics::Metrics::new(),
         settings: settings.clone(),
+        stopping: tokio::sync::watch::channel(false).0,
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
@@ -108,6 +111,8 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
     })
     .workers(settings.workers.max(1))
     .shutdown_timeout(settings.shutdown_timeout_secs)
+    // Signals are ours (`Running::stop_on_signals`): live streams must be told to end before a graceful stop.
+    .disable_signals()
     .bind(settings.listen)?;
     let addr = *server.addrs().first().expect("bound to an address");
     let server = server.run();
@@ -119,6 +124,31 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         server,
         state,
     })
+}
+
+impl Running {
+    /// On SIGTERM or SIGINT: end every live stream, then stop gracefully (no new connections; requests in flight
+    /// are answered, so nothing acknowledged is lost). Call from within the runtime that runs the server.
+    pub fn stop_on_signals(&self) {
+        let (handle, state) = (self.server.handle(), self.state.clone());
+        actix_web::rt::spawn(async move {
+            let mut terminate = match actix_rt::signal::unix::signal(
+                actix_rt::signal::unix::SignalKind::terminate(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = terminate.recv() => tracing::info!("SIGTERM: stopping gracefully"),
+                _ = actix_rt::signal::ctrl_c() => tracing::info!("interrupt: stopping gracefully"),
+            }
+            state.stopping.send_replace(true);
+            handle.stop(true).await;
+        });
+    }
 }
 
 /// Follows commits and folds reference events into the catalogue.

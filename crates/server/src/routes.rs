@@ -409,57 +409,63 @@ pub(crate) async fn live(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
     let after = last_id.or(query.after).unwrap_or(0);
-    let watch = state.log.watch();
-    let stream = futures_util::stream::unfold(
-        (state.clone(), after, watch),
-        |(state, after, mut watch)| async move {
-            loop {
-                let head = state.log.head().size;
-                if after < head {
-                    let page = match state.log.read_after(after, 500) {
-                        Ok(page) => page,
-                        Err(e) => {
-                            return Some((
-                                Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-                                (state, head, watch),
-                            ))
-                        }
-                    };
-                    let next = page.last().map_or(after, |e| e.position);
-                    let mut out = String::new();
-                    for e in &page {
-                        out.push_str(&format!(
-                            "id: {}\nevent: {}\ndata: {}\n\n",
-                            e.position,
-                            e.event.event_type(),
-                            String::from_utf8_lossy(&e.canonical_bytes())
-                        ));
-                    }
-                    return Some((
-                        Ok::<_, actix_web::Error>(web::Bytes::from(out)),
-                        (state, next, watch),
-                    ));
-                }
-                // Nothing new: wait for a commit, with a comment line now and then to keep proxies from timing out.
-                match tokio::time::timeout(std::time::Duration::from_secs(15), watch.changed())
-                    .await
-                {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => return None,
-                    Err(_) => {
+    let follow = Follow {
+        state: state.clone(),
+        after,
+        commits: state.log.watch(),
+        stopping: state.stopping.subscribe(),
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if *f.stopping.borrow() {
+                return None; // the server is stopping: end the stream so that the stop need not wait for it
+            }
+            let head = f.state.log.head().size;
+            if f.after < head {
+                let page = match f.state.log.read_after(f.after, 500) {
+                    Ok(page) => page,
+                    Err(e) => {
                         return Some((
-                            Ok(web::Bytes::from_static(b": keep-alive\n\n")),
-                            (state, after, watch),
+                            Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                            f,
                         ))
                     }
+                };
+                f.after = page.last().map_or(f.after, |e| e.position);
+                let mut out = String::new();
+                for e in &page {
+                    out.push_str(&format!(
+                        "id: {}\nevent: {}\ndata: {}\n\n",
+                        e.position,
+                        e.event.event_type(),
+                        String::from_utf8_lossy(&e.canonical_bytes())
+                    ));
+                }
+                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), f));
+            }
+            // Nothing new: wait for a commit or a stop, with a comment line now and then to keep proxies from
+            // timing out.
+            tokio::select! {
+                changed = f.commits.changed() => if changed.is_err() { return None },
+                _ = f.stopping.changed() => {}
+                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
+                    return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), f));
                 }
             }
-        },
-    );
+        }
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .streaming(stream))
+}
+
+/// What a live stream carries from one chunk to the next.
+struct Follow {
+    state: web::Data<State>,
+    after: u64,
+    commits: tokio::sync::watch::Receiver<store::Head>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The dossier if this caller may see it. For `ingest` credentials a dossier that does not exist and one outside

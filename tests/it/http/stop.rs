@@ -153,3 +153,39 @@ fn sigkill_under_load_ten_times_loses_nothing_acknowledged() {
         }
     }
 }
+
+#[test]
+fn sigterm_ends_live_streams_and_stops_promptly() {
+    let mut s = Server::start(&[]);
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .get(format!("{}/v1/events/live?after=0", s.base))
+        .bearer_auth(&s.analyst)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let reader = std::thread::spawn(move || {
+        // Reads until the server ends the stream.
+        let mut lines = 0;
+        for _ in std::io::BufRead::lines(std::io::BufReader::new(resp)) {
+            lines += 1;
+        }
+        lines
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
+    let status = s.child.wait().unwrap();
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "a follower held the stop for {took:?}"
+    );
+    assert!(
+        reader.join().unwrap() > 0,
+        "the follower got the catch-up before the stream ended"
+    );
+}
