@@ -9,9 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use domain::event::*;
 use domain::parse::{parse_submission, SubmissionError};
-use domain::{
-    AgencyCode, Credential, DossierCode, Event, ProcedureCode, Role, StoredEvent, Submitted, Text,
-};
+use domain::{AgencyCode, Credential, DossierCode, ProcedureCode, Role, StoredEvent, Submitted};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -555,19 +553,34 @@ pub(crate) async fn trail(
     Ok(HttpResponse::Ok().json(json!({ "dossier": d.dossier, "events": with_leaves })))
 }
 
-/// A server-made event: a fresh UUIDv7 id, now as its business time.
-fn server_event(
-    dossier: Option<DossierCode>,
-    agency: Option<AgencyCode>,
-    data: EventData,
-) -> Submitted {
-    let now = Utc::now().fixed_offset();
-    Submitted::from(Event {
-        id: Uuid::now_v7(),
-        dossier,
-        agency,
-        occurred_at: now,
-        data,
+/// A reference event made from a PUT body: a fresh UUIDv7 id, now as its business time, and the body as its
+/// `data`, parsed by the very parser senders go through, so that both validate alike. Errors name the body's
+/// fields (without the `data.` prefix).
+fn reference_event(
+    ty: EventType,
+    agency: Option<&AgencyCode>,
+    body: Value,
+) -> Result<Submitted, ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::MalformedJson(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    let mut envelope = json!({ "id": Uuid::now_v7(), "type": ty.as_str(), "occurred_at": Utc::now().to_rfc3339(), "data": body });
+    if let Some(a) = agency {
+        envelope["agency"] = json!(a);
+    }
+    domain::parse_envelope(&envelope, 0, domain::Form::Submitted).map_err(|errors| {
+        ApiError::Validation(
+            errors
+                .into_iter()
+                .map(|e| domain::ValidationError {
+                    field: e.field.strip_prefix("data.").unwrap_or(&e.field).to_owned(),
+                    id: None,
+                    ..e
+                })
+                .collect(),
+        )
     })
 }
 
@@ -584,10 +597,6 @@ fn body_field<T>(
             message,
         }])
     })
-}
-
-fn text_of(v: &Value) -> Result<Text, String> {
-    Text::parse(v.as_str().ok_or("must be a string")?)
 }
 
 fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
@@ -638,39 +647,23 @@ pub(crate) async fn put_agency(
         detail,
     })?;
     let body = read_json(&req, payload, &state).await?;
-    check_fields(&body, &["name", "level", "parent"])?;
-    let name = body_field(&body, "name", text_of)?;
-    let level = body_field(&body, "level", |v| {
-        AgencyLevel::from_name(v.as_str().ok_or("must be a string")?)
-    })?;
-    let parent = body_field(&body, "parent", |v| {
-        if v.is_null() {
-            Ok(None)
-        } else {
-            AgencyCode::parse(v.as_str().ok_or("must be a string")?).map(Some)
-        }
-    })?;
+    let event = reference_event(EventType::AgencyRegistered, Some(&code), body)?;
+    let EventData::AgencyRegistered(a) = &event.event.data else {
+        unreachable!("parsed as its type")
+    };
     let unchanged = state
         .catalogue
         .read()
         .expect("catalogue lock")
         .agency(&code)
-        .is_some_and(|a| a.name == name.as_str() && a.level == level && a.parent == parent);
+        .is_some_and(|known| {
+            known.name == a.name.as_str() && known.level == a.level && known.parent == a.parent
+        });
     if unchanged {
-        return Ok(HttpResponse::Ok().json(json!({ "unchanged": true })));
+        return Ok(HttpResponse::Ok().json(Unchanged { unchanged: true }));
     }
-    let data = EventData::AgencyRegistered(AgencyRegistered {
-        name,
-        level,
-        parent,
-    });
     Ok(receipts_response(
-        write(
-            &state,
-            vec![server_event(None, Some(code), data)],
-            &credential.name,
-        )
-        .await?,
+        write(&state, vec![event], &credential.name).await?,
     ))
 }
 
@@ -708,38 +701,24 @@ pub(crate) async fn put_procedure(
             "agency {code} is outside this credential's scope"
         )));
     }
-    let body = read_json(&req, payload, &state).await?;
-    check_fields(
-        &body,
-        &[
-            "name",
-            "online_level",
-            "postal_receive",
-            "postal_return",
-            "effective_from",
-        ],
-    )?;
-    let offer = ProcedureOffered {
-        procedure: procedure.clone(),
-        name: body_field(&body, "name", text_of)?,
-        online_level: body_field(&body, "online_level", |v| {
-            OfferLevel::from_name(v.as_str().ok_or("must be a string")?)
-        })?,
-        postal_receive: body_field(&body, "postal_receive", |v| {
-            v.as_bool()
-                .ok_or_else(|| "must be true or false".to_string())
-        })?,
-        postal_return: body_field(&body, "postal_return", |v| {
-            v.as_bool()
-                .ok_or_else(|| "must be true or false".to_string())
-        })?,
-        effective_from: body_field(&body, "effective_from", |v| {
-            chrono::NaiveDate::parse_from_str(
-                v.as_str().ok_or("must be a date like 2019-04-01")?,
-                "%Y-%m-%d",
-            )
-            .map_err(|e| e.to_string())
-        })?,
+    let mut body = read_json(&req, payload, &state).await?;
+    if let Some(map) = body.as_object_mut() {
+        if map
+            .get("procedure")
+            .is_some_and(|p| p.as_str() != Some(procedure.as_str()))
+        {
+            return Err(ApiError::Validation(vec![domain::ValidationError {
+                index: 0,
+                id: None,
+                field: "procedure".into(),
+                message: format!("must be the procedure of the path, {procedure}, or left out"),
+            }]));
+        }
+        map.insert("procedure".into(), json!(procedure));
+    }
+    let event = reference_event(EventType::ProcedureOffered, Some(&code), body)?;
+    let EventData::ProcedureOffered(offer) = &event.event.data else {
+        unreachable!("parsed as its type")
     };
     let unchanged = state
         .catalogue
@@ -754,9 +733,8 @@ pub(crate) async fn put_procedure(
                 && o.effective_from == offer.effective_from
         });
     if unchanged {
-        return Ok(HttpResponse::Ok().json(json!({ "unchanged": true })));
+        return Ok(HttpResponse::Ok().json(Unchanged { unchanged: true }));
     }
-    let event = server_event(None, Some(code), EventData::ProcedureOffered(offer));
     Ok(receipts_response(
         write(&state, vec![event], &credential.name).await?,
     ))
@@ -780,35 +758,7 @@ pub(crate) async fn put_target(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Admin])?.clone();
     let body = read_json(&req, payload, &state).await?;
-    check_fields(
-        &body,
-        &[
-            "agency",
-            "from_period",
-            "online_rate_min",
-            "postal_rate_min",
-        ],
-    )?;
-    let rate = |key: &'static str, default: f64| {
-        body_field(&body, key, |v| match v {
-            Value::Null => Ok(default),
-            v => v
-                .as_f64()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| "must be a fraction from 0 to 1".to_string()),
-        })
-    };
-    let target = TargetSet {
-        agency: body_field(&body, "agency", |v| {
-            TargetScope::parse(v.as_str().ok_or("must be * or an agency code")?)
-        })?,
-        from_period: body_field(&body, "from_period", |v| {
-            v.as_str().ok_or("must be a period like 2019-Q2")?.parse()
-        })?,
-        online_rate_min: rate("online_rate_min", DEFAULT_ONLINE_RATE_MIN)?,
-        postal_rate_min: rate("postal_rate_min", DEFAULT_POSTAL_RATE_MIN)?,
-    };
-    let event = server_event(None, None, EventData::TargetSet(target));
+    let event = reference_event(EventType::TargetSet, None, body)?;
     Ok(receipts_response(
         write(&state, vec![event], &credential.name).await?,
     ))

@@ -303,3 +303,76 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Reference data sent by PUT is validated by the same parser as events sent by POST.
+#[test]
+fn put_bodies_obey_the_event_rules() {
+    let s = Server::start(&[]);
+    let fields = |(status, body): (u16, Value)| {
+        (
+            status,
+            body["errors"].as_array().map(|e| {
+                e.iter()
+                    .map(|e| e["field"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>()
+            }),
+        )
+    };
+    let long = "x".repeat(600); // names are at most 500 characters, as in agency.registered events
+    assert_eq!(
+        fields(s.put(
+            &format!("/v1/agencies/{COMMUNE}"),
+            Some(&s.admin),
+            &json!({ "name": long, "level": "commune" })
+        )),
+        (422, Some(vec!["name".into()]))
+    );
+    assert_eq!(
+        fields(s.put(
+            &format!("/v1/agencies/{COMMUNE}"),
+            Some(&s.admin),
+            &json!({ "name": "X", "level": "commune", "colour": 1 })
+        )),
+        (422, Some(vec!["colour".into()]))
+    );
+    assert_eq!(
+        fields(s.put(
+            &format!("/v1/agencies/{COMMUNE}"),
+            Some(&s.admin),
+            &json!({ "name": "X", "level": "hamlet" })
+        )),
+        (422, Some(vec!["level".into()]))
+    );
+    let offer = json!({ "procedure": "9.999999", "name": "X", "online_level": "level3", "postal_receive": false, "postal_return": true, "effective_from": "2019-01-01" });
+    assert_eq!(
+        fields(s.put(
+            &format!("/v1/agencies/{DEPT}/procedures/1.001234"),
+            Some(&s.admin),
+            &offer
+        )),
+        (422, Some(vec!["procedure".into()]))
+    );
+    assert_eq!(
+        fields(s.put(
+            "/v1/targets",
+            Some(&s.admin),
+            &json!({ "agency": "*", "from_period": "2019-Q5" })
+        )),
+        (422, Some(vec!["from_period".into()]))
+    );
+    assert_eq!(
+        s.put(
+            "/v1/targets",
+            Some(&s.admin),
+            &json!(["not", "an", "object"])
+        )
+        .0,
+        400
+    );
+    // And a good one is written once, then recognised as unchanged.
+    let good = json!({ "name": "UBND xã Thạch Hà", "level": "commune", "parent": DEPT });
+    assert_eq!(
+        s.put(&format!("/v1/agencies/{COMMUNE}"), Some(&s.admin), &good),
+        (200, json!({ "unchanged": true }))
+    );
+}
