@@ -294,10 +294,7 @@ pub fn demo(data: &Path) -> Result<ExitCode> {
     stats(data)?;
     let code = verify(data)?;
     println!("\nlog size {}, audit root {}", head.size, head.root);
-    println!(
-        "next: `casetrail --data {} export | head` to see the stored events",
-        data.display()
-    );
+    println!("next: `casetrail --data {0} export | head` shows the stored events; `casetrail --data {0} token create --name admin --role admin`, then `casetrail --data {0} serve`, serves them (docs/api.md)", data.display());
     Ok(code)
 }
 
