@@ -94,6 +94,13 @@ impl From<store::StoreError> for ApiError {
     fn from(e: store::StoreError) -> ApiError {
         match e {
             store::StoreError::CredentialExists(name) => ApiError::CredentialExists(name),
+            // The storage refusing (a full disk, an IO error that sled now repeats) is not a bug of ours: the
+            // service is unavailable until an operator acts. Damage and mismatched indexes are bugs or tampering.
+            e @ (store::StoreError::Sled(_)
+            | store::StoreError::Io(_)
+            | store::StoreError::Locked(_)) => {
+                ApiError::Unavailable(format!("the store cannot serve this now: {e}"))
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

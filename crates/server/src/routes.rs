@@ -150,6 +150,10 @@ async fn write(
     events: Vec<Submitted>,
     source: &str,
 ) -> Result<AppendOutcome, ApiError> {
+    // Only reference events change the catalogue; a batch of dossier events (the hot path) needs no read-back.
+    let references = events
+        .iter()
+        .any(|s| !s.event.event_type().is_dossier_event());
     let outcome = state
         .log
         .append(AppendRequest {
@@ -157,6 +161,9 @@ async fn write(
             source: source.to_owned(),
         })
         .await?;
+    if !references {
+        return Ok(outcome);
+    }
     let positions: Vec<u64> = outcome
         .receipts
         .iter()
