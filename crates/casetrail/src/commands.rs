@@ -1,5 +1,6 @@
 //! The data-directory subcommands: import, export, verify, stats, rebuild-indexes, generate, demo.
 
+use chrono::TimeZone;
 use domain::parse::{check_batch_ids, parse_envelope, Form, BATCH_EVENTS_MAX};
 use domain::{Submitted, ValidationError};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -348,5 +349,3 @@ pub fn append_loop(
     }
     Ok(ExitCode::SUCCESS)
 }
-
-use chrono::TimeZone;

@@ -304,8 +304,11 @@ pub struct TargetSet {
 pub const DEFAULT_ONLINE_RATE_MIN: f64 = 0.20;
 pub const DEFAULT_POSTAL_RATE_MIN: f64 = 0.10;
 
-/// The type-specific part of an event.
-#[derive(Clone, Debug, PartialEq)]
+/// The type-specific part of an event. It serializes as the bare fields of its type (untagged: the envelope's
+/// `type` says which); decoding goes through `EventData::from_json`, which knows the type.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
 pub enum EventData {
     Received(Received),
     Transferred(Transferred),
@@ -358,25 +361,6 @@ impl EventData {
             EventType::ProcedureOffered => EventData::ProcedureOffered(from_str(data)?),
             EventType::TargetSet => EventData::TargetSet(from_str(data)?),
         })
-    }
-}
-
-impl Serialize for EventData {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            EventData::Received(d) => d.serialize(s),
-            EventData::Transferred(d) => d.serialize(s),
-            EventData::SupplementRequested(d) => d.serialize(s),
-            EventData::SupplementReceived(d) => d.serialize(s),
-            EventData::DueExtended(d) => d.serialize(s),
-            EventData::Resolved(d) => d.serialize(s),
-            EventData::Returned(d) => d.serialize(s),
-            EventData::Withdrawn(d) => d.serialize(s),
-            EventData::Corrected(d) => d.serialize(s),
-            EventData::AgencyRegistered(d) => d.serialize(s),
-            EventData::ProcedureOffered(d) => d.serialize(s),
-            EventData::TargetSet(d) => d.serialize(s),
-        }
     }
 }
 

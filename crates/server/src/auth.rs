@@ -74,14 +74,6 @@ impl Caller {
             )))
         }
     }
-
-    /// Like `require`, but a request nobody identified may pass when `public` is on.
-    pub fn require_unless_public(&self, public: bool, roles: &[Role]) -> Result<(), ApiError> {
-        if public && self.0.is_none() {
-            return Ok(());
-        }
-        self.require(roles).map(|_| ())
-    }
 }
 
 /// Whether an `ingest` credential covers `agency` (the agency itself or one registered below it).

@@ -39,7 +39,7 @@ pub enum ApiError {
 
 /// One refused event, as the API shows it.
 #[derive(Serialize)]
-struct RefusedEvent<'a> {
+struct RefusedEvent {
     index: usize,
     id: String,
     code: &'static str,
@@ -48,8 +48,6 @@ struct RefusedEvent<'a> {
     current_version: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     position: Option<u64>,
-    #[serde(skip)]
-    _refusal: &'a Refusal,
 }
 
 impl ApiError {
@@ -147,7 +145,6 @@ impl ResponseError for ApiError {
                             Refusal::IdReused { position } => Some(*position),
                             _ => None,
                         },
-                        _refusal: &r.refusal,
                     })
                     .collect();
                 body["errors"] = json!(errors);

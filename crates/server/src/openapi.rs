@@ -9,25 +9,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 use uuid::Uuid;
 
-/// The `data` of an event: the fields of its type (see `type`), nothing else.
-#[derive(ToSchema, Serialize)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum EventDataDoc {
-    Received(Received),
-    Transferred(Transferred),
-    SupplementRequested(SupplementRequested),
-    SupplementReceived(SupplementReceived),
-    DueExtended(DueExtended),
-    Resolved(Resolved),
-    Returned(Returned),
-    Withdrawn(Withdrawn),
-    Corrected(Corrected),
-    AgencyRegistered(AgencyRegistered),
-    ProcedureOffered(ProcedureOffered),
-    TargetSet(TargetSet),
-}
-
 /// An event as a sender posts it (`events.md` §1). Unknown fields are refused.
 #[derive(ToSchema, Serialize)]
 #[allow(dead_code)]
@@ -42,7 +23,7 @@ pub struct Envelope {
     pub agency: Option<AgencyCode>,
     /// Business time, RFC 3339 with an explicit offset.
     pub occurred_at: chrono::DateTime<chrono::FixedOffset>,
-    pub data: EventDataDoc,
+    pub data: EventData,
     /// 0: the stream must not exist yet; n: its last version must be n.
     pub expected_version: Option<u64>,
 }
@@ -74,7 +55,7 @@ pub struct StoredEnvelope {
     pub recorded_at: chrono::DateTime<chrono::Utc>,
     /// The name of the token that wrote it.
     pub source: String,
-    pub data: EventDataDoc,
+    pub data: EventData,
 }
 
 /// A stored event in a dossier's trail, with its leaf hash in the audit tree.
@@ -254,7 +235,7 @@ impl Modify for DataIsAnyOf {
         let Some(components) = openapi.components.as_mut() else {
             return;
         };
-        if let Some(schema) = components.schemas.get_mut("EventDataDoc") {
+        if let Some(schema) = components.schemas.get_mut("EventData") {
             let mut json = serde_json::to_value(&*schema).expect("schemas serialize");
             if let Some(one_of) = json.as_object_mut().and_then(|o| o.remove("oneOf")) {
                 json["anyOf"] = one_of;

@@ -33,10 +33,7 @@ fn refused(s: &Server, body: String, status: u16, code: &str) -> Value {
 fn each_error_code_through_real_http() {
     let s = Server::start(&["--body-limit-bytes", "65536"]);
     let d = "000.00.12.H27-190312-0042";
-    assert_eq!(
-        s.post("/v1/events", Some(&s.ingest), &received(d, DEPT)).0,
-        201
-    );
+    s.receive(d, DEPT);
 
     refused(&s, "{not json".into(), 400, "malformed_json");
     refused(&s, "42".into(), 400, "malformed_json");

@@ -158,6 +158,13 @@ impl Server {
         self.request(reqwest::Method::DELETE, path, token, None)
     }
 
+    /// Posts `dossier.received` for a new dossier with the ingest token, and insists on 201.
+    pub fn receive(&self, dossier: &str, agency: &str) {
+        let (status, body) =
+            self.post("/v1/events", Some(&self.ingest), &received(dossier, agency));
+        assert_eq!(status, 201, "receiving {dossier}: {body}");
+    }
+
     /// The log's size as the API reports it.
     pub fn log_size(&self) -> u64 {
         let (status, body) = self.get("/v1/events?limit=1", Some(&self.admin));
