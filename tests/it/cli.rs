@@ -86,7 +86,7 @@ fn an_export_imports_to_an_identical_log_and_root() {
     let dir = tempfile::tempdir().unwrap();
     let generated = dir.path().join("gen.ndjson");
     let out = std::process::Command::new(BIN)
-        .args(["generate", "--seed", "5", "--events", "3000"])
+        .args(["generate", "--seed", "5", "--dossiers", "800"])
         .output()
         .unwrap();
     std::fs::write(&generated, &out.stdout).unwrap();
@@ -130,16 +130,16 @@ fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
     tampered_db(|db| tamper(&db.open_tree("events").unwrap()))
 }
 
-/// A data directory in `dir` holding at least `events` generated events.
-fn generated_log(dir: &Path, seed: u32, events: u32) -> std::path::PathBuf {
+/// A data directory in `dir` holding a generated province with `dossiers` dossiers.
+fn generated_log(dir: &Path, seed: u32, dossiers: u32) -> std::path::PathBuf {
     let generated = dir.join("gen.ndjson");
     let out = std::process::Command::new(BIN)
         .args([
             "generate",
             "--seed",
             &seed.to_string(),
-            "--events",
-            &events.to_string(),
+            "--dossiers",
+            &dossiers.to_string(),
         ])
         .output()
         .unwrap();
@@ -168,14 +168,14 @@ fn verify_names_the_position_of_a_flipped_byte() {
     let (ok, report) = tampered(|events| {
         let key = 123u64.to_be_bytes();
         let mut bytes = events.get(key).unwrap().unwrap().to_vec();
-        let marker = b"\"occurred_at\":\"2019";
+        let marker = b"\"occurred_at\":\"20";
         let at = bytes
             .windows(marker.len())
             .position(|w| w == marker)
             .unwrap()
-            + marker.len()
-            - 1;
-        bytes[at] = b'8'; // 2019 becomes 2018: still valid JSON and a valid event, just not the one written
+            + marker.len();
+        // The decade changes (2017 becomes 2007): still valid JSON and a valid event, just not the one written.
+        bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
         events.insert(key, bytes).unwrap();
     });
     assert!(!ok);

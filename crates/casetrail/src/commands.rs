@@ -255,11 +255,26 @@ pub fn rebuild(data: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn generate(seed: u64, events: usize) -> Result<ExitCode> {
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for e in crate::gen::Generator::for_2019(seed).events(events) {
-        if writeln!(out, "{}", e.to_json(None)).is_err() {
-            break;
+pub fn generate(config: &generator::Config, form: crate::GeneratedForm) -> Result<ExitCode> {
+    if config.from > config.to || config.from.kind() != config.to.kind() {
+        return Err(format!(
+            "--from {} must be a period of the same kind as --to {}, and not after it",
+            config.from, config.to
+        )
+        .into());
+    }
+    let mut out = BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    for e in generator::Generator::new(config) {
+        let line = match form {
+            crate::GeneratedForm::Stored => e.canonical_bytes(),
+            crate::GeneratedForm::Submitted => e.event.to_json(None).into_bytes(),
+        };
+        if out
+            .write_all(&line)
+            .and_then(|_| out.write_all(b"\n"))
+            .is_err()
+        {
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let _ = out.flush();

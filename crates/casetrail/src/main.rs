@@ -38,6 +38,12 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum GeneratedForm {
+    Stored,
+    Submitted,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Append the events of an NDJSON file (or - for stdin), in batches of up to 1,000, all or nothing each.
@@ -82,13 +88,23 @@ enum Command {
         #[command(subcommand)]
         what: bench::What,
     },
-    /// Write generated, valid dossier events as NDJSON to stdout.
+    /// Write a generated province (agencies, procedures, targets, dossiers) as NDJSON to stdout, in log order.
     Generate {
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// At least this many events (whole dossiers).
-        #[arg(long, default_value_t = 1000)]
-        events: usize,
+        /// Dossiers received over the whole range.
+        #[arg(long, default_value_t = 10_000)]
+        dossiers: u64,
+        /// First period of receipts (e.g. 2018-Q1).
+        #[arg(long, default_value = "2018-Q1")]
+        from: domain::Period,
+        /// Last period of receipts (e.g. 2019-Q4); nothing happens after it ends.
+        #[arg(long, default_value = "2019-Q4")]
+        to: domain::Period,
+        /// `stored`: as `casetrail export` writes them (position, version, recorded_at, source), for `import`;
+        /// `submitted`: the envelopes a one-stop-shop system would post, for `POST /v1/events`.
+        #[arg(long, default_value = "stored")]
+        form: GeneratedForm,
     },
     /// Fill the data directory (on first run) with a generated year of dossiers, then check and describe it.
     Demo,
@@ -124,7 +140,13 @@ fn main() -> ExitCode {
         Command::Token { what } => serve::token(&cli.data, what),
         Command::Probe { url } => serve::probe(&url),
         Command::Bench { what } => bench::run(what, &cli.data),
-        Command::Generate { seed, events } => commands::generate(seed, events),
+        Command::Generate {
+            seed,
+            dossiers,
+            from,
+            to,
+            form,
+        } => commands::generate(&generator::Config::new(seed, dossiers, from, to), form),
         Command::Demo => commands::demo(&cli.data),
         Command::AppendLoop {
             seed,

@@ -45,6 +45,22 @@ pub struct Submitted {
     pub stored: Option<StoredFields>,
 }
 
+impl From<StoredEvent> for Submitted {
+    /// A restore: the event with the stored fields it had in the log it came from.
+    fn from(e: StoredEvent) -> Submitted {
+        Submitted {
+            stored: Some(StoredFields {
+                position: e.position,
+                version: e.version,
+                recorded_at: e.recorded_at,
+                source: e.source,
+            }),
+            event: e.event,
+            expected_version: None,
+        }
+    }
+}
+
 impl From<Event> for Submitted {
     /// A plain submission: no concurrency check, no stored fields.
     fn from(event: Event) -> Submitted {

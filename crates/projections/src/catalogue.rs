@@ -127,6 +127,22 @@ impl Catalogue {
         false
     }
 
+    /// The agency itself and every agency above it, nearest first (each once, at most `TREE_DEPTH_MAX`).
+    pub fn ancestors<'a>(&'a self, agency: &'a AgencyCode) -> Vec<&'a AgencyCode> {
+        let mut chain = vec![agency];
+        while let Some(parent) = self
+            .agencies
+            .get(*chain.last().expect("never empty"))
+            .and_then(|a| a.parent.as_ref())
+        {
+            if chain.len() >= TREE_DEPTH_MAX || chain.contains(&parent) {
+                break;
+            }
+            chain.push(parent);
+        }
+        chain
+    }
+
     /// The offer in force for each (agency, procedure) on `on` (the latest with `effective_from <= on`), for one
     /// agency or all.
     pub fn offers_on(&self, on: NaiveDate, agency: Option<&AgencyCode>) -> Vec<&Offer> {

@@ -2,5 +2,6 @@
 //! what incremental updates gave.
 
 pub mod catalogue;
+pub mod indicators;
 
 pub use catalogue::Catalogue;

@@ -215,12 +215,21 @@ fn a_full_disk_answers_503_and_writes_nothing_more() {
         .to_owned();
     let token = std::fs::read_to_string(&out).unwrap().trim().to_owned();
     let generated = std::process::Command::new(super::BIN)
-        .args(["generate", "--seed", "4", "--events", "60000"])
+        .args([
+            "generate",
+            "--seed",
+            "4",
+            "--dossiers",
+            "18000",
+            "--form",
+            "submitted",
+        ])
         .output()
         .unwrap();
     let lines: Vec<&str> = std::str::from_utf8(&generated.stdout)
         .unwrap()
         .lines()
+        .filter(|l| l.contains(r#""type":"dossier."#))
         .collect();
     let client = reqwest::blocking::Client::new();
     let post = |events: &[&str]| {

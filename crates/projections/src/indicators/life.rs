@@ -1,0 +1,398 @@
+//! One dossier's life as the indicators see it, and the facts it contributes to the tables.
+//!
+//! A dossier's contribution is a pure function of its life and of the judging instant `horizon` (the latest instant
+//! the log knows of). The tables are the sum of every dossier's contribution, so an event is applied by taking
+//! the dossier's old contribution out and putting the new one in: corrections, late events and a receipt moved to
+//! another quarter need nothing special.
+
+use super::scheme::{vietnam_day, vietnam_day_start, Scheme, Secs};
+use domain::event::{Channel, EventData, OnlineLevel};
+use serde::{Deserialize, Serialize};
+
+/// A table column a dossier can add to. The `Tail…` columns are not columns of the answer: an open dossier leaves
+/// them as differences ("in time from this period on", "no longer in time from here", "late from here") whose sums
+/// over every period so far are added to `OpenInTime` and `OpenLate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Col {
+    Received,
+    ReceivedCounter,
+    ReceivedOnline,
+    ReceivedPostal,
+    Level3,
+    Level4,
+    Partial,
+    Full,
+    PostalReturned,
+    PostalDossiers,
+    Returned,
+    ReturnedCounter,
+    ReturnedOnline,
+    ReturnedPostal,
+    ResolvedEarly,
+    ResolvedOnTime,
+    ResolvedLate,
+    OpenInTime,
+    OpenLate,
+    Withdrawn,
+    TransferredIn,
+    TransferredOut,
+    TailInTime,
+    TailInTimeEnd,
+    TailLate,
+}
+
+pub const COLS: usize = Col::TailLate as usize + 1;
+
+/// Which use of a procedure a dossier shows (procedure coverage, indicators.md §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Use {
+    Online,
+    PostalReceive,
+    PostalReturn,
+}
+
+/// One unit a dossier adds to the tables of one period scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fact {
+    Cell {
+        agency: u32,
+        period: i32,
+        col: Col,
+    },
+    Used {
+        agency: u32,
+        period: i32,
+        procedure: u32,
+        usage: Use,
+    },
+}
+
+/// On time or not, for a dossier whose processing ended, or for an open one at some instant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Early,
+    OnTime,
+    Late,
+}
+
+/// The indicator-relevant life of one dossier. Agencies and procedures are interned by the engine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Life {
+    /// The receiving agency: intake, return, resolution and open facts count there.
+    pub agency: u32,
+    pub holder: u32,
+    pub procedure: u32,
+    pub channel: Channel,
+    pub level: Option<OnlineLevel>,
+    pub received: Secs,
+    pub due: Option<Secs>,
+    /// Supplement pauses, oldest first: (requested, received); the last may still be pending.
+    pub pauses: Vec<(Secs, Option<Secs>)>,
+    /// When a second supplement was requested: from then on the dossier is late (Decision 766).
+    pub second_request: Option<Secs>,
+    /// (when, from, to) for every transfer.
+    pub transfers: Vec<(Secs, u32, u32)>,
+    pub resolved: Option<Secs>,
+    pub returned: Option<(Secs, Channel)>,
+    pub withdrawn: Option<Secs>,
+    /// The latest `occurred_at` of its events: after it, nothing about the dossier changes by itself except that
+    /// an open dossier may pass its due date.
+    pub last_change: Secs,
+}
+
+/// How an open dossier stands from `last_change` on, for ever (until a new event).
+enum Tail {
+    Constant(bool),
+    /// In time until the instant, late from it.
+    LateFrom(Secs),
+}
+
+impl Life {
+    pub fn received(agency: u32, procedure: u32, at: Secs, r: &domain::event::Received) -> Life {
+        Life {
+            agency,
+            holder: agency,
+            procedure,
+            channel: r.channel,
+            level: r.online_level,
+            received: at,
+            due: r.due_at.as_ref().map(|d| d.timestamp()),
+            pauses: Vec::new(),
+            second_request: None,
+            transfers: Vec::new(),
+            resolved: None,
+            returned: None,
+            withdrawn: None,
+            last_change: at,
+        }
+    }
+
+    /// Folds one later event of the dossier. `intern` maps agency and procedure codes to the engine's numbers.
+    pub fn apply(&mut self, at: Secs, data: &EventData, mut intern: impl FnMut(Code<'_>) -> u32) {
+        self.last_change = self.last_change.max(at);
+        match data {
+            EventData::Transferred(t) => {
+                let to = intern(Code::Agency(t.to_agency.as_str()));
+                self.transfers.push((at, self.holder, to));
+                self.holder = to;
+            }
+            EventData::SupplementRequested(_) => {
+                if !self.pauses.is_empty() && self.second_request.is_none() {
+                    self.second_request = Some(at);
+                }
+                self.pauses.push((at, None));
+            }
+            EventData::SupplementReceived(_) => {
+                if let Some((_, until @ None)) = self.pauses.last_mut() {
+                    *until = Some(at);
+                }
+            }
+            EventData::DueExtended(d) => self.due = Some(d.new_due_at.timestamp()),
+            EventData::Resolved(_) => self.resolved = Some(at),
+            EventData::Returned(r) => self.returned = Some((at, r.channel)),
+            EventData::Withdrawn(_) => self.withdrawn = Some(at),
+            EventData::Corrected(c) => {
+                if let Some(p) = &c.procedure {
+                    self.procedure = intern(Code::Procedure(p.as_str()));
+                }
+                if let Some(ch) = c.channel {
+                    self.channel = ch;
+                    if ch != Channel::Online {
+                        self.level = None;
+                    }
+                }
+                if let Some(l) = c.online_level {
+                    self.level = Some(l);
+                }
+                if let Some(r) = &c.received_at {
+                    self.received = r.timestamp();
+                }
+                if let Some(d) = &c.due_at {
+                    self.due = Some(d.timestamp());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Returned or withdrawn: only corrections may follow.
+    pub fn is_closed(&self) -> bool {
+        self.returned.is_some() || self.withdrawn.is_some()
+    }
+
+    /// The end of processing: resolution, else return, else withdrawal.
+    pub fn ended(&self) -> Option<Secs> {
+        self.resolved
+            .or(self.returned.map(|(t, _)| t))
+            .or(self.withdrawn)
+    }
+
+    /// Total length of the supplement pauses that ended by `t`.
+    fn paused_by(&self, t: Secs) -> Secs {
+        self.pauses
+            .iter()
+            .filter_map(|&(since, until)| until.filter(|u| *u <= t).map(|u| u - since))
+            .sum()
+    }
+
+    /// How a dossier whose processing ended at `end` stands: its end date against its due date with every pause
+    /// (a pause still pending at the end counts up to the end). Two or more supplement requests make it late;
+    /// a dossier with no due time cannot be late.
+    pub fn class_at_end(&self, end: Secs) -> Class {
+        if self.pauses.len() > 1 {
+            return Class::Late;
+        }
+        let Some(due) = self.due else {
+            return Class::OnTime;
+        };
+        let paused: Secs = self
+            .pauses
+            .iter()
+            .filter(|(since, _)| *since <= end)
+            .map(|&(since, until)| until.unwrap_or(end).min(end) - since)
+            .map(|p| p.max(0))
+            .sum();
+        let (end_day, due_day) = (vietnam_day(end), vietnam_day(due + paused));
+        match end_day.cmp(&due_day) {
+            std::cmp::Ordering::Less => Class::Early,
+            std::cmp::Ordering::Equal => Class::OnTime,
+            std::cmp::Ordering::Greater => Class::Late,
+        }
+    }
+
+    /// Whether the dossier, open at `t`, is late then. While a supplement is pending the processing clock stands
+    /// still, so the dossier stands as it did when the supplement was requested (Decision 766 takes the request
+    /// time as the end of a dossier waiting for documents).
+    pub fn late_at(&self, t: Secs) -> bool {
+        if self.second_request.is_some_and(|s| s <= t) {
+            return true;
+        }
+        let Some(due) = self.due else {
+            return false;
+        };
+        let t = self
+            .pauses
+            .iter()
+            .find(|&&(since, until)| since <= t && until.is_none_or(|u| u > t))
+            .map_or(t, |&(since, _)| since);
+        vietnam_day(t) > vietnam_day(due + self.paused_by(t))
+    }
+
+    /// How the dossier stands at every instant from `last_change` on, while no new event arrives.
+    fn tail(&self) -> Tail {
+        if self.second_request.is_some() {
+            return Tail::Constant(true);
+        }
+        let Some(due) = self.due else {
+            return Tail::Constant(false);
+        };
+        match self.pauses.last() {
+            Some(&(since, None)) => Tail::Constant(self.late_at(since)),
+            _ => {
+                let due_day = vietnam_day(due + self.paused_by(Secs::MAX));
+                Tail::LateFrom(vietnam_day_start(due_day + 1))
+            }
+        }
+    }
+
+    /// When the dossier's standing next changes by the passing of time alone, if that is after `horizon`.
+    pub fn wakes_at(&self, horizon: Secs) -> Option<Secs> {
+        if self.ended().is_some() {
+            return None;
+        }
+        match self.tail() {
+            Tail::LateFrom(x) if x > horizon => Some(x),
+            _ => None,
+        }
+    }
+
+    /// Every fact the dossier contributes to the tables of `scheme`, judged with the log knowing up to `horizon`.
+    pub fn facts(&self, scheme: &Scheme, horizon: Secs, mut emit: impl FnMut(Fact)) {
+        let agency = self.agency;
+        let mut cell = |period: i32, col: Col| {
+            emit(Fact::Cell {
+                agency,
+                period,
+                col,
+            })
+        };
+        let received = scheme.index(self.received);
+        cell(received, Col::Received);
+        cell(
+            received,
+            match self.channel {
+                Channel::Counter => Col::ReceivedCounter,
+                Channel::Online => Col::ReceivedOnline,
+                Channel::Postal => Col::ReceivedPostal,
+            },
+        );
+        if self.channel == Channel::Online {
+            if let Some(level) = self.level {
+                cell(
+                    received,
+                    match level {
+                        OnlineLevel::Level3 => Col::Level3,
+                        OnlineLevel::Level4 => Col::Level4,
+                        OnlineLevel::Partial => Col::Partial,
+                        OnlineLevel::Full => Col::Full,
+                    },
+                );
+            }
+        }
+        let returned_by_post = matches!(self.returned, Some((_, Channel::Postal)));
+        if self.channel == Channel::Postal || returned_by_post {
+            cell(received, Col::PostalDossiers);
+        }
+        if let Some((at, channel)) = self.returned {
+            let period = scheme.index(at);
+            cell(period, Col::Returned);
+            cell(
+                period,
+                match channel {
+                    Channel::Counter => Col::ReturnedCounter,
+                    Channel::Online => Col::ReturnedOnline,
+                    Channel::Postal => Col::ReturnedPostal,
+                },
+            );
+            if channel == Channel::Postal {
+                cell(period, Col::PostalReturned);
+            }
+        }
+        match (self.withdrawn, self.ended()) {
+            (Some(at), _) => cell(scheme.index(at), Col::Withdrawn),
+            (None, Some(end)) => cell(
+                scheme.index(end),
+                match self.class_at_end(end) {
+                    Class::Early => Col::ResolvedEarly,
+                    Class::OnTime => Col::ResolvedOnTime,
+                    Class::Late => Col::ResolvedLate,
+                },
+            ),
+            (None, None) => {}
+        }
+        // Open at the end of each period from receipt until processing ended; judged at the period's last second.
+        let open_col = |late: bool| if late { Col::OpenLate } else { Col::OpenInTime };
+        match self.ended() {
+            Some(end) => {
+                for period in received..scheme.index(end) {
+                    cell(period, open_col(self.late_at(scheme.end(period) - 1)));
+                }
+            }
+            None => {
+                let tail_from = scheme.index(self.last_change).max(received);
+                for period in received..tail_from {
+                    cell(period, open_col(self.late_at(scheme.end(period) - 1)));
+                }
+                let tail_col = |late: bool| if late { Col::TailLate } else { Col::TailInTime };
+                match self.tail() {
+                    Tail::Constant(late) => cell(tail_from, tail_col(late)),
+                    Tail::LateFrom(x) if x <= self.last_change => cell(tail_from, Col::TailLate),
+                    Tail::LateFrom(x) => {
+                        cell(tail_from, Col::TailInTime);
+                        if x <= horizon {
+                            cell(scheme.index(x), Col::TailLate);
+                            // The same period loses the in-time unit: a negative difference, emitted as its own
+                            // fact so that retracting mirrors adding.
+                            cell(scheme.index(x), Col::TailInTimeEnd);
+                        }
+                    }
+                }
+            }
+        }
+        for &(at, from, to) in &self.transfers {
+            let period = scheme.index(at);
+            emit(Fact::Cell {
+                agency: from,
+                period,
+                col: Col::TransferredOut,
+            });
+            emit(Fact::Cell {
+                agency: to,
+                period,
+                col: Col::TransferredIn,
+            });
+        }
+        let used = |period: i32, usage: Use| Fact::Used {
+            agency,
+            period,
+            procedure: self.procedure,
+            usage,
+        };
+        match self.channel {
+            Channel::Online => emit(used(received, Use::Online)),
+            Channel::Postal => emit(used(received, Use::PostalReceive)),
+            Channel::Counter => {}
+        }
+        if let Some((at, Channel::Postal)) = self.returned {
+            emit(used(scheme.index(at), Use::PostalReturn));
+        }
+    }
+}
+
+/// A code to intern.
+pub enum Code<'a> {
+    Agency(&'a str),
+    Procedure(&'a str),
+}

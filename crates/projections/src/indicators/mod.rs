@@ -1,0 +1,11 @@
+//! Indicator tables (`shared/spec/indicators.md`): per agency and period, rolled up by grouping, with targets,
+//! procedure coverage and scorecards.
+
+pub mod engine;
+pub mod life;
+pub mod query;
+pub mod scheme;
+pub mod table;
+
+pub use engine::{Engine, Loader};
+pub use table::{Counts, Group, Row};
