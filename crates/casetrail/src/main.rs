@@ -10,6 +10,7 @@ mod bench;
 mod commands;
 mod gen;
 mod load;
+mod report;
 mod serve;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -106,6 +107,8 @@ enum Command {
         #[arg(long, default_value = "stored")]
         form: GeneratedForm,
     },
+    /// An indicator table (indicators.md), offline from the data directory or from a server with --url.
+    Report(report::ReportArgs),
     /// Fill the data directory (on first run) with a generated year of dossiers, then check and describe it.
     Demo,
     /// Test helper: append generated events from several threads, printing `ack <id> <position>` for each
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
             form,
         } => commands::generate(&generator::Config::new(seed, dossiers, from, to), form),
         Command::Demo => commands::demo(&cli.data),
+        Command::Report(args) => report::report(&cli.data, args),
         Command::AppendLoop {
             seed,
             prefix,

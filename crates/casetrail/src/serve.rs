@@ -12,7 +12,8 @@ use store::{EventLog, SledLog};
 #[derive(Args)]
 pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
-    /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format). Flags and CASETRAIL_…
+    /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard,
+    /// snapshot_every). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -34,6 +35,22 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "CASETRAIL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    #[command(flatten)]
+    pub indicators: IndicatorArgs,
+}
+
+/// How indicator tables are computed; shared by `serve` and `report`.
+#[derive(Args, Clone)]
+pub struct IndicatorArgs {
+    /// Reporting cut of quarters and years: calendar, or decree-09 (the 15th of the month before to the 14th).
+    #[arg(long, env = "CASETRAIL_CUT", default_value = "calendar")]
+    pub cut: domain::calendar::Cut,
+    /// A scorecard TOML file (criteria, thresholds, points, sources); the built-in default otherwise.
+    #[arg(long, env = "CASETRAIL_SCORECARD")]
+    pub scorecard: Option<std::path::PathBuf>,
+    /// Write an indicator snapshot every this many events (time travel replays from the nearest one).
+    #[arg(long, env = "CASETRAIL_SNAPSHOT_EVERY", default_value_t = 500_000)]
+    pub snapshot_every: u64,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +85,9 @@ struct FileSettings {
     public_indicators: Option<bool>,
     workers: Option<usize>,
     log_format: Option<String>,
+    cut: Option<domain::calendar::Cut>,
+    scorecard: Option<std::path::PathBuf>,
+    snapshot_every: Option<u64>,
 }
 
 /// True when `id` was neither given as a flag nor in the environment.
@@ -120,6 +140,15 @@ pub fn serve(
         workers,
         log_format
     );
+    if let (Some(v), true) = (file.cut, defaulted(sub, "cut")) {
+        args.indicators.cut = v;
+    }
+    if let (Some(v), true) = (file.scorecard, defaulted(sub, "scorecard")) {
+        args.indicators.scorecard = Some(v);
+    }
+    if let (Some(v), true) = (file.snapshot_every, defaulted(sub, "snapshot_every")) {
+        args.indicators.snapshot_every = v;
+    }
     if !["text", "json"].contains(&args.log_format.as_str()) {
         return Err(format!("log_format must be text or json, not {:?}", args.log_format).into());
     }
@@ -141,6 +170,9 @@ pub fn serve(
     settings.body_limit_bytes = args.body_limit_bytes;
     settings.public_indicators = args.public_indicators;
     settings.workers = args.workers;
+    settings.cut = args.indicators.cut;
+    settings.scorecard = args.indicators.scorecard.clone();
+    settings.snapshot_every = args.indicators.snapshot_every;
     let log = Arc::new(SledLog::open(settings.store_config())?);
     actix_web::rt::System::new().block_on(async {
         let running = server::start(settings, log.clone())?;

@@ -4,13 +4,13 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use domain::event::{AgencyLevel, EventData, OfferLevel, TargetScope};
 use domain::{AgencyCode, Period, ProcedureCode, StoredEvent};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 
 /// The deepest agency tree walked; deeper (or cyclic) parent chains stop there.
 const TREE_DEPTH_MAX: usize = 16;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Agency {
     pub code: AgencyCode,
     pub name: String,
@@ -20,7 +20,7 @@ pub struct Agency {
 }
 
 /// One offer of a procedure by an agency, as stated by one `procedure.offered` event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Offer {
     pub agency: AgencyCode,
     pub procedure: ProcedureCode,
@@ -32,7 +32,7 @@ pub struct Offer {
     pub position: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub agency: TargetScope,
     pub from_period: Period,
@@ -42,7 +42,7 @@ pub struct Target {
 }
 
 /// The folded reference data.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Catalogue {
     agencies: BTreeMap<AgencyCode, Agency>,
     /// Every offer ever made, per (agency, procedure), oldest first: history is kept.

@@ -6,6 +6,10 @@
 
 pub mod auth;
 pub mod errors;
+mod indicator_routes;
+pub mod indicators;
+
+pub use indicator_routes::parse_known_at as indicator_time;
 mod metrics;
 pub mod openapi;
 mod routes;
@@ -33,6 +37,12 @@ pub struct Settings {
     pub workers: usize,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// The reporting cut of quarters and years: calendar (default) or decree-09.
+    pub cut: domain::calendar::Cut,
+    /// A scorecard TOML file; the default scorecard when `None`.
+    pub scorecard: Option<PathBuf>,
+    /// Write an indicator snapshot every this many events.
+    pub snapshot_every: u64,
 }
 
 impl Settings {
@@ -46,6 +56,9 @@ impl Settings {
             public_indicators: true,
             workers: 2,
             shutdown_timeout_secs: 30,
+            cut: domain::calendar::Cut::Calendar,
+            scorecard: None,
+            snapshot_every: 500_000,
         }
     }
 
@@ -61,6 +74,8 @@ impl Settings {
 pub struct State {
     pub log: Arc<SledLog>,
     pub catalogue: RwLock<Catalogue>,
+    /// The indicator tables, kept current by the follower.
+    pub indicators: indicators::Indicators,
     pub settings: Settings,
     pub metrics: metrics::Metrics,
     /// Turns true when a stop begins: live streams end, so that a graceful stop need not wait for them.
@@ -95,9 +110,23 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             }
         }
     }
+    let card = match &settings.scorecard {
+        None => projections::indicators::scorecard::Scorecard::default_card(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+            projections::indicators::scorecard::Scorecard::parse(&text)
+                .map_err(std::io::Error::other)?
+        }
+    };
+    let snapshots =
+        indicators::Snapshots::new(&settings.data, settings.cut, settings.snapshot_every);
+    let indicators = indicators::Indicators::open(&log, settings.cut, card, snapshots)
+        .map_err(std::io::Error::other)?;
     let state = web::Data::new(State {
         log: log.clone(),
         catalogue: RwLock::new(catalogue),
+        indicators,
         metrics: metrics::Metrics::new(),
         settings: settings.clone(),
         stopping: tokio::sync::watch::channel(false).0,
@@ -151,10 +180,11 @@ impl Running {
     }
 }
 
-/// Follows commits and folds reference events into the catalogue.
+/// Follows commits: folds reference events into the catalogue and every event into the indicator tables. It runs
+/// beside the writer and never holds it up.
 async fn follow(state: web::Data<State>) {
     let mut watch = state.log.watch();
-    let mut after = state.log.head().size;
+    let mut after = state.indicators.position();
     loop {
         let size = watch.borrow_and_update().size;
         while after < size {
@@ -167,10 +197,18 @@ async fn follow(state: web::Data<State>) {
                     {
                         state.catch_up(&events);
                     }
+                    let worker = state.clone();
+                    let folded = actix_web::rt::task::spawn_blocking(move || {
+                        worker.indicators.catch_up(&worker.log, &events)
+                    })
+                    .await;
+                    if let Err(why) = folded.map_err(|e| e.to_string()).and_then(|r| r) {
+                        tracing::error!(%why, "the indicator tables could not follow the log");
+                    }
                 }
                 Ok(_) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, "catalogue follower could not read the log");
+                    tracing::error!(error = %e, "the follower could not read the log");
                     break;
                 }
             }

@@ -274,6 +274,8 @@ impl Modify for BearerAuth {
         crate::routes::put_procedure,
         crate::routes::put_target,
         crate::routes::catalogue,
+        crate::indicator_routes::indicators,
+        crate::indicator_routes::series,
         crate::routes::create_token,
         crate::routes::list_tokens,
         crate::routes::revoke_token,
@@ -283,6 +285,7 @@ impl Modify for BearerAuth {
         (name = "events", description = "Writing and reading the log"),
         (name = "dossiers", description = "A dossier's state and trail"),
         (name = "reference", description = "Agencies, procedures offered, targets, and the public catalogue"),
+        (name = "indicators", description = "Indicator tables: per agency, subtree, level or province, any period, any point in history"),
         (name = "tokens", description = "Credentials (admin)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

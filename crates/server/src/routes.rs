@@ -33,6 +33,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .route("/v1/targets", web::put().to(put_target))
         .route("/v1/catalogue", web::get().to(catalogue))
+        .route(
+            "/v1/indicators",
+            web::get().to(crate::indicator_routes::indicators),
+        )
+        .route(
+            "/v1/indicators/series",
+            web::get().to(crate::indicator_routes::series),
+        )
         .route("/v1/tokens", web::post().to(create_token))
         .route("/v1/tokens", web::get().to(list_tokens))
         .route("/v1/tokens/{name}", web::delete().to(revoke_token));

@@ -514,11 +514,21 @@ impl SledLog {
 
     /// Calls `fold` with every event from position `after + 1` to the head, in order, decoding on two threads
     /// while this one reads and folds: the replay path. Returns how many events were folded.
-    pub fn replay(&self, after: u64, mut fold: impl FnMut(StoredEvent)) -> Result<u64, StoreError> {
+    pub fn replay(&self, after: u64, fold: impl FnMut(StoredEvent)) -> Result<u64, StoreError> {
+        self.replay_to(after, self.head().size, fold)
+    }
+
+    /// [`SledLog::replay`], stopping after position `to` (or at the head, if that comes first).
+    pub fn replay_to(
+        &self,
+        after: u64,
+        to: u64,
+        mut fold: impl FnMut(StoredEvent),
+    ) -> Result<u64, StoreError> {
         const CHUNK_EVENTS: usize = 1_024;
         const CHUNKS_IN_FLIGHT: usize = 8;
         const DECODERS: usize = 2;
-        let size = self.head().size;
+        let size = self.head().size.min(to);
         type Chunk = Vec<(u64, sled::IVec)>;
         std::thread::scope(|scope| {
             let mut work = Vec::new();

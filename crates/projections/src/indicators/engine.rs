@@ -73,13 +73,14 @@ pub(crate) struct UseKey {
 
 /// Everything the engine holds. Closed dossiers (returned or withdrawn) are dropped from memory: only a correction
 /// can follow, and then their earlier events are read back through the loader.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Engine {
     cut: Cut,
     pub(crate) agencies: Interner,
     pub(crate) procedures: Interner,
     /// Per agency, per period kind: period index → counters.
     pub(crate) cells: Vec<[BTreeMap<i32, Row>; 3]>,
+    #[serde(with = "pairs")]
     pub(crate) usage: HashMap<UseKey, u32>,
     lives: HashMap<String, Life>,
     /// (instant, dossier): an open dossier that becomes late at that instant, once the log knows it.
@@ -402,5 +403,28 @@ impl Engine {
     pub fn after_restore(&mut self) {
         self.agencies.reindex();
         self.procedures.reindex();
+    }
+}
+
+/// A map as a list of pairs: snapshot formats need not support struct keys.
+mod pairs {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::HashMap;
+    use std::hash::Hash;
+
+    pub fn serialize<K: Serialize, V: Serialize, S: Serializer>(
+        m: &HashMap<K, V>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.collect_seq(m.iter())
+    }
+
+    pub fn deserialize<'de, K, V, D>(d: D) -> Result<HashMap<K, V>, D::Error>
+    where
+        K: Deserialize<'de> + Eq + Hash,
+        V: Deserialize<'de>,
+        D: Deserializer<'de>,
+    {
+        Ok(Vec::<(K, V)>::deserialize(d)?.into_iter().collect())
     }
 }

@@ -4,7 +4,9 @@
 pub mod engine;
 pub mod life;
 pub mod query;
+pub mod render;
 pub mod scheme;
+pub mod scorecard;
 pub mod table;
 
 pub use engine::{Engine, Loader};

@@ -1,0 +1,175 @@
+//! `casetrail report`: an indicator table, offline from a data directory or from a running server.
+
+use crate::commands::Result;
+use crate::serve::IndicatorArgs;
+use clap::Args;
+use domain::{AgencyCode, Period};
+use projections::indicators::render::{self, Format, Lang};
+use projections::indicators::scorecard::Scorecard;
+use projections::indicators::Group;
+use server::indicators::{Indicators, Query, Snapshots};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// The period: 2019-03, 2019-Q1 or 2019. With --to, the first of a series.
+    #[arg(long)]
+    period: Period,
+    /// The last period of a series (same kind as --period).
+    #[arg(long)]
+    to: Option<Period>,
+    /// agency, subtree, level or province.
+    #[arg(long, default_value = "agency")]
+    group: Group,
+    /// Only this agency and what is registered below it.
+    #[arg(long, value_parser = |s: &str| AgencyCode::parse(s))]
+    agency: Option<AgencyCode>,
+    /// table (aligned text), csv, xlsx or json.
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// Column headers: vi or en.
+    #[arg(long, default_value = "vi")]
+    lang: Lang,
+    /// Count only events up to this log position.
+    #[arg(long)]
+    as_of: Option<u64>,
+    /// Count only events recorded by this instant (RFC 3339) or by the end of this day (YYYY-MM-DD, Vietnam time).
+    #[arg(long)]
+    known_at: Option<String>,
+    /// Ask a running server instead of reading the data directory.
+    #[arg(long)]
+    url: Option<String>,
+    /// Bearer token for --url (or CASETRAIL_TOKEN), when the server's indicators are not public.
+    #[arg(long, env = "CASETRAIL_TOKEN")]
+    token: Option<String>,
+    /// Write here instead of stdout (an XLSX workbook is never written to a terminal).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    indicators: IndicatorArgs,
+}
+
+fn write_out(bytes: &[u8], output: Option<&Path>, format: Format) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    match output {
+        Some(path) => {
+            std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None if format == Format::Xlsx && std::io::stdout().is_terminal() => {
+            return Err("an XLSX workbook is binary: give --output FILE or redirect stdout".into())
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(bytes).and_then(|_| out.flush());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn report(data: &Path, args: ReportArgs) -> Result<ExitCode> {
+    if let Some(to) = args.to {
+        if to.kind() != args.period.kind() || to < args.period {
+            return Err(format!(
+                "--to {to} must be of the same kind as --period {}, and not before it",
+                args.period
+            )
+            .into());
+        }
+    }
+    match &args.url {
+        Some(url) => remote(url, &args),
+        None => local(data, &args),
+    }
+}
+
+fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
+    let base = url.trim_end_matches('/');
+    let (path, mut params) = match args.to {
+        Some(to) => (
+            "/v1/indicators/series",
+            vec![("from", args.period.to_string()), ("to", to.to_string())],
+        ),
+        None => ("/v1/indicators", vec![("period", args.period.to_string())]),
+    };
+    params.push(("group", args.group.to_string()));
+    params.push(("format", args.format.extension().replace("txt", "text")));
+    params.push((
+        "lang",
+        match args.lang {
+            Lang::Vi => "vi".into(),
+            Lang::En => "en".into(),
+        },
+    ));
+    if let Some(a) = &args.agency {
+        params.push(("agency", a.to_string()));
+    }
+    if let Some(p) = args.as_of {
+        params.push(("as_of", p.to_string()));
+    }
+    if let Some(t) = &args.known_at {
+        params.push(("known_at", t.clone()));
+    }
+    let client = reqwest::blocking::Client::new();
+    let mut request = client.get(format!("{base}{path}")).query(&params);
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().map_err(|e| format!("{base}: {e}"))?;
+    let status = response.status();
+    let bytes = response.bytes().map_err(|e| format!("{base}: {e}"))?;
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(format!("{base} answered {status}: {detail}").into());
+    }
+    write_out(&bytes, args.output.as_deref(), args.format)
+}
+
+fn local(data: &Path, args: &ReportArgs) -> Result<ExitCode> {
+    if !data.join("db").exists() {
+        return Err(format!("{} holds no casetrail log", data.display()).into());
+    }
+    let log = crate::commands::open(data)?;
+    let card = match &args.indicators.scorecard {
+        None => Scorecard::default_card(),
+        Some(path) => Scorecard::parse(
+            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        )?,
+    };
+    let cut = args.indicators.cut;
+    let snapshots = Snapshots::new(data, cut, args.indicators.snapshot_every);
+    let indicators = Indicators::open(&log, cut, card, snapshots)?;
+    let mut periods = vec![args.period];
+    if let Some(to) = args.to {
+        while *periods.last().expect("not empty") < to {
+            periods.push(periods.last().expect("not empty").next());
+        }
+    }
+    let known_at = args
+        .known_at
+        .as_deref()
+        .map(server::indicator_time)
+        .transpose()?;
+    let query = Query {
+        periods,
+        group: args.group,
+        scope: args.agency.clone(),
+        as_of: args.as_of,
+        known_at,
+    };
+    let answer = indicators.answer(&log, &query).map_err(|e| e.to_string())?;
+    let bytes = render::render(
+        args.format,
+        &answer.stamp,
+        args.group,
+        args.agency.as_ref(),
+        &answer.tables,
+        &indicators.card,
+        args.lang,
+    )?;
+    write_out(&bytes, args.output.as_deref(), args.format)
+}

@@ -1,0 +1,227 @@
+//! `GET /v1/indicators` and `GET /v1/indicators/series`: tables as JSON, CSV or XLSX.
+
+use crate::auth::Caller;
+use crate::errors::ApiError;
+use crate::indicators::{IndicatorError, Query};
+use crate::openapi::Problem;
+use crate::State;
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use domain::calendar::vietnam;
+use domain::{AgencyCode, Period, Role};
+use projections::indicators::render::{self, Format, Lang};
+use projections::indicators::Group;
+use serde::Deserialize;
+
+/// The most periods one series may hold (twenty years of months).
+const SERIES_PERIODS_MAX: usize = 240;
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct IndicatorParams {
+    /// `2019-03`, `2019-Q1` or `2019` (tables); not used by series.
+    period: Option<String>,
+    /// First period of a series.
+    from: Option<String>,
+    /// Last period of a series (same kind as `from`).
+    to: Option<String>,
+    /// `agency` (default), `subtree`, `level` or `province`.
+    group: Option<String>,
+    /// Only this agency and what is registered below it.
+    agency: Option<String>,
+    /// Count only events up to this log position.
+    as_of: Option<u64>,
+    /// Count only events recorded by this instant (RFC 3339 with offset), or by the end of this day
+    /// (`2019-04-05`, Vietnam time).
+    known_at: Option<String>,
+    /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
+    format: Option<String>,
+    /// Column headers of CSV and XLSX: `vi` (default) or `en`.
+    lang: Option<String>,
+}
+
+fn bad(name: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::BadParameter {
+        name,
+        detail: detail.into(),
+    }
+}
+
+fn period(name: &'static str, value: Option<&str>) -> Result<Period, ApiError> {
+    value
+        .ok_or_else(|| {
+            bad(
+                name,
+                format!("{name} is required (e.g. 2019-Q1, 2019-03 or 2019)"),
+            )
+        })?
+        .parse()
+        .map_err(|e: String| bad(name, e))
+}
+
+/// `known_at`: an instant with its offset, or a date meaning the end of that day in Vietnam time.
+pub fn parse_known_at(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
+        format!("{s:?} is neither an RFC 3339 instant with an offset nor a date (YYYY-MM-DD)")
+    })?;
+    let end = day.and_hms_opt(23, 59, 59).expect("a valid time");
+    Ok(vietnam()
+        .from_local_datetime(&end)
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&Utc))
+}
+
+async fn answer(
+    caller: Caller,
+    state: web::Data<State>,
+    p: IndicatorParams,
+    series: bool,
+) -> Result<HttpResponse, ApiError> {
+    if !state.settings.public_indicators {
+        caller.require(&[Role::Analyst, Role::Auditor, Role::Admin])?;
+    }
+    let periods = if series {
+        let (from, to) = (
+            period("from", p.from.as_deref())?,
+            period("to", p.to.as_deref())?,
+        );
+        if from.kind() != to.kind() || from > to {
+            return Err(bad(
+                "to",
+                format!("{to} must be a period of the same kind as {from}, not before it"),
+            ));
+        }
+        let mut all = vec![from];
+        while *all.last().expect("not empty") < to {
+            if all.len() >= SERIES_PERIODS_MAX {
+                return Err(bad(
+                    "to",
+                    format!("a series holds at most {SERIES_PERIODS_MAX} periods"),
+                ));
+            }
+            all.push(all.last().expect("not empty").next());
+        }
+        all
+    } else {
+        vec![period("period", p.period.as_deref())?]
+    };
+    let group: Group = p
+        .group
+        .as_deref()
+        .unwrap_or("agency")
+        .parse()
+        .map_err(|e: String| bad("group", e))?;
+    let scope = p
+        .agency
+        .as_deref()
+        .map(AgencyCode::parse)
+        .transpose()
+        .map_err(|e| bad("agency", e))?;
+    let known_at = p
+        .known_at
+        .as_deref()
+        .map(parse_known_at)
+        .transpose()
+        .map_err(|e| bad("known_at", e))?;
+    let format: Format = p
+        .format
+        .as_deref()
+        .unwrap_or("json")
+        .parse()
+        .map_err(|e: String| bad("format", e))?;
+    let lang: Lang = p
+        .lang
+        .as_deref()
+        .unwrap_or("vi")
+        .parse()
+        .map_err(|e: String| bad("lang", e))?;
+    let query = Query {
+        periods,
+        group,
+        scope: scope.clone(),
+        as_of: p.as_of,
+        known_at,
+    };
+    // A table from the live engine takes milliseconds; one from history replays events: off the async threads.
+    let worker = state.clone();
+    let answer = web::block(move || worker.indicators.answer(&worker.log, &query))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| match e {
+            IndicatorError::Invalid(detail) => bad("as_of", detail),
+            IndicatorError::Storage(detail) => ApiError::Unavailable(detail),
+        })?;
+    let card = &state.indicators.card;
+    let name = format!(
+        "casetrail-{}-{}-{}",
+        answer
+            .tables
+            .first()
+            .map_or(String::new(), |t| t.period.to_string()),
+        group,
+        answer.stamp.position
+    );
+    let body = render::render(
+        format,
+        &answer.stamp,
+        group,
+        scope.as_ref(),
+        &answer.tables,
+        card,
+        lang,
+    )
+    .map_err(ApiError::Internal)?;
+    let mut response = HttpResponse::Ok();
+    response.content_type(format.content_type());
+    if matches!(format, Format::Csv | Format::Xlsx) {
+        response.insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"{name}.{}\"", format.extension()),
+        ));
+    }
+    Ok(response.body(body))
+}
+
+/// The indicator table for one period (`indicators.md`): one row per agency, subtree, level or the province,
+/// with targets, verdicts, procedure coverage, scores, and the stamp of what it was computed from.
+#[utoipa::path(get, path = "/v1/indicators", tag = "indicators",
+    params(IndicatorParams),
+    responses(
+        (status = 200, description = "The table: JSON (`rows` and `stamp`), CSV or XLSX", body = Object),
+        (status = 400, description = "A parameter is out of its domain", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A token is required (public_indicators is off) or the one sent is unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not read indicators", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log could not be read", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("bearer" = [])))]
+pub(crate) async fn indicators(
+    caller: Caller,
+    state: web::Data<State>,
+    params: web::Query<IndicatorParams>,
+) -> Result<HttpResponse, ApiError> {
+    answer(caller, state, params.into_inner(), false).await
+}
+
+/// The same columns period by period, from `from` to `to`, for trends.
+#[utoipa::path(get, path = "/v1/indicators/series", tag = "indicators",
+    params(IndicatorParams),
+    responses(
+        (status = 200, description = "The series: JSON (`periods`, each with its `rows`, and one `stamp`), CSV or XLSX", body = Object),
+        (status = 400, description = "A parameter is out of its domain", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "A token is required (public_indicators is off) or the one sent is unknown", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role may not read indicators", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log could not be read", body = Problem, content_type = "application/problem+json")
+    ),
+    security((), ("bearer" = [])))]
+pub(crate) async fn series(
+    caller: Caller,
+    state: web::Data<State>,
+    params: web::Query<IndicatorParams>,
+) -> Result<HttpResponse, ApiError> {
+    answer(caller, state, params.into_inner(), true).await
+}

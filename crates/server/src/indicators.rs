@@ -1,0 +1,335 @@
+//! The indicator service: a live engine that follows the log, snapshots of it on disk, and tables for any
+//! position (`as_of`) or instant (`known_at`), replayed from the nearest snapshot.
+//!
+//! Used by the HTTP handlers and by `casetrail report` alike.
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use domain::calendar::Cut;
+use domain::{AgencyCode, Period, StoredEvent};
+use projections::indicators::render::{ScorecardName, Settings, Stamp, Table};
+use projections::indicators::scorecard::Scorecard;
+use projections::indicators::{Engine, Group};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use store::{EventLog, SledLog};
+
+/// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
+const SNAPSHOT_FORMAT: &str = "casetrail-indicators-1";
+
+/// What an indicator question can go wrong with, before any table is computed.
+#[derive(Debug, thiserror::Error)]
+pub enum IndicatorError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// One question: periods (one, or a series), a grouping, an optional scope, and a point in history.
+#[derive(Clone, Debug)]
+pub struct Query {
+    pub periods: Vec<Period>,
+    pub group: Group,
+    pub scope: Option<AgencyCode>,
+    pub as_of: Option<u64>,
+    pub known_at: Option<DateTime<Utc>>,
+}
+
+pub struct Answer {
+    pub stamp: Stamp,
+    pub tables: Vec<Table>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SnapshotHeader {
+    format: String,
+    cut: Cut,
+    position: u64,
+    /// The audit root at `position`, base64: a snapshot of another log (or a rewritten one) is never used.
+    root: String,
+}
+
+/// Snapshots of the engine, one file per position, in `<data>/indicator-snapshots/<cut>/`.
+pub struct Snapshots {
+    dir: PathBuf,
+    /// Write one whenever the live engine passes a multiple of this many events.
+    pub every: u64,
+}
+
+impl Snapshots {
+    pub fn new(data: &Path, cut: Cut, every: u64) -> Snapshots {
+        Snapshots {
+            dir: data.join("indicator-snapshots").join(cut.to_string()),
+            every: every.max(1),
+        }
+    }
+
+    /// Stored snapshot positions, ascending.
+    pub fn positions(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".bin")?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort_unstable();
+        out
+    }
+
+    fn path(&self, position: u64) -> PathBuf {
+        self.dir.join(format!("{position:020}.bin"))
+    }
+
+    /// The latest usable snapshot at or before `at_most`. Unreadable, foreign or outdated files are skipped.
+    pub fn nearest(&self, log: &SledLog, cut: Cut, at_most: u64) -> Option<Engine> {
+        for position in self.positions().into_iter().rev().filter(|p| *p <= at_most) {
+            match self.load(log, cut, position) {
+                Ok(engine) => return Some(engine),
+                Err(why) => tracing::warn!(position, %why, "indicator snapshot skipped"),
+            }
+        }
+        None
+    }
+
+    fn load(&self, log: &SledLog, cut: Cut, position: u64) -> Result<Engine, String> {
+        let bytes = std::fs::read(self.path(position)).map_err(|e| e.to_string())?;
+        let (header, mut engine): (SnapshotHeader, Engine) =
+            postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
+        if header.format != SNAPSHOT_FORMAT || header.cut != cut || header.position != position {
+            return Err(format!(
+                "format {} for cut {} at {}",
+                header.format, header.cut, header.position
+            ));
+        }
+        if header.root != root_at(log, position)? {
+            return Err("its audit root is not this log's".into());
+        }
+        if engine.position() != position || engine.cut() != cut {
+            return Err("its engine is at another position".into());
+        }
+        engine.after_restore();
+        Ok(engine)
+    }
+
+    /// Writes a snapshot durably (temporary file, fsync, rename).
+    pub fn save(&self, log: &SledLog, engine: &Engine) -> Result<(), String> {
+        let position = engine.position();
+        let header = SnapshotHeader {
+            format: SNAPSHOT_FORMAT.into(),
+            cut: engine.cut(),
+            position,
+            root: root_at(log, position)?,
+        };
+        let bytes = postcard::to_allocvec(&(header, engine)).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
+        let temporary = self.dir.join(format!(".{position:020}.tmp"));
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&temporary).map_err(|e| e.to_string())?;
+            f.write_all(&bytes).map_err(|e| e.to_string())?;
+            f.sync_all().map_err(|e| e.to_string())?;
+        }
+        std::fs::rename(&temporary, self.path(position)).map_err(|e| e.to_string())?;
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+fn root_at(log: &SledLog, position: u64) -> Result<String, String> {
+    let root = log.root_at(position).map_err(|e| e.to_string())?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(root.0))
+}
+
+/// Reads a dossier's events before a position back from the log, for a dossier the engine dropped.
+pub fn loader(log: &SledLog) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + '_ {
+    move |code, before| {
+        Ok(log
+            .stream(code)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|e| e.position < before)
+            .collect())
+    }
+}
+
+/// Folds the log's events after the engine's position, up to `to`.
+pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), String> {
+    let mut load = loader(log);
+    let mut failure = None;
+    log.replay_to(engine.position(), to, |e| {
+        if failure.is_none() {
+            if let Err(why) = engine.apply(&e, &mut load) {
+                failure = Some(why);
+            }
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    failure.map_or(Ok(()), Err)
+}
+
+pub struct Indicators {
+    live: RwLock<Engine>,
+    pub card: Scorecard,
+    pub cut: Cut,
+    pub snapshots: Snapshots,
+}
+
+impl Indicators {
+    /// The live engine, from the latest snapshot plus the events after it (or from position 1). Writes a snapshot
+    /// when it had to fold more than `snapshots.every` events.
+    pub fn open(
+        log: &SledLog,
+        cut: Cut,
+        card: Scorecard,
+        snapshots: Snapshots,
+    ) -> Result<Indicators, String> {
+        let head = log.head().size;
+        let mut engine = snapshots
+            .nearest(log, cut, head)
+            .unwrap_or_else(|| Engine::new(cut));
+        let from = engine.position();
+        replay(&mut engine, log, head)?;
+        if engine.position() - from >= snapshots.every {
+            if let Err(why) = snapshots.save(log, &engine) {
+                tracing::warn!(%why, "could not write an indicator snapshot");
+            }
+        }
+        tracing::info!(
+            position = engine.position(),
+            from_snapshot = from,
+            dossiers_in_memory = engine.dossiers_in_memory(),
+            "indicator tables ready"
+        );
+        Ok(Indicators {
+            live: RwLock::new(engine),
+            card,
+            cut,
+            snapshots,
+        })
+    }
+
+    pub fn position(&self) -> u64 {
+        self.live.read().expect("indicator lock").position()
+    }
+
+    /// Folds newly committed events into the live engine; writes a snapshot at every multiple of
+    /// `snapshots.every`. Called by the follower, never by the writer.
+    pub fn catch_up(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
+        let mut due = None;
+        {
+            let mut engine = self.live.write().expect("indicator lock");
+            let mut load = loader(log);
+            for e in events {
+                let before = engine.position();
+                engine.apply(e, &mut load)?;
+                if engine.position() / self.snapshots.every > before / self.snapshots.every {
+                    due = Some(engine.clone());
+                }
+            }
+        }
+        if let Some(engine) = due {
+            // Written outside the lock: queries and the follower go on meanwhile.
+            self.snapshots.save(log, &engine)?;
+        }
+        Ok(())
+    }
+
+    /// The engine as of a position: the live one when it is there, else the nearest snapshot plus replay.
+    fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, String> {
+        {
+            let live = self.live.read().expect("indicator lock");
+            if live.position() == position {
+                return Ok(live.clone());
+            }
+        }
+        let mut engine = self
+            .snapshots
+            .nearest(log, self.cut, position)
+            .unwrap_or_else(|| Engine::new(self.cut));
+        replay(&mut engine, log, position)?;
+        Ok(engine)
+    }
+
+    /// The last position recorded at or before `t` (0 when none): recording times never decrease.
+    fn position_known_at(log: &SledLog, t: DateTime<Utc>, size: u64) -> Result<u64, String> {
+        let (mut low, mut high) = (0u64, size); // invariant: position `low` known by t (0 = none), `high + 1` not
+        while low < high {
+            let middle = low + (high - low).div_ceil(2);
+            let e = log
+                .event(middle)
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("position {middle} is missing"))?;
+            if e.recorded_at <= t {
+                low = middle;
+            } else {
+                high = middle - 1;
+            }
+        }
+        Ok(low)
+    }
+
+    pub fn answer(&self, log: &SledLog, q: &Query) -> Result<Answer, IndicatorError> {
+        if q.periods.is_empty() {
+            return Err(IndicatorError::Invalid("no period asked for".into()));
+        }
+        let size = self.position();
+        if let Some(p) = q.as_of {
+            if p > size {
+                return Err(IndicatorError::Invalid(format!(
+                    "as_of {p} is beyond the log's last position, {size}"
+                )));
+            }
+        }
+        let mut position = q.as_of.unwrap_or(size);
+        if let Some(t) = q.known_at {
+            position = position
+                .min(Self::position_known_at(log, t, size).map_err(IndicatorError::Storage)?);
+        }
+        let answer_from = |engine: &Engine| {
+            let tables = q
+                .periods
+                .iter()
+                .map(|&period| Table {
+                    period,
+                    rows: engine.table(period, q.group, q.scope.as_ref()),
+                })
+                .collect();
+            let stamp = Stamp {
+                position,
+                root: root_at(log, position).unwrap_or_default(),
+                recorded_at: engine.recorded_at(),
+                judged_at: chrono::DateTime::from_timestamp(engine.horizon(), 0),
+                as_of: q.as_of,
+                known_at: q.known_at,
+                computed_at: Utc::now(),
+                settings: Settings {
+                    cut: self.cut,
+                    scorecard: ScorecardName {
+                        name: self.card.name.clone(),
+                        sha256: self.card.sha256.clone(),
+                    },
+                },
+            };
+            Answer { stamp, tables }
+        };
+        if q.known_at.is_none() && position == size {
+            let live = self.live.read().expect("indicator lock");
+            if live.position() == position {
+                return Ok(answer_from(&live));
+            }
+        }
+        let mut engine = self
+            .engine_at(log, position)
+            .map_err(IndicatorError::Storage)?;
+        if let Some(t) = q.known_at {
+            engine.advance(t.timestamp());
+        }
+        Ok(answer_from(&engine))
+    }
+}
