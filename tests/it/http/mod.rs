@@ -1,6 +1,7 @@
 //! The HTTP service, through real HTTP: the real binary (`casetrail serve`) on port 0, a real data directory.
 
 mod errors;
+mod indicators;
 mod matrix;
 mod openapi;
 mod ops;
@@ -30,7 +31,7 @@ pub const DEPT: &str = "000.00.12.H27";
 pub const COMMUNE: &str = "000.12.01.H27";
 pub const OTHER: &str = "000.00.13.H27";
 
-fn token(data: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
+pub fn token(data: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
     let mut args = vec!["token", "create", "--name", name, "--role", role];
     if let Some(a) = agency {
         args.extend(["--agency", a]);

@@ -74,7 +74,7 @@ fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 16, "operations documented");
+    assert_eq!(operations, 18, "operations documented");
 }
 
 #[test]
