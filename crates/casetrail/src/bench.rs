@@ -45,6 +45,25 @@ pub enum What {
         #[arg(long, default_value_t = 5)]
         runs: usize,
     },
+    /// Indicator tables on an existing data directory (`--data`): full rebuild, memory, the live table, and
+    /// `as_of` / `known_at` tables from snapshots. See docs/benchmarks.md.
+    Indicators {
+        /// The quarter whose tables are timed.
+        #[arg(long, default_value = "2019-Q1")]
+        period: domain::Period,
+        /// Timed queries of the live table; the median is reported.
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+        /// Timed `as_of` and `known_at` tables at random positions.
+        #[arg(long, default_value_t = 10)]
+        history: usize,
+        /// Snapshot interval for the history queries (snapshots are written under the data directory).
+        #[arg(long, default_value_t = 500_000)]
+        snapshot_every: u64,
+        /// Also time DuckDB on this export (NDJSON) with scripts/bench-duckdb, for the ratio.
+        #[arg(long)]
+        duckdb: Option<PathBuf>,
+    },
 }
 
 pub fn run(what: What, data: &Path) -> Result<ExitCode> {
@@ -60,6 +79,20 @@ pub fn run(what: What, data: &Path) -> Result<ExitCode> {
             batch,
             dir,
         } => crate::load::run(&dir, connections, seconds, batch),
+        What::Indicators {
+            period,
+            queries,
+            history,
+            snapshot_every,
+            duckdb,
+        } => crate::bench_indicators::run(
+            data,
+            period,
+            queries,
+            history,
+            snapshot_every,
+            duckdb.as_deref(),
+        ),
         What::Replay { runs } => {
             let log = crate::commands::open(data)?;
             let rates: Vec<f64> = (0..runs.max(1))
@@ -154,7 +187,7 @@ pub fn replay(log: &SledLog) -> Result<f64> {
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
     v[v.len() / 2]
 }

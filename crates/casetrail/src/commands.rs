@@ -281,25 +281,41 @@ pub fn generate(config: &generator::Config, form: crate::GeneratedForm) -> Resul
     Ok(ExitCode::SUCCESS)
 }
 
+/// Dossiers in the demo's generated province.
+const DEMO_DOSSIERS: u64 = 60_000;
+
 pub fn demo(data: &Path) -> Result<ExitCode> {
     let log = open(data)?;
     if log.head().size == 0 {
+        let config =
+            generator::Config::new(2019, DEMO_DOSSIERS, "2018-Q1".parse()?, "2019-Q4".parse()?);
         println!(
-            "casetrail demo: filling {} with a generated year of dossiers…",
-            data.display()
+            "casetrail demo: filling {} with a generated province ({} dossiers, 2018-Q1 to 2019-Q4)…",
+            data.display(),
+            config.dossiers
         );
-        let events = crate::gen::Generator::for_2019(2019).events(100_000);
         let started = std::time::Instant::now();
-        for chunk in events.chunks(BATCH_EVENTS_MAX) {
-            let events = chunk.iter().cloned().map(Submitted::from).collect();
+        let mut batch = Vec::with_capacity(BATCH_EVENTS_MAX);
+        let mut appended = 0;
+        for e in generator::Generator::new(&config) {
+            batch.push(Submitted::from(e));
+            if batch.len() == BATCH_EVENTS_MAX {
+                appended += batch.len();
+                log.append_blocking(AppendRequest {
+                    events: std::mem::take(&mut batch),
+                    source: "demo".into(),
+                })?;
+            }
+        }
+        appended += batch.len();
+        if !batch.is_empty() {
             log.append_blocking(AppendRequest {
-                events,
+                events: batch,
                 source: "demo".into(),
             })?;
         }
         println!(
-            "appended {} events durably in {:.1} s",
-            events.len(),
+            "appended {appended} events durably in {:.1} s",
             started.elapsed().as_secs_f64()
         );
     } else {
@@ -310,7 +326,16 @@ pub fn demo(data: &Path) -> Result<ExitCode> {
     stats(data)?;
     let code = verify(data)?;
     println!("\nlog size {}, audit root {}", head.size, head.root);
-    println!("next: `casetrail --data {0} export | head` shows the stored events; `casetrail --data {0} token create --name admin --role admin`, then `casetrail --data {0} serve`, serves them (docs/api.md)", data.display());
+    println!("\nQ1 2019 by level (casetrail report --period 2019-Q1 --group level):\n");
+    let report = std::process::Command::new(std::env::current_exe()?)
+        .arg("--data")
+        .arg(data)
+        .args(["report", "--period", "2019-Q1", "--group", "level"])
+        .status()?;
+    if !report.success() {
+        return Err("the demo report failed".into());
+    }
+    println!("\nnext: `casetrail --data {0} token create --name admin --role admin`, then `casetrail --data {0} serve`, and `curl 'localhost:8080/v1/indicators?period=2019-Q1&group=province'` (README, docs/indicators.md)", data.display());
     Ok(code)
 }
 

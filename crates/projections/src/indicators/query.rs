@@ -4,10 +4,11 @@ use super::engine::Engine;
 use super::life::{Col, Use};
 use super::scheme::vietnam_day;
 use super::table::{group_rows, Counts, Group, Row};
+use crate::catalogue::Offer;
 use chrono::NaiveDate;
 use domain::event::OfferLevel;
 use domain::{AgencyCode, Period};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 impl Engine {
     /// Every agency that is registered or appears in a dossier event, in code order.
@@ -24,6 +25,13 @@ impl Engine {
 
     /// One agency's counts for a period, alone.
     pub fn agency_counts(&self, agency: &AgencyCode, period: Period) -> Counts {
+        let offers = self
+            .catalogue
+            .offers_on(last_day(self, period), Some(agency));
+        self.counts_with_offers(agency, period, &offers)
+    }
+
+    fn counts_with_offers(&self, agency: &AgencyCode, period: Period, offers: &[&Offer]) -> Counts {
         let kind = period.kind();
         let scheme = self.scheme(kind);
         let index = scheme.index_of(period);
@@ -58,7 +66,6 @@ impl Engine {
             c.transferred_out = v(Col::TransferredOut);
         }
         // Procedure coverage: the offers in force on the period's last day.
-        let last_day = last_day(self, period);
         let used = |procedure: &str, usage: Use| match (
             self.agency_number(agency.as_str()),
             self.procedure_number(procedure),
@@ -66,7 +73,7 @@ impl Engine {
             (Some(a), Some(p)) => self.used(a, kind, index, p, usage),
             _ => false,
         };
-        for offer in self.catalogue.offers_on(last_day, Some(agency)) {
+        for offer in offers {
             c.procedures_offered += 1;
             let procedure = offer.procedure.as_str();
             if offer.online_level != OfferLevel::None {
@@ -87,10 +94,15 @@ impl Engine {
 
     /// Every agency's counts for a period.
     pub fn per_agency(&self, period: Period) -> Vec<(AgencyCode, Counts)> {
+        let mut offers: HashMap<&AgencyCode, Vec<&Offer>> = HashMap::new();
+        for offer in self.catalogue.offers_on(last_day(self, period), None) {
+            offers.entry(&offer.agency).or_default().push(offer);
+        }
         self.agency_codes()
             .into_iter()
             .map(|code| {
-                let counts = self.agency_counts(&code, period);
+                let counts =
+                    self.counts_with_offers(&code, period, offers.get(&code).map_or(&[], |o| o));
                 (code, counts)
             })
             .collect()
