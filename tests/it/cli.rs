@@ -292,3 +292,28 @@ fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
     assert!(stdout(&casetrail(&data, &["verify"])).starts_with("ok: "));
     assert_eq!(export(&data), before);
 }
+
+#[test]
+fn the_demo_fills_an_empty_directory_once_and_reports_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let first = casetrail(&data, &["demo"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let said = stdout(&first);
+    assert!(said.contains("filling") && said.contains("generated province"), "{said}");
+    assert!(said.contains("ok: "), "the demo verifies its log: {said}");
+    for level in ["department", "district", "commune"] {
+        assert!(said.contains(&format!("2019-Q1                 {level}")), "{level} row missing:\n{said}");
+    }
+    let size = |s: &str| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("log size "))
+            .and_then(|l| l.split(',').next())
+            .map(|n| n.to_owned())
+    };
+    let second = casetrail(&data, &["demo"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let again = stdout(&second);
+    assert!(again.contains("reusing the log"), "{again}");
+    assert_eq!(size(&again), size(&said), "a second run adds nothing");
+}
