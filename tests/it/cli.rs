@@ -300,10 +300,16 @@ fn the_demo_fills_an_empty_directory_once_and_reports_from_it() {
     let first = casetrail(&data, &["demo"]);
     assert!(first.status.success(), "{}", stderr(&first));
     let said = stdout(&first);
-    assert!(said.contains("filling") && said.contains("generated province"), "{said}");
+    assert!(
+        said.contains("filling") && said.contains("generated province"),
+        "{said}"
+    );
     assert!(said.contains("ok: "), "the demo verifies its log: {said}");
     for level in ["department", "district", "commune"] {
-        assert!(said.contains(&format!("2019-Q1                 {level}")), "{level} row missing:\n{said}");
+        assert!(
+            said.contains(&format!("2019-Q1                 {level}")),
+            "{level} row missing:\n{said}"
+        );
     }
     let size = |s: &str| {
         s.lines()

@@ -186,7 +186,13 @@ pub fn serve(
         );
         use std::io::Write;
         std::io::stdout().flush()?;
-        running.server.await
+        let server::Running { server, state, .. } = running;
+        server.await?;
+        // A snapshot of the live indicator tables, so that the next start need not replay what this one folded.
+        if let Err(why) = state.indicators.save_if_newer(&state.log) {
+            eprintln!("casetrail: could not write an indicator snapshot at stop: {why}");
+        }
+        std::io::Result::Ok(())
     })?;
     // The server has stopped accepting and answered what was in flight; the writer now drains and flushes.
     log.close();

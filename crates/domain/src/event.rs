@@ -507,7 +507,11 @@ impl StoredEvent {
             ));
         }
         check_source(&self.source).map_err(|e| format!("source {e}"))?;
-        if self.recorded_at.timestamp_subsec_nanos() % 1_000 != 0 {
+        if !self
+            .recorded_at
+            .timestamp_subsec_nanos()
+            .is_multiple_of(1_000)
+        {
             return Err("recorded_at must have whole microseconds".into());
         }
         Ok(())

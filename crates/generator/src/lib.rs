@@ -551,7 +551,7 @@ impl Generator {
         } else {
             Channel::Counter
         };
-        let online_level = (channel == Channel::Online).then(|| match offer.level {
+        let online_level = (channel == Channel::Online).then_some(match offer.level {
             OfferLevel::Level4 => OnlineLevel::Level4,
             OfferLevel::Full => OnlineLevel::Full,
             OfferLevel::Partial => OnlineLevel::Partial,

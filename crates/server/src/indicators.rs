@@ -240,6 +240,16 @@ impl Indicators {
         Ok(())
     }
 
+    /// Writes a snapshot of the live engine unless the latest one is at its position already (at a stop).
+    pub fn save_if_newer(&self, log: &SledLog) -> Result<(), String> {
+        let engine = self.live.read().expect("indicator lock").clone();
+        let latest = self.snapshots.positions().last().copied().unwrap_or(0);
+        if engine.position() > latest {
+            self.snapshots.save(log, &engine)?;
+        }
+        Ok(())
+    }
+
     /// The engine as of a position: the live one when it is there, else the nearest snapshot plus replay.
     fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, String> {
         {

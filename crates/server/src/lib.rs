@@ -184,9 +184,11 @@ impl Running {
 /// beside the writer and never holds it up.
 async fn follow(state: web::Data<State>) {
     let mut watch = state.log.watch();
-    let mut after = state.indicators.position();
     loop {
         let size = watch.borrow_and_update().size;
+        // From where the indicator engine stands: after a failed fold it is retried (the catalogue folds each event
+        // at most once however often it is handed one).
+        let mut after = state.indicators.position();
         while after < size {
             match state.log.read_after(after, 1_000) {
                 Ok(events) if !events.is_empty() => {
@@ -204,6 +206,7 @@ async fn follow(state: web::Data<State>) {
                     .await;
                     if let Err(why) = folded.map_err(|e| e.to_string()).and_then(|r| r) {
                         tracing::error!(%why, "the indicator tables could not follow the log");
+                        break;
                     }
                 }
                 Ok(_) => break,

@@ -59,10 +59,10 @@ impl Scheme {
         if self.cut == Cut::Decree09 && date.day() >= 15 {
             months += 1;
         }
-        self.from_months(months)
+        self.index_of_months(months)
     }
 
-    fn from_months(&self, months: i32) -> i32 {
+    fn index_of_months(&self, months: i32) -> i32 {
         match self.kind {
             PeriodKind::Month => months,
             PeriodKind::Quarter => months.div_euclid(3),

@@ -44,9 +44,9 @@ impl Scorecard {
                     RATIO_NAMES.join(", ")
                 ));
             }
-            if !(c.threshold > 0.0 && c.threshold <= 1.0)
-                || !(c.points >= 0.0 && c.points.is_finite())
-            {
+            let threshold_ok = c.threshold > 0.0 && c.threshold <= 1.0;
+            let points_ok = c.points >= 0.0 && c.points.is_finite();
+            if !threshold_ok || !points_ok {
                 return Err(format!(
                     "scorecard criterion {:?}: the threshold must be in (0, 1] and the points at least 0",
                     c.id

@@ -66,11 +66,14 @@ impl Dossier {
     }
 }
 
+/// (effective_from, position, level, postal receipt, postal return)
+type OfferFact = (NaiveDate, u64, OfferLevel, bool, bool);
+
 pub struct World {
     dossiers: BTreeMap<String, Dossier>,
     agencies: BTreeMap<String, (AgencyLevel, Option<String>)>,
     /// (agency, procedure) → (effective_from, position, level, receive, return)
-    offers: BTreeMap<(String, String), Vec<(NaiveDate, u64, OfferLevel, bool, bool)>>,
+    offers: BTreeMap<(String, String), Vec<OfferFact>>,
     targets: Vec<(TargetScope, Period, u64, f64, f64)>,
     horizon: DateTime<Utc>,
 }
