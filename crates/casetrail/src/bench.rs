@@ -55,10 +55,10 @@ pub enum What {
         #[arg(long, default_value_t = 200)]
         queries: usize,
         /// Timed `as_of` and `known_at` tables at random positions.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 20)]
         history: usize,
         /// Snapshot interval for the history queries (snapshots are written under the data directory).
-        #[arg(long, default_value_t = 500_000)]
+        #[arg(long, default_value_t = 250_000)]
         snapshot_every: u64,
         /// Also time DuckDB on this export (NDJSON) with scripts/bench-duckdb, for the ratio.
         #[arg(long)]

@@ -49,7 +49,7 @@ pub struct IndicatorArgs {
     #[arg(long, env = "CASETRAIL_SCORECARD")]
     pub scorecard: Option<std::path::PathBuf>,
     /// Write an indicator snapshot every this many events (time travel replays from the nearest one).
-    #[arg(long, env = "CASETRAIL_SNAPSHOT_EVERY", default_value_t = 500_000)]
+    #[arg(long, env = "CASETRAIL_SNAPSHOT_EVERY", default_value_t = 250_000)]
     pub snapshot_every: u64,
 }
 

@@ -58,7 +58,7 @@ impl Settings {
             shutdown_timeout_secs: 30,
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
-            snapshot_every: 500_000,
+            snapshot_every: 250_000,
         }
     }
 
