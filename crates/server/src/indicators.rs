@@ -16,7 +16,7 @@ use std::sync::RwLock;
 use store::{EventLog, SledLog};
 
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
-const SNAPSHOT_FORMAT: &str = "casetrail-indicators-1";
+const SNAPSHOT_FORMAT: &str = "casetrail-indicators-2";
 
 /// What an indicator question can go wrong with, before any table is computed.
 #[derive(Debug, thiserror::Error)]

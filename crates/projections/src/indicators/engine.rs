@@ -92,7 +92,15 @@ pub struct Engine {
     pub(crate) catalogue: Catalogue,
     /// Dossiers read back through the loader (a measure of how often eviction costs a read).
     pub reloads: u64,
+    /// Every this many positions, resolved dossiers whose processing ended more than `settled_after` before the
+    /// horizon leave memory too: only a return or a correction can follow, and they are rare that late.
+    sweep_every: u64,
+    settled_after: Secs,
 }
+
+/// By default: sweep every 65,536 events; a dossier resolved 90 days before the log's time is settled.
+const SWEEP_EVERY: u64 = 1 << 16;
+const SETTLED_AFTER_SECS: Secs = 90 * 86_400;
 
 impl Engine {
     pub fn new(cut: Cut) -> Engine {
@@ -109,7 +117,25 @@ impl Engine {
             recorded_at: None,
             catalogue: Catalogue::default(),
             reloads: 0,
+            sweep_every: SWEEP_EVERY,
+            settled_after: SETTLED_AFTER_SECS,
         }
+    }
+
+    /// Changes how often settled dossiers are dropped, and how long after their end (tests make both small, so
+    /// that reading dossiers back is exercised often).
+    pub fn with_eviction(mut self, sweep_every: u64, settled_after: Secs) -> Engine {
+        self.sweep_every = sweep_every.max(1);
+        self.settled_after = settled_after;
+        self
+    }
+
+    /// Drops resolved dossiers that ended long enough before the horizon. Their contribution does not depend on
+    /// the horizon and they have no timer, so nothing in the tables changes.
+    fn sweep(&mut self) {
+        let cutoff = self.horizon.saturating_sub(self.settled_after);
+        self.lives
+            .retain(|_, life| !life.ended().is_some_and(|end| end < cutoff));
     }
 
     pub fn cut(&self) -> Cut {
@@ -201,6 +227,9 @@ impl Engine {
         self.catalogue.apply(e);
         self.advance(secs(&e.recorded_at).max(secs(&e.event.occurred_at)));
         let Some(code) = dossier else {
+            if self.position % self.sweep_every == 0 {
+                self.sweep();
+            }
             return Ok(());
         };
         let old = self.lives.remove(code).or(reloaded.flatten());
@@ -223,6 +252,9 @@ impl Engine {
         self.count(&new, code, 1);
         if !new.is_closed() {
             self.lives.insert(code.to_owned(), new);
+        }
+        if self.position % self.sweep_every == 0 {
+            self.sweep();
         }
         Ok(())
     }
