@@ -127,11 +127,10 @@ pub fn run(
         started.elapsed().as_secs_f64()
     );
     // Snapshots at every interval, as a server that followed the log from the start would have written them.
-    let have = indicators.snapshots.positions();
     let mut engine = Engine::new(Cut::Calendar);
     let mut position = snapshot_every;
     while position < size {
-        if !have.contains(&position) {
+        if !indicators.snapshots.usable(&log, Cut::Calendar, position) {
             server::indicators::replay(&mut engine, &log, position)?;
             indicators.snapshots.save(&log, &engine)?;
         }

@@ -51,6 +51,14 @@ struct SnapshotHeader {
     root: String,
 }
 
+/// Why a snapshot file was not used.
+enum Unusable {
+    /// It could not be read now (it may be fine later).
+    Unreadable(String),
+    /// It is damaged, or of another format, cut or log.
+    Foreign(String),
+}
+
 /// Snapshots of the engine, one file per position, in `<data>/indicator-snapshots/<cut>/`.
 pub struct Snapshots {
     dir: PathBuf,
@@ -84,32 +92,48 @@ impl Snapshots {
         self.dir.join(format!("{position:020}.bin"))
     }
 
-    /// The latest usable snapshot at or before `at_most`. Unreadable, foreign or outdated files are skipped.
+    /// The latest usable snapshot at or before `at_most`. A file that cannot be read is skipped; one that is
+    /// damaged, of another format, cut or log is skipped and removed (it is derived data, and useless here).
     pub fn nearest(&self, log: &SledLog, cut: Cut, at_most: u64) -> Option<Engine> {
         for position in self.positions().into_iter().rev().filter(|p| *p <= at_most) {
             match self.load(log, cut, position) {
                 Ok(engine) => return Some(engine),
-                Err(why) => tracing::warn!(position, %why, "indicator snapshot skipped"),
+                Err(Unusable::Unreadable(why)) => {
+                    tracing::warn!(position, %why, "indicator snapshot skipped")
+                }
+                Err(Unusable::Foreign(why)) => {
+                    tracing::warn!(position, %why, "indicator snapshot removed");
+                    let _ = std::fs::remove_file(self.path(position));
+                }
             }
         }
         None
     }
 
-    fn load(&self, log: &SledLog, cut: Cut, position: u64) -> Result<Engine, String> {
-        let bytes = std::fs::read(self.path(position)).map_err(|e| e.to_string())?;
-        let (header, mut engine): (SnapshotHeader, Engine) =
-            postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
+    /// Whether the snapshot at `position` exists and can be used.
+    pub fn usable(&self, log: &SledLog, cut: Cut, position: u64) -> bool {
+        self.load(log, cut, position).is_ok()
+    }
+
+    fn load(&self, log: &SledLog, cut: Cut, position: u64) -> Result<Engine, Unusable> {
+        let bytes =
+            std::fs::read(self.path(position)).map_err(|e| Unusable::Unreadable(e.to_string()))?;
+        let foreign = Unusable::Foreign;
+        let (header, _): (SnapshotHeader, _) =
+            postcard::take_from_bytes(&bytes).map_err(|e| foreign(e.to_string()))?;
         if header.format != SNAPSHOT_FORMAT || header.cut != cut || header.position != position {
-            return Err(format!(
+            return Err(foreign(format!(
                 "format {} for cut {} at {}",
                 header.format, header.cut, header.position
-            ));
+            )));
         }
-        if header.root != root_at(log, position)? {
-            return Err("its audit root is not this log's".into());
+        if header.root != root_at(log, position).map_err(Unusable::Unreadable)? {
+            return Err(foreign("its audit root is not this log's".into()));
         }
+        let (_, mut engine): (SnapshotHeader, Engine) =
+            postcard::from_bytes(&bytes).map_err(|e| foreign(e.to_string()))?;
         if engine.position() != position || engine.cut() != cut {
-            return Err("its engine is at another position".into());
+            return Err(foreign("its engine is at another position".into()));
         }
         engine.after_restore();
         Ok(engine)
