@@ -325,6 +325,7 @@ impl Indicators {
             position = position
                 .min(Self::position_known_at(log, t, size).map_err(IndicatorError::Storage)?);
         }
+        let root = root_at(log, position).map_err(IndicatorError::Storage)?;
         let answer_from = |engine: &Engine| {
             let tables = q
                 .periods
@@ -336,7 +337,7 @@ impl Indicators {
                 .collect();
             let stamp = Stamp {
                 position,
-                root: root_at(log, position).unwrap_or_default(),
+                root: root.clone(),
                 recorded_at: engine.recorded_at(),
                 judged_at: chrono::DateTime::from_timestamp(engine.horizon(), 0),
                 as_of: q.as_of,
