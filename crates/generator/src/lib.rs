@@ -854,3 +854,80 @@ fn working_days_after(t: DateTime<FixedOffset>, days: u32) -> DateTime<FixedOffs
 pub fn generate(config: &Config) -> Vec<StoredEvent> {
     Generator::new(config).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn small(seed: u64) -> Vec<StoredEvent> {
+        generate(&Config::new(
+            seed,
+            2_000,
+            Period::Quarter {
+                year: 2018,
+                quarter: 4,
+            },
+            Period::Quarter {
+                year: 2019,
+                quarter: 1,
+            },
+        ))
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes_and_another_seed_does_not() {
+        let bytes = |events: &[StoredEvent]| -> Vec<Vec<u8>> {
+            events.iter().map(|e| e.canonical_bytes()).collect()
+        };
+        assert_eq!(bytes(&small(5)), bytes(&small(5)));
+        assert_ne!(bytes(&small(5)), bytes(&small(6)));
+    }
+
+    #[test]
+    fn the_log_is_in_order_and_the_province_has_its_shape() {
+        let events = small(9);
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e.position, i as u64 + 1);
+            e.check().unwrap();
+        }
+        assert!(events
+            .windows(2)
+            .all(|w| w[0].recorded_at <= w[1].recorded_at));
+        let count = |level: AgencyLevel| {
+            events
+                .iter()
+                .filter(
+                    |e| matches!(&e.event.data, EventData::AgencyRegistered(a) if a.level == level),
+                )
+                .count()
+        };
+        assert_eq!(count(AgencyLevel::Department), 20);
+        assert_eq!(count(AgencyLevel::District), 13);
+        assert!((190..=220).contains(&count(AgencyLevel::Commune)));
+        let received = events
+            .iter()
+            .filter(|e| matches!(e.event.data, EventData::Received(_)))
+            .count();
+        assert!((1_900..=2_000).contains(&received), "{received}");
+        // Every kind of dossier event appears, and some are recorded a day or more after they occurred.
+        for kind in [
+            "dossier.transferred",
+            "dossier.supplement_requested",
+            "dossier.due_extended",
+            "dossier.resolved",
+            "dossier.returned",
+            "dossier.withdrawn",
+            "dossier.corrected",
+        ] {
+            assert!(
+                events.iter().any(|e| e.event.event_type().as_str() == kind),
+                "no {kind}"
+            );
+        }
+        let late = events
+            .iter()
+            .filter(|e| e.recorded_at - e.event.occurred_at.with_timezone(&Utc) > Duration::days(1))
+            .count();
+        assert!(late > 0);
+    }
+}
