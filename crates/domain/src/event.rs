@@ -266,6 +266,24 @@ pub struct Corrected {
     pub due_at: Option<DateTime<FixedOffset>>,
 }
 
+impl Corrected {
+    /// The channel and online level once this correction applies: a channel other than online drops the level;
+    /// a level given replaces it.
+    pub fn channel_and_level(
+        &self,
+        channel: Channel,
+        level: Option<OnlineLevel>,
+    ) -> (Channel, Option<OnlineLevel>) {
+        let channel = self.channel.unwrap_or(channel);
+        let level = match (self.online_level, self.channel) {
+            (Some(given), _) => Some(given),
+            (None, Some(c)) if c != Channel::Online => None,
+            (None, _) => level,
+        };
+        (channel, level)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]

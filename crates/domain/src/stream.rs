@@ -445,15 +445,7 @@ pub fn apply_in_place(next: &mut StreamHead, event: &Event) {
             if let Some(p) = &c.procedure {
                 s.procedure = p.clone();
             }
-            if let Some(ch) = c.channel {
-                s.channel = ch;
-                if ch != Channel::Online {
-                    s.online_level = None;
-                }
-            }
-            if let Some(l) = c.online_level {
-                s.online_level = Some(l);
-            }
+            (s.channel, s.online_level) = c.channel_and_level(s.channel, s.online_level);
             if let Some(r) = c.received_at {
                 s.received_at = r;
             }

@@ -291,67 +291,53 @@ impl Province {
         rng: &mut StdRng,
         recorded_from: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, u64, Event)> {
+        // What each reference event says, then one recording second each, in this order.
+        let agencies = self.agencies.iter().map(|a| {
+            let data = EventData::AgencyRegistered(AgencyRegistered {
+                name: text(&a.name),
+                level: a.level,
+                parent: a.parent.clone(),
+            });
+            (Some(a.code.clone()), data)
+        });
+        let offers = self.offers.iter().map(|o| {
+            let data = EventData::ProcedureOffered(ProcedureOffered {
+                procedure: o.procedure.clone(),
+                name: text(&o.name),
+                online_level: o.level,
+                postal_receive: o.postal_receive,
+                postal_return: o.postal_return,
+                effective_from: o.effective_from,
+            });
+            (Some(self.agencies[o.agency].code.clone()), data)
+        });
+        let targets = self.targets.iter().map(|t| {
+            let agency = match &t.agency {
+                TargetScope::Agency(a) => Some(a.clone()),
+                TargetScope::All => None,
+            };
+            (agency, EventData::TargetSet(t.clone()))
+        });
         let mut at = recorded_from;
-        let mut tick = |rng: &mut StdRng| {
-            at += Duration::seconds(1);
-            let id =
-                uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &rng.gen());
-            (at, id.into_uuid())
-        };
-        let mut out = Vec::new();
-        for a in &self.agencies {
-            let (recorded, id) = tick(rng);
-            out.push((
-                recorded,
-                Event {
-                    id,
+        let out: Vec<(DateTime<Utc>, Event)> = agencies
+            .chain(offers)
+            .chain(targets)
+            .map(|(agency, data)| {
+                at += Duration::seconds(1);
+                let id = uuid::Builder::from_unix_timestamp_millis(
+                    at.timestamp_millis() as u64,
+                    &rng.gen(),
+                );
+                let event = Event {
+                    id: id.into_uuid(),
                     dossier: None,
-                    agency: Some(a.code.clone()),
-                    occurred_at: recorded.with_timezone(&vietnam()),
-                    data: EventData::AgencyRegistered(AgencyRegistered {
-                        name: text(&a.name),
-                        level: a.level,
-                        parent: a.parent.clone(),
-                    }),
-                },
-            ));
-        }
-        for o in &self.offers {
-            let (recorded, id) = tick(rng);
-            out.push((
-                recorded,
-                Event {
-                    id,
-                    dossier: None,
-                    agency: Some(self.agencies[o.agency].code.clone()),
-                    occurred_at: recorded.with_timezone(&vietnam()),
-                    data: EventData::ProcedureOffered(ProcedureOffered {
-                        procedure: o.procedure.clone(),
-                        name: text(&o.name),
-                        online_level: o.level,
-                        postal_receive: o.postal_receive,
-                        postal_return: o.postal_return,
-                        effective_from: o.effective_from,
-                    }),
-                },
-            ));
-        }
-        for t in &self.targets {
-            let (recorded, id) = tick(rng);
-            out.push((
-                recorded,
-                Event {
-                    id,
-                    dossier: None,
-                    agency: match &t.agency {
-                        TargetScope::Agency(a) => Some(a.clone()),
-                        TargetScope::All => None,
-                    },
-                    occurred_at: recorded.with_timezone(&vietnam()),
-                    data: EventData::TargetSet(t.clone()),
-                },
-            ));
-        }
+                    agency,
+                    occurred_at: at.with_timezone(&vietnam()),
+                    data,
+                };
+                (at, event)
+            })
+            .collect();
         let mut versions = std::collections::HashMap::new();
         out.into_iter()
             .map(|(recorded, event)| {

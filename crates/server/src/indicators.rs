@@ -172,14 +172,7 @@ fn root_at(log: &SledLog, position: u64) -> Result<String, String> {
 
 /// Reads a dossier's events before a position back from the log, for a dossier the engine dropped.
 pub fn loader(log: &SledLog) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + '_ {
-    move |code, before| {
-        Ok(log
-            .stream(code)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|e| e.position < before)
-            .collect())
-    }
+    move |code, before| log.stream_before(code, before).map_err(|e| e.to_string())
 }
 
 /// Folds the log's events after the engine's position, up to `to`.

@@ -96,6 +96,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// Every event of a stream (a dossier code, `agency/<code>`, …), in version order.
     fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// A stream's events stored before `position`, in order: what a read model that dropped the stream folds
+    /// again to continue from `position`.
+    fn stream_before(&self, stream: &str, position: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut events = self.stream(stream)?;
+        events.retain(|e| e.position < position);
+        Ok(events)
+    }
+
     /// A stream's head: its last version and, for a dossier, its state. `None` for a stream with no events.
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError>;
 

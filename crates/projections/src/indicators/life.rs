@@ -157,15 +157,7 @@ impl Life {
                 if let Some(p) = &c.procedure {
                     self.procedure = intern(Code::Procedure(p.as_str()));
                 }
-                if let Some(ch) = c.channel {
-                    self.channel = ch;
-                    if ch != Channel::Online {
-                        self.level = None;
-                    }
-                }
-                if let Some(l) = c.online_level {
-                    self.level = Some(l);
-                }
+                (self.channel, self.level) = c.channel_and_level(self.channel, self.level);
                 if let Some(r) = &c.received_at {
                     self.received = r.timestamp();
                 }

@@ -109,14 +109,17 @@ impl Script {
         self.push(Some(dossier), agency, at, None, data);
     }
 
-    /// Stores the history in a real log and returns it with the live engine.
+    /// Stores the history in a real log (batches of at most 1,000) and returns it with the live engine, which
+    /// folds what the log stored.
     fn store(&self, dir: &std::path::Path) -> (SledLog, Engine) {
         let log = open_log(dir);
-        log.append_blocking(AppendRequest {
-            events: self.events.iter().cloned().map(Submitted::from).collect(),
-            source: "case".into(),
-        })
-        .unwrap();
+        for chunk in self.events.chunks(1_000) {
+            log.append_blocking(AppendRequest {
+                events: chunk.iter().cloned().map(Submitted::from).collect(),
+                source: "case".into(),
+            })
+            .unwrap();
+        }
         let mut engine = Engine::new(Cut::Calendar);
         for e in log.read_after(0, usize::MAX).unwrap() {
             engine.apply(&e, &mut loader(&log)).unwrap();
@@ -494,32 +497,18 @@ fn an_open_dossier_turns_late_when_the_log_passes_its_due_date() {
 #[test]
 fn the_letters_own_figures() {
     let mut s = Script::new();
+    let start = t("2019-01-02T08:00:00+07:00");
+    for i in 0..34_996u32 {
+        let at = start + chrono::Duration::seconds(i as i64 * 200);
+        let channel = if i % 13 == 0 && i / 13 < 2_668 {
+            Channel::Online
+        } else {
+            Channel::Counter
+        };
+        s.receive(&format!("HT-{i:06}"), A, &at.to_rfc3339(), channel, None);
+    }
     let dir = tempfile::tempdir().unwrap();
-    let log: SledLog;
-    {
-        let start = t("2019-01-02T08:00:00+07:00");
-        for i in 0..34_996u32 {
-            let at = start + chrono::Duration::seconds(i as i64 * 200);
-            let channel = if i % 13 == 0 && i / 13 < 2_668 {
-                Channel::Online
-            } else {
-                Channel::Counter
-            };
-            s.receive(&format!("HT-{i:06}"), A, &at.to_rfc3339(), channel, None);
-        }
-        log = open_log(dir.path());
-        for chunk in s.events.chunks(1_000) {
-            log.append_blocking(AppendRequest {
-                events: chunk.iter().cloned().map(Submitted::from).collect(),
-                source: "case".into(),
-            })
-            .unwrap();
-        }
-    }
-    let mut engine = Engine::new(Cut::Calendar);
-    for e in log.read_after(0, usize::MAX).unwrap() {
-        engine.apply(&e, &mut loader(&log)).unwrap();
-    }
+    let (_log, engine) = s.store(dir.path());
     let rows = engine.table(q(2019, 1), Group::Province, None);
     let province = &rows[0];
     assert_eq!(

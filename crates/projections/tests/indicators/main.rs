@@ -19,14 +19,7 @@ pub fn open_log(dir: &std::path::Path) -> SledLog {
 
 /// Reads a dossier's earlier events back from the log, as the server's engine does.
 pub fn loader(log: &SledLog) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + '_ {
-    move |code, before| {
-        Ok(log
-            .stream(code)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|e| e.position < before)
-            .collect())
-    }
+    move |code, before| log.stream_before(code, before).map_err(|e| e.to_string())
 }
 
 /// A fresh engine over the log's events up to `position`.
