@@ -105,6 +105,19 @@ impl Script {
         );
     }
 
+    /// Agency A's counts for a period as known at an instant: the events recorded by then, judged then.
+    fn known_at(&self, log: &SledLog, instant: &str, period: Period) -> Counts {
+        let at = t(instant).with_timezone(&Utc);
+        let position = self
+            .events
+            .iter()
+            .take_while(|e| e.recorded_at <= at)
+            .count() as u64;
+        let mut engine = replayed(log, Cut::Calendar, position);
+        engine.advance(at.timestamp());
+        engine.agency_counts(&AgencyCode::parse(A).unwrap(), period)
+    }
+
     fn then(&mut self, dossier: &str, agency: &str, at: &str, data: EventData) {
         self.push(Some(dossier), agency, at, None, data);
     }
@@ -421,15 +434,7 @@ fn known_at_before_and_after_a_late_event() {
         (1, 0, 0)
     );
     // As known on 5 April: open at the end of Q1, and due on the 25th, so late by then.
-    let known_at = t("2019-04-05T12:00:00+07:00").with_timezone(&Utc);
-    let position = s
-        .events
-        .iter()
-        .take_while(|e| e.recorded_at <= known_at)
-        .count() as u64;
-    let mut then = replayed(&log, Cut::Calendar, position);
-    then.advance(known_at.timestamp());
-    let q1_then = then.agency_counts(&AgencyCode::parse(A).unwrap(), q(2019, 1));
+    let q1_then = s.known_at(&log, "2019-04-05T12:00:00+07:00", q(2019, 1));
     assert_eq!(
         (
             q1_then.resolved_early,
@@ -439,19 +444,7 @@ fn known_at_before_and_after_a_late_event() {
         (0, 0, 1)
     );
     // As known on 20 March, 09:00 (before the due date): open and in time.
-    let known_at = t("2019-03-20T09:00:00+07:00").with_timezone(&Utc);
-    let mut early = replayed(
-        &log,
-        Cut::Calendar,
-        1 + s
-            .events
-            .iter()
-            .take_while(|e| e.recorded_at <= known_at)
-            .count() as u64
-            - 1,
-    );
-    early.advance(known_at.timestamp());
-    let q1_early = early.agency_counts(&AgencyCode::parse(A).unwrap(), q(2019, 1));
+    let q1_early = s.known_at(&log, "2019-03-20T09:00:00+07:00", q(2019, 1));
     assert_eq!((q1_early.open_in_time, q1_early.open_late), (1, 0));
 }
 
