@@ -245,6 +245,41 @@ impl Modify for DataIsAnyOf {
     }
 }
 
+/// The indicator answers: their schemas come from the same column list that renders them
+/// (`projections::indicators::render::json_schemas`), and their 200 answers are JSON, CSV, XLSX or text.
+struct IndicatorAnswers;
+
+impl Modify for IndicatorAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for (name, schema) in projections::indicators::render::json_schemas() {
+            components.schemas.insert(
+                name.to_owned(),
+                serde_json::from_value(schema).expect("indicator schemas deserialize"),
+            );
+        }
+        for path in ["/v1/indicators", "/v1/indicators/series"] {
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let Some(get) = item.get.as_mut() else {
+                continue;
+            };
+            let Some(ok) = get.responses.responses.get_mut("200") else {
+                continue;
+            };
+            let mut json = serde_json::to_value(&*ok).expect("responses serialize");
+            json["content"] = serde_json::json!({
+                "application/json": { "schema": { "$ref": "#/components/schemas/IndicatorAnswer" } },
+                "text/csv": { "schema": { "type": "string" } },
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": { "schema": { "type": "string", "format": "binary" } },
+                "text/plain": { "schema": { "type": "string" } }
+            });
+            *ok = serde_json::from_value(json).expect("a response deserializes");
+        }
+    }
+}
+
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -280,7 +315,7 @@ impl Modify for BearerAuth {
         crate::routes::list_tokens,
         crate::routes::revoke_token,
     ),
-    modifiers(&BearerAuth, &DataIsAnyOf),
+    modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers),
     tags(
         (name = "events", description = "Writing and reading the log"),
         (name = "dossiers", description = "A dossier's state and trail"),

@@ -178,6 +178,36 @@ fn real_requests_and_answers_match_the_documented_schemas() {
     let (_, tokens) = s.get("/v1/tokens", Some(&s.admin));
     conforms(&doc, named("TokenList"), &tokens, "the token list");
 
+    // Indicator answers, a table and a series, against the schema made from the columns that render them.
+    let (status, table) = s.get("/v1/indicators?period=2019-Q1&group=subtree", None);
+    assert_eq!(status, 200, "{table}");
+    assert!(!table["rows"].as_array().unwrap().is_empty());
+    conforms(&doc, named("IndicatorAnswer"), &table, "an indicator table");
+    let (_, series) = s.get(
+        "/v1/indicators/series?from=2019-01&to=2019-03&group=level",
+        None,
+    );
+    conforms(
+        &doc,
+        named("IndicatorAnswer"),
+        &series,
+        "an indicator series",
+    );
+    let mut broken = table.clone();
+    broken["rows"][0]["received_online_by_level"]
+        .as_object_mut()
+        .unwrap()
+        .remove("level4");
+    let caught = std::panic::catch_unwind(|| {
+        conforms(
+            &doc,
+            named("IndicatorAnswer"),
+            &broken,
+            "a row without level4",
+        )
+    });
+    assert!(caught.is_err(), "a row missing a column passed the schema");
+
     for (body, what) in [
         ("{", "malformed_json"),
         (r#"{"id":"x"}"#, "validation_failed"),

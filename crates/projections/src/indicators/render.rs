@@ -820,3 +820,98 @@ pub fn render(
         .into_bytes(),
     })
 }
+
+/// JSON Schemas of the JSON answer, made from the same column list as the answers themselves: `IndicatorRow`,
+/// `IndicatorStamp` and `IndicatorAnswer` (a table, or a series with `periods`). References point into
+/// `#/components/schemas/`, for the OpenAPI document.
+pub fn json_schemas() -> Vec<(&'static str, Value)> {
+    let row = dummy_row();
+    let mut properties = Map::new();
+    let mut required: Vec<String> = Vec::new();
+    for c in COLUMNS {
+        let schema = match (c.get)(&row) {
+            Cell::Text(_) => json!({ "type": ["string", "null"], "description": c.en }),
+            Cell::Int(_) => json!({ "type": "integer", "minimum": 0, "description": c.en }),
+            Cell::Ratio(_) => {
+                json!({ "type": ["number", "null"], "description": format!("{} (a fraction; null when its denominator is 0)", c.en) })
+            }
+            Cell::Verdict(_) => {
+                json!({ "type": ["boolean", "null"], "description": format!("{} (null when nothing was received)", c.en) })
+            }
+        };
+        match c.key.split_once('/') {
+            Some((parent, child)) => {
+                let nested = properties.entry(parent).or_insert_with(
+                    || json!({ "type": "object", "properties": {}, "required": [] }),
+                );
+                nested["properties"][child] = schema;
+                nested["required"]
+                    .as_array_mut()
+                    .expect("required is an array")
+                    .push(json!(child));
+            }
+            None => {
+                properties.insert(c.key.to_owned(), schema);
+            }
+        }
+        let top = c.key.split('/').next().expect("a key").to_owned();
+        if !required.contains(&top) {
+            required.push(top);
+        }
+    }
+    properties.insert(
+        "scores".into(),
+        json!({ "type": "object", "additionalProperties": { "type": ["number", "null"] },
+                "description": "Each scorecard criterion's score, by id (null when its ratio is)" }),
+    );
+    properties.insert("score_total".into(), json!({ "type": "number" }));
+    required.extend(["scores".to_owned(), "score_total".to_owned()]);
+    let row_schema = json!({ "type": "object", "properties": properties, "required": required });
+    let instant = json!({ "type": ["string", "null"], "format": "date-time" });
+    let stamp = json!({
+        "type": "object",
+        "description": "What the answer was computed from (docs/indicators.md §5)",
+        "required": ["position", "root", "recorded_at", "judged_at", "as_of", "known_at", "computed_at", "settings"],
+        "properties": {
+            "position": { "type": "integer", "minimum": 0 },
+            "root": { "type": "string", "description": "The audit root at `position`, base64" },
+            "recorded_at": instant,
+            "judged_at": instant,
+            "as_of": { "type": ["integer", "null"] },
+            "known_at": instant,
+            "computed_at": { "type": "string", "format": "date-time" },
+            "settings": {
+                "type": "object",
+                "required": ["cut", "scorecard"],
+                "properties": {
+                    "cut": { "type": "string", "enum": ["calendar", "decree-09"] },
+                    "scorecard": { "type": "object", "required": ["name", "sha256"],
+                                   "properties": { "name": { "type": "string" }, "sha256": { "type": "string" } } }
+                }
+            }
+        }
+    });
+    let rows = json!({ "type": "array", "items": { "$ref": "#/components/schemas/IndicatorRow" } });
+    let answer = json!({
+        "type": "object",
+        "description": "One period (`period` and `rows`) or a series (`from`, `to` and `periods`)",
+        "required": ["group", "agency", "stamp", "criteria"],
+        "properties": {
+            "period": { "type": "string" },
+            "from": { "type": "string" },
+            "to": { "type": "string" },
+            "group": { "type": "string", "enum": ["agency", "subtree", "level", "province"] },
+            "agency": { "type": ["string", "null"] },
+            "stamp": { "$ref": "#/components/schemas/IndicatorStamp" },
+            "criteria": { "type": "array", "items": { "type": "object", "required": ["id", "column", "threshold", "points", "source", "confidence"] } },
+            "rows": rows,
+            "periods": { "type": "array", "items": { "type": "object", "required": ["period", "rows"],
+                         "properties": { "period": { "type": "string" }, "rows": rows } } }
+        }
+    });
+    vec![
+        ("IndicatorRow", row_schema),
+        ("IndicatorStamp", stamp),
+        ("IndicatorAnswer", answer),
+    ]
+}
