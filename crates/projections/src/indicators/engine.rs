@@ -291,11 +291,7 @@ impl Engine {
                         r,
                     ));
                 }
-                (_, Some(l)) => {
-                    let mut l2 = l.clone();
-                    self.fold_into(&mut l2, e);
-                    life = Some(l2);
-                }
+                (_, Some(l)) => self.fold_into(l, e),
                 (_, None) => {}
             }
         }
