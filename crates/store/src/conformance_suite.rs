@@ -44,6 +44,10 @@ pub fn conformance<L: EventLog>(mut fresh: impl FnMut() -> L) {
             roots,
         ),
         (
+            "inclusion and consistency proofs check against the roots at every size",
+            proofs,
+        ),
+        (
             "recorded_at never decreases and source is recorded",
             recorded_at_and_source,
         ),
@@ -310,6 +314,50 @@ fn roots<L: EventLog>(log: &L) {
     }
     assert_eq!(log.head().root, tree.root(13));
     assert!(log.root_at(14).is_err(), "no root past the head");
+}
+
+fn proofs<L: EventLog>(log: &L) {
+    for i in 0..11u32 {
+        append(log, &[received(i + 1, &format!("D{i}"), i)]).unwrap();
+    }
+    let events = log.read_after(0, 100).unwrap();
+    let leaves: Vec<_> = events
+        .iter()
+        .map(|e| record_hash(&e.canonical_bytes()))
+        .collect();
+    let roots: Vec<_> = (0..=11).map(|n| log.root_at(n).unwrap()).collect();
+    for size in 1..=11u64 {
+        for position in 1..=size {
+            let proof = log.prove_inclusion(position, size).unwrap();
+            tlog_tiles::check_record(
+                &proof,
+                size,
+                roots[size as usize],
+                position - 1,
+                leaves[position as usize - 1],
+            )
+            .unwrap_or_else(|e| panic!("inclusion of {position} in {size}: {e}"));
+            if size > 1 {
+                // The proof is for this leaf only.
+                let other = leaves[(position % size) as usize];
+                assert!(tlog_tiles::check_record(&proof, size, roots[size as usize], position - 1, other).is_err());
+            }
+        }
+        for from in 0..=size {
+            let proof = log.prove_consistency(from, size).unwrap();
+            if from == 0 {
+                assert!(proof.is_empty());
+                continue;
+            }
+            tlog_tiles::check_tree(&proof, size, roots[size as usize], from, roots[from as usize])
+                .unwrap_or_else(|e| panic!("consistency of {from} with {size}: {e}"));
+        }
+    }
+    assert!(log.prove_inclusion(0, 5).is_err());
+    assert!(log.prove_inclusion(6, 5).is_err());
+    assert!(log.prove_inclusion(1, 12).is_err(), "no proof past the head");
+    assert!(log.prove_consistency(6, 5).is_err());
+    assert!(log.prove_consistency(5, 12).is_err());
 }
 
 fn recorded_at_and_source<L: EventLog>(log: &L) {

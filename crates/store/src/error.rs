@@ -22,6 +22,9 @@ pub enum StoreError {
     CredentialExists(String),
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// A size or position past the log's head, or otherwise outside what was asked of.
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("audit tree: {0}")]
     Tree(String),
     #[error("{0}")]

@@ -16,7 +16,8 @@ pub use conformance_suite::conformance;
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
 pub use sled_log::{
-    bare_sled_appends_per_sec, Buckets, Config, SledLog, Stats, VerifyReport, WriterMetrics,
+    bare_sled_appends_per_sec, Buckets, Config, SledLog, Stats, StoredCheckpoint, VerifyReport,
+    WriterMetrics,
 };
 
 use domain::{StoredEvent, StreamHead, Submitted};
@@ -83,6 +84,14 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// The root of the tree of the first `size` events (`size <= head().size`).
     fn root_at(&self, size: u64) -> Result<Hash, StoreError>;
+
+    /// The inclusion proof (RFC 6962 audit path) of the event at `position` in the tree of the first `size`
+    /// events (`1 <= position <= size <= head().size`).
+    fn prove_inclusion(&self, position: u64, size: u64) -> Result<Vec<Hash>, StoreError>;
+
+    /// The consistency proof that the tree of the first `to` events extends the tree of the first `from`
+    /// (`from <= to <= head().size`; empty when `from` is 0 or equals `to`).
+    fn prove_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError>;
 
     /// The event at a position.
     fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError>;

@@ -9,6 +9,8 @@
 //! - `meta`: the format marker, and a flag while indexes are being rebuilt.
 //! - `credentials`: name → credential (role, scope, SHA-256 of the token); `credential_hashes`: SHA-256 → name.
 //!   Credentials are configuration, not events: they are not in the log nor in its audit tree.
+//! - `checkpoints`: tree size → a signed checkpoint issued at that size (`StoredCheckpoint`, JSON). What was
+//!   signed cannot be derived again (signatures are made once), so `rebuild-indexes` leaves this tree alone.
 
 use crate::merkle::Hashes;
 use crate::writer::{Clock, Job, Writer};
@@ -173,6 +175,7 @@ pub(crate) struct Trees {
     pub meta: sled::Tree,
     pub credentials: sled::Tree,
     pub credential_hashes: sled::Tree,
+    pub checkpoints: sled::Tree,
 }
 
 impl Trees {
@@ -186,6 +189,7 @@ impl Trees {
             meta: db.open_tree("meta")?,
             credentials: db.open_tree("credentials")?,
             credential_hashes: db.open_tree("credential_hashes")?,
+            checkpoints: db.open_tree("checkpoints")?,
             db,
         })
     }
@@ -228,13 +232,16 @@ impl Trees {
             .unwrap_or(0))
     }
 
-    fn root(&self, size: u64) -> Result<Hash, StoreError> {
-        let reader = Hashes {
+    fn committed_hashes(&self) -> Hashes<'_> {
+        Hashes {
             tree: &self.hashes,
             pending_from: u64::MAX,
             pending: &[],
-        };
-        tree_hash(size, &reader).map_err(|e| StoreError::Tree(e.to_string()))
+        }
+    }
+
+    fn root(&self, size: u64) -> Result<Hash, StoreError> {
+        tree_hash(size, &self.committed_hashes()).map_err(|e| StoreError::Tree(e.to_string()))
     }
 }
 
@@ -492,6 +499,78 @@ impl SledLog {
         let credential: Credential =
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
         Ok(credential.revoked_at.is_none().then_some(credential))
+    }
+
+    /// Stores a signed checkpoint of the first `checkpoint.size` events, durably. The first one stored at a size
+    /// is kept: when one exists already, nothing is written and that one is returned.
+    pub fn add_checkpoint(
+        &self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<StoredCheckpoint, StoreError> {
+        let size = self.head().size;
+        if checkpoint.size > size {
+            return Err(StoreError::OutOfRange(format!(
+                "a checkpoint of size {} is past the log's size {size}",
+                checkpoint.size
+            )));
+        }
+        let value = serde_json::to_vec(checkpoint).expect("checkpoints serialize");
+        let key = checkpoint.size.to_be_bytes();
+        match self
+            .trees
+            .checkpoints
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+        {
+            Ok(()) => {
+                self.sync()?;
+                Ok(checkpoint.clone())
+            }
+            Err(existing) => decode_checkpoint(
+                existing
+                    .current
+                    .as_deref()
+                    .expect("a failed swap from None found a value"),
+            ),
+        }
+    }
+
+    /// The checkpoint stored at `size`, if one was issued there.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.trees
+            .checkpoints
+            .get(size.to_be_bytes())?
+            .map(|v| decode_checkpoint(&v))
+            .transpose()
+    }
+
+    /// The checkpoint of the largest size.
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.trees
+            .checkpoints
+            .last()?
+            .map(|(_, v)| decode_checkpoint(&v))
+            .transpose()
+    }
+
+    /// Up to `limit` stored checkpoints of sizes above `after`, by size.
+    pub fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let from = match after {
+            None => 0u64,
+            Some(a) => match a.checked_add(1) {
+                Some(f) => f,
+                None => return Ok(Vec::new()),
+            },
+        };
+        self.trees
+            .checkpoints
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|item| decode_checkpoint(&item?.1))
+            .collect()
     }
 
     /// Flush and fsync, for the rare writes outside the writer (credentials).
@@ -912,6 +991,20 @@ fn flush_rebuild(
     Ok(())
 }
 
+/// A signed checkpoint as the log keeps it: the size it commits to, when it was issued, and the signed note
+/// (C2SP `tlog-checkpoint` text with its signature lines). The store does not read the note; the `audit` crate
+/// makes and checks it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub issued_at: DateTime<Utc>,
+    pub note: String,
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<StoredCheckpoint, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Format(format!("a stored checkpoint: {e}")))
+}
+
 /// What `verify` found.
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
@@ -986,6 +1079,32 @@ impl EventLog for SledLog {
             )));
         }
         self.trees.root(size)
+    }
+
+    fn prove_inclusion(&self, position: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let head = self.head().size;
+        if size > head || position == 0 || position > size {
+            return Err(StoreError::OutOfRange(format!(
+                "no event at position {position} in a tree of size {size} (the log has {head})"
+            )));
+        }
+        tlog_tiles::prove_record(size, position - 1, &self.trees.committed_hashes())
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    fn prove_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        let head = self.head().size;
+        if from > to || to > head {
+            return Err(StoreError::OutOfRange(format!(
+                "no consistency proof from size {from} to size {to} (the log has {head})"
+            )));
+        }
+        if from == 0 {
+            // Every tree extends the empty tree: nothing to prove.
+            return Ok(Vec::new());
+        }
+        tlog_tiles::prove_tree(to, from, &self.trees.committed_hashes())
+            .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
     fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
