@@ -87,7 +87,10 @@ impl SigningKey {
     /// Reads the key at `path`, or, when there is no file there, makes one for `origin` (mode 0600, written
     /// durably before it is used). Returns the key and whether it was made now. A key file that other users may
     /// read is refused: whoever reads it can sign checkpoints in the log's name.
-    pub fn load_or_create(path: &Path, origin: Option<&str>) -> Result<(SigningKey, bool), KeyError> {
+    pub fn load_or_create(
+        path: &Path,
+        origin: Option<&str>,
+    ) -> Result<(SigningKey, bool), KeyError> {
         match std::fs::metadata(path) {
             Ok(_) => Ok((SigningKey::load(path)?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -130,8 +133,8 @@ impl SigningKey {
 
     /// A signed checkpoint (C2SP tlog-checkpoint, three lines: origin, size, root) of a tree.
     pub fn sign_checkpoint(&self, size: u64, root: Hash) -> String {
-        let checkpoint =
-            Checkpoint::new(&self.origin, size, root, "").expect("a valid origin makes a checkpoint");
+        let checkpoint = Checkpoint::new(&self.origin, size, root, "")
+            .expect("a valid origin makes a checkpoint");
         self.sign_text(std::str::from_utf8(&checkpoint.to_bytes()).expect("checkpoints are UTF-8"))
     }
 

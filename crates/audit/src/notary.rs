@@ -87,3 +87,62 @@ impl Notary {
         Bundle::build(log, dossier, &checkpoint)
     }
 }
+
+/// Re-checks every checkpoint stored in `log`: its note reads as a checkpoint of its stored size, its signature
+/// checks with `key` (when given), and its root is the log's root at that size. Returns how many were checked and
+/// what is wrong with which (by size). A log rewritten after a checkpoint was signed fails here, unless the
+/// rewriter re-signed the checkpoints too (which only comparing with checkpoints kept elsewhere can catch).
+pub fn check_stored_checkpoints(
+    log: &SledLog,
+    key: Option<&crate::VerifierKey>,
+) -> Result<(u64, Vec<(u64, String)>), StoreError> {
+    let mut problems = Vec::new();
+    let mut checked = 0u64;
+    let head = log.head().size;
+    let mut after = None;
+    loop {
+        let page = log.checkpoints(after, 1_000)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.size);
+        for c in page {
+            checked += 1;
+            let opened = match key {
+                Some(key) => crate::open_checkpoint(&c.note, key).map_err(|e| e.0),
+                None => unsigned(&c.note),
+            };
+            let problem = match opened {
+                Err(why) => Some(why),
+                Ok(cp) if cp.size != c.size => {
+                    Some(format!("it is stored at size {} but signs size {}", c.size, cp.size))
+                }
+                Ok(cp) if cp.size > head => Some(format!("the log has only {head} events")),
+                Ok(cp) if log.root_at(cp.size)? != cp.root => Some(
+                    "the log's root at its size is not the root it signed: the log was rewritten after it was signed"
+                        .into(),
+                ),
+                Ok(_) => None,
+            };
+            if let Some(why) = problem {
+                problems.push((
+                    c.size,
+                    format!(
+                        "checkpoint of size {} issued {}: {why}",
+                        c.size, c.issued_at
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((checked, problems))
+}
+
+/// Reads a signed note's checkpoint without checking its signature.
+fn unsigned(note: &str) -> Result<crate::SignedCheckpoint, String> {
+    let note = signed_note::Note::from_bytes(note.as_bytes()).map_err(|e| e.to_string())?;
+    let c = tlog_tiles::Checkpoint::from_bytes(note.text()).map_err(|e| e.to_string())?;
+    Ok(crate::SignedCheckpoint {
+        origin: c.origin().to_owned(),
+        size: c.size(),
+        root: *c.hash(),
+    })
+}

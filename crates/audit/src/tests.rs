@@ -7,7 +7,8 @@ use tlog_tiles::Hash;
 
 /// The signed-note example of the Go `sumdb/note` package (also in the C2SP signed-note tests): its signer key,
 /// its verifier key, a text, and that text's signature.
-const GO_SIGNER: &str = "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
+const GO_SIGNER: &str =
+    "PRIVATE+KEY+PeterNeumann+c74f20a3+AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 const GO_VERIFIER: &str = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW";
 const GO_TEXT: &str = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
 const GO_SIGNATURE: &str = "— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
@@ -15,7 +16,11 @@ const GO_SIGNATURE: &str = "— PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr
 #[test]
 fn our_key_handling_matches_the_published_signed_note_example() {
     let key = SigningKey::parse(GO_SIGNER).unwrap();
-    assert_eq!(key.verifier_key(), GO_VERIFIER, "the verifier key we derive");
+    assert_eq!(
+        key.verifier_key(),
+        GO_VERIFIER,
+        "the verifier key we derive"
+    );
     assert_eq!(key.origin(), "PeterNeumann");
     assert_eq!(key.key_id(), 0xc74f20a3);
     assert_eq!(
@@ -33,7 +38,10 @@ fn checkpoints_have_the_c2sp_form() {
     let root = tlog_tiles::record_hash(b"hello world");
     let note = key.sign_checkpoint(123456789012, root);
     let text = "PeterNeumann\n123456789012\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=\n";
-    assert!(note.starts_with(&format!("{text}\n— PeterNeumann ")), "{note}");
+    assert!(
+        note.starts_with(&format!("{text}\n— PeterNeumann ")),
+        "{note}"
+    );
     let opened = open_checkpoint(&note, &VerifierKey::parse(GO_VERIFIER).unwrap()).unwrap();
     assert_eq!(
         opened,
@@ -45,7 +53,8 @@ fn checkpoints_have_the_c2sp_form() {
     );
     // Another key of the same name is not this key.
     let (other, _) = SigningKey::generate("PeterNeumann").unwrap();
-    let err = open_checkpoint(&note, &VerifierKey::parse(other.verifier_key()).unwrap()).unwrap_err();
+    let err =
+        open_checkpoint(&note, &VerifierKey::parse(other.verifier_key()).unwrap()).unwrap_err();
     assert!(err.0.contains("not signed by the key"), "{err}");
 }
 
@@ -63,7 +72,9 @@ fn hex(h: &str) -> Hash {
 fn consistency_checks_the_published_certificate_transparency_proofs() {
     let (key, _) = SigningKey::generate("example.org/ct-reference").unwrap();
     let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
-    let signed = |size: u64, root: &str| open_checkpoint(&key.sign_checkpoint(size, hex(root)), &verifier).unwrap();
+    let signed = |size: u64, root: &str| {
+        open_checkpoint(&key.sign_checkpoint(size, hex(root)), &verifier).unwrap()
+    };
     let root6 = "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef";
     let root2 = "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125";
     let root8 = "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328";
@@ -88,7 +99,10 @@ fn consistency_checks_the_published_certificate_transparency_proofs() {
     let err = verify_consistency(&new, &old, Some(&proof_6_8)).unwrap_err();
     assert!(err.0.contains("oldest first"), "{err}");
     let err = verify_consistency(&signed(5, root6), &new, Some(&proof_6_8)).unwrap_err();
-    assert!(err.0.contains("the proof is from size 6 to size 8"), "{err}");
+    assert!(
+        err.0.contains("the proof is from size 6 to size 8"),
+        "{err}"
+    );
     let err = verify_consistency(&old, &new, None).unwrap_err();
     assert!(err.0.contains("no consistency proof"), "{err}");
     let err = verify_consistency(&signed(8, root6), &new, None).unwrap_err();
@@ -99,7 +113,12 @@ fn consistency_checks_the_published_certificate_transparency_proofs() {
 /// A log in `dir` holding the generated province `seed`, each event passed through `change` first.
 fn generated_log(dir: &std::path::Path, seed: u64, change: impl Fn(&mut StoredEvent)) -> SledLog {
     let log = SledLog::open(Config::new(dir)).unwrap();
-    let config = generator::Config::new(seed, 60, "2019-Q1".parse().unwrap(), "2019-Q2".parse().unwrap());
+    let config = generator::Config::new(
+        seed,
+        60,
+        "2019-Q1".parse().unwrap(),
+        "2019-Q2".parse().unwrap(),
+    );
     let mut events: Vec<Submitted> = Vec::new();
     for mut e in generator::Generator::new(&config) {
         change(&mut e);
@@ -126,7 +145,10 @@ fn longest_dossier(log: &SledLog) -> String {
             }
         }
     }
-    assert!(best.0 >= 4, "the generator makes dossiers of several events");
+    assert!(
+        best.0 >= 4,
+        "the generator makes dossiers of several events"
+    );
     best.1
 }
 
@@ -138,7 +160,10 @@ fn a_bundle_verifies_and_every_changed_byte_is_caught() {
     let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
     let notary = Notary::new(key);
     let dossier = longest_dossier(&log);
-    let bundle = notary.bundle(&log, &dossier, chrono::Utc::now()).unwrap().unwrap();
+    let bundle = notary
+        .bundle(&log, &dossier, chrono::Utc::now())
+        .unwrap()
+        .unwrap();
     let bytes = serde_json::to_vec(&bundle).unwrap();
     let verified = verify_bundle(&bytes, &verifier).unwrap();
     assert_eq!(verified.dossier, dossier);
@@ -171,7 +196,10 @@ fn a_bundle_missing_reordered_or_foreign_events_is_refused() {
     let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
     let notary = Notary::new(key);
     let dossier = longest_dossier(&log);
-    let bundle = notary.bundle(&log, &dossier, chrono::Utc::now()).unwrap().unwrap();
+    let bundle = notary
+        .bundle(&log, &dossier, chrono::Utc::now())
+        .unwrap()
+        .unwrap();
     let check = |b: &Bundle| verify_bundle(&serde_json::to_vec(b).unwrap(), &verifier).map(|_| ());
 
     let mut gap = bundle.clone();
@@ -191,11 +219,20 @@ fn a_bundle_missing_reordered_or_foreign_events_is_refused() {
         .read_after(0, 10_000)
         .unwrap()
         .into_iter()
-        .find(|e| e.event.dossier.as_ref().is_some_and(|d| d.as_str() != dossier))
+        .find(|e| {
+            e.event
+                .dossier
+                .as_ref()
+                .is_some_and(|d| d.as_str() != dossier)
+        })
         .unwrap();
-    let foreign = Bundle::build(&log, other.event.dossier.as_ref().unwrap().as_str(), &log.latest_checkpoint().unwrap().unwrap())
-        .unwrap()
-        .unwrap();
+    let foreign = Bundle::build(
+        &log,
+        other.event.dossier.as_ref().unwrap().as_str(),
+        &log.latest_checkpoint().unwrap().unwrap(),
+    )
+    .unwrap()
+    .unwrap();
     let mut mixed = bundle.clone();
     mixed.events[0] = foreign.events[0].clone();
     assert!(check(&mixed).unwrap_err().0.contains("belongs to"));
@@ -204,7 +241,10 @@ fn a_bundle_missing_reordered_or_foreign_events_is_refused() {
     let (stranger, _) = SigningKey::generate("test.invalid/trails").unwrap();
     let mut resigned = bundle.clone();
     resigned.checkpoint = stranger.sign_checkpoint(log.head().size, log.head().root);
-    assert!(check(&resigned).unwrap_err().0.contains("not signed by the key"));
+    assert!(check(&resigned)
+        .unwrap_err()
+        .0
+        .contains("not signed by the key"));
 }
 
 #[test]
@@ -215,7 +255,10 @@ fn an_old_bundle_still_verifies_and_its_checkpoint_links_to_the_new_head() {
     let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
     let notary = Notary::new(key);
     let dossier = longest_dossier(&log);
-    let old = notary.bundle(&log, &dossier, chrono::Utc::now()).unwrap().unwrap();
+    let old = notary
+        .bundle(&log, &dossier, chrono::Utc::now())
+        .unwrap()
+        .unwrap();
     let old_size = log.head().size;
     // More events arrive: a second province's worth, under other dossier codes.
     let more = generated_log(&dir.path().join("more"), 8, |_| {});
@@ -225,12 +268,22 @@ fn an_old_bundle_still_verifies_and_its_checkpoint_links_to_the_new_head() {
         .into_iter()
         .filter(|e| e.event.dossier.is_some())
         .map(|e| Submitted::from(e.event))
-        .filter(|s| log.stream(s.event.stream_key().as_ref()).unwrap().is_empty())
+        .filter(|s| {
+            log.stream(s.event.stream_key().as_ref())
+                .unwrap()
+                .is_empty()
+        })
         .collect();
     let mut taken = 0;
     for s in extra {
         // Only the first event of each dossier that is new here; reference data is shared.
-        if log.append_blocking(AppendRequest { events: vec![s], source: "later".into() }).is_ok() {
+        if log
+            .append_blocking(AppendRequest {
+                events: vec![s],
+                source: "later".into(),
+            })
+            .is_ok()
+        {
             taken += 1;
         }
     }
@@ -255,7 +308,14 @@ fn a_rewritten_log_signed_with_the_same_key_fails_consistency() {
     let notary = Notary::new(SigningKey::parse(&secret).unwrap());
     let verifier = VerifierKey::parse(notary.key().verifier_key()).unwrap();
     let honest = generated_log(&dir.path().join("honest"), 9, |_| {});
-    let old = open_checkpoint(&notary.checkpoint_head(&honest, chrono::Utc::now()).unwrap().note, &verifier).unwrap();
+    let old = open_checkpoint(
+        &notary
+            .checkpoint_head(&honest, chrono::Utc::now())
+            .unwrap()
+            .note,
+        &verifier,
+    )
+    .unwrap();
     // The same history, but for the source of one early event: a rewrite, then signed with the same key.
     let forged = generated_log(&dir.path().join("forged"), 9, |e| {
         if e.position == 5 {
@@ -263,13 +323,25 @@ fn a_rewritten_log_signed_with_the_same_key_fails_consistency() {
         }
     });
     assert_eq!(forged.head().size, honest.head().size);
-    let new_note = Notary::new(SigningKey::parse(&secret).unwrap()).checkpoint_head(&forged, chrono::Utc::now()).unwrap();
+    let new_note = Notary::new(SigningKey::parse(&secret).unwrap())
+        .checkpoint_head(&forged, chrono::Utc::now())
+        .unwrap();
     let new = open_checkpoint(&new_note.note, &verifier).unwrap();
     let err = verify_consistency(&old, &new, None).unwrap_err();
     assert!(err.0.contains("forked"), "{err}");
     // Against an older honest checkpoint, the forger's own consistency proof does not link either.
-    let honest_old = open_checkpoint(&notary.key().sign_checkpoint(10, honest.root_at(10).unwrap()), &verifier).unwrap();
-    let proof = ConsistencyProof { from: 10, to: new.size, proof: forged.prove_consistency(10, new.size).unwrap() };
+    let honest_old = open_checkpoint(
+        &notary
+            .key()
+            .sign_checkpoint(10, honest.root_at(10).unwrap()),
+        &verifier,
+    )
+    .unwrap();
+    let proof = ConsistencyProof {
+        from: 10,
+        to: new.size,
+        proof: forged.prove_consistency(10, new.size).unwrap(),
+    };
     let err = verify_consistency(&honest_old, &new, Some(&proof)).unwrap_err();
     assert!(err.0.contains("rewritten"), "{err}");
 }
@@ -279,13 +351,19 @@ fn the_key_file_is_private_durable_and_read_back() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub").join("audit-signing.key");
-    let (made, created) = SigningKey::load_or_create(&path, Some("motcua.example.vn/casetrail")).unwrap();
+    let (made, created) =
+        SigningKey::load_or_create(&path, Some("motcua.example.vn/casetrail")).unwrap();
     assert!(created);
-    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let (again, created) = SigningKey::load_or_create(&path, Some("ignored.example")).unwrap();
     assert!(!created);
     assert_eq!(again.verifier_key(), made.verifier_key());
-    assert!(made.verifier_key().starts_with("motcua.example.vn/casetrail+"));
+    assert!(made
+        .verifier_key()
+        .starts_with("motcua.example.vn/casetrail+"));
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = SigningKey::load(&path).err().unwrap();
     assert!(err.to_string().contains("chmod 600"), "{err}");

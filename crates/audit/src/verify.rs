@@ -106,7 +106,8 @@ pub fn verify_bundle(bytes: &[u8], key: &VerifierKey) -> Result<VerifiedBundle, 
             ));
         }
         let proof = parse_hashes(&entry.proof, &format!("event at position {p}"))?;
-        if tlog_tiles::check_record(&proof, checkpoint.size, checkpoint.root, p - 1, leaf).is_err() {
+        if tlog_tiles::check_record(&proof, checkpoint.size, checkpoint.root, p - 1, leaf).is_err()
+        {
             return fail(format!(
                 "event at position {p}: its inclusion proof does not lead to the checkpoint's root"
             ));
@@ -166,8 +167,8 @@ pub struct CheckpointDocument {
 
 /// Reads a [`CheckpointDocument`].
 pub fn read_checkpoint_document(bytes: &[u8]) -> Result<CheckpointDocument, VerifyError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| VerifyError("the file is not UTF-8 text".into()))?;
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| VerifyError("the file is not UTF-8 text".into()))?;
     if !text.trim_start().starts_with('{') {
         return Ok(CheckpointDocument {
             note: text.to_owned(),
@@ -193,8 +194,12 @@ pub fn read_checkpoint_document(bytes: &[u8]) -> Result<CheckpointDocument, Veri
                 .collect::<Option<_>>()
                 .ok_or_else(|| VerifyError("its \"proof\" must be a list of hashes".into()))?;
             Some(ConsistencyProof {
-                from: from.as_u64().ok_or_else(|| VerifyError("bad \"from\"".into()))?,
-                to: to.as_u64().ok_or_else(|| VerifyError("bad \"to\"".into()))?,
+                from: from
+                    .as_u64()
+                    .ok_or_else(|| VerifyError("bad \"from\"".into()))?,
+                to: to
+                    .as_u64()
+                    .ok_or_else(|| VerifyError("bad \"to\"".into()))?,
                 proof: parse_hashes(&hashes, "the consistency proof")?,
             })
         }

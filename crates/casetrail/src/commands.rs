@@ -206,8 +206,27 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
     let report = log.verify(|n| progress.set_message(format!("verifying: {n} events")))?;
     progress.finish_and_clear();
     if report.problems.is_empty() {
+        // The signed checkpoints the log keeps: each must commit to this log's root at its size.
+        let key_file = data.join(server::AUDIT_KEY_FILE);
+        let key = match audit::SigningKey::load(&key_file) {
+            Ok(k) => Some(audit::VerifierKey::parse(k.verifier_key())?),
+            Err(_) => None,
+        };
+        let (checked, problems) = audit::check_stored_checkpoints(&log, key.as_ref())?;
+        if let Some((_, what)) = problems.first() {
+            println!("bad: {what}");
+            for (_, w) in problems.iter().skip(1).take(20) {
+                println!("  also: {w}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        let signed = if key.is_some() {
+            "signed with the data directory's key and "
+        } else {
+            ""
+        };
         println!(
-            "ok: {} events in {} streams; every hash, index and stream rule checks; root {}",
+            "ok: {} events in {} streams; every hash, index and stream rule checks; {checked} stored checkpoints {signed}matching the log; root {}",
             report.size,
             report.streams,
             report.root.as_deref().unwrap_or("")

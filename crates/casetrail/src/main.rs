@@ -6,6 +6,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod audit_cmd;
 mod bench;
 mod bench_indicators;
 mod commands;
@@ -68,6 +69,12 @@ enum Command {
     /// Re-hash every event, recompute the audit root, check every index and stream rule; name the first bad
     /// position.
     Verify,
+    /// Audit: the verifier key, signed checkpoints, dossier bundles, and the offline checks of bundles and
+    /// checkpoints (docs/audit.md).
+    Audit {
+        #[command(subcommand)]
+        what: audit_cmd::AuditCommand,
+    },
     /// Counts, sizes and the audit root.
     Stats,
     /// Rebuild every index (streams, ids, heads, audit hashes) from the events tree alone.
@@ -139,6 +146,7 @@ fn main() -> ExitCode {
         Command::Export { after, output } => commands::export(&cli.data, after, output.as_deref()),
         Command::Verify => commands::verify(&cli.data),
         Command::Stats => commands::stats(&cli.data),
+        Command::Audit { what } => audit_cmd::run(&cli.data, what),
         Command::RebuildIndexes => commands::rebuild(&cli.data),
         Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args, &matches),
         Command::Token { what } => serve::token(&cli.data, what),

@@ -13,7 +13,7 @@ use store::{EventLog, SledLog};
 pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
     /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard,
-    /// snapshot_every). Flags and CASETRAIL_…
+    /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -37,6 +37,19 @@ pub struct ServeArgs {
     log_format: String,
     #[command(flatten)]
     pub indicators: IndicatorArgs,
+    #[command(flatten)]
+    pub key: crate::audit_cmd::KeyArgs,
+    /// Sign a checkpoint when this many seconds have passed since the last and events have arrived (0: never by
+    /// time).
+    #[arg(long, env = "CASETRAIL_CHECKPOINT_EVERY_SECS", default_value_t = 60)]
+    checkpoint_every_secs: u64,
+    /// Sign a checkpoint when this many events have arrived since the last (0: never by count).
+    #[arg(
+        long,
+        env = "CASETRAIL_CHECKPOINT_EVERY_EVENTS",
+        default_value_t = 10_000
+    )]
+    checkpoint_every_events: u64,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -88,6 +101,10 @@ struct FileSettings {
     cut: Option<domain::calendar::Cut>,
     scorecard: Option<std::path::PathBuf>,
     snapshot_every: Option<u64>,
+    audit_key: Option<std::path::PathBuf>,
+    audit_origin: Option<String>,
+    checkpoint_every_secs: Option<u64>,
+    checkpoint_every_events: Option<u64>,
 }
 
 /// True when `id` was neither given as a flag nor in the environment.
@@ -138,8 +155,16 @@ pub fn serve(
         body_limit_bytes,
         public_indicators,
         workers,
-        log_format
+        log_format,
+        checkpoint_every_secs,
+        checkpoint_every_events
     );
+    if let (Some(v), true) = (file.audit_key, defaulted(sub, "audit_key")) {
+        args.key.audit_key = Some(v);
+    }
+    if let (Some(v), true) = (file.audit_origin, defaulted(sub, "audit_origin")) {
+        args.key.audit_origin = Some(v);
+    }
     if let (Some(v), true) = (file.cut, defaulted(sub, "cut")) {
         args.indicators.cut = v;
     }
@@ -173,6 +198,10 @@ pub fn serve(
     settings.cut = args.indicators.cut;
     settings.scorecard = args.indicators.scorecard.clone();
     settings.snapshot_every = args.indicators.snapshot_every;
+    settings.audit_key = Some(args.key.path(data));
+    settings.audit_origin = args.key.audit_origin.clone();
+    settings.checkpoint_every_secs = args.checkpoint_every_secs;
+    settings.checkpoint_every_events = args.checkpoint_every_events;
     let log = Arc::new(SledLog::open(settings.store_config())?);
     actix_web::rt::System::new().block_on(async {
         let running = server::start(settings, log.clone())?;
@@ -191,6 +220,10 @@ pub fn serve(
         // A snapshot of the live indicator tables, so that the next start need not replay what this one folded.
         if let Err(why) = state.indicators.save_if_newer(&state.log) {
             eprintln!("casetrail: could not write an indicator snapshot at stop: {why}");
+        }
+        // A last signed checkpoint, so that the head at stop is committed to.
+        if let Err(why) = state.notary.checkpoint_head(&state.log, chrono::Utc::now()) {
+            eprintln!("casetrail: could not sign a checkpoint at stop: {why}");
         }
         std::io::Result::Ok(())
     })?;

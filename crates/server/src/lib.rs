@@ -4,6 +4,7 @@
 //! Handlers stay thin: parse, check the caller, call the log, map the answer. The write path is the store's single
 //! writer; this crate only queues appends and waits for their answers.
 
+mod audit_routes;
 pub mod auth;
 pub mod errors;
 mod indicator_routes;
@@ -43,6 +44,15 @@ pub struct Settings {
     pub scorecard: Option<PathBuf>,
     /// Write an indicator snapshot every this many events.
     pub snapshot_every: u64,
+    /// The checkpoint signing key's file; `<data>/audit-signing.key` when `None` (made there on first start).
+    pub audit_key: Option<PathBuf>,
+    /// The log's origin (its name in checkpoints), used only when a new key is made.
+    pub audit_origin: Option<String>,
+    /// Sign a checkpoint when this many seconds have passed since the last one and events have arrived (0: never
+    /// by time).
+    pub checkpoint_every_secs: u64,
+    /// Sign a checkpoint when this many events have arrived since the last one (0: never by count).
+    pub checkpoint_every_events: u64,
 }
 
 impl Settings {
@@ -59,7 +69,18 @@ impl Settings {
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
             snapshot_every: 250_000,
+            audit_key: None,
+            audit_origin: None,
+            checkpoint_every_secs: 60,
+            checkpoint_every_events: 10_000,
         }
+    }
+
+    /// Where the checkpoint signing key is read from (and made, on first start).
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.audit_key
+            .clone()
+            .unwrap_or_else(|| self.data.join(AUDIT_KEY_FILE))
     }
 
     pub fn store_config(&self) -> store::Config {
@@ -70,6 +91,9 @@ impl Settings {
     }
 }
 
+/// The signing key's file name in the data directory (beside sled's files, which never use this name).
+pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
+
 /// What every handler shares.
 pub struct State {
     pub log: Arc<SledLog>,
@@ -77,6 +101,8 @@ pub struct State {
     /// The indicator tables, kept current by the follower.
     pub indicators: indicators::Indicators,
     pub settings: Settings,
+    /// Signs checkpoints with the log's key and builds bundles.
+    pub notary: audit::Notary,
     pub metrics: metrics::Metrics,
     /// Turns true when a stop begins: live streams end, so that a graceful stop need not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
@@ -123,7 +149,16 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         indicators::Snapshots::new(&settings.data, settings.cut, settings.snapshot_every);
     let indicators = indicators::Indicators::open(&log, settings.cut, card, snapshots)
         .map_err(std::io::Error::other)?;
+    let (key, made) = audit::SigningKey::load_or_create(
+        &settings.audit_key_path(),
+        settings.audit_origin.as_deref(),
+    )
+    .map_err(std::io::Error::other)?;
+    if made {
+        tracing::info!(path = %settings.audit_key_path().display(), verifier_key = key.verifier_key(), "made a new checkpoint signing key; back it up with the data");
+    }
     let state = web::Data::new(State {
+        notary: audit::Notary::new(key),
         log: log.clone(),
         catalogue: RwLock::new(catalogue),
         indicators,
@@ -137,6 +172,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .app_data(app_state.clone())
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)
+            .configure(audit_routes::configure)
     })
     .workers(settings.workers.max(1))
     .shutdown_timeout(settings.shutdown_timeout_secs)
@@ -148,6 +184,8 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
     // Keep the catalogue current with what other handlers (and other credentials) write.
     let follower_state = state.clone();
     actix_web::rt::spawn(async move { follow(follower_state).await });
+    let checkpoint_state = state.clone();
+    actix_web::rt::spawn(async move { sign_periodically(checkpoint_state).await });
     Ok(Running {
         addr,
         server,
@@ -218,6 +256,58 @@ async fn follow(state: web::Data<State>) {
         }
         if watch.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Signs a checkpoint of the head when `checkpoint_every_secs` have passed since the last one, or
+/// `checkpoint_every_events` events have arrived, whichever comes first, and only when the log has grown. It runs
+/// beside the writer: signing reads the committed head and writes only the checkpoints tree.
+async fn sign_periodically(state: web::Data<State>) {
+    use std::time::{Duration, Instant};
+    let every_secs = state.settings.checkpoint_every_secs;
+    let every_events = state.settings.checkpoint_every_events;
+    if every_secs == 0 && every_events == 0 {
+        return;
+    }
+    let mut commits = state.log.watch();
+    let mut stopping = state.stopping.subscribe();
+    let mut signed_size = match state.log.latest_checkpoint() {
+        Ok(latest) => latest.map(|c| c.size),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the latest checkpoint; periodic checkpoints are off");
+            return;
+        }
+    };
+    let mut last_at = Instant::now();
+    let period = Duration::from_secs(every_secs.max(1));
+    loop {
+        let size = commits.borrow_and_update().size;
+        let signed = signed_size.unwrap_or(0);
+        let grown = size > signed;
+        let by_time = every_secs > 0 && last_at.elapsed() >= period;
+        let by_count = every_events > 0 && size.saturating_sub(signed) >= every_events;
+        if grown && (by_time || by_count) {
+            let worker = state.clone();
+            let signed = actix_web::rt::task::spawn_blocking(move || {
+                worker
+                    .notary
+                    .checkpoint_head(&worker.log, chrono::Utc::now())
+            })
+            .await;
+            last_at = Instant::now();
+            match signed {
+                Ok(Ok(c)) => signed_size = Some(c.size),
+                Ok(Err(e)) => tracing::error!(error = %e, "could not sign a checkpoint"),
+                Err(e) => tracing::error!(error = %e, "the checkpoint signer failed"),
+            }
+            continue;
+        }
+        let deadline = tokio::time::Instant::from_std(last_at + period);
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(deadline), if every_secs > 0 => {}
+            _ = stopping.changed() => return,
         }
     }
 }

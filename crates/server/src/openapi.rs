@@ -225,6 +225,104 @@ pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
 }
 
+/// The key checkpoints are signed with.
+#[derive(ToSchema, Serialize)]
+pub struct AuditKey {
+    /// The log's name: the first line of every checkpoint, and the key's name.
+    pub origin: String,
+    /// `<origin>+<key id>+<public key>` (C2SP signed-note verifier key): give it to `--key`.
+    pub verifier_key: String,
+    /// The key id, 8 hex digits, as it appears in each signature.
+    pub key_id: String,
+    pub algorithm: String,
+}
+
+/// A signed checkpoint as stored.
+#[derive(ToSchema, Serialize)]
+pub struct CheckpointView {
+    /// The number of events the checkpoint commits to.
+    pub size: u64,
+    /// When the server signed it (not itself signed).
+    pub issued_at: chrono::DateTime<chrono::Utc>,
+    /// The C2SP signed note: `<origin>\n<size>\n<root, base64>\n\n— <origin> <signature>\n`.
+    pub note: String,
+}
+
+/// The audit tree's head.
+#[derive(ToSchema, Serialize)]
+pub struct AuditHead {
+    /// Events committed now.
+    pub size: u64,
+    /// The RFC 6962 root of those events, base64.
+    pub root: String,
+    /// The latest signed checkpoint (its size may trail `size`), or null before the first.
+    pub checkpoint: Option<CheckpointView>,
+}
+
+#[derive(ToSchema, Serialize)]
+pub struct CheckpointList {
+    pub checkpoints: Vec<CheckpointView>,
+    /// The cursor for the next page (`after=`), or null.
+    pub next_after: Option<u64>,
+}
+
+/// An inclusion proof: the event at `position` is leaf `leaf_index` of the tree of `size` events.
+#[derive(ToSchema, Serialize)]
+pub struct InclusionAnswer {
+    pub position: u64,
+    pub size: u64,
+    pub leaf_index: u64,
+    /// SHA-256(0x00 ‖ the stored canonical bytes), base64.
+    pub leaf_hash: String,
+    /// The root of the tree of `size` events, base64.
+    pub root: String,
+    /// The audit path, leaf to root, base64 hashes.
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `size` events, if one was issued (always, when `size` was not given).
+    pub checkpoint: Option<CheckpointView>,
+}
+
+/// A consistency proof: the tree of `to` events extends the tree of `from` events.
+#[derive(ToSchema, Serialize)]
+pub struct ConsistencyAnswer {
+    pub from: u64,
+    pub to: u64,
+    pub from_root: String,
+    pub to_root: String,
+    /// RFC 6962 consistency proof, base64 hashes (empty when `from` is 0 or equals `to`).
+    pub proof: Vec<String>,
+    /// The signed checkpoint of `to` events, if one was issued (always, when `to` was not given).
+    pub checkpoint: Option<CheckpointView>,
+}
+
+/// One event of a bundle.
+#[derive(ToSchema, Serialize)]
+#[schema(as = BundleEvent)]
+#[allow(dead_code)]
+pub struct BundleEventSchema {
+    pub position: u64,
+    /// SHA-256(0x00 ‖ canonical), base64.
+    pub leaf_hash: String,
+    /// The stored envelope's canonical bytes, exactly as hashed, as a string.
+    pub canonical: String,
+    /// The audit path from the leaf to the checkpoint's root, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// A dossier bundle (`casetrail-bundle-v1`): the dossier's events, versions 1..n in log order, each with its
+/// inclusion proof against the signed checkpoint it carries. Unknown fields are refused by the verifier.
+#[derive(ToSchema, Serialize)]
+#[schema(as = Bundle)]
+#[allow(dead_code)]
+pub struct BundleSchema {
+    /// `casetrail-bundle-v1`.
+    pub format: String,
+    pub dossier: String,
+    /// The signed checkpoint (C2SP signed note).
+    pub checkpoint: String,
+    pub events: Vec<BundleEventSchema>,
+}
+
 /// `data` is one of the twelve shapes, chosen by the envelope's `type`. Several shapes accept `{}` (every field
 /// optional), so the untagged union must be `anyOf`: with `oneOf`, which utoipa writes for untagged enums, a valid
 /// `dossier.supplement_received` would match three shapes and be refused by a generated client.
@@ -314,6 +412,13 @@ impl Modify for BearerAuth {
         crate::routes::create_token,
         crate::routes::list_tokens,
         crate::routes::revoke_token,
+        crate::audit_routes::key,
+        crate::audit_routes::head,
+        crate::audit_routes::checkpoints,
+        crate::audit_routes::issue,
+        crate::audit_routes::proof,
+        crate::audit_routes::consistency,
+        crate::audit_routes::bundle,
     ),
     modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers),
     tags(
@@ -321,6 +426,7 @@ impl Modify for BearerAuth {
         (name = "dossiers", description = "A dossier's state and trail"),
         (name = "reference", description = "Agencies, procedures offered, targets, and the public catalogue"),
         (name = "indicators", description = "Indicator tables: per agency, subtree, level or province, any period, any point in history"),
+        (name = "audit", description = "Signed checkpoints, inclusion and consistency proofs, dossier bundles (auditor, admin)"),
         (name = "tokens", description = "Credentials (admin)"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )

@@ -340,7 +340,14 @@ fn proofs<L: EventLog>(log: &L) {
             if size > 1 {
                 // The proof is for this leaf only.
                 let other = leaves[(position % size) as usize];
-                assert!(tlog_tiles::check_record(&proof, size, roots[size as usize], position - 1, other).is_err());
+                assert!(tlog_tiles::check_record(
+                    &proof,
+                    size,
+                    roots[size as usize],
+                    position - 1,
+                    other
+                )
+                .is_err());
             }
         }
         for from in 0..=size {
@@ -349,13 +356,22 @@ fn proofs<L: EventLog>(log: &L) {
                 assert!(proof.is_empty());
                 continue;
             }
-            tlog_tiles::check_tree(&proof, size, roots[size as usize], from, roots[from as usize])
-                .unwrap_or_else(|e| panic!("consistency of {from} with {size}: {e}"));
+            tlog_tiles::check_tree(
+                &proof,
+                size,
+                roots[size as usize],
+                from,
+                roots[from as usize],
+            )
+            .unwrap_or_else(|e| panic!("consistency of {from} with {size}: {e}"));
         }
     }
     assert!(log.prove_inclusion(0, 5).is_err());
     assert!(log.prove_inclusion(6, 5).is_err());
-    assert!(log.prove_inclusion(1, 12).is_err(), "no proof past the head");
+    assert!(
+        log.prove_inclusion(1, 12).is_err(),
+        "no proof past the head"
+    );
     assert!(log.prove_consistency(6, 5).is_err());
     assert!(log.prove_consistency(5, 12).is_err());
 }

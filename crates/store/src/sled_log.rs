@@ -1002,7 +1002,8 @@ pub struct StoredCheckpoint {
 }
 
 fn decode_checkpoint(bytes: &[u8]) -> Result<StoredCheckpoint, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Format(format!("a stored checkpoint: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Format(format!("a stored checkpoint: {e}")))
 }
 
 /// What `verify` found.

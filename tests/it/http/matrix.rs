@@ -113,6 +113,50 @@ fn every_endpoint_answers_every_role_as_the_contract_says() {
             Box::new(|_: &mut u32| None),
             [401, 401, 403, 403, 403, 200],
         ),
+        // Audit: auditors and admins only. The first checkpoint is signed by the auditor's POST (201); the admin's
+        // finds it (200), the log having not grown between.
+        (
+            "GET",
+            "/v1/audit/key".into(),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            "/v1/audit/head".into(),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        (
+            "POST",
+            "/v1/audit/checkpoints".into(),
+            Box::new(|_: &mut u32| Some(json!({}))),
+            [401, 401, 403, 403, 201, 200],
+        ),
+        (
+            "GET",
+            "/v1/audit/checkpoints".into(),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            "/v1/audit/proof?position=1".into(),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            "/v1/audit/consistency?from=1".into(),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
+        (
+            "GET",
+            format!("/v1/dossiers/{dossier}/bundle"),
+            Box::new(|_: &mut u32| None),
+            [401, 401, 403, 403, 200, 200],
+        ),
         (
             "GET",
             "/healthz".into(),

@@ -1,5 +1,6 @@
 //! The HTTP service, through real HTTP: the real binary (`casetrail serve`) on port 0, a real data directory.
 
+mod audit;
 mod errors;
 mod indicators;
 mod matrix;
@@ -145,6 +146,16 @@ impl Server {
 
     pub fn post(&self, path: &str, token: Option<&str>, body: &Value) -> (u16, Value) {
         self.request(reqwest::Method::POST, path, token, Some(body.to_string()))
+    }
+
+    /// The status and the exact bytes of a GET.
+    pub fn get_bytes(&self, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let mut req = reqwest::blocking::Client::new().get(format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().unwrap();
+        (resp.status().as_u16(), resp.bytes().unwrap().to_vec())
     }
 
     pub fn post_raw(&self, path: &str, token: Option<&str>, body: String) -> (u16, Value) {

@@ -74,7 +74,7 @@ fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 18, "operations documented");
+    assert_eq!(operations, 25, "operations documented");
 }
 
 #[test]
@@ -177,6 +177,23 @@ fn real_requests_and_answers_match_the_documented_schemas() {
     );
     let (_, tokens) = s.get("/v1/tokens", Some(&s.admin));
     conforms(&doc, named("TokenList"), &tokens, "the token list");
+
+    // Audit answers.
+    for (path, schema) in [
+        ("/v1/audit/key", "AuditKey"),
+        (&format!("/v1/dossiers/{d}/bundle") as &str, "Bundle"),
+        ("/v1/audit/head", "AuditHead"),
+        ("/v1/audit/checkpoints", "CheckpointList"),
+        ("/v1/audit/proof?position=2", "InclusionAnswer"),
+        ("/v1/audit/consistency?from=1", "ConsistencyAnswer"),
+    ] {
+        let (status, answer) = s.get(path, Some(&s.auditor));
+        assert_eq!(status, 200, "{path}: {answer}");
+        conforms(&doc, named(schema), &answer, path);
+    }
+    let (status, signed) = s.post("/v1/audit/checkpoints", Some(&s.admin), &json!({}));
+    assert!(status == 200 || status == 201, "{signed}");
+    conforms(&doc, named("CheckpointView"), &signed, "a checkpoint");
 
     // Indicator answers, a table and a series, against the schema made from the columns that render them.
     let (status, table) = s.get("/v1/indicators?period=2019-Q1&group=subtree", None);
