@@ -40,6 +40,28 @@ pub enum What {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Audit: append throughput with a checkpoint signed every second against without (alternating rounds), then
+    /// bundles and proofs on a large log (built under `--dir` on first run, reused after).
+    Audit {
+        /// Events in the large log.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: u64,
+        /// Seconds of each write-path run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Rounds of (without, with) write-path runs; medians are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Threads appending single events in the write-path runs.
+        #[arg(long, default_value_t = 64)]
+        clients: usize,
+        /// Only the large-log figures.
+        #[arg(long)]
+        skip_write_path: bool,
+        /// Where the logs go (the large one is kept for reuse).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Replay speed of an existing data directory (`--data`): read + decode + fold, median of `--runs`.
     Replay {
         #[arg(long, default_value_t = 5)]
@@ -92,6 +114,23 @@ pub fn run(what: What, data: &Path) -> Result<ExitCode> {
             history,
             snapshot_every,
             duckdb.as_deref(),
+        ),
+        What::Audit {
+            events,
+            seconds,
+            rounds,
+            clients,
+            skip_write_path,
+            dir,
+        } => crate::bench_audit::run(
+            &dir,
+            crate::bench_audit::Options {
+                events,
+                seconds,
+                rounds,
+                clients,
+                skip_write_path,
+            },
         ),
         What::Replay { runs } => {
             let log = crate::commands::open(data)?;

@@ -8,6 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod audit_cmd;
 mod bench;
+mod bench_audit;
 mod bench_indicators;
 mod commands;
 mod gen;

@@ -63,11 +63,18 @@ impl Metrics {
             "# HELP casetrail_log_events Events in the log.\n# TYPE casetrail_log_events gauge\ncasetrail_log_events {}\n\
              # HELP casetrail_appended_events_total Events appended since start.\n# TYPE casetrail_appended_events_total counter\ncasetrail_appended_events_total {}\n\
              # HELP casetrail_commit_groups_total Groups committed since start (one flush and fsync each).\n# TYPE casetrail_commit_groups_total counter\ncasetrail_commit_groups_total {}\n\
-             # HELP casetrail_commit_seconds_total Time spent writing, flushing and fsyncing groups.\n# TYPE casetrail_commit_seconds_total counter\ncasetrail_commit_seconds_total {}\n",
+             # HELP casetrail_commit_seconds_total Time spent writing, flushing and fsyncing groups.\n# TYPE casetrail_commit_seconds_total counter\ncasetrail_commit_seconds_total {}\n\
+             # HELP casetrail_checkpoint_events Events the latest signed checkpoint commits to (the log's size minus this is not yet signed).\n# TYPE casetrail_checkpoint_events gauge\ncasetrail_checkpoint_events {}\n",
             head.size,
             w.events.load(Ordering::Relaxed),
             w.groups.load(Ordering::Relaxed),
             w.write_micros.load(Ordering::Relaxed) as f64 / 1e6,
+            state
+                .log
+                .latest_checkpoint()
+                .ok()
+                .flatten()
+                .map_or(0, |c| c.size),
         );
         let mut text = String::from_utf8(out).expect("prometheus text is UTF-8") + &extra;
         histogram(

@@ -469,6 +469,12 @@ fn checkpoints_are_signed_by_count_by_time_and_at_a_graceful_stop() {
     });
     let sizes = checkpoint_sizes(&s);
     assert!(sizes.len() >= 3, "{sizes:?}");
+    let (_, metrics) = s.get("/metrics", None);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains(&format!("\ncasetrail_checkpoint_events {}\n", sizes.last().unwrap())),
+        "{metrics}"
+    );
     assert!(sizes.windows(2).all(|w| w[1] - w[0] >= 3), "{sizes:?}");
     // Every stored checkpoint is signed by the log's key and commits to the log's own root at its size.
     let key = ::audit::VerifierKey::parse(&verifier_key(&s)).unwrap();
