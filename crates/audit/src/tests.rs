@@ -152,10 +152,19 @@ fn longest_dossier(log: &SledLog) -> String {
     best.1
 }
 
-#[test]
-fn a_bundle_verifies_and_every_changed_byte_is_caught() {
+/// A generated log, a fresh key, and the bundle of the log's longest dossier.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    log: SledLog,
+    verifier: VerifierKey,
+    notary: Notary,
+    dossier: String,
+    bundle: Bundle,
+}
+
+fn fixture(seed: u64) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let log = generated_log(dir.path(), 5, |_| {});
+    let log = generated_log(dir.path(), seed, |_| {});
     let (key, _) = SigningKey::generate("test.invalid/bundles").unwrap();
     let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
     let notary = Notary::new(key);
@@ -164,6 +173,25 @@ fn a_bundle_verifies_and_every_changed_byte_is_caught() {
         .bundle(&log, &dossier, chrono::Utc::now())
         .unwrap()
         .unwrap();
+    Fixture {
+        _dir: dir,
+        log,
+        verifier,
+        notary,
+        dossier,
+        bundle,
+    }
+}
+
+#[test]
+fn a_bundle_verifies_and_every_changed_byte_is_caught() {
+    let Fixture {
+        log,
+        verifier,
+        dossier,
+        bundle,
+        ..
+    } = fixture(5);
     let bytes = serde_json::to_vec(&bundle).unwrap();
     let verified = verify_bundle(&bytes, &verifier).unwrap();
     assert_eq!(verified.dossier, dossier);
@@ -190,16 +218,13 @@ fn a_bundle_verifies_and_every_changed_byte_is_caught() {
 
 #[test]
 fn a_bundle_missing_reordered_or_foreign_events_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = generated_log(dir.path(), 6, |_| {});
-    let (key, _) = SigningKey::generate("test.invalid/trails").unwrap();
-    let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
-    let notary = Notary::new(key);
-    let dossier = longest_dossier(&log);
-    let bundle = notary
-        .bundle(&log, &dossier, chrono::Utc::now())
-        .unwrap()
-        .unwrap();
+    let Fixture {
+        log,
+        verifier,
+        dossier,
+        bundle,
+        ..
+    } = fixture(6);
     let check = |b: &Bundle| verify_bundle(&serde_json::to_vec(b).unwrap(), &verifier).map(|_| ());
 
     let mut gap = bundle.clone();
@@ -249,16 +274,14 @@ fn a_bundle_missing_reordered_or_foreign_events_is_refused() {
 
 #[test]
 fn an_old_bundle_still_verifies_and_its_checkpoint_links_to_the_new_head() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = generated_log(dir.path(), 7, |_| {});
-    let (key, _) = SigningKey::generate("test.invalid/growth").unwrap();
-    let verifier = VerifierKey::parse(key.verifier_key()).unwrap();
-    let notary = Notary::new(key);
-    let dossier = longest_dossier(&log);
-    let old = notary
-        .bundle(&log, &dossier, chrono::Utc::now())
-        .unwrap()
-        .unwrap();
+    let Fixture {
+        _dir: dir,
+        log,
+        verifier,
+        notary,
+        bundle: old,
+        ..
+    } = fixture(7);
     let old_size = log.head().size;
     // More events arrive: a second province's worth, under other dossier codes.
     let more = generated_log(&dir.path().join("more"), 8, |_| {});

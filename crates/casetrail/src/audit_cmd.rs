@@ -153,7 +153,7 @@ fn verify_bundle(file: &Path, key: &str) -> Result<ExitCode> {
             .last()
             .expect("a verified bundle has events"),
     );
-    println!(
+    let mut lines = vec![format!(
         "ok: {} events of dossier {} (versions 1–{}, positions {}–{}) are in the log {} of {} events, root {}, as signed by {}",
         verified.events.len(),
         verified.dossier,
@@ -164,9 +164,9 @@ fn verify_bundle(file: &Path, key: &str) -> Result<ExitCode> {
         verified.checkpoint.size,
         verified.checkpoint.root,
         key.name()
-    );
+    )];
     for e in &verified.events {
-        println!(
+        lines.push(format!(
             "  v{:<3} position {:<10} {:<28} occurred {}  recorded {}  by {}",
             e.version,
             e.position,
@@ -175,8 +175,9 @@ fn verify_bundle(file: &Path, key: &str) -> Result<ExitCode> {
             e.recorded_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             e.source
-        );
+        ));
     }
+    print_lines(&lines)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -202,9 +203,22 @@ fn verify_consistency(old: &Path, new: &Path, key: &str, proof: Option<&Path>) -
     };
     audit::verify_consistency(&old_checkpoint, &new_checkpoint, proof.as_ref())
         .map_err(|e| format!("rejected: {e}"))?;
-    println!(
+    print_lines(&[format!(
         "ok: the log {} of {} events (root {}) extends the log of {} events (root {}) that the older checkpoint signed",
         new_checkpoint.origin, new_checkpoint.size, new_checkpoint.root, old_checkpoint.size, old_checkpoint.root
-    );
+    )])?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints lines to stdout; a reader that stopped reading (`| head -1`) is not an error.
+fn print_lines(lines: &[String]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        match writeln!(out, "{line}") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            other => other?,
+        }
+    }
+    Ok(())
 }

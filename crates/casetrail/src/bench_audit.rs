@@ -44,7 +44,9 @@ pub fn run(dir: &Path, o: Options) -> Result<ExitCode> {
                 Some(Duration::from_secs(1)),
                 round as u64,
             )?;
-            eprintln!("round {round}: with a checkpoint every second {rate:.0} events/s ({n} signed)");
+            eprintln!(
+                "round {round}: with a checkpoint every second {rate:.0} events/s ({n} signed)"
+            );
             with.push(rate);
             signed.push(n as f64);
         }
@@ -64,7 +66,11 @@ pub fn run(dir: &Path, o: Options) -> Result<ExitCode> {
         );
         row(
             "the same, a checkpoint signed and stored every second (median; runs)",
-            format!("{b:.0} ({}); {:.0} checkpoints per run", list(&with), median(signed)),
+            format!(
+                "{b:.0} ({}); {:.0} checkpoints per run",
+                list(&with),
+                median(signed)
+            ),
         );
         row(
             "throughput cost of checkpoints every second (ratio of medians)",
@@ -170,8 +176,11 @@ fn target_events() -> Vec<Event> {
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(20);
     let mut event = |day: i64, data: EventData| Event {
-        id: uuid::Builder::from_unix_timestamp_millis(at(day).timestamp_millis() as u64, &rng.gen())
-            .into_uuid(),
+        id: uuid::Builder::from_unix_timestamp_millis(
+            at(day).timestamp_millis() as u64,
+            &rng.gen(),
+        )
+        .into_uuid(),
         dossier: Some(dossier.clone()),
         agency: Some(agency.clone()),
         occurred_at: at(day),

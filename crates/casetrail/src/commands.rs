@@ -225,8 +225,9 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
         } else {
             ""
         };
+        let plural = if checked == 1 { "" } else { "s" };
         println!(
-            "ok: {} events in {} streams; every hash, index and stream rule checks; {checked} stored checkpoints {signed}matching the log; root {}",
+            "ok: {} events in {} streams; every hash, index and stream rule checks; {checked} stored checkpoint{plural} {signed}matching the log; root {}",
             report.size,
             report.streams,
             report.root.as_deref().unwrap_or("")

@@ -162,6 +162,39 @@ fn bad(name: &'static str, detail: String) -> ApiError {
     ApiError::BadParameter { name, detail }
 }
 
+/// A size or position parameter: required unless `optional`, and within `lo..=hi` (`bounds` says what those are).
+fn tree_param(
+    name: &'static str,
+    value: Option<u64>,
+    (lo, hi): (u64, u64),
+    bounds: &str,
+) -> Result<Option<u64>, ApiError> {
+    match value {
+        Some(v) if v < lo || v > hi => Err(bad(name, format!("{name} must be {bounds}"))),
+        other => Ok(other),
+    }
+}
+
+fn hashes(proof: Vec<store::Hash>) -> Vec<String> {
+    proof.iter().map(ToString::to_string).collect()
+}
+
+/// The tree size a proof is against: the one asked for with its checkpoint if one was signed there, or else the
+/// size of `default`'s checkpoint.
+fn tree_size(
+    s: &State,
+    asked: Option<u64>,
+    default: impl FnOnce(&State) -> Result<StoredCheckpoint, store::StoreError>,
+) -> Result<(u64, Option<CheckpointView>), store::StoreError> {
+    Ok(match asked {
+        Some(size) => (size, s.log.checkpoint(size)?.map(view)),
+        None => {
+            let c = default(s)?;
+            (c.size, Some(view(c)))
+        }
+    })
+}
+
 #[derive(Deserialize)]
 pub(crate) struct ProofQuery {
     position: Option<u64>,
@@ -187,32 +220,15 @@ pub(crate) async fn proof(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let head = state.log.head().size;
-    let position = query
-        .position
-        .ok_or_else(|| bad("position", "position is required".into()))?;
-    if position == 0 || position > head {
-        return Err(bad(
-            "position",
-            format!("position must be 1 to the log's size, {head}"),
-        ));
-    }
-    if let Some(size) = query.size {
-        if size < position || size > head {
-            return Err(bad(
-                "size",
-                format!("size must be {position} (the position) to {head} (the log's size)"),
-            ));
-        }
-    }
-    let asked = query.size;
+    let bounds = format!("1 to the log's size, {head}");
+    let position =
+        tree_param("position", query.position.or(Some(0)), (1, head), &bounds)?.expect("required");
+    let bounds = format!("{position} (the position) to {head} (the log's size)");
+    let asked = tree_param("size", query.size, (position, head), &bounds)?;
     let answer = blocking(&state, move |s| {
-        let (size, checkpoint) = match asked {
-            Some(size) => (size, s.log.checkpoint(size)?),
-            None => {
-                let c = s.notary.covering(&s.log, position, Utc::now())?;
-                (c.size, Some(c))
-            }
-        };
+        let (size, checkpoint) = tree_size(s, asked, |s| {
+            s.notary.covering(&s.log, position, Utc::now())
+        })?;
         let event = s.log.event(position)?.ok_or_else(|| {
             store::StoreError::IndexMismatch(format!("position {position} vanished"))
         })?;
@@ -222,13 +238,8 @@ pub(crate) async fn proof(
             leaf_index: position - 1,
             leaf_hash: store::record_hash(&event.canonical_bytes()).to_string(),
             root: s.log.root_at(size)?.to_string(),
-            proof: s
-                .log
-                .prove_inclusion(position, size)?
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            checkpoint: checkpoint.map(view),
+            proof: hashes(s.log.prove_inclusion(position, size)?),
+            checkpoint,
         })
     })
     .await?;
@@ -263,41 +274,24 @@ pub(crate) async fn consistency(
     let from = query
         .from
         .ok_or_else(|| bad("from", "from is required".into()))?;
-    if from > head {
-        return Err(bad(
-            "from",
-            format!("from must be 0 to the log's size, {head}"),
-        ));
-    }
-    if let Some(to) = query.to {
-        if to < from || to > head {
-            return Err(bad(
-                "to",
-                format!("to must be {from} (from) to {head} (the log's size)"),
-            ));
-        }
-    }
-    let asked = query.to;
+    tree_param(
+        "from",
+        Some(from),
+        (0, head),
+        &format!("0 to the log's size, {head}"),
+    )?;
+    let bounds = format!("{from} (from) to {head} (the log's size)");
+    let asked = tree_param("to", query.to, (from, head), &bounds)?;
     let answer = blocking(&state, move |s| {
-        let (to, checkpoint) = match asked {
-            Some(to) => (to, s.log.checkpoint(to)?),
-            None => {
-                let c = s.notary.checkpoint_head(&s.log, Utc::now())?;
-                (c.size, Some(c))
-            }
-        };
+        let (to, checkpoint) =
+            tree_size(s, asked, |s| s.notary.checkpoint_head(&s.log, Utc::now()))?;
         Ok(ConsistencyAnswer {
             from,
             to,
             from_root: s.log.root_at(from)?.to_string(),
             to_root: s.log.root_at(to)?.to_string(),
-            proof: s
-                .log
-                .prove_consistency(from, to)?
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            checkpoint: checkpoint.map(view),
+            proof: hashes(s.log.prove_consistency(from, to)?),
+            checkpoint,
         })
     })
     .await?;

@@ -24,6 +24,22 @@ fn offline(args: &[&str]) -> Output {
     out
 }
 
+/// `casetrail audit verify-consistency OLD NEW --key KEY [--proof PROOF]`, offline.
+fn consistency(old: &Path, new: &Path, key: &str, proof: Option<&Path>) -> Output {
+    let mut args = vec![
+        "audit",
+        "verify-consistency",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--key",
+        key,
+    ];
+    if let Some(p) = proof {
+        args.extend(["--proof", p.to_str().unwrap()]);
+    }
+    offline(&args)
+}
+
 fn text(o: &Output) -> String {
     format!(
         "{}{}",
@@ -32,62 +48,9 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// A dossier with eight events: received, transferred, supplements, a due extension, resolved, returned,
-/// corrected.
+/// A dossier with eight events (`life`), written by the ingest token.
 fn dossier_life(s: &Server, d: &str) {
-    let batch = json!([
-        received(d, DEPT),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.transferred",
-            "2019-03-12T09:00:00+07:00",
-            json!({ "to_agency": COMMUNE })
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.supplement_requested",
-            "2019-03-12T10:00:00+07:00",
-            json!({})
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.supplement_received",
-            "2019-03-13T10:00:00+07:00",
-            json!({})
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.due_extended",
-            "2019-03-14T10:00:00+07:00",
-            json!({ "new_due_at": "2019-04-01T17:00:00+07:00", "reason": "chờ xác minh" })
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.resolved",
-            "2019-03-15T10:00:00+07:00",
-            json!({ "outcome": "approved" })
-        ),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.returned",
-            "2019-03-16T10:00:00+07:00",
-            json!({ "channel": "postal" })
-        ),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.corrected",
-            "2019-03-17T10:00:00+07:00",
-            json!({ "reason": "sửa kênh", "channel": "counter" })
-        ),
-    ]);
-    let (status, body) = s.post("/v1/events", Some(&s.ingest), &batch);
+    let (status, body) = s.post("/v1/events", Some(&s.ingest), &life(d));
     assert_eq!(status, 201, "{body}");
 }
 
@@ -175,36 +138,15 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
         size_then + 5,
         "a checkpoint of the head was signed on demand"
     );
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        bundle.to_str().unwrap(),
-        link.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let out = consistency(&bundle, &link, &key, None);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).starts_with("ok: "), "{}", text(&out));
     // Given in the wrong order, or without a proof, it says so and fails.
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        link.to_str().unwrap(),
-        bundle.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let out = consistency(&link, &bundle, &key, None);
     assert!(!out.status.success());
     assert!(text(&out).contains("oldest first"), "{}", text(&out));
     let head = save(&s, "/v1/audit/head", files.path(), "head.json");
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        bundle.to_str().unwrap(),
-        head.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let out = consistency(&bundle, &head, &key, None);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("no consistency proof"),
@@ -212,16 +154,7 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
         text(&out)
     );
     // With the proof given apart from the newer checkpoint, it passes.
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        bundle.to_str().unwrap(),
-        head.to_str().unwrap(),
-        "--key",
-        &key,
-        "--proof",
-        link.to_str().unwrap(),
-    ]);
+    let out = consistency(&bundle, &head, &key, Some(&link));
     assert!(out.status.success(), "{}", text(&out));
     // Another log's key refuses it all.
     let other = tempfile::tempdir().unwrap();
@@ -242,16 +175,21 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
     );
 }
 
-/// Replaces the byte `at` of `bytes` with another character of the same kind, so that the JSON stays valid and the
-/// verifier must find the change by its checks, not by a parse error.
+/// Replaces the first letter or digit at or after `at` with another of the same kind, so that the JSON stays valid
+/// and the verifier must find the change by its checks, not by a parse error. (Base64 also holds `+` and `/`,
+/// which are passed over.)
 fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+    let at = at
+        + bytes[at..]
+            .iter()
+            .position(u8::is_ascii_alphanumeric)
+            .expect("a letter or digit follows");
     let mut out = bytes.to_vec();
     out[at] = match out[at] {
-        b'0'..=b'8' | b'a'..=b'y' | b'A'..=b'Y' => out[at] + 1,
         b'9' => b'0',
         b'z' => b'a',
         b'Z' => b'A',
-        other => panic!("chose a byte that is not alphanumeric: {:?}", other as char),
+        other => other + 1,
     };
     out
 }
@@ -274,7 +212,10 @@ fn a_changed_byte_in_any_part_of_a_bundle_is_rejected_with_one_line() {
     let event = find(&bundle, "\\\"occurred_at\\\":\\\"2019-03-1", 0) + 30; // a digit of a date in an event
     let proof = find(&bundle, "\"proof\":[\"", 0) + 12; // inside the first proof hash
     let note = find(&bundle, "\"checkpoint\":\"", 0);
-    let root = find(&bundle, "\\n", find(&bundle, "\\n", note) + 2) - 10; // in the root line of the signed text
+    // The root is the third line of the signed text: 10 characters before the third newline.
+    let origin_end = find(&bundle, "\\n", note);
+    let size_end = find(&bundle, "\\n", origin_end + 2);
+    let root = find(&bundle, "\\n", size_end + 2) - 10; // in the root line of the signed text
     let signature = find(&bundle, "— ", note);
     let signature = find(&bundle, " ", signature + 4) + 20; // in the signature's base64
     for (at, part, reason) in [
@@ -472,7 +413,10 @@ fn checkpoints_are_signed_by_count_by_time_and_at_a_graceful_stop() {
     let (_, metrics) = s.get("/metrics", None);
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(
-        metrics.contains(&format!("\ncasetrail_checkpoint_events {}\n", sizes.last().unwrap())),
+        metrics.contains(&format!(
+            "\ncasetrail_checkpoint_events {}\n",
+            sizes.last().unwrap()
+        )),
         "{metrics}"
     );
     assert!(sizes.windows(2).all(|w| w[1] - w[0] >= 3), "{sizes:?}");
@@ -566,37 +510,11 @@ fn a_rewritten_log_fails_verify_consistency_against_an_older_checkpoint() {
     let out = casetrail(&forged, &["audit", "checkpoint"]);
     let same_size = dir.path().join("same-size.checkpoint");
     std::fs::write(&same_size, &out.stdout).unwrap();
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        old.to_str().unwrap(),
-        same_size.to_str().unwrap(),
-        "--key",
-        key,
-    ]);
+    let out = consistency(&old, &same_size, key, None);
     assert!(!out.status.success());
     assert!(text(&out).contains("forked"), "{}", text(&out));
 
     // The forged log grows and its server signs a new head and proves "consistency" as well as it can: refused.
-    let admin = token(&forged, "admin", "admin", None);
-    let (child, base) = spawn(&forged, &[]);
-    let mut s = Server {
-        child,
-        base,
-        admin: admin.clone(),
-        ingest: admin.clone(),
-        ingest_other: admin.clone(),
-        analyst: admin.clone(),
-        auditor: admin.clone(),
-        dir: tempfile::tempdir().unwrap(),
-    };
-    let agency = "000.00.12.H27";
-    let (status, body) = s.post(
-        "/v1/events",
-        Some(&admin),
-        &received("000.00.12.H27-191231-0001", agency),
-    );
-    assert_eq!(status, 201, "{body}");
     let old_size: u64 = String::from_utf8(std::fs::read(&old).unwrap())
         .unwrap()
         .lines()
@@ -604,56 +522,45 @@ fn a_rewritten_log_fails_verify_consistency_against_an_older_checkpoint() {
         .unwrap()
         .parse()
         .unwrap();
-    let new = save(
-        &s,
-        &format!("/v1/audit/consistency?from={old_size}"),
-        dir.path(),
-        "new.json",
-    );
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        old.to_str().unwrap(),
-        new.to_str().unwrap(),
-        "--key",
-        key,
-    ]);
+    let verdict = |data: &Path| {
+        let new = grown_and_linked(data, old_size, &dir.path().join("new.json"));
+        consistency(&old, &new, key, None)
+    };
+    let out = verdict(&forged);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("the log was rewritten"),
         "{}",
         text(&out)
     );
-    let _ = s.child.kill();
-    let _ = s.child.wait();
-
     // The honest log, grown the same way, passes.
-    let admin = token(&honest, "admin", "admin", None);
-    let (child, base) = spawn(&honest, &[]);
-    s.child = child;
-    s.base = base;
-    let (status, _) = s.post(
-        "/v1/events",
-        Some(&admin),
-        &received("000.00.12.H27-191231-0001", agency),
-    );
-    assert_eq!(status, 201);
-    s.auditor = admin;
-    let new = save(
-        &s,
-        &format!("/v1/audit/consistency?from={old_size}"),
-        dir.path(),
-        "honest-new.json",
-    );
-    let out = offline(&[
-        "audit",
-        "verify-consistency",
-        old.to_str().unwrap(),
-        new.to_str().unwrap(),
-        "--key",
-        key,
-    ]);
+    let out = verdict(&honest);
     assert!(out.status.success(), "{}", text(&out));
+}
+
+/// Serves `data`, appends one event, and saves into `file` the consistency answer from `from` to the head (with
+/// the checkpoint it signs), then stops the server.
+fn grown_and_linked(data: &Path, from: u64, file: &Path) -> std::path::PathBuf {
+    let admin = token(data, &format!("admin-{}", id()), "admin", None);
+    let (mut child, base) = spawn(data, &[]);
+    let client = reqwest::blocking::Client::new();
+    let posted = client
+        .post(format!("{base}/v1/events"))
+        .bearer_auth(&admin)
+        .body(received("000.00.12.H27-191231-0001", DEPT).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 201);
+    let answer = client
+        .get(format!("{base}/v1/audit/consistency?from={from}"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    std::fs::write(file, answer.bytes().unwrap()).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    file.to_path_buf()
 }
 
 #[test]
@@ -677,7 +584,13 @@ fn the_signing_key_is_made_once_private_and_verify_checks_stored_checkpoints() {
     // `verify` re-checks the stored checkpoints against the log it re-hashed.
     let out = casetrail(&data, &["verify"]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("checkpoints"), "{}", text(&out));
+    assert!(
+        text(&out).contains(
+            "1 stored checkpoint signed with the data directory's key and matching the log"
+        ),
+        "{}",
+        text(&out)
+    );
     // A second start keeps the key.
     let (child, base) = spawn(&data, &["--audit-origin", "ignored.example"]);
     s.child = child;

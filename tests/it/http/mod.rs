@@ -213,3 +213,60 @@ pub fn received(dossier: &str, agency: &str) -> Value {
 pub fn follow_up(dossier: &str, agency: &str, ty: &str, at: &str, data: Value) -> Value {
     json!({ "id": id(), "type": ty, "dossier": dossier, "agency": agency, "occurred_at": at, "data": data })
 }
+
+/// A dossier's whole life in one batch, every dossier event type once: received by `DEPT`, transferred to `COMMUNE`,
+/// a supplement requested and received, a due extension, resolved, returned by post, corrected.
+pub fn life(d: &str) -> Value {
+    json!([
+        received(d, DEPT),
+        follow_up(
+            d,
+            DEPT,
+            "dossier.transferred",
+            "2019-03-12T09:00:00+07:00",
+            json!({ "to_agency": COMMUNE, "note": "liên thông" })
+        ),
+        follow_up(
+            d,
+            COMMUNE,
+            "dossier.supplement_requested",
+            "2019-03-12T10:00:00+07:00",
+            json!({})
+        ),
+        follow_up(
+            d,
+            COMMUNE,
+            "dossier.supplement_received",
+            "2019-03-13T10:00:00+07:00",
+            json!({})
+        ),
+        follow_up(
+            d,
+            COMMUNE,
+            "dossier.due_extended",
+            "2019-03-14T10:00:00+07:00",
+            json!({ "new_due_at": "2019-04-01T17:00:00+07:00", "reason": "xin lỗi" })
+        ),
+        follow_up(
+            d,
+            COMMUNE,
+            "dossier.resolved",
+            "2019-03-15T10:00:00+07:00",
+            json!({ "outcome": "approved" })
+        ),
+        follow_up(
+            d,
+            DEPT,
+            "dossier.returned",
+            "2019-03-16T10:00:00+07:00",
+            json!({ "channel": "postal" })
+        ),
+        follow_up(
+            d,
+            DEPT,
+            "dossier.corrected",
+            "2019-03-17T10:00:00+07:00",
+            json!({ "reason": "sửa", "channel": "counter" })
+        ),
+    ])
+}

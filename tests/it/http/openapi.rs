@@ -82,58 +82,7 @@ fn real_requests_and_answers_match_the_documented_schemas() {
     let s = Server::start(&[]);
     let (_, doc) = s.get("/openapi.json", None);
     let d = "000.00.12.H27-190312-0077";
-    let batch = json!([
-        received(d, DEPT),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.transferred",
-            "2019-03-12T09:00:00+07:00",
-            json!({ "to_agency": COMMUNE, "note": "liên thông" })
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.supplement_requested",
-            "2019-03-12T10:00:00+07:00",
-            json!({})
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.supplement_received",
-            "2019-03-13T10:00:00+07:00",
-            json!({})
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.due_extended",
-            "2019-03-14T10:00:00+07:00",
-            json!({ "new_due_at": "2019-04-01T17:00:00+07:00", "reason": "xin lỗi" })
-        ),
-        follow_up(
-            d,
-            COMMUNE,
-            "dossier.resolved",
-            "2019-03-15T10:00:00+07:00",
-            json!({ "outcome": "approved" })
-        ),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.returned",
-            "2019-03-16T10:00:00+07:00",
-            json!({ "channel": "postal" })
-        ),
-        follow_up(
-            d,
-            DEPT,
-            "dossier.corrected",
-            "2019-03-17T10:00:00+07:00",
-            json!({ "reason": "sửa", "channel": "counter" })
-        ),
-    ]);
+    let batch = life(d);
     conforms(
         &doc,
         named("Submission"),
