@@ -624,3 +624,60 @@ fn the_signing_key_is_made_once_private_and_verify_checks_stored_checkpoints() {
         text(&out)
     );
 }
+
+#[test]
+fn a_signing_key_given_by_configuration_is_used_and_the_data_directory_gets_none() {
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("province.key");
+    // Made ahead, by the command line, under the province's name.
+    let out = Command::new(BIN)
+        .args(["--data", keys.path().join("unused").to_str().unwrap()])
+        .args(["audit", "key", "--audit-key", key_file.to_str().unwrap()])
+        .args(["--audit-origin", "motcua.hatinh.gov.vn/casetrail"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let made = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        made.starts_with("motcua.hatinh.gov.vn/casetrail+"),
+        "{made}"
+    );
+    // Named in a config file, the server signs with it, and makes none in its data directory.
+    let config = keys.path().join("casetrail.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "audit_key = {:?}\ncheckpoint_every_events = 2\n",
+            key_file.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let s = Server::start(&["--config", config.to_str().unwrap()]);
+    assert_eq!(verifier_key(&s), made);
+    assert!(!s.data().join("audit-signing.key").exists());
+    // The four agencies registered at start were signed at 2 and 4; two more events make 6.
+    s.receive("000.00.12.H27-190312-0001", DEPT);
+    s.receive("000.00.12.H27-190312-0002", DEPT);
+    let size = s.log_size();
+    wait_for("a checkpoint by the file's count", || {
+        checkpoint_sizes(&s).last() == Some(&size)
+    });
+    let (_, head) = s.get("/v1/audit/head", Some(&s.auditor));
+    let key = ::audit::VerifierKey::parse(&made).unwrap();
+    let signed =
+        ::audit::open_checkpoint(head["checkpoint"]["note"].as_str().unwrap(), &key).unwrap();
+    assert_eq!(signed.size, size);
+    // A key file others may read is refused at start, with one line.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = casetrail(
+        &s.data(),
+        &["audit", "key", "--audit-key", key_file.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("chmod 600"),
+        "{}",
+        text(&out)
+    );
+}
