@@ -323,3 +323,70 @@ fn the_demo_fills_an_empty_directory_once_and_reports_from_it() {
     assert!(again.contains("reusing the log"), "{again}");
     assert_eq!(size(&again), size(&said), "a second run adds nothing");
 }
+
+#[test]
+fn verify_names_where_a_changed_byte_in_the_database_file_stops_the_reading() {
+    // Below sled, on the disk itself: one byte of the stored event at position 123 changed in every copy of it in
+    // the database file. sled's own checksums catch it; `verify` must then say so plainly.
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_log(dir.path(), 9, 600);
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let file = data.join("db");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let marker = b"\"position\":123,";
+    let mut changed = 0;
+    let mut from = 0;
+    while let Some(at) = bytes[from..]
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .map(|i| i + from)
+    {
+        // The year of `occurred_at`, a little further on (a copy cut short by the end of the file is left).
+        let end = (at + 400).min(bytes.len());
+        if let Some(year) = bytes[at..end]
+            .windows(16)
+            .position(|w| w == b"occurred_at\":\"20")
+        {
+            let digit = at + year + 16;
+            bytes[digit] = if bytes[digit] == b'0' { b'1' } else { b'0' };
+            changed += 1;
+        }
+        from = at + marker.len();
+    }
+    assert!(changed >= 1, "the event's bytes are in the file");
+    std::fs::write(&file, &bytes).unwrap();
+    let out = casetrail(&data, &["verify"]);
+    // Never a panic (exit 101), always one plain verdict. Where the change lands decides which: in a page that
+    // sled reads only when asked, `verify` names the first position it could not read (at or before 123); in a
+    // log segment that sled's recovery reads on open, sled 0.34 cannot open the file at all, and says so.
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let report = stdout(&out);
+    match report.strip_prefix("bad: first bad position ") {
+        Some(rest) => {
+            let first: u64 = rest.split(':').next().unwrap().parse().unwrap();
+            assert!((1..=123).contains(&first), "{report}");
+            assert!(
+                report
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .contains("the database file is damaged"),
+                "{report}"
+            );
+        }
+        None => {
+            let err = stderr(&out);
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with("casetrail: the database file is damaged (sled cannot recover"),
+                "{err}"
+            );
+        }
+    }
+}

@@ -17,6 +17,11 @@ pub enum StoreError {
     /// Stored bytes that do not decode: damage or tampering.
     #[error("event at position {position} is damaged: {message}")]
     Corrupt { position: u64, message: String },
+    /// The database file is damaged below the events (sled's own checks refuse it).
+    #[error(
+        "the database file is damaged ({0}); restore the data directory from a backup or an export"
+    )]
+    Damaged(String),
     /// A credential of that name exists already.
     #[error("a credential named {0:?} exists already")]
     CredentialExists(String),

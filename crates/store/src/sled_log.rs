@@ -262,11 +262,26 @@ fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
     // process right after a close can find the directory locked; only a lock that outlasts that is another owner.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(LOCK_WAIT_MS);
     loop {
-        let opened = sled::Config::new()
-            .path(&config.path)
-            .cache_capacity(config.cache_capacity_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open();
+        // sled 0.34's recovery can panic on a database file damaged where it reads on open (a changed byte in a
+        // log segment leaves a page it then fails to serialize). That is damage, not a bug of the caller: say so.
+        let opened = quietly(|| {
+            sled::Config::new()
+                .path(&config.path)
+                .cache_capacity(config.cache_capacity_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+        })
+        .map_err(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            StoreError::Damaged(format!(
+                "sled cannot recover {}: {why}",
+                config.path.join("db").display()
+            ))
+        })?;
         match opened {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
@@ -278,6 +293,28 @@ fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
             Err(e) => return Err(StoreError::Sled(e)),
         }
     }
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into an `Err` without the panic hook printing it (on this thread only: the hook
+/// installed once here defers to the previous one everywhere else), so that the caller can report it in one line.
+fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(true));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(false));
+    result
 }
 
 /// How long `open` waits for a lock held by a closing `Db` of this process before calling it someone else's.
@@ -801,8 +838,21 @@ impl SledLog {
         let mut problems: Vec<(u64, String)> = Vec::new();
         let mut size = 0u64;
         let mut streams_started = 0u64;
+        let mut damaged = false;
         for item in self.scan_raw(0) {
-            let (position, bytes) = item?;
+            let (position, bytes) = match item {
+                Ok(found) => found,
+                // Damage below the events tree (a changed byte in the database file itself): sled's own checksum
+                // refuses the page. Name the first position not read, and stop: nothing after it can be trusted.
+                Err(e) => {
+                    problems.push((
+                        size + 1,
+                        format!("unreadable from here on: the database file is damaged ({e})"),
+                    ));
+                    damaged = true;
+                    break;
+                }
+            };
             if position != size + 1 {
                 problems.push((
                     size + 1,
@@ -877,30 +927,33 @@ impl SledLog {
                 )),
             }
         }
-        if t.streams.len() as u64 != size {
-            problems.push((
-                size,
-                format!(
-                    "the stream index has {} entries for {size} events",
-                    t.streams.len()
-                ),
-            ));
-        }
-        if t.ids.len() as u64 != size {
-            problems.push((
-                size,
-                format!("the id index has {} entries for {size} events", t.ids.len()),
-            ));
-        }
-        let stored_hashes_len = crate::merkle::stored_end(&t.hashes)?;
-        if stored_hashes_len != stored_hash_count(size) {
-            problems.push((
-                size,
-                format!(
-                    "{stored_hashes_len} audit hashes where {} were expected",
-                    stored_hash_count(size)
-                ),
-            ));
+        // Counts of the whole trees mean nothing when the events could not all be read.
+        if !damaged {
+            if t.streams.len() as u64 != size {
+                problems.push((
+                    size,
+                    format!(
+                        "the stream index has {} entries for {size} events",
+                        t.streams.len()
+                    ),
+                ));
+            }
+            if t.ids.len() as u64 != size {
+                problems.push((
+                    size,
+                    format!("the id index has {} entries for {size} events", t.ids.len()),
+                ));
+            }
+            let stored_hashes_len = crate::merkle::stored_end(&t.hashes)?;
+            if stored_hashes_len != stored_hash_count(size) {
+                problems.push((
+                    size,
+                    format!(
+                        "{stored_hashes_len} audit hashes where {} were expected",
+                        stored_hash_count(size)
+                    ),
+                ));
+            }
         }
         // Every stream: folding its events through the rules gives its stored head, with versions 1..n.
         let mut streams = 0u64;
@@ -951,7 +1004,7 @@ impl SledLog {
             }
             problems.extend(first_bad);
         }
-        if streams != streams_started {
+        if streams != streams_started && !damaged {
             problems.push((
                 size,
                 format!("{streams} stream heads for {streams_started} streams in the events"),
