@@ -2,6 +2,7 @@
 
 mod cli;
 mod crash;
+mod dashboard;
 mod http;
 
 use std::path::Path;

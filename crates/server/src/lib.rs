@@ -6,6 +6,7 @@
 
 mod audit_routes;
 pub mod auth;
+mod dashboard;
 pub mod errors;
 mod indicator_routes;
 pub mod indicators;
@@ -173,6 +174,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)
             .configure(audit_routes::configure)
+            .configure(dashboard::configure)
     })
     .workers(settings.workers.max(1))
     .shutdown_timeout(settings.shutdown_timeout_secs)

@@ -1,0 +1,381 @@
+//! The dashboard in a real headless browser (Debian's Chromium, driven through ChromeDriver by `fantoccini`),
+//! against the real server on a generated province: what the page shows is what `GET /v1/indicators` answers.
+
+use super::{casetrail, http, BIN};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Installs Chromium and ChromeDriver once per test run when they are missing (scripts/install-browser).
+fn browser_installed() {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/install-browser");
+        let status = Command::new("bash")
+            .arg(script)
+            .status()
+            .expect("bash runs");
+        assert!(
+            status.success(),
+            "scripts/install-browser failed: the browser tests need chromium and chromedriver"
+        );
+    });
+}
+
+/// A ChromeDriver child and a session of headless Chromium through it; both end when dropped.
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+pub async fn browser(width: u32, height: u32) -> Browser {
+    browser_installed();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    // The flags the machine notes ask for: no sandbox as root, and no background connections to the outside,
+    // which this machine's closed network refuses.
+    let options = json!({
+        "binary": "/usr/bin/chromium",
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 format!("--user-data-dir={}", profile.path().display()), format!("--window-size={width},{height}")],
+    });
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("goog:chromeOptions".into(), options);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        let connected =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await;
+        match connected {
+            Ok(c) => break c,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("no browser session: {e}"),
+        }
+    };
+    Browser {
+        client,
+        driver,
+        _profile: profile,
+    }
+}
+
+/// A server on a generated province (agencies, procedures, targets, dossiers over 2018–2019), with tokens.
+pub struct Province {
+    pub server: http::Server,
+    pub period: String,
+}
+
+impl Province {
+    pub fn start() -> Province {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let generated = Command::new(BIN)
+            .args(["generate", "--seed", "6", "--dossiers", "3000"])
+            .output()
+            .unwrap()
+            .stdout;
+        let file = dir.path().join("province.ndjson");
+        std::fs::write(&file, generated).unwrap();
+        let imported = casetrail(&data, &["import", file.to_str().unwrap()]);
+        assert!(imported.status.success());
+        let admin = http::token(&data, "admin", "admin", None);
+        let analyst = http::token(&data, "analyst", "analyst", None);
+        let auditor = http::token(&data, "auditor", "auditor", None);
+        let (child, base) = http::spawn(&data, &[]);
+        Province {
+            server: http::Server {
+                child,
+                base,
+                admin: admin.clone(),
+                ingest: admin,
+                ingest_other: String::new(),
+                analyst,
+                auditor,
+                dir,
+            },
+            period: "2019-Q4".into(),
+        }
+    }
+}
+
+/// Runs blocking work (the test server's blocking HTTP client) on a thread of its own, outside the async runtime
+/// that drives the browser.
+fn outside<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().unwrap())
+}
+
+/// Waits until `document.body.dataset[what]` is past `after`, and returns it.
+async fn rendered(c: &Client, what: &str, after: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = c
+            .execute(
+                &format!("return Number(document.body.dataset.{what} || 0)"),
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap_or(0);
+        if n > after {
+            return n;
+        }
+        assert!(Instant::now() < deadline, "the page did not finish {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The overview table as the page shows it: for each row, the agency and every cell's value.
+async fn table(c: &Client) -> Vec<Value> {
+    let rows = c
+        .execute(
+            r#"return [...document.querySelectorAll('#table tbody tr')].map(tr => {
+                 const cells = {};
+                 for (const td of tr.querySelectorAll('td')) cells[td.dataset.key] = JSON.parse(td.dataset.value);
+                 return { agency: tr.dataset.agency, cells, text: tr.textContent };
+               })"#,
+            vec![],
+        )
+        .await
+        .unwrap();
+    rows.as_array().unwrap().clone()
+}
+
+/// The same value, with JSON numbers compared as numbers (JavaScript writes 0 where Rust writes 0.0).
+fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Checks that every row the page shows has the values the API gives for that agency.
+fn same_numbers(shown: &[Value], answer: &Value, what: &str) {
+    assert!(!shown.is_empty(), "{what}: no rows shown");
+    for row in shown {
+        let agency = row["agency"].as_str().unwrap();
+        let api = answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["agency"].as_str() == Some(agency))
+            .unwrap_or_else(|| panic!("{what}: {agency} is shown but not in the API's answer"));
+        for key in [
+            "received",
+            "received_online",
+            "online_rate",
+            "online_met",
+            "postal_dossiers",
+            "postal_rate",
+            "postal_met",
+        ] {
+            assert!(
+                same(&row["cells"][key], &api[key]),
+                "{what}: {agency} {key}: {} shown, {} answered",
+                row["cells"][key],
+                api[key]
+            );
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_shows_what_the_api_answers() {
+    let p = Province::start();
+    let s = &p.server;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let b = browser(1280, 900).await;
+        let c = &b.client;
+        c.goto(&format!("{}/", s.base)).await.unwrap();
+        let mut n = rendered(c, "rendered", 0).await;
+        assert_eq!(c.current_url().await.unwrap().path(), "/dashboard/");
+
+        // The overview: the latest quarter with dossiers, the province's departments and districts.
+        let period: String = c.execute("return document.getElementById('period').value", vec![]).await.unwrap().as_str().unwrap().into();
+        assert_eq!(period, p.period);
+        let (_, answer) = outside(|| s.get(&format!("/v1/indicators?period={period}&group=subtree&agency=000.00.00.H27"), None));
+        let shown = table(c).await;
+        same_numbers(&shown, &answer, "overview");
+        assert_eq!(shown[0]["agency"], "000.00.00.H27", "the province's total comes first");
+        let children = answer["rows"].as_array().unwrap().iter().filter(|r| r["parent"] == "000.00.00.H27").count();
+        assert_eq!(shown.len(), children + 1, "every department and district, once");
+        // Vietnamese by default; the English switch changes the words, not the numbers.
+        let header: String = c.execute("return document.querySelector('#table thead').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(header.contains("Tỷ lệ trực tuyến"), "{header}");
+        c.find(Locator::Id("lang")).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let header: String = c.execute("return document.querySelector('#table thead').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(header.contains("Online rate"), "{header}");
+        same_numbers(&table(c).await, &answer, "overview in English");
+
+        // Below target: the filter keeps exactly the agencies that miss a target.
+        c.find(Locator::Id("below-only")).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let below = table(c).await;
+        let missing = answer["rows"].as_array().unwrap().iter()
+            .filter(|r| r["parent"] == "000.00.00.H27" && (r["online_met"] == false || r["postal_met"] == false)).count();
+        assert_eq!(below.len(), missing + 1);
+        c.find(Locator::Id("below-only")).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+
+        // Sorting by online rate, descending.
+        c.find(Locator::Css("#table th[data-key=online_rate]")).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let rates: Vec<f64> = table(c).await[1..].iter().map(|r| r["cells"]["online_rate"].as_f64().unwrap_or(-1.0)).collect();
+        assert!(rates.windows(2).all(|w| w[0] >= w[1]), "{rates:?}");
+
+        // Drill-down: a district, then its communes, as the API's subtree of that district.
+        let district = "000.00.21.H27";
+        c.find(Locator::Css(&format!("#table tr[data-agency='{district}'] td[data-key=name]"))).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let (_, sub) = outside(|| s.get(&format!("/v1/indicators?period={period}&group=subtree&agency={district}"), None));
+        let shown = table(c).await;
+        same_numbers(&shown, &sub, "drill-down");
+        assert_eq!(shown[0]["agency"], district);
+        assert!(shown[1..].iter().all(|r| r["agency"].as_str().unwrap().starts_with("000.21.")), "communes of the district");
+        let crumbs: String = c.execute("return document.getElementById('crumbs').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(crumbs.contains('›'), "{crumbs}");
+
+        // Another period changes the numbers, to the API's for that period.
+        c.execute("const p = document.getElementById('period'); p.value = '2018-Q2'; p.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let (_, earlier) = outside(|| s.get(&format!("/v1/indicators?period=2018-Q2&group=subtree&agency={district}"), None));
+        assert_ne!(earlier["rows"][0]["received"], sub["rows"][0]["received"]);
+        same_numbers(&table(c).await, &earlier, "another period");
+
+        // "As known on" a date: the rates as the API answered them with known_at, beside today's.
+        c.execute("const k = document.getElementById('known-at'); k.value = '2018-05-01'; k.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
+        let _ = rendered(c, "rendered", n).await;
+        let (_, known) = outside(|| s.get(&format!("/v1/indicators?period=2018-Q2&group=subtree&agency={district}&known_at=2018-05-01"), None));
+        for row in table(c).await {
+            let agency = row["agency"].as_str().unwrap();
+            let then = known["rows"].as_array().unwrap().iter().find(|r| r["agency"].as_str() == Some(agency)).unwrap();
+            for key in ["online_rate", "postal_rate"] {
+                assert!(same(&row["cells"][&format!("{key}_known")], &then[key]), "{agency} {key} as known");
+            }
+        }
+        assert_ne!(known["rows"][0]["received"], earlier["rows"][0]["received"], "the date makes a difference");
+
+        // Downloads: the links are the API's CSV and XLSX of the table on screen.
+        let csv: String = c.execute("return document.getElementById('csv').href", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(csv.contains("format=csv") && csv.contains(district), "{csv}");
+        let body = outside(|| reqwest::blocking::get(&csv).unwrap().text().unwrap());
+        assert!(body.lines().count() > 1, "{body}");
+    });
+}
+
+#[test]
+fn trends_catalogue_and_the_audit_view() {
+    let p = Province::start();
+    let s = &p.server;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let b = browser(1280, 900).await;
+        let c = &b.client;
+        c.goto(&format!("{}/dashboard/", s.base)).await.unwrap();
+        rendered(c, "rendered", 0).await;
+
+        // Trends: one point per quarter with dossiers, for the province, and for a chosen agency too.
+        c.find(Locator::Css("#tabs button[data-view=trends]")).await.unwrap().click().await.unwrap();
+        let n = rendered(c, "charted", 0).await;
+        let points = |class: &'static str| async move {
+            c.execute(&format!("return [...document.querySelectorAll('#chart-online path.{class}')].map(p => Number(p.dataset.points))"), vec![]).await.unwrap()
+        };
+        assert_eq!(points("province").await, json!([8]), "2018-Q1 to 2019-Q4");
+        assert_eq!(points("agency").await, json!([]));
+        c.execute("const a = document.getElementById('trend-agency'); a.value = '000.00.21.H27'; a.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
+        rendered(c, "charted", n).await;
+        assert_eq!(points("agency").await, json!([8]));
+
+        // The catalogue: every procedure in force, as the public catalogue lists it.
+        c.find(Locator::Css("#tabs button[data-view=catalogue]")).await.unwrap().click().await.unwrap();
+        rendered(c, "catalogued", 0).await;
+        let (_, catalogue) = outside(|| s.get("/v1/catalogue", None));
+        let offered: usize = catalogue["agencies"].as_array().unwrap().iter().map(|a| a["procedures"].as_array().unwrap().len()).sum();
+        assert!(offered > 0);
+        let rows = c.execute("return document.querySelectorAll('#catalogue-table tbody tr').length", vec![]).await.unwrap();
+        assert_eq!(rows, json!(offered));
+
+        // Audit: without a token, or with an analyst's, the trail is refused; an auditor sees it and downloads
+        // the bundle.
+        let (_, page) = outside(|| s.get("/v1/events?type=dossier.returned&limit=1", Some(&s.admin)));
+        let dossier = page["events"][0]["dossier"].as_str().unwrap().to_owned();
+        c.find(Locator::Css("#tabs button[data-view=audit]")).await.unwrap().click().await.unwrap();
+        let mut looked = 0;
+        for (token, allowed) in [("", false), (s.analyst.as_str(), false), (s.auditor.as_str(), true)] {
+            c.execute("const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'))", vec![json!(token)]).await.unwrap();
+            c.execute("document.getElementById('dossier').value = arguments[0]; document.querySelector('#lookup button').click()", vec![json!(dossier)]).await.unwrap();
+            looked = rendered(c, "looked", looked).await;
+            let shown = c.execute("return document.querySelectorAll('#timeline li').length", vec![]).await.unwrap();
+            let message: String = c.execute("return document.getElementById('audit-message').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+            if allowed {
+                let (_, trail) = outside(|| s.get(&format!("/v1/dossiers/{dossier}/events"), Some(&s.auditor)));
+                assert_eq!(shown, json!(trail["events"].as_array().unwrap().len()), "{message}");
+            } else {
+                assert_eq!(shown, json!(0));
+                assert!(message.contains("auditor"), "{message}");
+            }
+        }
+        c.find(Locator::Id("bundle")).await.unwrap().click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let bytes = loop {
+            let v = c.execute("return Number(document.body.dataset.bundleBytes || 0)", vec![]).await.unwrap();
+            if v.as_u64().unwrap_or(0) > 0 || Instant::now() > deadline {
+                break v.as_u64().unwrap_or(0);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (_, bundle) = outside(|| s.get_bytes(&format!("/v1/dossiers/{dossier}/bundle"), Some(&s.auditor)));
+        assert!(bytes > 0 && (bytes as i64 - bundle.len() as i64).abs() < 4_000, "{bytes} vs {}", bundle.len());
+    });
+}
+
+#[test]
+fn the_dashboard_fits_a_phone_and_needs_nothing_from_elsewhere() {
+    let p = Province::start();
+    let s = &p.server;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let b = browser(390, 844).await;
+        let c = &b.client;
+        c.goto(&format!("{}/dashboard/", s.base)).await.unwrap();
+        rendered(c, "rendered", 0).await;
+        // Nothing wider than the screen but the table's own scrolling box.
+        let overflow = c.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
+        assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone: {overflow}");
+        // Every resource came from the server itself.
+        let origins = c.execute("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin))]", vec![]).await.unwrap();
+        assert_eq!(origins, json!([s.base.trim_end_matches('/')]), "only this server");
+    });
+    // The page's policy forbids anything else.
+    let resp = reqwest::blocking::get(format!("{}/dashboard/", s.base)).unwrap();
+    let policy = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(policy.starts_with("default-src 'self'"), "{policy}");
+}
