@@ -293,13 +293,49 @@ fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
     assert_eq!(export(&data), before);
 }
 
+/// Runs `casetrail demo` on port 0 until it announces the dashboard; returns what it printed up to then, the
+/// dashboard's address, the tokens it listed, and the running child.
+fn demo(data: &Path) -> (String, String, Vec<(String, String)>, std::process::Child) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(BIN)
+        .arg("--data")
+        .arg(data)
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut said = String::new();
+    let mut dashboard = None;
+    let mut tokens = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(url) = line.strip_prefix("casetrail demo: the dashboard is at ") {
+            dashboard = Some(url.to_owned());
+        } else if dashboard.is_some() {
+            match line.trim().split_once(' ') {
+                Some((role, token)) if token.trim().starts_with("ct_") => {
+                    tokens.push((role.to_owned(), token.trim().to_owned()))
+                }
+                _ if line.starts_with("the API") => break,
+                _ => {}
+            }
+        }
+    }
+    // Keep draining what it prints, so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    let dashboard = dashboard.unwrap_or_else(|| panic!("no dashboard address in:\n{said}"));
+    (said, dashboard, tokens, child)
+}
+
 #[test]
-fn the_demo_fills_an_empty_directory_once_and_reports_from_it() {
+fn the_demo_fills_an_empty_directory_once_and_serves_the_dashboard() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let first = casetrail(&data, &["demo"]);
-    assert!(first.status.success(), "{}", stderr(&first));
-    let said = stdout(&first);
+    let (said, dashboard, tokens, mut child) = demo(&data);
     assert!(
         said.contains("filling") && said.contains("generated province"),
         "{said}"
@@ -311,17 +347,43 @@ fn the_demo_fills_an_empty_directory_once_and_reports_from_it() {
             "{level} row missing:\n{said}"
         );
     }
+    // The dashboard is served, and each token works for its role.
+    let page = reqwest::blocking::get(&dashboard).unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("/dashboard/app.js"));
+    let roles: Vec<&str> = tokens.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(roles, ["admin", "analyst", "auditor", "ingest"]);
+    let base = dashboard.trim_end_matches("/dashboard/");
+    let client = reqwest::blocking::Client::new();
+    let status = |path: &str, token: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(status("/v1/audit/head", &tokens[2].1), 200, "auditor");
+    assert_eq!(status("/v1/audit/head", &tokens[1].1), 403, "analyst");
+    assert_eq!(status("/v1/tokens", &tokens[0].1), 200, "admin");
     let size = |s: &str| {
         s.lines()
             .find_map(|l| l.strip_prefix("log size "))
             .and_then(|l| l.split(',').next())
             .map(|n| n.to_owned())
     };
-    let second = casetrail(&data, &["demo"]);
-    assert!(second.status.success(), "{}", stderr(&second));
-    let again = stdout(&second);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let stopped = child.wait().unwrap();
+    assert!(stopped.success(), "{stopped:?}");
+
+    // A second run reuses the data and shows the same tokens.
+    let (again, _, tokens_again, mut child) = demo(&data);
     assert!(again.contains("reusing the log"), "{again}");
     assert_eq!(size(&again), size(&said), "a second run adds nothing");
+    assert_eq!(tokens_again, tokens);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]

@@ -304,7 +304,7 @@ pub fn generate(config: &generator::Config, form: crate::GeneratedForm) -> Resul
 /// Dossiers in the demo's generated province.
 const DEMO_DOSSIERS: u64 = 60_000;
 
-pub fn demo(data: &Path) -> Result<ExitCode> {
+pub fn demo(data: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
     let log = open(data)?;
     if log.head().size == 0 {
         let config =
@@ -341,10 +341,14 @@ pub fn demo(data: &Path) -> Result<ExitCode> {
     } else {
         println!("casetrail demo: reusing the log in {}", data.display());
     }
+    let tokens = demo_tokens(&log, data)?;
     let head = log.head();
     drop(log);
     stats(data)?;
     let code = verify(data)?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
     println!("\nlog size {}, audit root {}", head.size, head.root);
     println!("\nQ1 2019 by level (casetrail report --period 2019-Q1 --group level):\n");
     let report = std::process::Command::new(std::env::current_exe()?)
@@ -355,8 +359,78 @@ pub fn demo(data: &Path) -> Result<ExitCode> {
     if !report.success() {
         return Err("the demo report failed".into());
     }
-    println!("\nnext: `casetrail --data {0} token create --name admin --role admin`, then `casetrail --data {0} serve`, and `curl 'localhost:8080/v1/indicators?period=2019-Q1&group=province'` (README, docs/indicators.md)", data.display());
-    Ok(code)
+    let mut settings = server::Settings::new(data);
+    settings.listen = listen;
+    settings.cache_mb = CACHE_MB.load(std::sync::atomic::Ordering::Relaxed);
+    crate::serve::run_until_stopped(settings, |running, _| {
+        println!(
+            "\ncasetrail demo: the dashboard is at http://{}/dashboard/",
+            running.addr
+        );
+        println!(
+            "tokens, one per role (kept in {}):",
+            data.join(DEMO_TOKENS).display()
+        );
+        for (role, token) in &tokens {
+            println!("  {role:<8} {token}");
+        }
+        println!("the API: docs/api.md; stop with Ctrl-C");
+    })
+}
+
+/// Where the demo keeps the tokens it made, so that a second run can show them again. A demo convenience: real
+/// deployments keep tokens only as hashes.
+const DEMO_TOKENS: &str = "demo-tokens.txt";
+
+/// The agency the demo's ingest token may write for: a department of the generated province.
+const DEMO_INGEST_AGENCY: &str = "000.00.03.H27";
+
+/// The demo's tokens, one per role: read back from `DEMO_TOKENS`, or made (and written there, mode 0600).
+fn demo_tokens(log: &SledLog, data: &Path) -> Result<Vec<(String, String)>> {
+    let path = data.join(DEMO_TOKENS);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let tokens: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(r, t)| (r.to_owned(), t.trim().to_owned()))
+            .collect();
+        if tokens.len() == 4 {
+            return Ok(tokens);
+        }
+    }
+    let mut tokens = Vec::new();
+    for role in [
+        domain::Role::Admin,
+        domain::Role::Analyst,
+        domain::Role::Auditor,
+        domain::Role::Ingest,
+    ] {
+        let token = server::auth::new_token();
+        let agency = (role == domain::Role::Ingest)
+            .then(|| domain::AgencyCode::parse(DEMO_INGEST_AGENCY))
+            .transpose()?;
+        log.add_credential(&domain::Credential {
+            name: format!("demo-{role}-{}", chrono::Utc::now().timestamp_micros()),
+            role,
+            agency,
+            token_sha256: server::auth::token_sha256(&token),
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+        })?;
+        tokens.push((role.to_string(), token));
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    for (role, token) in &tokens {
+        writeln!(file, "{role} {token}")?;
+    }
+    file.sync_all()?;
+    Ok(tokens)
 }
 
 pub fn append_loop(

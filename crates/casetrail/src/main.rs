@@ -118,8 +118,13 @@ enum Command {
     },
     /// An indicator table (indicators.md), offline from the data directory or from a server with --url.
     Report(report::ReportArgs),
-    /// Fill the data directory (on first run) with a generated year of dossiers, then check and describe it.
-    Demo,
+    /// The demo: fill the data directory (on first run) with a generated province (2018-Q1 to 2019-Q4), check and
+    /// describe it, make a token per role, and serve the dashboard and the API until Ctrl-C.
+    Demo {
+        /// Address to serve on; port 0 picks a free port.
+        #[arg(long, env = "CASETRAIL_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Test helper: append generated events from several threads, printing `ack <id> <position>` for each
     /// acknowledged event, until killed or done.
     #[command(hide = true)]
@@ -160,7 +165,7 @@ fn main() -> ExitCode {
             to,
             form,
         } => commands::generate(&generator::Config::new(seed, dossiers, from, to), form),
-        Command::Demo => commands::demo(&cli.data),
+        Command::Demo { listen } => commands::demo(&cli.data, listen),
         Command::Report(args) => report::report(&cli.data, args),
         Command::AppendLoop {
             seed,

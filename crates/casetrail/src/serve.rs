@@ -202,10 +202,7 @@ pub fn serve(
     settings.audit_origin = args.key.audit_origin.clone();
     settings.checkpoint_every_secs = args.checkpoint_every_secs;
     settings.checkpoint_every_events = args.checkpoint_every_events;
-    let log = Arc::new(SledLog::open(settings.store_config())?);
-    actix_web::rt::System::new().block_on(async {
-        let running = server::start(settings, log.clone())?;
-        running.stop_on_signals();
+    run_until_stopped(settings, |running, log| {
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(
             "casetrail: listening on http://{} with {} events in {}",
@@ -213,6 +210,20 @@ pub fn serve(
             log.head().size,
             data.display()
         );
+    })
+}
+
+/// Opens the log, starts the server, calls `announce` once it listens, and serves until SIGTERM or Ctrl-C; then
+/// stops gracefully (a snapshot of the indicator tables, a last signed checkpoint, the writer drained).
+pub fn run_until_stopped(
+    settings: server::Settings,
+    announce: impl FnOnce(&server::Running, &SledLog),
+) -> Result<ExitCode> {
+    let log = Arc::new(SledLog::open(settings.store_config())?);
+    actix_web::rt::System::new().block_on(async {
+        let running = server::start(settings, log.clone())?;
+        running.stop_on_signals();
+        announce(&running, &log);
         use std::io::Write;
         std::io::stdout().flush()?;
         let server::Running { server, state, .. } = running;

@@ -199,20 +199,25 @@ impl Running {
     /// On SIGTERM or SIGINT: end every live stream, then stop gracefully (no new connections; requests in flight
     /// are answered, so nothing acknowledged is lost). Call from within the runtime that runs the server.
     pub fn stop_on_signals(&self) {
+        use actix_rt::signal::unix::{signal, SignalKind};
         let (handle, state) = (self.server.handle(), self.state.clone());
+        // The handlers are installed here, before this returns (and before the caller announces that it listens),
+        // not in the task below: a SIGTERM that came between the announcement and the task's first poll would
+        // otherwise kill the process instead of stopping it gracefully.
+        let (mut terminate, mut interrupt) = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(t), Ok(i)) => (t, i),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM and SIGINT");
+                return;
+            }
+        };
         actix_web::rt::spawn(async move {
-            let mut terminate = match actix_rt::signal::unix::signal(
-                actix_rt::signal::unix::SignalKind::terminate(),
-            ) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    return;
-                }
-            };
             tokio::select! {
                 _ = terminate.recv() => tracing::info!("SIGTERM: stopping gracefully"),
-                _ = actix_rt::signal::ctrl_c() => tracing::info!("interrupt: stopping gracefully"),
+                _ = interrupt.recv() => tracing::info!("interrupt: stopping gracefully"),
             }
             state.stopping.send_replace(true);
             handle.stop(true).await;
