@@ -130,6 +130,16 @@ fn outside<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| scope.spawn(f).join().unwrap())
 }
 
+/// Saves a screenshot as `<CASETRAIL_SCREENSHOTS>/<name>.png` when that variable names a directory (how the
+/// pictures in docs/screenshots were made); otherwise does nothing.
+async fn snap(c: &Client, name: &str) {
+    if let Ok(dir) = std::env::var("CASETRAIL_SCREENSHOTS") {
+        let png = c.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+}
+
 /// Waits until `document.body.dataset[what]` is past `after`, and returns it.
 async fn rendered(c: &Client, what: &str, after: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -225,6 +235,7 @@ fn the_dashboard_shows_what_the_api_answers() {
         assert_eq!(shown[0]["agency"], "000.00.00.H27", "the province's total comes first");
         let children = answer["rows"].as_array().unwrap().iter().filter(|r| r["parent"] == "000.00.00.H27").count();
         assert_eq!(shown.len(), children + 1, "every department and district, once");
+        snap(c, "overview").await;
         // Vietnamese by default; the English switch changes the words, not the numbers.
         let header: String = c.execute("return document.querySelector('#table thead').textContent", vec![]).await.unwrap().as_str().unwrap().into();
         assert!(header.contains("Tỷ lệ trực tuyến"), "{header}");
@@ -261,6 +272,7 @@ fn the_dashboard_shows_what_the_api_answers() {
         assert!(shown[1..].iter().all(|r| r["agency"].as_str().unwrap().starts_with("000.21.")), "communes of the district");
         let crumbs: String = c.execute("return document.getElementById('crumbs').textContent", vec![]).await.unwrap().as_str().unwrap().into();
         assert!(crumbs.contains('›'), "{crumbs}");
+        snap(c, "drill-down").await;
 
         // Another period changes the numbers, to the API's for that period.
         c.execute("const p = document.getElementById('period'); p.value = '2018-Q2'; p.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
@@ -281,6 +293,7 @@ fn the_dashboard_shows_what_the_api_answers() {
             }
         }
         assert_ne!(known["rows"][0]["received"], earlier["rows"][0]["received"], "the date makes a difference");
+        snap(c, "as-known-on").await;
 
         // Downloads: the links are the API's CSV and XLSX of the table on screen.
         let csv: String = c.execute("return document.getElementById('csv').href", vec![]).await.unwrap().as_str().unwrap().into();
@@ -311,6 +324,7 @@ fn trends_catalogue_and_the_audit_view() {
         c.execute("const a = document.getElementById('trend-agency'); a.value = '000.00.21.H27'; a.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
         rendered(c, "charted", n).await;
         assert_eq!(points("agency").await, json!([8]));
+        snap(c, "trends").await;
 
         // The catalogue: every procedure in force, as the public catalogue lists it.
         c.find(Locator::Css("#tabs button[data-view=catalogue]")).await.unwrap().click().await.unwrap();
@@ -336,6 +350,7 @@ fn trends_catalogue_and_the_audit_view() {
             if allowed {
                 let (_, trail) = outside(|| s.get(&format!("/v1/dossiers/{dossier}/events"), Some(&s.auditor)));
                 assert_eq!(shown, json!(trail["events"].as_array().unwrap().len()), "{message}");
+                snap(c, "audit").await;
             } else {
                 assert_eq!(shown, json!(0));
                 assert!(message.contains("auditor"), "{message}");
@@ -367,6 +382,7 @@ fn the_dashboard_fits_a_phone_and_needs_nothing_from_elsewhere() {
         // Nothing wider than the screen but the table's own scrolling box.
         let overflow = c.execute("return document.documentElement.scrollWidth - window.innerWidth", vec![]).await.unwrap();
         assert!(overflow.as_i64().unwrap() <= 0, "the page is wider than a phone: {overflow}");
+        snap(c, "phone").await;
         // Every resource came from the server itself.
         let origins = c.execute("return [...new Set(performance.getEntriesByType('resource').map(e => new URL(e.name).origin))]", vec![]).await.unwrap();
         assert_eq!(origins, json!([s.base.trim_end_matches('/')]), "only this server");

@@ -9,7 +9,8 @@ const TEXT = {
     known_on: "Như đã biết vào ngày", below_only: "Chỉ đơn vị chưa đạt", csv: "Tải CSV", xlsx: "Tải XLSX",
     agency: "Đơn vị", name: "Đơn vị", code: "Mã", received: "Tiếp nhận", online: "Trực tuyến",
     online_rate: "Tỷ lệ trực tuyến", postal: "Bưu chính", postal_rate: "Tỷ lệ bưu chính", target: "Chỉ tiêu",
-    met: "Đạt", not_met: "Chưa đạt", none: "—", known: "đã biết", chart_online: "Tỷ lệ hồ sơ trực tuyến theo quý",
+    online_target: "Chỉ tiêu TT", online_met: "Đạt (TT)", postal_target: "Chỉ tiêu BC", postal_met: "Đạt (BC)",
+    met: "Đạt", not_met: "Chưa đạt", legend_agency: "Đơn vị đã chọn", legend_target: "Chỉ tiêu tỉnh", none: "—", known: "đã biết", chart_online: "Tỷ lệ hồ sơ trực tuyến theo quý",
     chart_postal: "Tỷ lệ hồ sơ qua bưu chính theo quý", province: "Toàn tỉnh", dossier: "Mã hồ sơ",
     look_up: "Tra cứu", download_bundle: "Tải gói kiểm tra", procedure: "Thủ tục", online_level: "Mức trực tuyến",
     postal_receive: "Nhận qua bưu chính", postal_return: "Trả qua bưu chính", yes: "Có", no: "Không",
@@ -24,6 +25,8 @@ const TEXT = {
     known_on: "As known on", below_only: "Only agencies below target", csv: "Download CSV",
     xlsx: "Download XLSX", agency: "Agency", name: "Agency", code: "Code", received: "Received", online: "Online",
     online_rate: "Online rate", postal: "Postal", postal_rate: "Postal rate", target: "Target", met: "Met",
+    online_target: "Online target", online_met: "Online met", postal_target: "Postal target", postal_met: "Postal met",
+    legend_agency: "Chosen agency", legend_target: "Province target",
     not_met: "Not met", none: "—", known: "as known", chart_online: "Online rate by quarter",
     chart_postal: "Postal rate by quarter", province: "Province", dossier: "Dossier code", look_up: "Look up",
     download_bundle: "Download audit bundle", procedure: "Procedure", online_level: "Online level",
@@ -120,12 +123,12 @@ const COLUMNS = [
   { key: "received", label: "received", value: (r) => r.received },
   { key: "received_online", label: "online", value: (r) => r.received_online },
   { key: "online_rate", label: "online_rate", value: (r) => r.online_rate, show: pct, known: true },
-  { key: "online_target", label: "target", narrow: true, value: (r) => r.online_target, show: pct },
-  { key: "online_met", label: "met", value: (r) => r.online_met, show: verdict },
+  { key: "online_target", label: "online_target", narrow: true, value: (r) => r.online_target, show: pct },
+  { key: "online_met", label: "online_met", value: (r) => r.online_met, show: verdict },
   { key: "postal_dossiers", label: "postal", value: (r) => r.postal_dossiers },
   { key: "postal_rate", label: "postal_rate", value: (r) => r.postal_rate, show: pct, known: true },
-  { key: "postal_target", label: "target", narrow: true, value: (r) => r.postal_target, show: pct },
-  { key: "postal_met", label: "met", value: (r) => r.postal_met, show: verdict },
+  { key: "postal_target", label: "postal_target", narrow: true, value: (r) => r.postal_target, show: pct },
+  { key: "postal_met", label: "postal_met", value: (r) => r.postal_met, show: verdict },
 ];
 
 function verdict(v) {
@@ -235,7 +238,7 @@ async function loadTrends() {
 }
 
 function chart(svg, lines, key, targetKey) {
-  const W = 640, H = 260, L = 44, R = 12, T = 12, B = 40;
+  const W = 640, H = 260, L = 44, R = 36, T = 24, B = 40;
   const periods = lines[0].points.map((p) => p[0]);
   const values = lines.flatMap((l) => l.points.map((p) => p[1]?.[key] ?? 0));
   const target = lines[0].points.find((p) => p[1]?.[targetKey] != null)?.[1][targetKey] ?? 0;
@@ -255,6 +258,11 @@ function chart(svg, lines, key, targetKey) {
     const label = make("text", { x: x(i) - 16, y: H - 14 }); label.textContent = p; svg.append(label);
   });
   svg.append(make("line", { class: "target", x1: L, x2: W - R, y1: y(target), y2: y(target) }));
+  const legend = [["#2457a6", t("province")], ...(lines.length > 1 ? [["#e08a00", t("legend_agency")]] : []), ["#b3261e", t("legend_target")]];
+  legend.forEach(([colour, label], i) => {
+    svg.append(make("rect", { x: L + i * 150, y: 6, width: 10, height: 10, fill: colour }));
+    const text = make("text", { x: L + i * 150 + 14, y: 15 }); text.textContent = label; svg.append(text);
+  });
   for (const line of lines) {
     const d = line.points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[1]?.[key] ?? 0).toFixed(1)}`).join(" ");
     svg.append(make("path", { class: line.name, d, "data-points": line.points.length }));
