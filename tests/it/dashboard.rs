@@ -93,6 +93,10 @@ pub struct Province {
 
 impl Province {
     pub fn start() -> Province {
+        Province::start_with(&[])
+    }
+
+    pub fn start_with(serve: &[&str]) -> Province {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let generated = Command::new(BIN)
@@ -107,7 +111,7 @@ impl Province {
         let admin = http::token(&data, "admin", "admin", None);
         let analyst = http::token(&data, "analyst", "analyst", None);
         let auditor = http::token(&data, "auditor", "auditor", None);
-        let (child, base) = http::spawn(&data, &[]);
+        let (child, base) = http::spawn(&data, serve);
         Province {
             server: http::Server {
                 child,
@@ -394,4 +398,31 @@ fn the_dashboard_fits_a_phone_and_needs_nothing_from_elsewhere() {
         .unwrap()
         .to_owned();
     assert!(policy.starts_with("default-src 'self'"), "{policy}");
+}
+
+#[test]
+fn with_public_tables_off_the_dashboard_asks_for_a_token_and_then_shows_them() {
+    let p = Province::start_with(&["--public-indicators", "false"]);
+    let s = &p.server;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let b = browser(1280, 900).await;
+        let c = &b.client;
+        c.goto(&format!("{}/dashboard/", s.base)).await.unwrap();
+        // Nothing to show without a token: the page says why, and shows no figures.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let summary = loop {
+            let text: String = c.execute("return document.getElementById('summary').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+            if !text.is_empty() || Instant::now() > deadline {
+                break text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(summary.contains("Mã truy cập"), "{summary}");
+        assert_eq!(c.execute("return document.querySelectorAll('#table tbody tr').length", vec![]).await.unwrap(), json!(0));
+        // An analyst's token: the tables load, the same as the API gives that token.
+        c.execute("const t = document.getElementById('token'); t.value = arguments[0]; t.dispatchEvent(new Event('change'))", vec![json!(s.analyst)]).await.unwrap();
+        rendered(c, "rendered", 0).await;
+        let (_, answer) = outside(|| s.get(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27", p.period), Some(&s.analyst)));
+        same_numbers(&table(c).await, &answer, "with a token");
+    });
 }

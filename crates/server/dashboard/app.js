@@ -15,6 +15,7 @@ const TEXT = {
     look_up: "Tra cứu", download_bundle: "Tải gói kiểm tra", procedure: "Thủ tục", online_level: "Mức trực tuyến",
     postal_receive: "Nhận qua bưu chính", postal_return: "Trả qua bưu chính", yes: "Có", no: "Không",
     needs_auditor: "Cần mã truy cập của kiểm tra viên (auditor) hoặc quản trị (admin).",
+    needs_token: "Các bảng này cần mã truy cập: nhập vào ô «Mã truy cập».",
     not_found: "Không có hồ sơ này.", below: "đơn vị chưa đạt chỉ tiêu trực tuyến hoặc bưu chính",
     of: "trên", stamp: "Vị trí nhật ký", computed: "tính lúc", version: "phiên bản", position: "vị trí",
     recorded: "ghi nhận", by: "bởi", no_data: "Không có số liệu.",
@@ -32,6 +33,7 @@ const TEXT = {
     download_bundle: "Download audit bundle", procedure: "Procedure", online_level: "Online level",
     postal_receive: "Postal receipt", postal_return: "Postal return", yes: "Yes", no: "No",
     needs_auditor: "An auditor or admin token is needed.", not_found: "No such dossier.",
+    needs_token: "These tables need a token: type it in the Token field.",
     below: "agencies below their online or postal target", of: "of", stamp: "Log position",
     computed: "computed", version: "version", position: "position", recorded: "recorded", by: "by",
     no_data: "No figures.",
@@ -333,7 +335,7 @@ async function downloadBundle() {
 // ---------------------------------------------------------------- start
 
 function show(error) {
-  $("summary").textContent = error.message;
+  $("summary").textContent = error.status === 401 || error.status === 403 ? t("needs_token") : error.message;
 }
 
 function switchView(view) {
@@ -369,7 +371,12 @@ document.addEventListener("DOMContentLoaded", () => {
   $("trend-agency").addEventListener("change", () => loadTrends().catch(show));
   $("lookup").addEventListener("submit", lookUp);
   $("bundle").addEventListener("click", downloadBundle);
-  $("token").addEventListener("change", (e) => { state.token = e.target.value.trim(); sessionStorage.setItem("casetrail.token", state.token); });
+  $("token").addEventListener("change", (e) => {
+    state.token = e.target.value.trim();
+    sessionStorage.setItem("casetrail.token", state.token);
+    // With public tables off, nothing could load before a token was given: start again now.
+    if (document.body.dataset.ready !== "true") start().then(() => document.body.dataset.ready = "true").catch(show);
+  });
   $("lang").addEventListener("click", () => {
     state.lang = state.lang === "vi" ? "en" : "vi";
     localStorage.setItem("casetrail.lang", state.lang);
