@@ -138,6 +138,7 @@ fn outside<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 /// pictures in docs/screenshots were made); otherwise does nothing.
 async fn snap(c: &Client, name: &str) {
     if let Ok(dir) = std::env::var("CASETRAIL_SCREENSHOTS") {
+        c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
         let png = c.screenshot().await.unwrap();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), png).unwrap();
