@@ -425,5 +425,20 @@ fn with_public_tables_off_the_dashboard_asks_for_a_token_and_then_shows_them() {
         rendered(c, "rendered", 0).await;
         let (_, answer) = outside(|| s.get(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27", p.period), Some(&s.analyst)));
         same_numbers(&table(c).await, &answer, "with a token");
+        // The CSV download goes through the API with that token, and is the API's CSV.
+        c.find(Locator::Id("csv")).await.unwrap().click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let bytes = loop {
+            let v = c.execute("return Number(document.body.dataset.downloadedBytes || 0)", vec![]).await.unwrap().as_u64().unwrap_or(0);
+            if v > 0 || Instant::now() > deadline {
+                break v;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let (status, csv) = outside(|| {
+            s.get_bytes(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27&lang=vi&format=csv", p.period), Some(&s.analyst))
+        });
+        assert_eq!(status, 200);
+        assert_eq!(bytes, csv.len() as u64, "the downloaded CSV is the API's");
     });
 }

@@ -318,6 +318,28 @@ async function lookUp(event) {
   done("looked");
 }
 
+// A download through the API with the token (a plain link carries none, so with public tables off it would be
+// refused); the file is named as the server names it.
+async function download(event) {
+  if (!state.token) return; // the plain link works while the tables are public
+  event.preventDefault();
+  const href = event.currentTarget.href;
+  try {
+    const response = await fetch(href, { headers: { Authorization: "Bearer " + state.token } });
+    if (!response.ok) throw Object.assign(new Error(response.statusText), { status: response.status });
+    const blob = await response.blob();
+    const name = /filename="?([^";]+)/.exec(response.headers.get("content-disposition") || "")?.[1]
+      || (href.includes("format=xlsx") ? "indicators.xlsx" : "indicators.csv");
+    const link = el("a", { href: URL.createObjectURL(blob), download: name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    document.body.dataset.downloadedBytes = String(blob.size);
+  } catch (error) {
+    show(error);
+  }
+}
+
 async function downloadBundle() {
   try {
     const blob = await api(`/v1/dossiers/${encodeURIComponent(state.trail)}/bundle`, { blob: true });
@@ -371,6 +393,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("trend-agency").addEventListener("change", () => loadTrends().catch(show));
   $("lookup").addEventListener("submit", lookUp);
   $("bundle").addEventListener("click", downloadBundle);
+  $("csv").addEventListener("click", download);
+  $("xlsx").addEventListener("click", download);
   $("token").addEventListener("change", (e) => {
     state.token = e.target.value.trim();
     sessionStorage.setItem("casetrail.token", state.token);
