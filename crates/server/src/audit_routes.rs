@@ -162,7 +162,7 @@ fn bad(name: &'static str, detail: String) -> ApiError {
     ApiError::BadParameter { name, detail }
 }
 
-/// A size or position parameter: required unless `optional`, and within `lo..=hi` (`bounds` says what those are).
+/// A size or position parameter, if given, within `lo..=hi` (`bounds` says what those are, for the message).
 fn tree_param(
     name: &'static str,
     value: Option<u64>,

@@ -303,10 +303,20 @@ async fn sign_periodically(state: web::Data<State>) {
             })
             .await;
             last_at = Instant::now();
-            match signed {
-                Ok(Ok(c)) => signed_size = Some(c.size),
-                Ok(Err(e)) => tracing::error!(error = %e, "could not sign a checkpoint"),
-                Err(e) => tracing::error!(error = %e, "the checkpoint signer failed"),
+            let failure = match signed {
+                Ok(Ok(c)) => {
+                    signed_size = Some(c.size);
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // A store that refuses (a full disk) must not be retried in a tight loop: the count rule would say
+            // "due" again at once. Wait a period (a second at least), or for the stop.
+            tracing::error!(error = %failure, "could not sign a checkpoint; trying again later");
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stopping.changed() => return,
             }
             continue;
         }
