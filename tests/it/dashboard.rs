@@ -145,7 +145,8 @@ async fn snap(c: &Client, name: &str) {
     }
 }
 
-/// Waits until `document.body.dataset[what]` is past `after`, and returns it.
+/// Waits until the number `document.body.dataset[what]` (a count of renderings, or a download's size) is past
+/// `after`, and returns it.
 async fn rendered(c: &Client, what: &str, after: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -362,14 +363,7 @@ fn trends_catalogue_and_the_audit_view() {
             }
         }
         c.find(Locator::Id("bundle")).await.unwrap().click().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let bytes = loop {
-            let v = c.execute("return Number(document.body.dataset.bundleBytes || 0)", vec![]).await.unwrap();
-            if v.as_u64().unwrap_or(0) > 0 || Instant::now() > deadline {
-                break v.as_u64().unwrap_or(0);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let bytes = rendered(c, "bundleBytes", 0).await;
         let (_, bundle) = outside(|| s.get_bytes(&format!("/v1/dossiers/{dossier}/bundle"), Some(&s.auditor)));
         assert!(bytes > 0 && (bytes as i64 - bundle.len() as i64).abs() < 4_000, "{bytes} vs {}", bundle.len());
     });
@@ -427,14 +421,7 @@ fn with_public_tables_off_the_dashboard_asks_for_a_token_and_then_shows_them() {
         same_numbers(&table(c).await, &answer, "with a token");
         // The CSV download goes through the API with that token, and is the API's CSV.
         c.find(Locator::Id("csv")).await.unwrap().click().await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let bytes = loop {
-            let v = c.execute("return Number(document.body.dataset.downloadedBytes || 0)", vec![]).await.unwrap().as_u64().unwrap_or(0);
-            if v > 0 || Instant::now() > deadline {
-                break v;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        let bytes = rendered(c, "downloadedBytes", 0).await;
         let (status, csv) = outside(|| {
             s.get_bytes(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27&lang=vi&format=csv", p.period), Some(&s.analyst))
         });

@@ -24,6 +24,17 @@ fn offline(args: &[&str]) -> Output {
     out
 }
 
+/// `casetrail audit verify-bundle FILE --key KEY`, offline.
+fn verify_bundle(file: &Path, key: &str) -> Output {
+    offline(&[
+        "audit",
+        "verify-bundle",
+        file.to_str().unwrap(),
+        "--key",
+        key,
+    ])
+}
+
 /// `casetrail audit verify-consistency OLD NEW --key KEY [--proof PROOF]`, offline.
 fn consistency(old: &Path, new: &Path, key: &str, proof: Option<&Path>) -> Output {
     let mut args = vec![
@@ -93,13 +104,7 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
     );
     let size_then = s.log_size();
 
-    let out = offline(&[
-        "audit",
-        "verify-bundle",
-        bundle.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let out = verify_bundle(&bundle, &key);
     assert!(out.status.success(), "{}", text(&out));
     let report = text(&out);
     assert!(
@@ -117,13 +122,7 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
     for n in 0..5 {
         s.receive(&format!("000.00.12.H27-190313-{n:04}"), DEPT);
     }
-    let out = offline(&[
-        "audit",
-        "verify-bundle",
-        bundle.to_str().unwrap(),
-        "--key",
-        &key,
-    ]);
+    let out = verify_bundle(&bundle, &key);
     assert!(out.status.success(), "{}", text(&out));
     let link = save(
         &s,
@@ -160,13 +159,7 @@ fn a_bundle_verifies_offline_and_its_checkpoint_links_to_later_heads() {
     let other = tempfile::tempdir().unwrap();
     let other_key = casetrail(&other.path().join("data"), &["audit", "key"]);
     let other_key = String::from_utf8_lossy(&other_key.stdout).trim().to_owned();
-    let out = offline(&[
-        "audit",
-        "verify-bundle",
-        bundle.to_str().unwrap(),
-        "--key",
-        &other_key,
-    ]);
+    let out = verify_bundle(&bundle, &other_key);
     assert!(!out.status.success());
     assert!(
         text(&out).contains("not signed by the key"),
@@ -234,13 +227,7 @@ fn a_changed_byte_in_any_part_of_a_bundle_is_rejected_with_one_line() {
     ] {
         let file = files.path().join("tampered.json");
         std::fs::write(&file, flip(&bundle, at)).unwrap();
-        let out = offline(&[
-            "audit",
-            "verify-bundle",
-            file.to_str().unwrap(),
-            "--key",
-            &key,
-        ]);
+        let out = verify_bundle(&file, &key);
         assert!(!out.status.success(), "a changed byte in {part} passed");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
@@ -254,15 +241,7 @@ fn a_changed_byte_in_any_part_of_a_bundle_is_rejected_with_one_line() {
     // And the untouched bundle passes, so it was the change that failed them.
     let file = files.path().join("bundle.json");
     std::fs::write(&file, &bundle).unwrap();
-    assert!(offline(&[
-        "audit",
-        "verify-bundle",
-        file.to_str().unwrap(),
-        "--key",
-        &key
-    ])
-    .status
-    .success());
+    assert!(verify_bundle(&file, &key).status.success());
 }
 
 #[test]
