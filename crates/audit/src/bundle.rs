@@ -45,8 +45,18 @@ impl Bundle {
         dossier: &str,
         checkpoint: &StoredCheckpoint,
     ) -> Result<Option<Bundle>, StoreError> {
+        Bundle::of_events(log, dossier, log.stream(dossier)?, checkpoint)
+    }
+
+    /// The bundle of `stream`, the dossier's events as already read from `log`.
+    pub(crate) fn of_events(
+        log: &impl EventLog,
+        dossier: &str,
+        stream: Vec<domain::StoredEvent>,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<Option<Bundle>, StoreError> {
         let mut events = Vec::new();
-        for e in log.stream(dossier)? {
+        for e in stream {
             if e.position > checkpoint.size {
                 break;
             }

@@ -29,7 +29,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
 
 /// A checkpoint origin (and key name) must be a non-empty name without spaces or `+`, as signed notes require;
 /// by convention it is `host/path` naming the log.
-pub fn check_origin(origin: &str) -> Result<(), KeyError> {
+pub(crate) fn check_origin(origin: &str) -> Result<(), KeyError> {
     if origin.len() > 200 || !signed_note::is_key_name_valid(origin) {
         return Err(KeyError::Invalid(format!(
             "the audit origin {origin:?} must be 1 to 200 characters without spaces or '+' (for example motcua.hatinh.gov.vn/casetrail)"
@@ -39,7 +39,7 @@ pub fn check_origin(origin: &str) -> Result<(), KeyError> {
 }
 
 /// An origin for a log whose operator named none: unique, and plainly not a real host.
-pub fn default_origin() -> String {
+pub(crate) fn default_origin() -> String {
     format!("casetrail.invalid/log-{:08x}", rand::random::<u32>())
 }
 

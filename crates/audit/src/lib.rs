@@ -15,7 +15,7 @@ mod notary;
 mod verify;
 
 pub use bundle::{Bundle, BundleEvent, BUNDLE_FORMAT};
-pub use key::{check_origin, default_origin, KeyError, SigningKey, VerifierKey};
+pub use key::{KeyError, SigningKey, VerifierKey};
 pub use notary::{check_stored_checkpoints, Notary};
 pub use verify::{
     open_checkpoint, read_checkpoint_document, verify_bundle, verify_consistency,

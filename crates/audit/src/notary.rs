@@ -80,11 +80,14 @@ impl Notary {
         dossier: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Bundle>, StoreError> {
-        let Some(last) = log.stream(dossier)?.last().map(|e| e.position) else {
+        // The dossier's events are read once: the checkpoint must cover the last of them, and they are what the
+        // bundle proves.
+        let stream = log.stream(dossier)?;
+        let Some(last) = stream.last().map(|e| e.position) else {
             return Ok(None);
         };
         let checkpoint = self.covering(log, last, now)?;
-        Bundle::build(log, dossier, &checkpoint)
+        Bundle::of_events(log, dossier, stream, &checkpoint)
     }
 }
 
