@@ -156,7 +156,7 @@ pub fn run(
             let t = first + (last - first) * rng.gen_range(0..1_000) / 1_000;
             let q = Query {
                 as_of: None,
-                known_at: Some(t),
+                known_at: Some(domain::KnownAt::Instant(t)),
                 ..q
             };
             let started = Instant::now();

@@ -21,6 +21,96 @@ pub fn vietnam_date<Tz: TimeZone>(t: &DateTime<Tz>) -> NaiveDate {
     t.with_timezone(&vietnam()).date_naive()
 }
 
+const VIETNAM_OFFSET_SECS: i64 = 7 * 3_600;
+const DAY_SECS: i64 = 86_400;
+
+/// The day number (days since 1970-01-01) of an instant's date in Vietnam civil time; the instant in Unix seconds.
+pub fn vietnam_day(t: i64) -> i64 {
+    (t + VIETNAM_OFFSET_SECS).div_euclid(DAY_SECS)
+}
+
+/// The first instant (Unix seconds) of a Vietnam day number.
+pub fn vietnam_day_start(day: i64) -> i64 {
+    day * DAY_SECS - VIETNAM_OFFSET_SECS
+}
+
+/// The first instant of a Vietnam civil day. A day is the half-open interval `[day_start(d), day_start(d + 1))`:
+/// every instant of the day, to the last microsecond, lies before the next day's start.
+pub fn day_start(date: NaiveDate) -> DateTime<Utc> {
+    vietnam()
+        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        .single()
+        .expect("a fixed offset has no gaps")
+        .with_timezone(&Utc)
+}
+
+/// "As known on": what the log held at an instant, or on a whole day.
+///
+/// An instant counts what was recorded at or before it. A day counts what was recorded before the next day began
+/// in Vietnam time, so the last second of the day, with whatever fraction of it, belongs to the day (a date is
+/// never turned into its 23:59:59.000).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KnownAt {
+    Instant(DateTime<Utc>),
+    Day(NaiveDate),
+}
+
+impl KnownAt {
+    /// Whether an event recorded at `recorded_at` was known then.
+    pub fn counts(&self, recorded_at: &DateTime<Utc>) -> bool {
+        match self {
+            KnownAt::Instant(t) => recorded_at <= t,
+            KnownAt::Day(d) => *recorded_at < day_start(next_day(*d)),
+        }
+    }
+
+    /// The latest whole second (Unix seconds) that was known: the instant's own second, or the day's last second.
+    /// Open dossiers are judged there (the indicators compare instants to the second).
+    pub fn last_second(&self) -> i64 {
+        match self {
+            KnownAt::Instant(t) => t.timestamp(),
+            KnownAt::Day(d) => day_start(next_day(*d)).timestamp() - 1,
+        }
+    }
+}
+
+fn next_day(d: NaiveDate) -> NaiveDate {
+    d.succ_opt().expect("a date before the end of time")
+}
+
+impl FromStr for KnownAt {
+    type Err = String;
+    /// An RFC 3339 instant with its offset, or a date (`2019-04-05`, the whole day in Vietnam time).
+    fn from_str(s: &str) -> Result<KnownAt, String> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(KnownAt::Instant(t.with_timezone(&Utc)));
+        }
+        let bad = || format!("{s:?} is neither an RFC 3339 instant with an offset nor a date (YYYY-MM-DD)");
+        let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
+        if !(YEAR_MIN..=YEAR_MAX).contains(&day.year()) {
+            return Err(format!("year {} is out of range {YEAR_MIN}–{YEAR_MAX}", day.year()));
+        }
+        Ok(KnownAt::Day(day))
+    }
+}
+
+impl fmt::Display for KnownAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KnownAt::Instant(t) => {
+                f.write_str(&t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            }
+            KnownAt::Day(d) => write!(f, "{}", d.format("%Y-%m-%d")),
+        }
+    }
+}
+
+impl Serialize for KnownAt {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// How periods are cut.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -174,11 +264,7 @@ fn boundary(y: i32, m: u32, cut: Cut) -> DateTime<Utc> {
         Cut::Decree09 => NaiveDate::from_ymd_opt(y, m - 1, 15),
     }
     .expect("period bounds are valid dates");
-    vietnam()
-        .from_local_datetime(&date.and_hms_opt(0, 0, 0).expect("midnight exists"))
-        .single()
-        .expect("a fixed offset has no gaps")
-        .with_timezone(&Utc)
+    day_start(date)
 }
 
 impl fmt::Display for Period {

@@ -6,12 +6,13 @@
 pub mod access;
 pub mod calendar;
 pub mod codes;
+pub mod deadline;
 pub mod event;
 pub mod parse;
 pub mod stream;
 
 pub use access::{Credential, Role};
-pub use calendar::{Cut, Period, PeriodKind};
+pub use calendar::{Cut, KnownAt, Period, PeriodKind};
 pub use codes::{AgencyCode, DossierCode, ProcedureCode, Text};
 pub use event::{Event, EventData, EventType, Instant, StoredEvent, Stream};
 pub use parse::{

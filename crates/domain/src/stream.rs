@@ -158,38 +158,28 @@ impl DossierState {
         self.resolved_at.or(self.returned_at).or(self.withdrawn_at)
     }
 
-    /// The due time with every supplement pause added: the finished pauses, and a pending one up to `until`.
-    pub fn effective_due_at(&self, until: DateTime<Utc>) -> Option<DateTime<FixedOffset>> {
-        let pending = match self.supplement_pending_since {
-            Some(since) => (until - since.with_timezone(&Utc)).num_seconds().max(0),
-            None => 0,
-        };
-        self.due_at
-            .map(|due| due + Duration::seconds(self.supplement_paused_secs + pending))
+    /// The on-time clock as it stands after the dossier's last event (`crate::deadline`).
+    pub fn clock(&self) -> crate::deadline::Clock {
+        crate::deadline::Clock {
+            due: self.due_at.map(|d| d.timestamp()),
+            paused: self.supplement_paused_secs,
+            pending_since: self.supplement_pending_since.map(|s| s.timestamp()),
+            repeated: self.supplement_requests > 1,
+        }
     }
 
-    /// On time or not, judged at `at` for a dossier still open then. Dates, not times, are compared, in Vietnam
-    /// time. `None` when the dossier has no due time: nothing was promised, so nothing can be late.
+    /// On time or not, judged at `at` (at or after the dossier's last event) by the one rule of
+    /// `crate::deadline`, the rule the indicators count by. A dossier whose processing ended by `at` is judged at
+    /// its end. `None` when nothing was promised and nothing made it late: no due time and at most one supplement
+    /// request (the indicators count such a dossier as on time, or open in time).
     pub fn timeliness(&self, at: DateTime<Utc>) -> Option<Timeliness> {
-        let ended = self.ended_at().filter(|end| end.with_timezone(&Utc) <= at);
-        let judged_at = ended.map_or(at, |end| end.with_timezone(&Utc));
-        let due = crate::calendar::vietnam_date(&self.effective_due_at(judged_at)?);
-        let repeated_supplements = self.supplement_requests > 1;
-        Some(match ended {
-            Some(end) => {
-                let end = crate::calendar::vietnam_date(&end);
-                if repeated_supplements || end > due {
-                    Timeliness::Late
-                } else if end == due {
-                    Timeliness::OnTime
-                } else {
-                    Timeliness::Early
-                }
-            }
-            None if repeated_supplements || crate::calendar::vietnam_date(&at) > due => {
-                Timeliness::OpenLate
-            }
-            None => Timeliness::OpenInTime,
+        let clock = self.clock();
+        if clock.due.is_none() && !clock.repeated {
+            return None;
+        }
+        Some(match self.ended_at().filter(|end| end.with_timezone(&Utc) <= at) {
+            Some(end) => clock.at_end(end.timestamp()),
+            None => clock.open_at(at.timestamp()),
         })
     }
 }
@@ -427,7 +417,8 @@ pub fn apply_in_place(next: &mut StreamHead, event: &Event) {
         }
         EventData::SupplementReceived(_) => {
             if let Some(since) = s.supplement_pending_since.take() {
-                s.supplement_paused_secs += (at - since).num_seconds().max(0);
+                // Whole seconds on both sides, as the indicators count pauses.
+                s.supplement_paused_secs += (at.timestamp() - since.timestamp()).max(0);
             }
         }
         EventData::DueExtended(d) => s.due_at = Some(d.new_due_at),

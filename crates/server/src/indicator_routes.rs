@@ -7,9 +7,7 @@ use crate::openapi::Problem;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
-use domain::calendar::vietnam;
-use domain::{AgencyCode, Period, Role};
+use domain::{AgencyCode, KnownAt, Period, Role};
 use projections::indicators::render::{self, Format, Lang};
 use projections::indicators::Group;
 use serde::Deserialize;
@@ -32,8 +30,8 @@ pub(crate) struct IndicatorParams {
     agency: Option<String>,
     /// Count only events up to this log position.
     as_of: Option<u64>,
-    /// Count only events recorded by this instant (RFC 3339 with offset), or by the end of this day
-    /// (`2019-04-05`, Vietnam time).
+    /// Count only events recorded by this instant (RFC 3339 with offset), or during or before this day
+    /// (`2019-04-05`, Vietnam time: everything recorded before the next day began).
     known_at: Option<String>,
     /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
     format: Option<String>,
@@ -60,20 +58,9 @@ fn period(name: &'static str, value: Option<&str>) -> Result<Period, ApiError> {
         .map_err(|e: String| bad(name, e))
 }
 
-/// `known_at`: an instant with its offset, or a date meaning the end of that day in Vietnam time.
-pub fn parse_known_at(s: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| {
-        format!("{s:?} is neither an RFC 3339 instant with an offset nor a date (YYYY-MM-DD)")
-    })?;
-    let end = day.and_hms_opt(23, 59, 59).expect("a valid time");
-    Ok(vietnam()
-        .from_local_datetime(&end)
-        .single()
-        .expect("a fixed offset has no gaps")
-        .with_timezone(&Utc))
+/// `known_at`: an instant with its offset, or a date meaning the whole of that day in Vietnam time.
+pub fn parse_known_at(s: &str) -> Result<KnownAt, String> {
+    s.parse()
 }
 
 async fn answer(

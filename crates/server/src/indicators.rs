@@ -4,9 +4,9 @@
 //! Used by the HTTP handlers and by `casetrail report` alike.
 
 use base64::Engine as _;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use domain::calendar::Cut;
-use domain::{AgencyCode, Period, StoredEvent};
+use domain::{AgencyCode, KnownAt, Period, StoredEvent};
 use projections::indicators::render::{ScorecardName, Settings, Stamp, Table};
 use projections::indicators::scorecard::Scorecard;
 use projections::indicators::{Engine, Group};
@@ -34,7 +34,7 @@ pub struct Query {
     pub group: Group,
     pub scope: Option<AgencyCode>,
     pub as_of: Option<u64>,
-    pub known_at: Option<DateTime<Utc>>,
+    pub known_at: Option<KnownAt>,
 }
 
 pub struct Answer {
@@ -283,8 +283,8 @@ impl Indicators {
         Ok(engine)
     }
 
-    /// The last position recorded at or before `t` (0 when none): recording times never decrease.
-    fn position_known_at(log: &SledLog, t: DateTime<Utc>, size: u64) -> Result<u64, String> {
+    /// The last position known at `t` (0 when none): recording times never decrease along positions.
+    fn position_known_at(log: &SledLog, t: KnownAt, size: u64) -> Result<u64, String> {
         let (mut low, mut high) = (0u64, size); // invariant: position `low` known by t (0 = none), `high + 1` not
         while low < high {
             let middle = low + (high - low).div_ceil(2);
@@ -292,7 +292,7 @@ impl Indicators {
                 .event(middle)
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| format!("position {middle} is missing"))?;
-            if e.recorded_at <= t {
+            if t.counts(&e.recorded_at) {
                 low = middle;
             } else {
                 high = middle - 1;
@@ -356,7 +356,7 @@ impl Indicators {
             .engine_at(log, position)
             .map_err(IndicatorError::Storage)?;
         if let Some(t) = q.known_at {
-            engine.advance(t.timestamp());
+            engine.advance(t.last_second());
         }
         Ok(answer_from(&engine))
     }

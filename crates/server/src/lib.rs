@@ -320,10 +320,13 @@ async fn sign_periodically(state: web::Data<State>) {
             }
             continue;
         }
+        // Nothing due now. The timer is armed only while there is something to sign: with nothing new since the
+        // last checkpoint its deadline may lie in the past, and a past deadline is always ready (a spinning loop).
+        // A commit wakes the loop instead, and the deadline is then judged again.
         let deadline = tokio::time::Instant::from_std(last_at + period);
         tokio::select! {
             changed = commits.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep_until(deadline), if every_secs > 0 => {}
+            _ = tokio::time::sleep_until(deadline), if every_secs > 0 && grown => {}
             _ = stopping.changed() => return,
         }
     }

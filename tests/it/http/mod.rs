@@ -2,6 +2,7 @@
 
 mod audit;
 mod errors;
+mod idle;
 mod indicators;
 mod matrix;
 mod openapi;

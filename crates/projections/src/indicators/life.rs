@@ -5,7 +5,9 @@
 //! the dossier's old contribution out and putting the new one in: corrections, late events and a receipt moved to
 //! another quarter need nothing special.
 
-use super::scheme::{vietnam_day, vietnam_day_start, Scheme, Secs};
+use super::scheme::{Scheme, Secs};
+use domain::deadline::Clock;
+use domain::Timeliness;
 use domain::event::{Channel, EventData, OnlineLevel};
 use serde::{Deserialize, Serialize};
 
@@ -189,63 +191,41 @@ impl Life {
             .sum()
     }
 
-    /// How a dossier whose processing ended at `end` stands: its end date against its due date with every pause
-    /// (a pause still pending at the end counts up to the end). Two or more supplement requests make it late;
-    /// a dossier with no due time cannot be late.
-    pub fn class_at_end(&self, end: Secs) -> Class {
-        if self.pauses.len() > 1 {
-            return Class::Late;
-        }
-        let Some(due) = self.due else {
-            return Class::OnTime;
-        };
-        let paused: Secs = self
-            .pauses
-            .iter()
-            .filter(|(since, _)| *since <= end)
-            .map(|&(since, until)| until.unwrap_or(end).min(end) - since)
-            .map(|p| p.max(0))
-            .sum();
-        let (end_day, due_day) = (vietnam_day(end), vietnam_day(due + paused));
-        match end_day.cmp(&due_day) {
-            std::cmp::Ordering::Less => Class::Early,
-            std::cmp::Ordering::Equal => Class::OnTime,
-            std::cmp::Ordering::Greater => Class::Late,
+    /// The on-time clock as the dossier stood at `t`: the pauses ended by then, the one running then, and whether
+    /// documents had been asked for twice by then. The rule itself is `domain::deadline`'s, the dossier state's.
+    pub fn clock_at(&self, t: Secs) -> Clock {
+        Clock {
+            due: self.due,
+            paused: self.paused_by(t),
+            pending_since: self
+                .pauses
+                .iter()
+                .find(|&&(since, until)| since <= t && until.is_none_or(|u| u > t))
+                .map(|&(since, _)| since),
+            repeated: self.second_request.is_some_and(|s| s <= t),
         }
     }
 
-    /// Whether the dossier, open at `t`, is late then. While a supplement is pending the processing clock stands
-    /// still, so the dossier stands as it did when the supplement was requested (Decision 766 takes the request
-    /// time as the end of a dossier waiting for documents).
-    pub fn late_at(&self, t: Secs) -> bool {
-        if self.second_request.is_some_and(|s| s <= t) {
-            return true;
+    /// How a dossier whose processing ended at `end` stands (early, on time or late).
+    pub fn class_at_end(&self, end: Secs) -> Class {
+        match self.clock_at(end).at_end(end) {
+            Timeliness::Early => Class::Early,
+            Timeliness::OnTime => Class::OnTime,
+            _ => Class::Late,
         }
-        let Some(due) = self.due else {
-            return false;
-        };
-        let t = self
-            .pauses
-            .iter()
-            .find(|&&(since, until)| since <= t && until.is_none_or(|u| u > t))
-            .map_or(t, |&(since, _)| since);
-        vietnam_day(t) > vietnam_day(due + self.paused_by(t))
+    }
+
+    /// Whether the dossier, open at `t`, is late then.
+    pub fn late_at(&self, t: Secs) -> bool {
+        self.clock_at(t).late_open_at(t)
     }
 
     /// How the dossier stands at every instant from `last_change` on, while no new event arrives.
     fn tail(&self) -> Tail {
-        if self.second_request.is_some() {
-            return Tail::Constant(true);
-        }
-        let Some(due) = self.due else {
-            return Tail::Constant(false);
-        };
-        match self.pauses.last() {
-            Some(&(since, None)) => Tail::Constant(self.late_at(since)),
-            _ => {
-                let due_day = vietnam_day(due + self.paused_by(Secs::MAX));
-                Tail::LateFrom(vietnam_day_start(due_day + 1))
-            }
+        let clock = self.clock_at(self.last_change);
+        match clock.late_from() {
+            Some(x) => Tail::LateFrom(x),
+            None => Tail::Constant(clock.late_open_at(self.last_change)),
         }
     }
 

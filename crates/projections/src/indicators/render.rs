@@ -20,7 +20,8 @@ pub struct Stamp {
     /// The instant open dossiers are judged at when a period had not ended by then.
     pub judged_at: Option<DateTime<Utc>>,
     pub as_of: Option<u64>,
-    pub known_at: Option<DateTime<Utc>>,
+    /// As asked: an instant, or a whole day in Vietnam time.
+    pub known_at: Option<domain::KnownAt>,
     pub computed_at: DateTime<Utc>,
     pub settings: Settings,
 }
@@ -669,7 +670,10 @@ fn stamp_facts(stamp: &Stamp, group: Group, tables: &[Table]) -> Vec<(&'static s
             "as_of",
             stamp.as_of.map_or_else(String::new, |p| p.to_string()),
         ),
-        ("known_at", opt(stamp.known_at)),
+        (
+            "known_at",
+            stamp.known_at.map_or_else(String::new, |k| k.to_string()),
+        ),
         ("computed_at", stamp.computed_at.to_rfc3339()),
         ("cut", stamp.settings.cut.to_string()),
         ("scorecard", stamp.settings.scorecard.name.clone()),
@@ -878,7 +882,8 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
             "recorded_at": instant,
             "judged_at": instant,
             "as_of": { "type": ["integer", "null"] },
-            "known_at": instant,
+            "known_at": { "anyOf": [{ "type": "string", "format": "date-time" }, { "type": "string", "format": "date" }, { "type": "null" }],
+                          "description": "As asked: an instant (events recorded at or before it), or a day in Vietnam time (events recorded before the next day began)" },
             "computed_at": { "type": "string", "format": "date-time" },
             "settings": {
                 "type": "object",

@@ -9,8 +9,6 @@ use domain::Period;
 /// Seconds since the Unix epoch (UTC). Every instant the indicators compare is held this way.
 pub type Secs = i64;
 
-const VIETNAM_OFFSET_SECS: i64 = 7 * 3_600;
-const DAY_SECS: i64 = 86_400;
 /// Days from 0001-01-01 (chrono's day 1 of the common era) to 1970-01-01.
 const EPOCH_DAYS_FROM_CE: i64 = 719_163;
 
@@ -28,15 +26,7 @@ pub fn secs<Tz: chrono::TimeZone>(t: &DateTime<Tz>) -> Secs {
     t.timestamp()
 }
 
-/// The day number (days since 1970-01-01) of the instant's date in Vietnam civil time.
-pub fn vietnam_day(t: Secs) -> i64 {
-    (t + VIETNAM_OFFSET_SECS).div_euclid(DAY_SECS)
-}
-
-/// The first instant (UTC seconds) of a Vietnam day number.
-pub fn vietnam_day_start(day: i64) -> Secs {
-    day * DAY_SECS - VIETNAM_OFFSET_SECS
-}
+pub use domain::calendar::{vietnam_day, vietnam_day_start};
 
 /// Month, quarter or year under a cut, as integers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
