@@ -85,10 +85,15 @@ impl FromStr for KnownAt {
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
             return Ok(KnownAt::Instant(t.with_timezone(&Utc)));
         }
-        let bad = || format!("{s:?} is neither an RFC 3339 instant with an offset nor a date (YYYY-MM-DD)");
+        let bad = || {
+            format!("{s:?} is neither an RFC 3339 instant with an offset nor a date (YYYY-MM-DD)")
+        };
         let day = NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
         if !(YEAR_MIN..=YEAR_MAX).contains(&day.year()) {
-            return Err(format!("year {} is out of range {YEAR_MIN}–{YEAR_MAX}", day.year()));
+            return Err(format!(
+                "year {} is out of range {YEAR_MIN}–{YEAR_MAX}",
+                day.year()
+            ));
         }
         Ok(KnownAt::Day(day))
     }

@@ -177,10 +177,12 @@ impl DossierState {
         if clock.due.is_none() && !clock.repeated {
             return None;
         }
-        Some(match self.ended_at().filter(|end| end.with_timezone(&Utc) <= at) {
-            Some(end) => clock.at_end(end.timestamp()),
-            None => clock.open_at(at.timestamp()),
-        })
+        Some(
+            match self.ended_at().filter(|end| end.with_timezone(&Utc) <= at) {
+                Some(end) => clock.at_end(end.timestamp()),
+                None => clock.open_at(at.timestamp()),
+            },
+        )
     }
 }
 

@@ -394,3 +394,78 @@ fn the_report_command_offline_and_against_a_server_agree() {
     assert!(said.contains("400") && said.contains("beyond"), "{said}");
     stop(&mut child);
 }
+
+/// The last second of an "as known on" day belongs to the day, with its fraction: a dossier recorded at
+/// 23:59:59.4 on 5 April (Vietnam time) was known on 5 April; one recorded at 00:00:00 on 6 April was not. Offline
+/// (`casetrail report --known-at`), over HTTP (`known_at=`), and as the stamp says it.
+#[test]
+fn known_on_a_day_counts_the_last_second_of_that_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut lines = String::new();
+    for (i, (dossier, recorded)) in [
+        ("D-LAST-SECOND", "2019-04-05T16:59:59.400000Z"),
+        ("D-NEXT-DAY", "2019-04-05T17:00:00Z"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let e = json!({ "position": i + 1, "version": 1, "recorded_at": recorded, "source": "vendor",
+            "id": format!("01935c3e-0000-7000-8000-00000000000{i}"), "type": "dossier.received",
+            "dossier": dossier, "agency": "000.00.12.H27", "occurred_at": "2019-03-30T09:00:00+07:00",
+            "data": { "procedure": "1.001234", "channel": "online", "online_level": "level3" } });
+        lines.push_str(&format!("{e}\n"));
+    }
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, lines).unwrap();
+    let imported = casetrail(&data, &["import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", crate::stderr(&imported));
+    let received = |answer: &Value| -> i64 {
+        answer["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["received"].as_i64().unwrap())
+            .sum()
+    };
+    let offline = |known_at: &str| -> Value {
+        let out = casetrail(
+            &data,
+            &[
+                "report",
+                "--period",
+                "2019-Q1",
+                "--format",
+                "json",
+                "--known-at",
+                known_at,
+            ],
+        );
+        assert!(out.status.success(), "{}", crate::stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let day = offline("2019-04-05");
+    assert_eq!(received(&day), 1, "{day}");
+    assert_eq!(day["stamp"]["known_at"], "2019-04-05");
+    assert_eq!(day["stamp"]["position"], 1);
+    assert_eq!(received(&offline("2019-04-06")), 2);
+    assert_eq!(received(&offline("2019-04-04")), 0);
+    assert_eq!(received(&offline("2019-04-05T23:59:59.4+07:00")), 1);
+    assert_eq!(received(&offline("2019-04-05T23:59:59.399999+07:00")), 0);
+
+    let (mut child, base) = spawn(&data, &[]);
+    let (status, http) = get_json(
+        &base,
+        "/v1/indicators?period=2019-Q1&known_at=2019-04-05",
+        None,
+    );
+    assert_eq!(status, 200, "{http}");
+    assert_eq!(without_computed_at(http), without_computed_at(day));
+    let (_, next) = get_json(
+        &base,
+        "/v1/indicators?period=2019-Q1&known_at=2019-04-06",
+        None,
+    );
+    assert_eq!(received(&next), 2);
+    stop(&mut child);
+}

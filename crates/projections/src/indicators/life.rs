@@ -7,8 +7,8 @@
 
 use super::scheme::{Scheme, Secs};
 use domain::deadline::Clock;
-use domain::Timeliness;
 use domain::event::{Channel, EventData, OnlineLevel};
+use domain::Timeliness;
 use serde::{Deserialize, Serialize};
 
 /// A table column a dossier can add to. The `Tail…` columns are not columns of the answer: an open dossier leaves

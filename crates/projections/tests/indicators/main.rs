@@ -2,6 +2,7 @@
 
 mod brute;
 mod cases;
+mod verdicts;
 
 use brute::World;
 use chrono::{DateTime, Utc};
