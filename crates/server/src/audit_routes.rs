@@ -17,13 +17,17 @@ use store::{EventLog, StoredCheckpoint};
 pub const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/audit/key", web::get().to(key))
-        .route("/v1/audit/head", web::get().to(head))
-        .route("/v1/audit/checkpoints", web::get().to(checkpoints))
-        .route("/v1/audit/checkpoints", web::post().to(issue))
-        .route("/v1/audit/proof", web::get().to(proof))
-        .route("/v1/audit/consistency", web::get().to(consistency))
-        .route("/v1/dossiers/{dossier}/bundle", web::get().to(bundle));
+    use crate::extract::resource;
+    cfg.service(resource("/v1/audit/key", "GET").route(web::get().to(key)))
+        .service(resource("/v1/audit/head", "GET").route(web::get().to(head)))
+        .service(
+            resource("/v1/audit/checkpoints", "GET, POST")
+                .route(web::get().to(checkpoints))
+                .route(web::post().to(issue)),
+        )
+        .service(resource("/v1/audit/proof", "GET").route(web::get().to(proof)))
+        .service(resource("/v1/audit/consistency", "GET").route(web::get().to(consistency)))
+        .service(resource("/v1/dossiers/{dossier}/bundle", "GET").route(web::get().to(bundle)));
 }
 
 fn view(c: StoredCheckpoint) -> CheckpointView {
@@ -87,6 +91,7 @@ pub(crate) async fn head(
 
 #[derive(Deserialize)]
 pub(crate) struct CheckpointsQuery {
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     after: Option<u64>,
     limit: Option<usize>,
 }
@@ -107,14 +112,14 @@ const CHECKPOINTS_PAGE_MAX: usize = 1_000;
     security(("bearer" = [])))]
 pub(crate) async fn checkpoints(
     caller: Caller,
-    query: web::Query<CheckpointsQuery>,
+    query: crate::extract::Query<CheckpointsQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > CHECKPOINTS_PAGE_MAX {
         return Err(ApiError::BadParameter {
-            name: "limit",
+            name: "limit".into(),
             detail: format!("limit must be 1 to {CHECKPOINTS_PAGE_MAX}"),
         });
     }
@@ -159,7 +164,7 @@ pub(crate) async fn issue(
 }
 
 fn bad(name: &'static str, detail: String) -> ApiError {
-    ApiError::BadParameter { name, detail }
+    ApiError::bad_parameter(name, detail)
 }
 
 /// A size or position parameter, if given, within `lo..=hi` (`bounds` says what those are, for the message).
@@ -197,7 +202,9 @@ fn tree_size(
 
 #[derive(Deserialize)]
 pub(crate) struct ProofQuery {
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     position: Option<u64>,
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     size: Option<u64>,
 }
 
@@ -215,7 +222,7 @@ pub(crate) struct ProofQuery {
     security(("bearer" = [])))]
 pub(crate) async fn proof(
     caller: Caller,
-    query: web::Query<ProofQuery>,
+    query: crate::extract::Query<ProofQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
@@ -248,7 +255,9 @@ pub(crate) async fn proof(
 
 #[derive(Deserialize)]
 pub(crate) struct ConsistencyQuery {
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     from: Option<u64>,
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     to: Option<u64>,
 }
 
@@ -266,7 +275,7 @@ pub(crate) struct ConsistencyQuery {
     security(("bearer" = [])))]
 pub(crate) async fn consistency(
     caller: Caller,
-    query: web::Query<ConsistencyQuery>,
+    query: crate::extract::Query<ConsistencyQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;

@@ -14,19 +14,20 @@ const STYLE: &str = include_str!("../dashboard/app.css");
 const POLICY: &str = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root))
-        .route("/dashboard", web::get().to(root))
-        .route(
-            "/dashboard/",
-            web::get().to(|| file(INDEX, "text/html; charset=utf-8")),
+    use crate::extract::resource;
+    cfg.service(resource("/", "GET").route(web::get().to(root)))
+        .service(resource("/dashboard", "GET").route(web::get().to(root)))
+        .service(
+            resource("/dashboard/", "GET")
+                .route(web::get().to(|| file(INDEX, "text/html; charset=utf-8"))),
         )
-        .route(
-            "/dashboard/app.js",
-            web::get().to(|| file(SCRIPT, "text/javascript; charset=utf-8")),
+        .service(
+            resource("/dashboard/app.js", "GET")
+                .route(web::get().to(|| file(SCRIPT, "text/javascript; charset=utf-8"))),
         )
-        .route(
-            "/dashboard/app.css",
-            web::get().to(|| file(STYLE, "text/css; charset=utf-8")),
+        .service(
+            resource("/dashboard/app.css", "GET")
+                .route(web::get().to(|| file(STYLE, "text/css; charset=utf-8"))),
         );
 }
 

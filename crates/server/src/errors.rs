@@ -13,14 +13,31 @@ pub enum ApiError {
     /// The body is not JSON, or not the shape of an event or a request.
     #[error("{0}")]
     MalformedJson(String),
-    /// A query parameter is out of its domain.
+    /// A query, path or header parameter is out of its domain, or could not be read at all.
     #[error("{detail}")]
-    BadParameter { name: &'static str, detail: String },
+    BadParameter {
+        name: std::borrow::Cow<'static, str>,
+        detail: String,
+    },
+    /// No route has this path.
+    #[error("no route {0}; /openapi.json lists every route")]
+    RouteNotFound(String),
+    /// The path exists, but not with this method; `Allow` lists the methods it has.
+    #[error("{method} is not a method of {path}; it has {allow}")]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allow: &'static str,
+    },
+    /// An error the HTTP layer raised before (or instead of) a handler, made into a problem like every other.
+    #[error("{detail}")]
+    Http { status: StatusCode, detail: String },
     #[error("a valid bearer token is required")]
     Unauthorized,
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
+    /// A resource that does not exist: its stable code and a message.
+    #[error("{1}")]
     NotFound(&'static str, String),
     #[error("{} field(s) failed validation", .0.len())]
     Validation(Vec<ValidationError>),
@@ -56,6 +73,11 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "bad_parameter"),
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "route_not_found"),
+            ApiError::MethodNotAllowed { .. } => {
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+            }
+            ApiError::Http { status, .. } => (*status, http_code(*status)),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
@@ -72,6 +94,36 @@ impl ApiError {
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
+    }
+}
+
+impl ApiError {
+    pub fn bad_parameter(
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        detail: impl Into<String>,
+    ) -> ApiError {
+        ApiError::BadParameter {
+            name: name.into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The stable code of a status the HTTP layer answered with by itself (`Http`).
+fn http_code(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        404 => "route_not_found",
+        405 => "method_not_allowed",
+        408 => "request_timeout",
+        411 => "length_required",
+        413 => "payload_too_large",
+        414 => "uri_too_long",
+        415 => "unsupported_media_type",
+        417 => "expectation_failed",
+        431 => "headers_too_large",
+        500..=599 => "internal",
+        _ => "http_error",
     }
 }
 
@@ -156,6 +208,9 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((actix_web::http::header::ALLOW, *allow));
         }
         response.body(body.to_string())
     }

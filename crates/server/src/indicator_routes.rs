@@ -15,35 +15,71 @@ use serde::Deserialize;
 /// The most periods one series may hold (twenty years of months).
 const SERIES_PERIODS_MAX: usize = 240;
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct IndicatorParams {
-    /// `2019-03`, `2019-Q1` or `2019` (tables); not used by series.
-    period: Option<String>,
-    /// First period of a series.
-    from: Option<String>,
-    /// Last period of a series (same kind as `from`).
-    to: Option<String>,
-    /// `agency` (default), `subtree`, `level` or `province`.
+/// The parameters of a table and of a series: each its own (so that `/openapi.json` documents exactly what each
+/// operation reads, and marks what it requires), with the same shared ones.
+macro_rules! indicator_params {
+    ($(#[$meta:meta])* $name:ident { $($(#[$field_meta:meta])* $field:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(Deserialize, utoipa::IntoParams)]
+        #[into_params(parameter_in = Query)]
+        pub(crate) struct $name {
+            $($(#[$field_meta])* #[param(required = true)] $field: Option<String>,)*
+            /// `agency` (default), `subtree`, `level` or `province`.
+            group: Option<String>,
+            /// Only this agency and what is registered below it.
+            agency: Option<String>,
+            /// Count only events up to this log position.
+            #[serde(default, deserialize_with = "crate::extract::int64")]
+            as_of: Option<u64>,
+            /// Count only events recorded by this instant (RFC 3339 with offset), or during or before this day
+            /// (`2019-04-05`, Vietnam time: everything recorded before the next day began).
+            known_at: Option<String>,
+            /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
+            format: Option<String>,
+            /// Column headers of CSV and XLSX: `vi` (default) or `en`.
+            lang: Option<String>,
+        }
+
+        impl From<$name> for IndicatorParams {
+            fn from(p: $name) -> IndicatorParams {
+                let mut periods = [None, None, None];
+                for (slot, value) in periods.iter_mut().zip([$(p.$field),*]) {
+                    *slot = value;
+                }
+                let [first, last, _] = periods;
+                IndicatorParams { first, last, group: p.group, agency: p.agency, as_of: p.as_of,
+                                  known_at: p.known_at, format: p.format, lang: p.lang }
+            }
+        }
+    };
+}
+
+indicator_params!(TableParams {
+    /// `2019-03`, `2019-Q1` or `2019`.
+    period,
+});
+
+indicator_params!(SeriesParams {
+    /// The first period: `2019-03`, `2019-Q1` or `2019`.
+    from,
+    /// The last period, of the same kind as `from`.
+    to,
+});
+
+/// What either operation was asked: `first` is the period (a table) or `from` (a series), `last` is `to`.
+struct IndicatorParams {
+    first: Option<String>,
+    last: Option<String>,
     group: Option<String>,
-    /// Only this agency and what is registered below it.
     agency: Option<String>,
-    /// Count only events up to this log position.
     as_of: Option<u64>,
-    /// Count only events recorded by this instant (RFC 3339 with offset), or during or before this day
-    /// (`2019-04-05`, Vietnam time: everything recorded before the next day began).
     known_at: Option<String>,
-    /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
     format: Option<String>,
-    /// Column headers of CSV and XLSX: `vi` (default) or `en`.
     lang: Option<String>,
 }
 
 fn bad(name: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::BadParameter {
-        name,
-        detail: detail.into(),
-    }
+    ApiError::bad_parameter(name, detail)
 }
 
 fn period(name: &'static str, value: Option<&str>) -> Result<Period, ApiError> {
@@ -74,8 +110,8 @@ async fn answer(
     }
     let periods = if series {
         let (from, to) = (
-            period("from", p.from.as_deref())?,
-            period("to", p.to.as_deref())?,
+            period("from", p.first.as_deref())?,
+            period("to", p.last.as_deref())?,
         );
         if from.kind() != to.kind() || from > to {
             return Err(bad(
@@ -95,7 +131,7 @@ async fn answer(
         }
         all
     } else {
-        vec![period("period", p.period.as_deref())?]
+        vec![period("period", p.first.as_deref())?]
     };
     let group: Group = p
         .group
@@ -177,7 +213,7 @@ async fn answer(
 /// The indicator table for one period (`indicators.md`): one row per agency, subtree, level or the province,
 /// with targets, verdicts, procedure coverage, scores, and the stamp of what it was computed from.
 #[utoipa::path(get, path = "/v1/indicators", tag = "indicators",
-    params(IndicatorParams),
+    params(TableParams),
     responses(
         (status = 200, description = "The table: JSON (`rows` and `stamp`), CSV or XLSX", body = Object),
         (status = 400, description = "A parameter is out of its domain", body = Problem, content_type = "application/problem+json"),
@@ -189,14 +225,14 @@ async fn answer(
 pub(crate) async fn indicators(
     caller: Caller,
     state: web::Data<State>,
-    params: web::Query<IndicatorParams>,
+    params: crate::extract::Query<TableParams>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(caller, state, params.into_inner(), false).await
+    answer(caller, state, params.into_inner().into(), false).await
 }
 
 /// The same columns period by period, from `from` to `to`, for trends.
 #[utoipa::path(get, path = "/v1/indicators/series", tag = "indicators",
-    params(IndicatorParams),
+    params(SeriesParams),
     responses(
         (status = 200, description = "The series: JSON (`periods`, each with its `rows`, and one `stamp`), CSV or XLSX", body = Object),
         (status = 400, description = "A parameter is out of its domain", body = Problem, content_type = "application/problem+json"),
@@ -208,7 +244,7 @@ pub(crate) async fn indicators(
 pub(crate) async fn series(
     caller: Caller,
     state: web::Data<State>,
-    params: web::Query<IndicatorParams>,
+    params: crate::extract::Query<SeriesParams>,
 ) -> Result<HttpResponse, ApiError> {
-    answer(caller, state, params.into_inner(), true).await
+    answer(caller, state, params.into_inner().into(), true).await
 }

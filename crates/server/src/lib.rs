@@ -8,6 +8,7 @@ mod audit_routes;
 pub mod auth;
 mod dashboard;
 pub mod errors;
+mod extract;
 mod indicator_routes;
 pub mod indicators;
 
@@ -171,10 +172,15 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
+            .app_data(web::PathConfig::default().error_handler(|e, _| {
+                errors::ApiError::bad_parameter("path", e.to_string()).into()
+            }))
+            .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)
             .configure(audit_routes::configure)
             .configure(dashboard::configure)
+            .default_service(web::to(extract::route_not_found))
     })
     .workers(settings.workers.max(1))
     .shutdown_timeout(settings.shutdown_timeout_secs)

@@ -2,6 +2,7 @@
 
 use crate::auth::{covers, new_token, token_sha256, Caller};
 use crate::errors::ApiError;
+use crate::extract::Query;
 use crate::openapi::*;
 use crate::State;
 use actix_web::http::header;
@@ -17,33 +18,35 @@ use store::{AppendOutcome, AppendRequest, EventLog};
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/openapi.json", web::get().to(openapi_json))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics))
-        .route("/v1/events", web::post().to(append))
-        .route("/v1/events", web::get().to(events))
-        .route("/v1/events/live", web::get().to(live))
-        .route("/v1/dossiers/{dossier}", web::get().to(dossier))
-        .route("/v1/dossiers/{dossier}/events", web::get().to(trail))
-        .route("/v1/agencies/{code}", web::put().to(put_agency))
-        .route(
-            "/v1/agencies/{code}/procedures/{procedure}",
-            web::put().to(put_procedure),
+    use crate::extract::resource;
+    use crate::indicator_routes::{indicators, series};
+    cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))
+        .service(resource("/openapi.json", "GET").route(web::get().to(openapi_json)))
+        .service(resource("/readyz", "GET").route(web::get().to(readyz)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)))
+        .service(
+            resource("/v1/events", "GET, POST")
+                .route(web::post().to(append))
+                .route(web::get().to(events)),
         )
-        .route("/v1/targets", web::put().to(put_target))
-        .route("/v1/catalogue", web::get().to(catalogue))
-        .route(
-            "/v1/indicators",
-            web::get().to(crate::indicator_routes::indicators),
+        .service(resource("/v1/events/live", "GET").route(web::get().to(live)))
+        .service(resource("/v1/dossiers/{dossier}", "GET").route(web::get().to(dossier)))
+        .service(resource("/v1/dossiers/{dossier}/events", "GET").route(web::get().to(trail)))
+        .service(resource("/v1/agencies/{code}", "PUT").route(web::put().to(put_agency)))
+        .service(
+            resource("/v1/agencies/{code}/procedures/{procedure}", "PUT")
+                .route(web::put().to(put_procedure)),
         )
-        .route(
-            "/v1/indicators/series",
-            web::get().to(crate::indicator_routes::series),
+        .service(resource("/v1/targets", "PUT").route(web::put().to(put_target)))
+        .service(resource("/v1/catalogue", "GET").route(web::get().to(catalogue)))
+        .service(resource("/v1/indicators", "GET").route(web::get().to(indicators)))
+        .service(resource("/v1/indicators/series", "GET").route(web::get().to(series)))
+        .service(
+            resource("/v1/tokens", "GET, POST")
+                .route(web::post().to(create_token))
+                .route(web::get().to(list_tokens)),
         )
-        .route("/v1/tokens", web::post().to(create_token))
-        .route("/v1/tokens", web::get().to(list_tokens))
-        .route("/v1/tokens/{name}", web::delete().to(revoke_token));
+        .service(resource("/v1/tokens/{name}", "DELETE").route(web::delete().to(revoke_token)));
 }
 
 const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
@@ -243,6 +246,7 @@ pub(crate) async fn append(
 
 #[derive(Deserialize)]
 pub(crate) struct EventsQuery {
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     after: Option<u64>,
     limit: Option<usize>,
     #[serde(rename = "type")]
@@ -261,7 +265,7 @@ impl Filter {
         Ok(Filter {
             ty: ty.map(EventType::from_name).transpose().map_err(|detail| {
                 ApiError::BadParameter {
-                    name: "type",
+                    name: "type".into(),
                     detail,
                 }
             })?,
@@ -269,7 +273,7 @@ impl Filter {
                 .map(AgencyCode::parse)
                 .transpose()
                 .map_err(|detail| ApiError::BadParameter {
-                    name: "agency",
+                    name: "agency".into(),
                     detail,
                 })?,
         })
@@ -304,7 +308,7 @@ const PAGE_EVENTS_MAX: usize = 1_000;
 pub(crate) async fn events(
     req: HttpRequest,
     caller: Caller,
-    query: web::Query<EventsQuery>,
+    query: Query<EventsQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(READERS)?;
@@ -362,7 +366,7 @@ pub(crate) async fn events(
     let limit = query.limit.unwrap_or(100);
     if limit == 0 || limit > PAGE_EVENTS_MAX {
         return Err(ApiError::BadParameter {
-            name: "limit",
+            name: "limit".into(),
             detail: format!("limit must be 1 to {PAGE_EVENTS_MAX}"),
         });
     }
@@ -393,6 +397,7 @@ pub(crate) async fn events(
 
 #[derive(Deserialize)]
 pub(crate) struct LiveQuery {
+    #[serde(default, deserialize_with = "crate::extract::int64")]
     after: Option<u64>,
 }
 
@@ -412,15 +417,12 @@ pub(crate) struct LiveQuery {
 pub(crate) async fn live(
     req: HttpRequest,
     caller: Caller,
-    query: web::Query<LiveQuery>,
+    query: Query<LiveQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(READERS)?;
-    let last_id = req
-        .headers()
-        .get("Last-Event-ID")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    // An unreadable Last-Event-ID is refused: ignoring it would replay the whole log from position 0.
+    let last_id = crate::extract::integer_header(&req, "Last-Event-ID", i64::MAX as u64)?;
     let after = last_id.or(query.after).unwrap_or(0);
     let follow = Follow {
         state: state.clone(),
@@ -490,7 +492,7 @@ fn visible_dossier(
 ) -> Result<domain::DossierState, ApiError> {
     let credential = caller.require(DOSSIER_READERS)?;
     let code = DossierCode::parse(code).map_err(|detail| ApiError::BadParameter {
-        name: "dossier",
+        name: "dossier".into(),
         detail,
     })?;
     let found = state
@@ -658,7 +660,7 @@ pub(crate) async fn put_agency(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Admin])?.clone();
     let code = AgencyCode::parse(&path).map_err(|detail| ApiError::BadParameter {
-        name: "code",
+        name: "code".into(),
         detail,
     })?;
     let body = read_json(&req, payload, &state).await?;
@@ -704,11 +706,11 @@ pub(crate) async fn put_procedure(
     let credential = caller.require(&[Role::Admin, Role::Ingest])?.clone();
     let (code, procedure) = path.into_inner();
     let code = AgencyCode::parse(&code).map_err(|detail| ApiError::BadParameter {
-        name: "code",
+        name: "code".into(),
         detail,
     })?;
     let procedure = ProcedureCode::parse(&procedure).map_err(|detail| ApiError::BadParameter {
-        name: "procedure",
+        name: "procedure".into(),
         detail,
     })?;
     if !covers(&state, &credential, &code) {
@@ -794,7 +796,7 @@ pub(crate) struct CatalogueQuery {
     ))]
 pub(crate) async fn catalogue(
     caller: Caller,
-    query: web::Query<CatalogueQuery>,
+    query: Query<CatalogueQuery>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     // Public, but a token that is sent must be valid: a client with a revoked token should hear about it.
@@ -805,7 +807,7 @@ pub(crate) async fn catalogue(
         .map(AgencyCode::parse)
         .transpose()
         .map_err(|detail| ApiError::BadParameter {
-            name: "agency",
+            name: "agency".into(),
             detail,
         })?;
     let today = domain::calendar::vietnam_date(&Utc::now());
@@ -913,6 +915,8 @@ pub(crate) async fn revoke_token(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
+    // A name no token can have is a malformed request, not a missing token.
+    check_source(&path).map_err(|detail| ApiError::bad_parameter("name", detail))?;
     if state.log.revoke_credential(&path, Utc::now())? {
         Ok(HttpResponse::NoContent().finish())
     } else {

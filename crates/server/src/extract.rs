@@ -1,0 +1,146 @@
+//! What the HTTP layer reads before a handler runs, made to fail like everything else: problem+json with a stable
+//! code, naming what was wrong. actix's own extractors answer `text/plain` ("Query deserialize error: invalid digit
+//! found in string"), and its router answers an empty 404 or 405; these take their place.
+
+use crate::errors::ApiError;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{FromRequest, HttpRequest, ResponseError};
+use serde::de::DeserializeOwned;
+use std::future::{ready, Ready};
+
+/// Typed query parameters. A value that does not parse is a 400 `bad_parameter` naming the parameter and the
+/// value, e.g. `"abc" is not a valid after: invalid digit found in string`.
+pub struct Query<T>(pub T);
+
+impl<T> std::ops::Deref for Query<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> Query<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest for Query<T> {
+    type Error = ApiError;
+    type Future = Ready<Result<Query<T>, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(parse_query(req.query_string()).map(Query))
+    }
+}
+
+/// Reads a query string into `T`, naming the parameter that failed.
+pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    let pairs = form_urlencoded::parse(query.as_bytes());
+    serde_path_to_error::deserialize(serde_urlencoded::Deserializer::new(pairs)).map_err(|e| {
+        let name = e.path().to_string();
+        let value = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.into_owned());
+        match value {
+            Some(v) => ApiError::bad_parameter(
+                name.clone(),
+                format!("{v:?} is not a valid {name}: {}", e.inner()),
+            ),
+            // No single parameter to blame (a repeated one, say): the query as a whole.
+            None => ApiError::bad_parameter(
+                "query",
+                format!("the query string could not be read: {}", e.inner()),
+            ),
+        }
+    })
+}
+
+/// A non-negative integer parameter within the OpenAPI `int64` the contract gives it: `0..=2^63-1`.
+pub fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    use serde::Deserialize;
+    match Option::<u64>::deserialize(d)? {
+        Some(n) if n > i64::MAX as u64 => Err(serde::de::Error::custom(format!(
+            "{n} is above the largest position, {}",
+            i64::MAX
+        ))),
+        n => Ok(n),
+    }
+}
+
+/// An unsigned integer header (`Last-Event-ID`): absent is `None`; present but not a number in `0..=max` is a 400.
+pub fn integer_header(
+    req: &HttpRequest,
+    name: &'static str,
+    max: u64,
+) -> Result<Option<u64>, ApiError> {
+    let Some(value) = req.headers().get(name) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or("");
+    match text.trim().parse::<u64>() {
+        Ok(n) if n <= max => Ok(Some(n)),
+        _ => Err(ApiError::bad_parameter(
+            name,
+            format!("{text:?} is not a valid {name}: expected a whole number from 0 to {max}"),
+        )),
+    }
+}
+
+/// Every path is served by a resource that knows its methods: any other method is a 405 naming them in `Allow`.
+pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
+    actix_web::web::resource(path).default_service(actix_web::web::to(
+        move |req: HttpRequest| async move {
+            ApiError::MethodNotAllowed {
+                method: req.method().to_string(),
+                path: path.to_owned(),
+                allow,
+            }
+            .error_response()
+        },
+    ))
+}
+
+/// For a path no route has.
+pub async fn route_not_found(req: HttpRequest) -> actix_web::HttpResponse {
+    ApiError::RouteNotFound(format!("{} {}", req.method(), req.path())).error_response()
+}
+
+/// The net under every error: an error answer that is not already problem+json (one the HTTP layer made by itself,
+/// before or instead of our code) is rewritten as one, its text kept as the detail and its status kept.
+pub async fn problems(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    // Handlers' and extractors' errors arrive here as responses already (actix renders them inside the route); an
+    // `Err` from further in is rare and is rendered by actix from its own `ResponseError`.
+    let response = next.call(req).await?.map_into_boxed_body();
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return Ok(response);
+    }
+    let (request, answer) = response.into_parts();
+    let allow = answer.headers().get(header::ALLOW).cloned();
+    let text = actix_web::body::to_bytes(answer.into_body())
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let detail = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let mut problem = ApiError::Http { status, detail }.error_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(header::ALLOW, allow);
+    }
+    Ok(ServiceResponse::new(request, problem))
+}
