@@ -190,8 +190,14 @@ pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), String>
     failure.map_or(Ok(()), Err)
 }
 
+/// How long a question waits for the live engine to reach the position it asks about, before it is answered from a
+/// replay instead (bounded questions) or from where the engine stands, saying so in the stamp (live ones).
+const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub struct Indicators {
     live: RwLock<Engine>,
+    /// Signalled whenever the live engine moves on (`catch_up`), for questions waiting for it.
+    moved: (std::sync::Mutex<()>, std::sync::Condvar),
     pub card: Scorecard,
     pub cut: Cut,
     pub snapshots: Snapshots,
@@ -225,6 +231,7 @@ impl Indicators {
         );
         Ok(Indicators {
             live: RwLock::new(engine),
+            moved: Default::default(),
             card,
             cut,
             snapshots,
@@ -250,11 +257,36 @@ impl Indicators {
                 }
             }
         }
+        {
+            let _guard = self.moved.0.lock().expect("indicator wait lock");
+            self.moved.1.notify_all();
+        }
         if let Some(engine) = due {
             // Written outside the lock: queries and the follower go on meanwhile.
             self.snapshots.save(log, &engine)?;
         }
         Ok(())
+    }
+
+    /// Waits, at most `FOLLOW_WAIT`, until the live engine has folded `position`; returns where it stands. The
+    /// follower feeds it shortly after each commit, so a question asked right after a write usually waits for
+    /// milliseconds.
+    fn wait_for(&self, position: u64) -> u64 {
+        let deadline = std::time::Instant::now() + FOLLOW_WAIT;
+        let mut guard = self.moved.0.lock().expect("indicator wait lock");
+        loop {
+            let at = self.position();
+            let now = std::time::Instant::now();
+            if at >= position || now >= deadline {
+                return at;
+            }
+            guard = self
+                .moved
+                .1
+                .wait_timeout(guard, deadline - now)
+                .expect("indicator wait lock")
+                .0;
+        }
     }
 
     /// Writes a snapshot of the live engine unless the latest one is at its position already (at a stop).
@@ -267,18 +299,23 @@ impl Indicators {
         Ok(())
     }
 
-    /// The engine as of a position: the live one when it is there, else the nearest snapshot plus replay.
+    /// The engine as of a position: the live one when it is there; the live one carried forward when it is behind
+    /// (it follows the log asynchronously); else the nearest snapshot plus replay.
     fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, String> {
-        {
+        let behind = {
             let live = self.live.read().expect("indicator lock");
             if live.position() == position {
                 return Ok(live.clone());
             }
-        }
-        let mut engine = self
-            .snapshots
-            .nearest(log, self.cut, position)
-            .unwrap_or_else(|| Engine::new(self.cut));
+            (live.position() < position).then(|| live.clone())
+        };
+        let mut engine = match behind {
+            Some(live) => live,
+            None => self
+                .snapshots
+                .nearest(log, self.cut, position)
+                .unwrap_or_else(|| Engine::new(self.cut)),
+        };
         replay(&mut engine, log, position)?;
         Ok(engine)
     }
@@ -305,7 +342,9 @@ impl Indicators {
         if q.periods.is_empty() {
             return Err(IndicatorError::Invalid("no period asked for".into()));
         }
-        let size = self.position();
+        // The committed head, not the live engine's position: the engine follows commits asynchronously, and a
+        // question about anything acknowledged must be answered for exactly that, never refused or cut short.
+        let size = log.head().size;
         if let Some(p) = q.as_of {
             if p > size {
                 return Err(IndicatorError::Invalid(format!(
@@ -318,8 +357,9 @@ impl Indicators {
             position = position
                 .min(Self::position_known_at(log, t, size).map_err(IndicatorError::Storage)?);
         }
-        let root = root_at(log, position).map_err(IndicatorError::Storage)?;
-        let answer_from = |engine: &Engine| {
+        self.wait_for(position);
+        let answer_from = |engine: &Engine, position: u64| -> Result<Answer, IndicatorError> {
+            let root = root_at(log, position).map_err(IndicatorError::Storage)?;
             let tables = q
                 .periods
                 .iter()
@@ -330,7 +370,7 @@ impl Indicators {
                 .collect();
             let stamp = Stamp {
                 position,
-                root: root.clone(),
+                root,
                 recorded_at: engine.recorded_at(),
                 judged_at: chrono::DateTime::from_timestamp(engine.horizon(), 0),
                 as_of: q.as_of,
@@ -344,12 +384,16 @@ impl Indicators {
                     },
                 },
             };
-            Answer { stamp, tables }
+            Ok(Answer { stamp, tables })
         };
-        if q.known_at.is_none() && position == size {
+        if q.known_at.is_none() {
             let live = self.live.read().expect("indicator lock");
-            if live.position() == position {
-                return Ok(answer_from(&live));
+            let at = live.position();
+            // A live question is answered by the live engine where it stands (at or past the head when asked,
+            // unless it could not catch up in time), and its stamp says which position that is. A question about
+            // a position is answered by it only when it stands exactly there.
+            if at == position || q.as_of.is_none() {
+                return answer_from(&live, at);
             }
         }
         let mut engine = self
@@ -358,6 +402,6 @@ impl Indicators {
         if let Some(t) = q.known_at {
             engine.advance(t.last_second());
         }
-        Ok(answer_from(&engine))
+        answer_from(&engine, position)
     }
 }

@@ -141,3 +141,122 @@ fn a_follower_that_does_not_read_never_slows_the_writer() {
     );
     drop(stalled);
 }
+
+/// Right after a 201, every question bounded by the acknowledged log is answered for exactly that bound: `as_of`
+/// the last receipt (never "beyond the log"), `known_at` an instant after the 201 (never short), the live table the
+/// dashboard asks for (its stamp at or past the receipt), the dossier, and the live stream. Ten rounds, each asked
+/// at once, while the indicator engine follows the log asynchronously.
+#[test]
+fn right_after_a_201_every_view_answers_for_the_acknowledged_log() {
+    let s = Server::start(&[]);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let province_received = |answer: &Value| answer["rows"][0]["received"].as_i64().unwrap();
+    // Others write all along (dossiers of the second quarter), so that the engine has a backlog to follow.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let others: Vec<_> = (0..2)
+        .map(|w| {
+            let (base, token, stop) = (s.base.clone(), s.admin.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                let mut b = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let batch: Vec<Value> = (0..1000)
+                        .map(|i| {
+                            let mut e = received(&format!("D-Q2-{w}-{b}-{i}"), OTHER);
+                            e["occurred_at"] = json!("2019-05-02T08:00:00+07:00");
+                            e
+                        })
+                        .collect();
+                    let r = client
+                        .post(format!("{base}/v1/events"))
+                        .bearer_auth(&token)
+                        .json(&batch)
+                        .send()
+                        .unwrap();
+                    assert_eq!(r.status().as_u16(), 201);
+                    b += 1;
+                }
+            })
+        })
+        .collect();
+    for round in 1..=10i64 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| received(&format!("D-ACK{round}-{i}"), DEPT))
+            .collect();
+        let (status, receipts) = s.post("/v1/events", Some(&s.admin), &Value::Array(batch));
+        assert_eq!(status, 201, "{receipts}");
+        let acknowledged = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let last = receipts.as_array().unwrap().last().unwrap()["position"]
+            .as_u64()
+            .unwrap();
+        let expected = 1000 * round;
+
+        let (status, as_of) = s.get(
+            &format!("/v1/indicators?period=2019-Q1&group=province&as_of={last}"),
+            None,
+        );
+        assert_eq!(status, 200, "round {round}, as_of {last}: {as_of}");
+        assert_eq!(
+            province_received(&as_of),
+            expected,
+            "round {round}, as_of {last}"
+        );
+        assert_eq!(as_of["stamp"]["position"], last);
+
+        let known = format!(
+            "/v1/indicators?period=2019-Q1&group=province&known_at={}",
+            acknowledged.replace('+', "%2B")
+        );
+        let (status, known) = s.get(&known, None);
+        assert_eq!(status, 200, "{known}");
+        assert_eq!(
+            province_received(&known),
+            expected,
+            "round {round}, known at {acknowledged}"
+        );
+        assert!(known["stamp"]["position"].as_u64().unwrap() >= last);
+
+        // What the dashboard's overview asks: the live table, which says the position it reflects.
+        let (status, live) = s.get("/v1/indicators?period=2019-Q1&group=agency", None);
+        assert_eq!(status, 200);
+        assert!(
+            live["stamp"]["position"].as_u64().unwrap() >= last,
+            "round {round}: {}",
+            live["stamp"]
+        );
+        let total: i64 = live["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["received"].as_i64().unwrap())
+            .sum();
+        assert_eq!(total, expected, "round {round}: the live table");
+
+        let (status, dossier) = s.get(&format!("/v1/dossiers/D-ACK{round}-999"), Some(&s.analyst));
+        assert_eq!(status, 200, "{dossier}");
+
+        // The live stream from before the batch delivers all of it at once.
+        let resp = client
+            .get(format!("{}/v1/events/live?after={}", s.base, last - 1000))
+            .bearer_auth(&s.analyst)
+            .send()
+            .unwrap();
+        let mut seen = 0;
+        for line in std::io::BufReader::new(resp).lines() {
+            if line.unwrap().starts_with("id: ") {
+                seen += 1;
+                if seen == 1000 {
+                    break;
+                }
+            }
+        }
+        assert_eq!(seen, 1000);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for w in others {
+        w.join().unwrap();
+    }
+}
