@@ -1,6 +1,6 @@
 //! The data-directory commands: import errors, export round trips, verify against tampering, locking.
 
-use super::{casetrail, export, stderr, stdout, BIN};
+use super::{casetrail, export, stderr, stdout, Proc, BIN};
 use serde_json::json;
 use std::io::Write;
 use std::path::Path;
@@ -238,21 +238,21 @@ fn verify_notices_a_missing_index_entry_or_stream_head() {
 #[test]
 fn a_data_directory_in_use_gives_a_one_line_error() {
     let dir = tempfile::tempdir().unwrap();
-    let mut owner = std::process::Command::new(BIN)
-        .arg("--data")
-        .arg(dir.path())
-        .args([
-            "append-loop",
-            "--seed",
-            "1",
-            "--events",
-            "100000000",
-            "--threads",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut owner = Proc::spawn(
+        std::process::Command::new(BIN)
+            .arg("--data")
+            .arg(dir.path())
+            .args([
+                "append-loop",
+                "--seed",
+                "1",
+                "--events",
+                "100000000",
+                "--threads",
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped()),
+    );
     // Wait until it owns the directory: its first acknowledgement.
     let mut first = String::new();
     std::io::BufRead::read_line(
@@ -295,16 +295,16 @@ fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
 
 /// Runs `casetrail demo` on port 0 until it announces the dashboard; returns what it printed up to then, the
 /// dashboard's address, the tokens it listed, and the running child.
-fn demo(data: &Path) -> (String, String, Vec<(String, String)>, std::process::Child) {
+fn demo(data: &Path) -> (String, String, Vec<(String, String)>, Proc) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Proc::spawn(
+        std::process::Command::new(BIN)
+            .arg("--data")
+            .arg(data)
+            .args(["demo", "--listen", "127.0.0.1:0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut said = String::new();
     let mut dashboard = None;

@@ -3,7 +3,7 @@
 //! there exactly once, at its acknowledged position, with no gaps, and that `verify` passes. Repeated over
 //! rounds (`CASETRAIL_CRASH_ROUNDS`, default 20) on one directory.
 
-use super::{casetrail, export, stderr, stdout, BIN};
+use super::{casetrail, export, stderr, stdout, Proc, BIN};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -25,24 +25,24 @@ fn acknowledged_events_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
     for round in 0..rounds {
-        let mut child = Command::new(BIN)
-            .arg("--data")
-            .arg(dir.path())
-            .args([
-                "append-loop",
-                "--seed",
-                &round.to_string(),
-                "--prefix",
-                &format!("R{round}x"),
-                "--events",
-                "10000000",
-                "--threads",
-                "4",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = Proc::spawn(
+            Command::new(BIN)
+                .arg("--data")
+                .arg(dir.path())
+                .args([
+                    "append-loop",
+                    "--seed",
+                    &round.to_string(),
+                    "--prefix",
+                    &format!("R{round}x"),
+                    "--events",
+                    "10000000",
+                    "--threads",
+                    "4",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        );
         let out = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
             // Only whole lines count: a line cut by the kill was never fully printed.

@@ -1,10 +1,10 @@
 //! The dashboard in a real headless browser (Debian's Chromium, driven through ChromeDriver by `fantoccini`),
 //! against the real server on a generated province: what the page shows is what `GET /v1/indicators` answers.
 
-use super::{casetrail, http, BIN};
+use super::{casetrail, http, Proc, BIN};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -24,18 +24,13 @@ fn browser_installed() {
     });
 }
 
-/// A ChromeDriver child and a session of headless Chromium through it; both end when dropped.
+/// A ChromeDriver child and a session of headless Chromium through it. Dropping it ends the driver, the browser and
+/// every helper the browser started (`Proc`: its process group, then whatever carries its mark, such as the crash
+/// handlers Chromium detaches into sessions of their own).
 pub struct Browser {
     pub client: Client,
-    driver: Child,
-    _profile: tempfile::TempDir,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+    pub driver: Proc,
+    pub profile: tempfile::TempDir,
 }
 
 pub async fn browser(width: u32, height: u32) -> Browser {
@@ -45,13 +40,15 @@ pub async fn browser(width: u32, height: u32) -> Browser {
         .local_addr()
         .unwrap()
         .port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
     let profile = tempfile::tempdir().unwrap();
+    // Started in the profile's directory, so that the driver, the browser and its helpers all work there.
+    let driver = Proc::spawn(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .current_dir(profile.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     // The flags the machine notes ask for: no sandbox as root, and no background connections to the outside,
     // which this machine's closed network refuses.
     let options = json!({
@@ -81,7 +78,7 @@ pub async fn browser(width: u32, height: u32) -> Browser {
     Browser {
         client,
         driver,
-        _profile: profile,
+        profile,
     }
 }
 

@@ -192,12 +192,12 @@ fn a_full_disk_answers_503_and_writes_nothing_more() {
         b = super::BIN,
         o = out.display()
     );
-    let mut child = std::process::Command::new("unshare")
-        .args(["-rm", "sh", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("unshare (util-linux) runs");
+    let mut child = crate::Proc::spawn(
+        std::process::Command::new("unshare")
+            .args(["-rm", "sh", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null()),
+    );
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
@@ -266,7 +266,6 @@ fn a_full_disk_answers_503_and_writes_nothing_more() {
             (status, body) => panic!("unexpected {status}: {body}"),
         }
     }
-    let _kill = KillOnDrop(child);
     let problem = failure.expect("6 MB filled up before 60,000 events");
     assert!(accepted > 0, "nothing fitted at all");
     assert_eq!(problem["code"], "unavailable");
@@ -306,15 +305,6 @@ fn a_full_disk_answers_503_and_writes_nothing_more() {
         200 => assert_eq!(body["dossier"], first["dossier"]),
         503 => assert_eq!(body["code"], "unavailable", "{body}"),
         other => panic!("a read after the failure answered {other}: {body}"),
-    }
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

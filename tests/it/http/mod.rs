@@ -10,15 +10,15 @@ mod ops;
 mod stop;
 mod streams;
 
-use super::{casetrail, BIN};
+use super::{casetrail, Proc, BIN};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// A running `casetrail serve` child, killed when dropped.
 pub struct Server {
-    pub child: Child,
+    pub child: Proc,
     pub base: String,
     pub admin: String,
     pub ingest: String,
@@ -53,16 +53,16 @@ pub fn token(data: &Path, name: &str, role: &str, agency: Option<&str>) -> Strin
 }
 
 /// Starts `casetrail serve` on a data directory and returns the base URL once it listens.
-pub fn spawn(data: &Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+pub fn spawn(data: &Path, extra: &[&str]) -> (Proc, String) {
+    let mut child = Proc::spawn(
+        Command::new(BIN)
+            .arg("--data")
+            .arg(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
@@ -183,13 +183,6 @@ impl Server {
         let (status, body) = self.get("/v1/events?limit=1", Some(&self.admin));
         assert_eq!(status, 200, "{body}");
         body["log_size"].as_u64().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
