@@ -53,15 +53,17 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
         })?;
         token
     };
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .arg("--data")
-        .arg(&data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = Server(
+        std::process::Command::new(std::env::current_exe()?)
+            .arg("--data")
+            .arg(&data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
     let mut line = String::new();
-    std::io::BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+    std::io::BufReader::new(child.0.stdout.as_mut().expect("piped")).read_line(&mut line)?;
     let base = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -119,8 +121,7 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
         }
         Ok::<_, Box<dyn std::error::Error>>((latencies, failures, started.elapsed()))
     });
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     let (mut latencies, failures, elapsed) = outcome?;
     latencies.sort();
@@ -137,4 +138,15 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     );
     println!("| failed requests | {failures} |");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server under load, stopped gracefully (SIGTERM, then reaped) however the benchmark ends, an error
+/// included: it must not outlive the command that started it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let _ = self.0.wait();
+    }
 }
