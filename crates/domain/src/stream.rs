@@ -29,6 +29,8 @@ pub enum Rejection {
     VersionConflict { expected: u64, current: u64 },
     /// The event breaks a stream rule; the message says which.
     InvalidTransition(String),
+    /// An agency registered under a parent that is itself, or one of its own descendants: the path of the cycle.
+    AgencyCycle(Vec<AgencyCode>),
 }
 
 impl Rejection {
@@ -39,6 +41,7 @@ impl Rejection {
             Rejection::DossierExists => "dossier_exists",
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::InvalidTransition(_) => "invalid_transition",
+            Rejection::AgencyCycle(_) => "agency_cycle",
         }
     }
 }
@@ -57,6 +60,16 @@ impl fmt::Display for Rejection {
                 )
             }
             Rejection::InvalidTransition(why) => f.write_str(why),
+            Rejection::AgencyCycle(path) => {
+                let path: Vec<&str> = path.iter().map(|a| a.as_str()).collect();
+                write!(
+                    f,
+                    "registering {} under {} would make a cycle in the agency tree: {}",
+                    path[0],
+                    path[1],
+                    path.join(" → ")
+                )
+            }
         }
     }
 }
@@ -238,10 +251,41 @@ pub fn decide(
 }
 
 fn check_parent(event: &Event, a: &AgencyRegistered) -> Result<(), Rejection> {
-    if a.parent.is_some() && a.parent == event.agency {
-        return refuse("an agency cannot be its own parent");
+    match (&event.agency, &a.parent) {
+        (Some(agency), Some(parent)) if agency == parent => {
+            Err(Rejection::AgencyCycle(vec![agency.clone(), parent.clone()]))
+        }
+        _ => Ok(()),
     }
-    Ok(())
+}
+
+/// The agency tree stays a tree: registering `agency` under `parent` must not make `agency` its own ancestor, at
+/// any distance. `parent_of` gives each agency's current parent (the registrations decided so far included). On
+/// a cycle, the refusal names its path, `agency → parent → … → agency`. A check of the whole tree, not of one
+/// stream, so it runs where every agency can be looked up: the log's writer and `verify`.
+pub fn check_agency_tree<E>(
+    agency: &AgencyCode,
+    parent: &AgencyCode,
+    mut parent_of: impl FnMut(&AgencyCode) -> Result<Option<AgencyCode>, E>,
+) -> Result<Result<(), Rejection>, E> {
+    let mut path = vec![agency.clone(), parent.clone()];
+    let mut at = parent.clone();
+    loop {
+        if at == *agency {
+            return Ok(Err(Rejection::AgencyCycle(path)));
+        }
+        // A chain longer than the agencies it could hold would already be a cycle elsewhere: stop walking.
+        if path.len() > 10_000 {
+            return Ok(Ok(()));
+        }
+        match parent_of(&at)? {
+            Some(p) => {
+                path.push(p.clone());
+                at = p;
+            }
+            None => return Ok(Ok(())),
+        }
+    }
 }
 
 /// Rules 2–6 for an event on an existing dossier.

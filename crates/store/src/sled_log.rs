@@ -16,7 +16,7 @@ use crate::merkle::Hashes;
 use crate::writer::{Clock, Job, Writer};
 use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
 use chrono::{DateTime, Utc};
-use domain::{apply, decide, Context, Credential, StoredEvent, StreamHead};
+use domain::{apply, decide, Context, Credential, EventData, StoredEvent, StreamHead};
 use serde::Serialize;
 use sled::Transactional;
 use std::collections::BTreeMap;
@@ -212,6 +212,20 @@ impl Trees {
         match self.events.get(position.to_be_bytes())? {
             None => Ok(None),
             Some(bytes) => Trees::decode(position, &bytes).map(Some),
+        }
+    }
+
+    /// The latest committed event of a stream, through its head's version and the stream index.
+    pub fn latest(&self, stream: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(head) = self.load_head(stream)? else {
+            return Ok(None);
+        };
+        match self.streams.get(stream_key(stream, head.version))? {
+            Some(p) => self.event(decode_u64(&p)),
+            None => Err(StoreError::IndexMismatch(format!(
+                "{stream} has no version {}",
+                head.version
+            ))),
         }
     }
 
@@ -839,6 +853,8 @@ impl SledLog {
         let mut size = 0u64;
         let mut streams_started = 0u64;
         let mut damaged = false;
+        let mut parents: std::collections::HashMap<domain::AgencyCode, Option<domain::AgencyCode>> =
+            std::collections::HashMap::new();
         for item in self.scan_raw(0) {
             let (position, bytes) = match item {
                 Ok(found) => found,
@@ -902,6 +918,20 @@ impl SledLog {
             }
             if stored.version == 1 {
                 streams_started += 1;
+            }
+            // The agency tree, as it stood after each registration: a cycle is named where it was closed.
+            if let (EventData::AgencyRegistered(a), Some(agency)) =
+                (&stored.event.data, &stored.event.agency)
+            {
+                if let Some(parent) = &a.parent {
+                    let tree = domain::stream::check_agency_tree(agency, parent, |code| {
+                        Ok::<_, std::convert::Infallible>(parents.get(code).cloned().flatten())
+                    });
+                    if let Ok(Err(cycle)) = tree {
+                        problems.push((position, format!("breaks the agency tree: {cycle}")));
+                    }
+                }
+                parents.insert(agency.clone(), a.parent.clone());
             }
             match t
                 .streams

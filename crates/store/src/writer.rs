@@ -6,7 +6,7 @@ use crate::{
     AppendError, AppendOutcome, AppendRequest, EventRefusal, Head, Receipt, Refusal, StoreError,
 };
 use chrono::{DateTime, Utc};
-use domain::{decide, Context, StoredEvent, StreamHead};
+use domain::{decide, AgencyCode, Context, EventData, StoredEvent, Stream, StreamHead};
 use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -221,7 +221,23 @@ impl Writer {
                 now: ctx_now,
                 clock_skew: self.clock_skew,
             };
-            match decide(&head, event, submitted.expected_version, &ctx) {
+            let mut decided = decide(&head, event, submitted.expected_version, &ctx);
+            // The agency tree stays a tree, whatever the distance (registrations earlier in this request and in
+            // the group count): a check of the whole tree, which only the writer sees.
+            if let (Ok(_), EventData::AgencyRegistered(a), Some(agency)) =
+                (&decided, &event.data, &event.agency)
+            {
+                if let Some(parent) = &a.parent {
+                    let tree = domain::stream::check_agency_tree(agency, parent, |code| {
+                        self.parent_of(code, group, &records)
+                    })
+                    .map_err(unavailable)?;
+                    if let Err(cycle) = tree {
+                        decided = Err(cycle);
+                    }
+                }
+            }
+            match decided {
                 Err(rejection) => refusals.push(refuse(Refusal::Rule(rejection))),
                 Ok(next) => {
                     if let Some(f) = &submitted.stored {
@@ -285,6 +301,29 @@ impl Writer {
         group.heads.extend(heads);
         group.last_recorded_at = last_recorded_at;
         Ok(AppendOutcome { receipts })
+    }
+
+    /// The current parent of `agency`: its latest registration in this request, the group, or the log.
+    fn parent_of(
+        &self,
+        agency: &AgencyCode,
+        group: &Group,
+        records: &[Record],
+    ) -> Result<Option<AgencyCode>, StoreError> {
+        let stream = Stream::Agency(agency.clone()).key();
+        let pending = records
+            .iter()
+            .rev()
+            .chain(group.records.iter().rev())
+            .find(|r| r.stream == stream);
+        let latest = match pending {
+            Some(r) => Some(r.stored.event.data.clone()),
+            None => self.trees.latest(&stream)?.map(|e| e.event.data),
+        };
+        Ok(match latest {
+            Some(EventData::AgencyRegistered(a)) => a.parent,
+            _ => None,
+        })
     }
 
     fn stored_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {

@@ -9,6 +9,7 @@ mod openapi;
 mod ops;
 mod stop;
 mod streams;
+mod tree;
 
 use super::{casetrail, Proc, BIN};
 use serde_json::{json, Value};
