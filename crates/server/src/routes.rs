@@ -648,6 +648,7 @@ fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
         (status = 400, description = "Not an agency code, or not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The parent is the agency itself or one of its descendants (`agency_cycle`, with the cycle's path)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -834,6 +835,7 @@ pub(crate) async fn catalogue(
     request_body = TokenRequest,
     responses(
         (status = 201, description = "Created; the token is shown this once", body = TokenCreated),
+        (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A token of that name exists", body = Problem, content_type = "application/problem+json"),

@@ -471,3 +471,94 @@ fn known_on_a_day_counts_the_last_second_of_that_day() {
     assert_eq!(received(&next), 2);
     stop(&mut child);
 }
+
+/// Names are untrusted text: in CSV and XLSX no cell becomes a formula and no control character lands in the file,
+/// whatever an agency's name starts with; JSON still shows every name in full.
+#[test]
+fn names_never_become_formulas_in_spreadsheets() {
+    let s = super::Server::start(&[]);
+    let names = [
+        "=HYPERLINK(\"http://x.invalid\",\"click\")",
+        "+SUM(1,2)",
+        "-2+3",
+        "@SUM(A1)",
+        "\t=1+1",
+        "\r=1+1",
+        "＝1+1",
+        "Sở \u{1b}[31mđỏ\u{7}",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let code = format!("000.00.{:02}.H27", 60 + i);
+        let (status, body) = s.put(
+            &format!("/v1/agencies/{code}"),
+            Some(&s.admin),
+            &json!({ "name": name, "level": "department", "parent": super::DEPT }),
+        );
+        assert_eq!(status, 201, "{body}");
+        s.receive(&format!("D-NAME-{i}"), &code);
+    }
+    let shown = |name: &str| -> String {
+        name.chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect()
+    };
+    // JSON: the names as registered.
+    let (_, answer) = s.get("/v1/indicators?period=2019-Q1", None);
+    for name in names {
+        assert!(
+            answer["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["name"] == name),
+            "{name:?}"
+        );
+    }
+    // CSV: every field that a spreadsheet would take for a formula is quoted with an apostrophe.
+    let (status, csv) = s.get_bytes("/v1/indicators?period=2019-Q1&format=csv&lang=en", None);
+    assert_eq!(status, 200);
+    assert!(
+        !csv.iter().any(|b| *b < 0x20 && !matches!(b, b'\n' | b'\r')) && !csv.contains(&0x7f),
+        "a control character in the CSV"
+    );
+    let mut reader = csv::Reader::from_reader(csv.as_slice());
+    let mut seen = 0;
+    for record in reader.records() {
+        for field in record.unwrap().iter() {
+            // Numbers (a negative one starts with '-') are numbers; any other field must not start a formula.
+            assert!(
+                field.parse::<f64>().is_ok()
+                    || !field.starts_with(['=', '+', '-', '@', '\t', '\r', '＝']),
+                "a formula in the CSV: {field:?}"
+            );
+            if let Some(name) = names.iter().find(|n| {
+                format!("'{}", shown(n).trim_start_matches(' ')) == field || shown(n) == field
+            }) {
+                let _ = name;
+                seen += 1;
+            }
+        }
+    }
+    assert_eq!(seen, names.len(), "every name is in the CSV");
+    // XLSX: no formula anywhere, every name shown (control characters as spaces).
+    let (status, xlsx) = s.get_bytes("/v1/indicators?period=2019-Q1&format=xlsx&lang=en", None);
+    assert_eq!(status, 200);
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(xlsx)).unwrap();
+    for sheet in book.sheet_names() {
+        let formulas = book.worksheet_formula(&sheet).unwrap();
+        assert!(
+            formulas.used_cells().all(|(_, _, f)| f.is_empty()),
+            "a formula in {sheet}"
+        );
+    }
+    let table = book.worksheet_range("Indicators").unwrap();
+    let texts: Vec<String> = table.used_cells().map(|(_, _, d)| d.to_string()).collect();
+    for name in names {
+        assert!(
+            texts.contains(&shown(name)),
+            "{name:?} is not shown in the workbook"
+        );
+    }
+}

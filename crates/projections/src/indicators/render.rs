@@ -493,6 +493,52 @@ fn period_header(lang: Lang) -> String {
     }
 }
 
+/// Whether a spreadsheet would take a cell starting so for a formula (OWASP's CSV injection guidance: `=`, `+`, `-`,
+/// `@`, and their full-width forms; a leading tab or carriage return is made a space first).
+fn starts_a_formula(s: &str) -> bool {
+    matches!(
+        s.chars().next(),
+        Some('=' | '+' | '-' | '@' | '＝' | '＋' | '－' | '＠')
+    )
+}
+
+/// Untrusted text (names, codes, a scorecard's titles) as a spreadsheet cell: control characters become spaces.
+/// JSON answers keep the text as it is.
+fn cell_text(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// Text for a CSV field, which a spreadsheet opening the file interprets: control characters become spaces, and
+/// a field that would start a formula is prefixed with `'`, so that it is shown as text.
+pub fn csv_text(s: &str) -> String {
+    let clean = cell_text(s);
+    if starts_a_formula(&clean) {
+        format!("'{clean}")
+    } else {
+        clean
+    }
+}
+
+/// Writes untrusted text into a workbook cell: control characters become spaces, and a text that would start a
+/// formula is marked as text with Excel's own quote prefix (shown without the apostrophe, never evaluated).
+fn xlsx_text(
+    sheet: &mut rust_xlsxwriter::Worksheet,
+    row: u32,
+    col: u16,
+    s: &str,
+) -> Result<(), rust_xlsxwriter::XlsxError> {
+    let clean = cell_text(s);
+    if starts_a_formula(&clean) {
+        let text = rust_xlsxwriter::Format::new().set_quote_prefix();
+        sheet.write_string_with_format(row, col, clean, &text)?;
+    } else {
+        sheet.write_string(row, col, clean)?;
+    }
+    Ok(())
+}
+
 /// CSV: a header row, then one line per row of every period. Ratios are percentages with two decimals; an
 /// undefined ratio or verdict is an empty field.
 pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, String> {
@@ -506,7 +552,7 @@ pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, St
             let mut record = vec![t.period.to_string()];
             for c in COLUMNS {
                 record.push(match (c.get)(row) {
-                    Cell::Text(t) => t.unwrap_or_default(),
+                    Cell::Text(t) => csv_text(&t.unwrap_or_default()),
                     Cell::Int(n) => n.to_string(),
                     Cell::Ratio(r) => r.map_or_else(String::new, |r| format!("{:.2}", r * 100.0)),
                     Cell::Verdict(v) => v.map_or("", |v| verdict(v, lang)).to_owned(),
@@ -517,9 +563,10 @@ pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, St
             record.extend(
                 scores
                     .iter()
-                    .map(|(_, s)| s.map_or_else(String::new, |s| format!("{s:.3}"))),
+                    // `+ 0.0` turns a negative zero into zero: "-0.000" is no score.
+                    .map(|(_, s)| s.map_or_else(String::new, |s| format!("{:.3}", s + 0.0))),
             );
-            record.push(format!("{total:.3}"));
+            record.push(format!("{:.3}", total + 0.0));
             w.write_record(&record).map_err(|e| e.to_string())?;
         }
     }
@@ -564,9 +611,7 @@ pub fn xlsx(
                 for (i, c) in COLUMNS.iter().enumerate() {
                     let col = i as u16 + 1;
                     match (c.get)(row) {
-                        Cell::Text(Some(s)) => {
-                            sheet.write_string(r, col, s).map_err(err)?;
-                        }
+                        Cell::Text(Some(s)) => xlsx_text(sheet, r, col, &s).map_err(err)?,
                         Cell::Int(n) => {
                             sheet.write_number(r, col, n as f64).map_err(err)?;
                         }
@@ -608,7 +653,7 @@ pub fn xlsx(
             sheet
                 .write_string_with_format(i as u32, 0, *k, &bold)
                 .map_err(err)?;
-            sheet.write_string(i as u32, 1, v).map_err(err)?;
+            xlsx_text(sheet, i as u32, 1, v).map_err(err)?;
         }
         let base = facts.len() as u32 + 1;
         for (i, c) in card.criteria.iter().enumerate() {
@@ -617,17 +662,12 @@ pub fn xlsx(
                 Lang::Vi => &c.title_vi,
                 Lang::En => &c.title_en,
             };
-            sheet.write_string(r, 0, &c.id).map_err(err)?;
-            sheet
-                .write_string(
-                    r,
-                    1,
-                    format!(
-                        "{title}: {} ≥ {} → {} ({}; {})",
-                        c.column, c.threshold, c.points, c.source, c.confidence
-                    ),
-                )
-                .map_err(err)?;
+            xlsx_text(sheet, r, 0, &c.id).map_err(err)?;
+            let line = format!(
+                "{title}: {} ≥ {} → {} ({}; {})",
+                c.column, c.threshold, c.points, c.source, c.confidence
+            );
+            xlsx_text(sheet, r, 1, &line).map_err(err)?;
         }
         sheet.autofit();
     }
@@ -713,7 +753,7 @@ pub fn text(tables: &[Table], lang: Lang) -> String {
             let mut line = vec![t.period.to_string()];
             for c in &cols {
                 line.push(match (c.get)(row) {
-                    Cell::Text(t) => t.unwrap_or_default(),
+                    Cell::Text(t) => cell_text(&t.unwrap_or_default()),
                     Cell::Int(n) => n.to_string(),
                     Cell::Ratio(r) => {
                         r.map_or_else(|| "—".to_owned(), |r| format!("{:.2}", r * 100.0))
