@@ -19,7 +19,8 @@ use crate::stream::Timeliness;
 pub struct Clock {
     /// The due time, if one was promised.
     pub due: Option<i64>,
-    /// The total length of the supplement pauses that had ended by then.
+    /// The total length of the supplement pauses that had ended by then, each its exact interval in whole seconds
+    /// (as `DossierState::supplement_paused_secs` counts them).
     pub paused: i64,
     /// When the pause still running then began.
     pub pending_since: Option<i64>,

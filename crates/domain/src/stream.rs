@@ -463,8 +463,7 @@ pub fn apply_in_place(next: &mut StreamHead, event: &Event) {
         }
         EventData::SupplementReceived(_) => {
             if let Some(since) = s.supplement_pending_since.take() {
-                // Whole seconds on both sides, as the indicators count pauses.
-                s.supplement_paused_secs += (at.timestamp() - since.timestamp()).max(0);
+                s.supplement_paused_secs += (at - since).num_seconds().max(0);
             }
         }
         EventData::DueExtended(d) => s.due_at = Some(d.new_due_at),

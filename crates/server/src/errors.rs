@@ -122,6 +122,7 @@ fn http_code(status: StatusCode) -> &'static str {
         415 => "unsupported_media_type",
         417 => "expectation_failed",
         431 => "headers_too_large",
+        503 => "unavailable",
         500..=599 => "internal",
         _ => "http_error",
     }

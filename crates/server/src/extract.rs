@@ -71,6 +71,23 @@ pub fn int64<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::E
     }
 }
 
+/// A path segment that cannot be read (not UTF-8 once percent-decoded): a 400 naming the route's parameter when
+/// it has one (`dossier`, `code`, …), else `path`.
+pub fn path_error(e: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    let names: Vec<String> = req
+        .match_pattern()
+        .unwrap_or_default()
+        .split('{')
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_owned()))
+        .collect();
+    let name = match names.as_slice() {
+        [one] => one.clone(),
+        _ => "path".to_owned(),
+    };
+    ApiError::bad_parameter(name, format!("the path could not be read: {e}")).into()
+}
+
 /// An unsigned integer header (`Last-Event-ID`): absent is `None`; present but not a number in `0..=max` is a 400.
 pub fn integer_header(
     req: &HttpRequest,
@@ -109,8 +126,8 @@ pub async fn route_not_found(req: HttpRequest) -> actix_web::HttpResponse {
     ApiError::RouteNotFound(format!("{} {}", req.method(), req.path())).error_response()
 }
 
-/// The net under every error: an error answer that is not already problem+json (one the HTTP layer made by itself,
-/// before or instead of our code) is rewritten as one, its text kept as the detail and its status kept.
+/// The net under every error: an error answer that is not JSON (one the HTTP layer made by itself, before or
+/// instead of our code) is rewritten as a problem, its text kept as the detail and its status kept.
 pub async fn problems(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -119,12 +136,14 @@ pub async fn problems(
     // `Err` from further in is rare and is rendered by actix from its own `ResponseError`.
     let response = next.call(req).await?.map_into_boxed_body();
     let status = response.status();
-    let is_problem = response
+    // Our own answers are JSON already (problems, and the few documented JSON error bodies such as `/readyz`'s);
+    // what the HTTP layer makes by itself is plain text or empty.
+    let is_json = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/problem+json"));
-    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        .is_some_and(|v| v.starts_with("application/") && v.contains("json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
         return Ok(response);
     }
     let (request, answer) = response.into_parts();

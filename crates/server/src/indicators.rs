@@ -16,7 +16,7 @@ use std::sync::RwLock;
 use store::{EventLog, SledLog};
 
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
-const SNAPSHOT_FORMAT: &str = "casetrail-indicators-2";
+const SNAPSHOT_FORMAT: &str = "casetrail-indicators-3";
 
 /// What an indicator question can go wrong with, before any table is computed.
 #[derive(Debug, thiserror::Error)]
@@ -190,8 +190,8 @@ pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), String>
     failure.map_or(Ok(()), Err)
 }
 
-/// How long a question waits for the live engine to reach the position it asks about, before it is answered from a
-/// replay instead (bounded questions) or from where the engine stands, saying so in the stamp (live ones).
+/// How long a live question waits for the live engine to reach the log's head; after it, the answer is from where
+/// the engine stands, and its stamp says which position that is.
 const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Indicators {
@@ -246,21 +246,24 @@ impl Indicators {
     /// `snapshots.every`. Called by the follower, never by the writer.
     pub fn catch_up(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
         let mut due = None;
-        {
+        let folded = {
             let mut engine = self.live.write().expect("indicator lock");
             let mut load = loader(log);
-            for e in events {
+            events.iter().try_for_each(|e| {
                 let before = engine.position();
                 engine.apply(e, &mut load)?;
                 if engine.position() / self.snapshots.every > before / self.snapshots.every {
                     due = Some(engine.clone());
                 }
-            }
-        }
+                Ok::<(), String>(())
+            })
+        };
+        // Whatever was folded, questions waiting for it hear of it (a failure part way still moved the engine).
         {
             let _guard = self.moved.0.lock().expect("indicator wait lock");
             self.moved.1.notify_all();
         }
+        folded?;
         if let Some(engine) = due {
             // Written outside the lock: queries and the follower go on meanwhile.
             self.snapshots.save(log, &engine)?;
@@ -357,7 +360,12 @@ impl Indicators {
             position = position
                 .min(Self::position_known_at(log, t, size).map_err(IndicatorError::Storage)?);
         }
-        self.wait_for(position);
+        // A live question waits (bounded) for the live engine to reach the head as it was when asked. A question
+        // bounded by a position is never kept waiting: when the engine is behind, a copy is carried forward.
+        let live_question = q.as_of.is_none() && q.known_at.is_none();
+        if live_question {
+            self.wait_for(position);
+        }
         let answer_from = |engine: &Engine, position: u64| -> Result<Answer, IndicatorError> {
             let root = root_at(log, position).map_err(IndicatorError::Storage)?;
             let tables = q
@@ -392,7 +400,7 @@ impl Indicators {
             // A live question is answered by the live engine where it stands (at or past the head when asked,
             // unless it could not catch up in time), and its stamp says which position that is. A question about
             // a position is answered by it only when it stands exactly there.
-            if at == position || q.as_of.is_none() {
+            if at == position || live_question {
                 return answer_from(&live, at);
             }
         }

@@ -172,9 +172,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
-            .app_data(web::PathConfig::default().error_handler(|e, _| {
-                errors::ApiError::bad_parameter("path", e.to_string()).into()
-            }))
+            .app_data(web::PathConfig::default().error_handler(extract::path_error))
             .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)

@@ -446,7 +446,16 @@ pub(crate) async fn live(
                         ))
                     }
                 };
-                f.after = page.last().map_or(f.after, |e| e.position);
+                let Some(last) = page.last() else {
+                    // The head moved but nothing is readable past `after` yet: wait below, never spin.
+                    tokio::select! {
+                        changed = f.commits.changed() => if changed.is_err() { return None },
+                        _ = f.stopping.changed() => {}
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    }
+                    continue;
+                };
+                f.after = last.position;
                 let mut out = String::new();
                 for e in &page {
                     out.push_str(&format!(
@@ -534,7 +543,9 @@ pub(crate) async fn dossier(
         .map_or(0, |h| h.version);
     Ok(HttpResponse::Ok().json(DossierView {
         status: d.status(),
-        on_time: d.timeliness(Utc::now()),
+        // Judged now, or at the dossier's latest event if that is later (a business time may run a few minutes
+        // ahead of the server clock): the indicators' judging instant is likewise never before an event's time.
+        on_time: d.timeliness(Utc::now().max(d.last_occurred_at.with_timezone(&Utc))),
         state: d,
         version,
     }))

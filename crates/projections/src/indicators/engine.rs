@@ -260,10 +260,9 @@ impl Engine {
     }
 
     fn fold_into(&mut self, life: &mut Life, e: &StoredEvent) {
-        let at = secs(&e.event.occurred_at);
         let (agencies, cells, procedures) =
             (&mut self.agencies, &mut self.cells, &mut self.procedures);
-        life.apply(at, &e.event.data, |code| match code {
+        life.apply(&e.event.occurred_at, &e.event.data, |code| match code {
             Code::Agency(a) => {
                 let n = agencies.intern(a);
                 while cells.len() <= n as usize {

@@ -6,6 +6,7 @@
 //! another quarter need nothing special.
 
 use super::scheme::{Scheme, Secs};
+use chrono::{DateTime, FixedOffset};
 use domain::deadline::Clock;
 use domain::event::{Channel, EventData, OnlineLevel};
 use domain::Timeliness;
@@ -90,8 +91,8 @@ pub struct Life {
     pub level: Option<OnlineLevel>,
     pub received: Secs,
     pub due: Option<Secs>,
-    /// Supplement pauses, oldest first: (requested, received); the last may still be pending.
-    pub pauses: Vec<(Secs, Option<Secs>)>,
+    /// Supplement pauses, oldest first; the last may still be pending.
+    pub pauses: Vec<Pause>,
     /// When a second supplement was requested: from then on the dossier is late (Decision 766).
     pub second_request: Option<Secs>,
     /// (when, from, to) for every transfer.
@@ -102,6 +103,18 @@ pub struct Life {
     /// The latest `occurred_at` of its events: after it, nothing about the dossier changes by itself except that
     /// an open dossier may pass its due date.
     pub last_change: Secs,
+}
+
+/// One supplement pause: when documents were requested and received (to the second), and its length as the
+/// dossier state measures it (the exact interval, in whole seconds), so that both judge with the same total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pause {
+    pub since: Secs,
+    pub until: Option<Secs>,
+    /// The request's exact instant, in microseconds.
+    since_micros: i64,
+    /// Whole seconds from request to receipt (0 while pending).
+    length: Secs,
 }
 
 /// How an open dossier stands from `last_change` on, for ever (until a new event).
@@ -131,8 +144,15 @@ impl Life {
         }
     }
 
-    /// Folds one later event of the dossier. `intern` maps agency and procedure codes to the engine's numbers.
-    pub fn apply(&mut self, at: Secs, data: &EventData, mut intern: impl FnMut(Code<'_>) -> u32) {
+    /// Folds one later event of the dossier, which occurred at `occurred`. `intern` maps agency and procedure codes
+    /// to the engine's numbers.
+    pub fn apply(
+        &mut self,
+        occurred: &DateTime<FixedOffset>,
+        data: &EventData,
+        mut intern: impl FnMut(Code<'_>) -> u32,
+    ) {
+        let at = occurred.timestamp();
         self.last_change = self.last_change.max(at);
         match data {
             EventData::Transferred(t) => {
@@ -144,11 +164,18 @@ impl Life {
                 if !self.pauses.is_empty() && self.second_request.is_none() {
                     self.second_request = Some(at);
                 }
-                self.pauses.push((at, None));
+                self.pauses.push(Pause {
+                    since: at,
+                    until: None,
+                    since_micros: occurred.timestamp_micros(),
+                    length: 0,
+                });
             }
             EventData::SupplementReceived(_) => {
-                if let Some((_, until @ None)) = self.pauses.last_mut() {
-                    *until = Some(at);
+                if let Some(p @ Pause { until: None, .. }) = self.pauses.last_mut() {
+                    p.until = Some(at);
+                    // As `domain::DossierState` counts it: the exact interval, truncated to whole seconds.
+                    p.length = ((occurred.timestamp_micros() - p.since_micros) / 1_000_000).max(0);
                 }
             }
             EventData::DueExtended(d) => self.due = Some(d.new_due_at.timestamp()),
@@ -187,7 +214,8 @@ impl Life {
     fn paused_by(&self, t: Secs) -> Secs {
         self.pauses
             .iter()
-            .filter_map(|&(since, until)| until.filter(|u| *u <= t).map(|u| u - since))
+            .filter(|p| p.until.is_some_and(|u| u <= t))
+            .map(|p| p.length)
             .sum()
     }
 
@@ -200,8 +228,8 @@ impl Life {
             pending_since: self
                 .pauses
                 .iter()
-                .find(|&&(since, until)| since <= t && until.is_none_or(|u| u > t))
-                .map(|&(since, _)| since),
+                .find(|p| p.since <= t && p.until.is_none_or(|u| u > t))
+                .map(|p| p.since),
             repeated: self.second_request.is_some_and(|s| s <= t),
         }
     }
