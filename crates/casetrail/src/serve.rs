@@ -13,7 +13,8 @@ use store::{EventLog, SledLog};
 pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
     /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard,
-    /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events). Flags and CASETRAIL_…
+    /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events, request_timeout_secs,
+    /// max_connections). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -50,6 +51,14 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     checkpoint_every_events: u64,
+    /// Seconds a request may take to arrive whole, its body included; a body still arriving then is answered 408
+    /// and its connection closed.
+    #[arg(long, env = "CASETRAIL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
+    /// Connections served at once; beyond it a request is answered 503 (with Retry-After) and its connection
+    /// closed. Kept below the process's file-descriptor limit.
+    #[arg(long, env = "CASETRAIL_MAX_CONNECTIONS", default_value_t = 1_000)]
+    max_connections: usize,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -105,6 +114,8 @@ struct FileSettings {
     audit_origin: Option<String>,
     checkpoint_every_secs: Option<u64>,
     checkpoint_every_events: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 /// True when `id` was neither given as a flag nor in the environment.
@@ -157,7 +168,9 @@ pub fn serve(
         workers,
         log_format,
         checkpoint_every_secs,
-        checkpoint_every_events
+        checkpoint_every_events,
+        request_timeout_secs,
+        max_connections
     );
     if let (Some(v), true) = (file.audit_key, defaulted(sub, "audit_key")) {
         args.key.audit_key = Some(v);
@@ -202,6 +215,8 @@ pub fn serve(
     settings.audit_origin = args.key.audit_origin.clone();
     settings.checkpoint_every_secs = args.checkpoint_every_secs;
     settings.checkpoint_every_events = args.checkpoint_every_events;
+    settings.request_timeout_secs = args.request_timeout_secs;
+    settings.max_connections = args.max_connections;
     run_until_stopped(settings, |running, log| {
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(

@@ -11,6 +11,7 @@ pub mod errors;
 mod extract;
 mod indicator_routes;
 pub mod indicators;
+mod limits;
 
 pub use indicator_routes::parse_known_at as indicator_time;
 mod metrics;
@@ -55,6 +56,10 @@ pub struct Settings {
     pub checkpoint_every_secs: u64,
     /// Sign a checkpoint when this many events have arrived since the last one (0: never by count).
     pub checkpoint_every_events: u64,
+    /// How long a request may take to arrive whole, its body included.
+    pub request_timeout_secs: u64,
+    /// Connections served at once (lowered to fit the file-descriptor limit); beyond it: 503 and close.
+    pub max_connections: usize,
 }
 
 impl Settings {
@@ -75,6 +80,8 @@ impl Settings {
             audit_origin: None,
             checkpoint_every_secs: 60,
             checkpoint_every_events: 10_000,
+            request_timeout_secs: 30,
+            max_connections: 1_000,
         }
     }
 
@@ -108,6 +115,9 @@ pub struct State {
     pub metrics: metrics::Metrics,
     /// Turns true when a stop begins: live streams end, so that a graceful stop need not wait for them.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Connections open now, and how many may be (`Settings::max_connections`, fitted under the descriptor limit).
+    pub connections: Arc<limits::Connections>,
+    pub max_connections: usize,
 }
 
 impl State {
@@ -167,12 +177,15 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         metrics: metrics::Metrics::new(),
         settings: settings.clone(),
         stopping: tokio::sync::watch::channel(false).0,
+        connections: Default::default(),
+        max_connections: limits::connection_bound(settings.max_connections),
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(extract::path_error))
+            .wrap(actix_web::middleware::from_fn(limits::bounded))
             .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)
@@ -181,6 +194,16 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .default_service(web::to(extract::route_not_found))
     })
     .workers(settings.workers.max(1))
+    // Each connection carries a token that counts it while it is open (beyond the bound: 503 and close), and
+    // actix itself accepts no more than the bound plus room to say so, per worker.
+    .on_connect({
+        let connections = state.connections.clone();
+        move |io, extensions| {
+            extensions.insert(connections.open(io));
+        }
+    })
+    .max_connections(state.max_connections.div_ceil(settings.workers.max(1)) + 64)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
     .shutdown_timeout(settings.shutdown_timeout_secs)
     // Signals are ours (`Running::stop_on_signals`): live streams must be told to end before a graceful stop.
     .disable_signals()

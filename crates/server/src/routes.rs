@@ -115,8 +115,15 @@ async fn read_body(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::MalformedJson(format!("the body could not be read: {e}")))?;
+        let chunk = chunk.map_err(|e| match e {
+            actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::Http {
+                    status: actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                    detail: io.to_string(),
+                }
+            }
+            e => ApiError::MalformedJson(format!("the body could not be read: {e}")),
+        })?;
         if body.len() + chunk.len() > limit {
             return Err(too_large());
         }

@@ -4,6 +4,7 @@ mod audit;
 mod errors;
 mod idle;
 mod indicators;
+mod limits;
 mod matrix;
 mod openapi;
 mod ops;
