@@ -85,6 +85,12 @@ fn check_charset(
     if let Some(c) = s.chars().find(|c| !ok(*c)) {
         return Err(format!("contains {c:?}; allowed characters are {allowed}"));
     }
+    // Codes are URL path segments (`/v1/dossiers/{code}`); `.` and `..` can never reach a route as one.
+    if s == "." || s == ".." {
+        return Err(format!(
+            "{s:?} cannot be a code: a URL path cannot carry it"
+        ));
+    }
     Ok(())
 }
 
@@ -121,10 +127,10 @@ fn check_procedure(s: &str) -> Result<(), String> {
 }
 
 code_type!(
-    /// A dossier code (mã hồ sơ): 1–64 of `A-Z a-z 0-9 . _ -`. One dossier is one stream.
+    /// A dossier code (mã hồ sơ): 1–64 of `A-Z a-z 0-9 . _ -`, not `.` or `..`. One dossier is one stream.
     DossierCode,
     check_dossier,
-    Some("^[A-Za-z0-9._-]{1,64}$"),
+    Some("^([A-Za-z0-9_-][A-Za-z0-9._-]{0,63}|[.][A-Za-z0-9_-][A-Za-z0-9._-]{0,62}|[.][.][A-Za-z0-9._-]{1,62})$"),
     1,
     64
 );
@@ -132,7 +138,7 @@ code_type!(
     /// An agency code in the QCVN 102 style (`000.00.12.H27`): 1–32 of `A-Z a-z 0-9 .`; the layout is not checked.
     AgencyCode,
     check_agency,
-    Some("^[A-Za-z0-9.]{1,32}$"),
+    Some("^([A-Za-z0-9][A-Za-z0-9.]{0,31}|[.][A-Za-z0-9][A-Za-z0-9.]{0,30}|[.][.][A-Za-z0-9.]{1,30})$"),
     1,
     32
 );
@@ -140,7 +146,7 @@ code_type!(
     /// A procedure code (mã TTHC), opaque, 1–32 characters.
     ProcedureCode,
     check_procedure,
-    Some("^[^/\\s]{1,32}$"),
+    Some("^([^/\\s.][^/\\s]{0,31}|[.][^/\\s.][^/\\s]{0,30}|[.][.][^/\\s]{1,30})$"),
     1,
     32
 );

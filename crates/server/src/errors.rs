@@ -46,6 +46,9 @@ pub enum ApiError {
     Refused(Vec<EventRefusal>),
     #[error("a credential named {0:?} exists already")]
     CredentialExists(String),
+    /// Revoking this token would leave no live admin token: nobody could administer the server over HTTP.
+    #[error("{0:?} is the last live admin token; create another admin token first (or, with the server stopped, `casetrail token create --role admin`)")]
+    LastAdmin(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -90,6 +93,7 @@ impl ApiError {
             }
             ApiError::Refused(r) => (StatusCode::CONFLICT, r[0].refusal.code()),
             ApiError::CredentialExists(_) => (StatusCode::CONFLICT, "credential_exists"),
+            ApiError::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -118,6 +118,8 @@ pub struct State {
     /// Connections open now, and how many may be (`Settings::max_connections`, fitted under the descriptor limit).
     pub connections: Arc<limits::Connections>,
     pub max_connections: usize,
+    /// Token revocations, one at a time (the last admin token is never revoked).
+    pub revocations: std::sync::Mutex<()>,
 }
 
 impl State {
@@ -179,6 +181,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         stopping: tokio::sync::watch::channel(false).0,
         connections: Default::default(),
         max_connections: limits::connection_bound(settings.max_connections),
+        revocations: Default::default(),
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {

@@ -927,7 +927,9 @@ pub(crate) async fn list_tokens(
     params(("name" = String, Path, description = "The token's name")),
     responses((status = 204, description = "Revoked"), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No live token of that name", body = Problem, content_type = "application/problem+json")),
+        (status = 400, description = "Not a token name", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No live token of that name", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The last live admin token (`last_admin`): create another first", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub(crate) async fn revoke_token(
     caller: Caller,
@@ -937,6 +939,18 @@ pub(crate) async fn revoke_token(
     caller.require(&[Role::Admin])?;
     // A name no token can have is a malformed request, not a missing token.
     check_source(&path).map_err(|detail| ApiError::bad_parameter("name", detail))?;
+    // One revocation at a time, so that two admins revoking each other cannot both pass the check below.
+    let _one_at_a_time = state.revocations.lock().expect("revocation lock");
+    let live = state.log.credentials()?;
+    let live: Vec<&Credential> = live.iter().filter(|c| c.revoked_at.is_none()).collect();
+    let is_admin = |c: &&&Credential| c.role == Role::Admin;
+    if live
+        .iter()
+        .any(|c| c.name == *path && c.role == Role::Admin)
+        && live.iter().filter(is_admin).count() == 1
+    {
+        return Err(ApiError::LastAdmin(path.into_inner()));
+    }
     if state.log.revoke_credential(&path, Utc::now())? {
         Ok(HttpResponse::NoContent().finish())
     } else {

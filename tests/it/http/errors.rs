@@ -380,3 +380,42 @@ fn put_bodies_obey_the_event_rules() {
         (200, json!({ "unchanged": true }))
     );
 }
+
+/// The contract and the server agree on the edges: the last live admin token cannot be revoked (409 `last_admin`,
+/// which would lock everyone out of administration), and codes no URL path can carry (`.`, `..`) are refused when
+/// events are parsed.
+#[test]
+fn the_last_admin_stays_and_dot_codes_are_refused() {
+    let s = Server::start(&[]);
+    let (status, body) = s.delete("/v1/tokens/admin", Some(&s.admin));
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "last_admin");
+    assert!(body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("casetrail token create --role admin"));
+    // With a second admin, the first may go; then the second is the last.
+    let (status, created) = s.post(
+        "/v1/tokens",
+        Some(&s.admin),
+        &json!({ "name": "admin-2", "role": "admin" }),
+    );
+    assert_eq!(status, 201, "{created}");
+    let second = created["token"].as_str().unwrap().to_owned();
+    assert_eq!(s.delete("/v1/tokens/admin", Some(&second)).0, 204);
+    assert_eq!(s.delete("/v1/tokens/admin-2", Some(&second)).0, 409);
+    // Revoking other roles is not affected.
+    assert_eq!(s.delete("/v1/tokens/analyst", Some(&second)).0, 204);
+
+    for code in [".", ".."] {
+        let (status, body) = s.post("/v1/events", Some(&s.ingest), &received(code, DEPT));
+        assert_eq!(status, 422, "{code}: {body}");
+        assert_eq!(body["errors"][0]["field"], "dossier", "{body}");
+    }
+    assert_eq!(
+        s.post("/v1/events", Some(&s.ingest), &received("...", DEPT))
+            .0,
+        201,
+        "three dots are a name"
+    );
+}
