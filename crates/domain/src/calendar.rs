@@ -329,7 +329,8 @@ impl FromStr for Period {
 impl utoipa::PartialSchema for Period {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         crate::codes::string_schema(
-            Some("^[0-9]{4}(-(0[1-9]|1[0-2])|-Q[1-4])?$"),
+            // Years 1900 to 9998.
+            Some("^(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])(-(0[1-9]|1[0-2])|-Q[1-4])?$"),
             4,
             7,
             "a month (2019-03), a quarter (2019-Q1) or a year (2019)",

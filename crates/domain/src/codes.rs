@@ -171,7 +171,8 @@ code_type!(
     /// A free text of 1–2,000 characters that is not only whitespace.
     Text,
     check_text,
-    None,
+    // Not only whitespace: somewhere a character that is not.
+    Some("\\S"),
     1,
     TEXT_CHARS_MAX
 );

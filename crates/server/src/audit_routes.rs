@@ -101,7 +101,7 @@ const CHECKPOINTS_PAGE_MAX: usize = 1_000;
 #[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit",
     params(
         ("after" = Option<u64>, Query, description = "Only checkpoints of sizes above this"),
-        ("limit" = Option<usize>, Query, description = "1 to 1,000 (default 100)"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 to 1,000 (default 100)"),
     ),
     responses(
         (status = 200, description = "Stored signed checkpoints by size: what an auditor compares with the ones kept", body = CheckpointList),

@@ -29,12 +29,44 @@ pub struct Envelope {
 }
 
 /// One event, or a batch of 1 to 1,000 (all or nothing).
-#[derive(ToSchema, Serialize)]
+#[derive(Serialize)]
 #[serde(untagged)]
 #[allow(dead_code)]
 pub enum Submission {
     One(Envelope),
     Batch(Vec<Envelope>),
+}
+
+impl utoipa::PartialSchema for Submission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+        let envelope = Ref::from_schema_name("Envelope");
+        OneOfBuilder::new()
+            .item(envelope.clone())
+            .item(
+                ArrayBuilder::new()
+                    .items(envelope)
+                    .min_items(Some(1))
+                    .max_items(Some(domain::parse::BATCH_EVENTS_MAX)),
+            )
+            .description(Some("One event, or a batch of 1 to 1,000 (all or nothing)"))
+            .into()
+    }
+}
+
+impl ToSchema for Submission {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "Envelope".into(),
+            <Envelope as utoipa::PartialSchema>::schema(),
+        ));
+        <Envelope as ToSchema>::schemas(schemas);
+    }
 }
 
 /// An event as the log stores it: the envelope and the stored fields.

@@ -300,7 +300,7 @@ const PAGE_EVENTS_MAX: usize = 1_000;
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(
         ("after" = Option<u64>, Query, description = "Events after this position (default 0)"),
-        ("limit" = Option<usize>, Query, description = "1 to 1,000 (default 100); with NDJSON, no limit unless given"),
+        ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 to 1,000 (default 100); with NDJSON, no limit unless given"),
         ("type" = Option<String>, Query, description = "Only this event type"),
         ("agency" = Option<String>, Query, description = "Only events of this agency"),
     ),
