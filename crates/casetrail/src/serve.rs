@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
     /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard,
     /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events, request_timeout_secs,
-    /// max_connections). Flags and CASETRAIL_…
+    /// max_connections, max_subscribers). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// closed. Kept below the process's file-descriptor limit.
     #[arg(long, env = "CASETRAIL_MAX_CONNECTIONS", default_value_t = 1_000)]
     max_connections: usize,
+    /// Live-stream subscribers served at once; beyond it: 503 with Retry-After.
+    #[arg(long, env = "CASETRAIL_MAX_SUBSCRIBERS", default_value_t = 1_000)]
+    max_subscribers: usize,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -116,6 +119,7 @@ struct FileSettings {
     checkpoint_every_events: Option<u64>,
     request_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    max_subscribers: Option<usize>,
 }
 
 /// True when `id` was neither given as a flag nor in the environment.
@@ -170,7 +174,8 @@ pub fn serve(
         checkpoint_every_secs,
         checkpoint_every_events,
         request_timeout_secs,
-        max_connections
+        max_connections,
+        max_subscribers
     );
     if let (Some(v), true) = (file.audit_key, defaulted(sub, "audit_key")) {
         args.key.audit_key = Some(v);
@@ -217,6 +222,7 @@ pub fn serve(
     settings.checkpoint_every_events = args.checkpoint_every_events;
     settings.request_timeout_secs = args.request_timeout_secs;
     settings.max_connections = args.max_connections;
+    settings.max_subscribers = args.max_subscribers;
     run_until_stopped(settings, |running, log| {
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(

@@ -38,16 +38,12 @@ fn view(c: StoredCheckpoint) -> CheckpointView {
     }
 }
 
-/// Runs store work that may sign and store a checkpoint (a flush and an fsync) off the async workers.
+/// Store work (which may sign and store a checkpoint: a flush and an fsync) off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &web::Data<State>,
     work: impl FnOnce(&State) -> Result<T, store::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let state = state.clone();
-    web::block(move || work(&state))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::from)
+    crate::off_workers(state, work).await
 }
 
 #[utoipa::path(get, path = "/v1/audit/key", tag = "audit",
@@ -81,7 +77,9 @@ pub(crate) async fn head(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let head = state.log.head();
-    let checkpoint = state.log.latest_checkpoint()?.map(view);
+    let checkpoint = blocking(&state, |s| s.log.latest_checkpoint())
+        .await?
+        .map(view);
     Ok(HttpResponse::Ok().json(AuditHead {
         size: head.size,
         root: head.root.to_string(),
@@ -123,7 +121,8 @@ pub(crate) async fn checkpoints(
             detail: format!("limit must be 1 to {CHECKPOINTS_PAGE_MAX}"),
         });
     }
-    let page = state.log.checkpoints(query.after, limit + 1)?;
+    let after = query.after;
+    let page = blocking(&state, move |s| s.log.checkpoints(after, limit + 1)).await?;
     let more = page.len() > limit;
     let page: Vec<CheckpointView> = page.into_iter().take(limit).map(view).collect();
     let next_after = if more {

@@ -53,6 +53,9 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The live stream has as many subscribers as it serves.
+    #[error("{0} live subscribers are connected, the most this server serves; try again shortly")]
+    TooManySubscribers(usize),
     #[error("internal error")]
     Internal(String),
 }
@@ -96,6 +99,9 @@ impl ApiError {
             ApiError::LastAdmin(_) => (StatusCode::CONFLICT, "last_admin"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::TooManySubscribers(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "too_many_subscribers")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -213,6 +219,9 @@ impl ResponseError for ApiError {
         response.content_type("application/problem+json");
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::TooManySubscribers(_) = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
         }
         if let ApiError::MethodNotAllowed { allow, .. } = self {
             response.insert_header((actix_web::http::header::ALLOW, *allow));

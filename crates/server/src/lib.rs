@@ -60,6 +60,8 @@ pub struct Settings {
     pub request_timeout_secs: u64,
     /// Connections served at once (lowered to fit the file-descriptor limit); beyond it: 503 and close.
     pub max_connections: usize,
+    /// Live-stream subscribers at once; beyond it: 503 with Retry-After.
+    pub max_subscribers: usize,
 }
 
 impl Settings {
@@ -82,6 +84,7 @@ impl Settings {
             checkpoint_every_events: 10_000,
             request_timeout_secs: 30,
             max_connections: 1_000,
+            max_subscribers: 1_000,
         }
     }
 
@@ -99,6 +102,9 @@ impl Settings {
         config
     }
 }
+
+/// How many live streams read and encode a page of catch-up at once.
+const CATCH_UP_AT_ONCE: usize = 2;
 
 /// The signing key's file name in the data directory (beside sled's files, which never use this name).
 pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
@@ -120,9 +126,57 @@ pub struct State {
     pub max_connections: usize,
     /// Token revocations, one at a time (the last admin token is never revoked).
     pub revocations: std::sync::Mutex<()>,
+    /// Live credentials by their token's SHA-256: every request is authenticated from memory, not from the store.
+    /// Tokens change only through this server while it runs (the command line cannot open a log in use).
+    credentials: RwLock<std::collections::HashMap<String, domain::Credential>>,
+    /// Live subscribers now (`Settings::max_subscribers` at most).
+    subscribers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Turns for live streams catching up: a page read and encoded at a time each, a few at once.
+    pub catch_up: tokio::sync::Semaphore,
+}
+
+/// One live subscriber, counted while its stream lives.
+pub struct Subscriber(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl State {
+    /// A place among the live subscribers, unless `max_subscribers` are connected already.
+    pub fn subscribe(&self) -> Option<Subscriber> {
+        use std::sync::atomic::Ordering;
+        let max = self.settings.max_subscribers;
+        self.subscribers
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Subscriber(self.subscribers.clone()))
+    }
+
+    /// The live credential whose token hashes to `sha256`.
+    pub fn credential(&self, sha256: &str) -> Option<domain::Credential> {
+        self.credentials
+            .read()
+            .expect("credentials lock")
+            .get(sha256)
+            .cloned()
+    }
+
+    /// Keeps the credentials in memory as the store has them: one added, or one revoked by name.
+    pub fn credentials_changed(&self, added: Option<&domain::Credential>, revoked: Option<&str>) {
+        let mut live = self.credentials.write().expect("credentials lock");
+        if let Some(c) = added {
+            live.insert(c.token_sha256.clone(), c.clone());
+        }
+        if let Some(name) = revoked {
+            live.retain(|_, c| c.name != name);
+        }
+    }
+
     /// Folds newly stored events into the catalogue (reference events only; applying one twice changes nothing).
     pub fn catch_up(&self, events: &[domain::StoredEvent]) {
         let mut catalogue = self.catalogue.write().expect("catalogue lock");
@@ -130,6 +184,23 @@ impl State {
             catalogue.apply(e);
         }
     }
+}
+
+/// Runs store work on the blocking pool, never on the async workers: a sled read can wait on the disk, a credential
+/// write flushes, and the two async workers answer everyone (health checks, writes, live streams).
+pub(crate) async fn off_workers<T, E>(
+    state: &web::Data<State>,
+    work: impl FnOnce(&State) -> Result<T, E> + Send + 'static,
+) -> Result<T, errors::ApiError>
+where
+    T: Send + 'static,
+    E: Into<errors::ApiError> + Send + 'static,
+{
+    let state = state.clone();
+    web::block(move || work(&state))
+        .await
+        .map_err(|e| errors::ApiError::Internal(format!("a blocking task failed: {e}")))?
+        .map_err(Into::into)
 }
 
 /// A bound, running server.
@@ -182,6 +253,16 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         connections: Default::default(),
         max_connections: limits::connection_bound(settings.max_connections),
         revocations: Default::default(),
+        subscribers: Default::default(),
+        catch_up: tokio::sync::Semaphore::new(CATCH_UP_AT_ONCE),
+        credentials: RwLock::new(
+            log.credentials()
+                .map_err(std::io::Error::other)?
+                .into_iter()
+                .filter(|c| c.revoked_at.is_none())
+                .map(|c| (c.token_sha256.clone(), c))
+                .collect(),
+        ),
     });
     let app_state = state.clone();
     let server = HttpServer::new(move || {

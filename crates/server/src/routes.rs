@@ -74,9 +74,9 @@ pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
         return HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "unavailable", "detail": why }));
     }
-    let probe = state.log.stream_head("readyz-probe");
+    let probe = crate::off_workers(&state, |s| s.log.stream_head("readyz-probe").map(|_| ())).await;
     match probe {
-        Ok(_) => {
+        Ok(()) => {
             HttpResponse::Ok().json(json!({ "status": "ready", "log_size": state.log.head().size }))
         }
         Err(e) => HttpResponse::ServiceUnavailable()
@@ -164,7 +164,7 @@ fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
 
 /// Appends events through the single writer and folds what it stored into the catalogue before answering.
 async fn write(
-    state: &State,
+    state: &web::Data<State>,
     events: Vec<Submitted>,
     source: &str,
 ) -> Result<AppendOutcome, ApiError> {
@@ -188,8 +188,12 @@ async fn write(
         .filter(|r| !r.replayed)
         .map(|r| r.position)
         .collect();
-    if let (Some(first), Some(last)) = (positions.first(), positions.last()) {
-        if let Ok(stored) = state.log.read_after(first - 1, (last - first + 1) as usize) {
+    if let (Some(&first), Some(&last)) = (positions.first(), positions.last()) {
+        let stored = crate::off_workers(state, move |s| {
+            s.log.read_after(first - 1, (last - first + 1) as usize)
+        })
+        .await;
+        if let Ok(stored) = stored {
             state.catch_up(&stored);
         }
     }
@@ -336,9 +340,12 @@ pub(crate) async fn events(
                 if after >= head || sent >= limit {
                     return None;
                 }
-                let page = match state
-                    .log
-                    .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
+                let reading = state.clone();
+                let page = match crate::off_workers(&reading, move |s| {
+                    s.log
+                        .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
+                })
+                .await
                 {
                     Ok(page) if !page.is_empty() => page,
                     Ok(_) => return None,
@@ -378,26 +385,30 @@ pub(crate) async fn events(
         });
     }
     // Scan forward until the page is full or the log ends; filtered-out events still advance the cursor.
-    let mut out: Vec<StoredEvent> = Vec::new();
-    let mut cursor = after;
     let head = state.log.head().size;
-    while out.len() < limit && cursor < head {
-        let page = state.log.read_after(cursor, PAGE_EVENTS_MAX)?;
-        let Some(last) = page.last() else { break };
-        let last = last.position;
-        for e in page {
-            if out.len() == limit {
-                break;
+    let (out, cursor) = crate::off_workers(&state, move |s| {
+        let mut out: Vec<StoredEvent> = Vec::new();
+        let mut cursor = after;
+        while out.len() < limit && cursor < head {
+            let page = s.log.read_after(cursor, PAGE_EVENTS_MAX)?;
+            let Some(last) = page.last() else { break };
+            let last = last.position;
+            for e in page {
+                if out.len() == limit {
+                    break;
+                }
+                cursor = e.position;
+                if filter.keeps(&e) {
+                    out.push(e);
+                }
             }
-            cursor = e.position;
-            if filter.keeps(&e) {
-                out.push(e);
+            if out.len() < limit {
+                cursor = last;
             }
         }
-        if out.len() < limit {
-            cursor = last;
-        }
-    }
+        Ok::<_, ApiError>((out, cursor))
+    })
+    .await?;
     let next = (cursor < head).then_some(cursor);
     Ok(HttpResponse::Ok().json(json!({ "events": out, "next_after": next, "log_size": head })))
 }
@@ -417,6 +428,8 @@ pub(crate) struct LiveQuery {
     ),
     responses(
         (status = 200, description = "Server-Sent Events: `id` is the position, `event` the type, `data` the stored envelope", content_type = "text/event-stream"),
+        (status = 400, description = "`after` or `Last-Event-ID` is not a position", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`max_subscribers` streams are open (`too_many_subscribers`, with Retry-After)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")
     ),
@@ -431,11 +444,15 @@ pub(crate) async fn live(
     // An unreadable Last-Event-ID is refused: ignoring it would replay the whole log from position 0.
     let last_id = crate::extract::integer_header(&req, "Last-Event-ID", i64::MAX as u64)?;
     let after = last_id.or(query.after).unwrap_or(0);
+    let Some(subscriber) = state.subscribe() else {
+        return Err(ApiError::TooManySubscribers(state.settings.max_subscribers));
+    };
     let follow = Follow {
         state: state.clone(),
         after,
         commits: state.log.watch(),
         stopping: state.stopping.subscribe(),
+        _subscriber: subscriber,
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         loop {
@@ -444,7 +461,28 @@ pub(crate) async fn live(
             }
             let head = f.state.log.head().size;
             if f.after < head {
-                let page = match f.state.log.read_after(f.after, 500) {
+                // Catching up is paced: a page is read and encoded on the blocking pool, a few subscribers at a
+                // time (the others queue, in order), so that a thousand subscribers catching up at once leave
+                // the async workers free for everyone else.
+                let page = {
+                    let _turn = f.state.catch_up.acquire().await.expect("never closed");
+                    let after = f.after;
+                    crate::off_workers(&f.state, move |s| {
+                        let page = s.log.read_after(after, 500)?;
+                        let mut out = String::with_capacity(page.len() * 400);
+                        for e in &page {
+                            out.push_str(&format!(
+                                "id: {}\nevent: {}\ndata: {}\n\n",
+                                e.position,
+                                e.event.event_type(),
+                                String::from_utf8_lossy(&e.canonical_bytes())
+                            ));
+                        }
+                        Ok::<_, ApiError>((page.last().map(|e| e.position), out))
+                    })
+                    .await
+                };
+                let (last, out) = match page {
                     Ok(page) => page,
                     Err(e) => {
                         return Some((
@@ -453,7 +491,7 @@ pub(crate) async fn live(
                         ))
                     }
                 };
-                let Some(last) = page.last() else {
+                let Some(last) = last else {
                     // The head moved but nothing is readable past `after` yet: wait below, never spin.
                     tokio::select! {
                         changed = f.commits.changed() => if changed.is_err() { return None },
@@ -462,16 +500,7 @@ pub(crate) async fn live(
                     }
                     continue;
                 };
-                f.after = last.position;
-                let mut out = String::new();
-                for e in &page {
-                    out.push_str(&format!(
-                        "id: {}\nevent: {}\ndata: {}\n\n",
-                        e.position,
-                        e.event.event_type(),
-                        String::from_utf8_lossy(&e.canonical_bytes())
-                    ));
-                }
+                f.after = last;
                 return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), f));
             }
             // Nothing new: wait for a commit or a stop, with a comment line now and then to keep proxies from
@@ -497,6 +526,8 @@ struct Follow {
     after: u64,
     commits: tokio::sync::watch::Receiver<store::Head>,
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Counts this stream among the subscribers while it lives.
+    _subscriber: crate::Subscriber,
 }
 
 /// The dossier if this caller may see it. For `ingest` credentials a dossier that does not exist and one outside
@@ -543,11 +574,16 @@ pub(crate) async fn dossier(
     path: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let d = visible_dossier(&state, &caller, &path)?;
-    let version = state
-        .log
-        .stream_head(d.dossier.as_str())?
-        .map_or(0, |h| h.version);
+    let code = path.into_inner();
+    let (d, version) = crate::off_workers(&state, move |s| {
+        let d = visible_dossier(s, &caller, &code)?;
+        let version = s
+            .log
+            .stream_head(d.dossier.as_str())?
+            .map_or(0, |h| h.version);
+        Ok::<_, ApiError>((d, version))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(DossierView {
         status: d.status(),
         // Judged now, or at the dossier's latest event if that is later (a business time may run a few minutes
@@ -574,8 +610,13 @@ pub(crate) async fn trail(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(TRAIL_READERS)?;
-    let d = visible_dossier(&state, &caller, &path)?;
-    let events = state.log.stream(d.dossier.as_str())?;
+    let code = path.into_inner();
+    let (d, events) = crate::off_workers(&state, move |s| {
+        let d = visible_dossier(s, &caller, &code)?;
+        let events = s.log.stream(d.dossier.as_str())?;
+        Ok::<_, ApiError>((d, events))
+    })
+    .await?;
     let with_leaves: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -901,7 +942,9 @@ pub(crate) async fn create_token(
             message,
         }])
     })?;
-    state.log.add_credential(&credential)?;
+    let stored = credential.clone();
+    crate::off_workers(&state, move |s| s.log.add_credential(&stored)).await?;
+    state.credentials_changed(Some(&credential), None);
     Ok(HttpResponse::Created().json(json!({ "name": credential.name, "role": credential.role, "agency": credential.agency, "token": token })))
 }
 
@@ -914,9 +957,8 @@ pub(crate) async fn list_tokens(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    let list: Vec<Value> = state
-        .log
-        .credentials()?
+    let list: Vec<Value> = crate::off_workers(&state, |s| s.log.credentials())
+        .await?
         .into_iter()
         .map(|c| json!({ "name": c.name, "role": c.role, "agency": c.agency, "created_at": c.created_at, "revoked_at": c.revoked_at }))
         .collect();
@@ -939,24 +981,26 @@ pub(crate) async fn revoke_token(
     caller.require(&[Role::Admin])?;
     // A name no token can have is a malformed request, not a missing token.
     check_source(&path).map_err(|detail| ApiError::bad_parameter("name", detail))?;
-    // One revocation at a time, so that two admins revoking each other cannot both pass the check below.
-    let _one_at_a_time = state.revocations.lock().expect("revocation lock");
-    let live = state.log.credentials()?;
-    let live: Vec<&Credential> = live.iter().filter(|c| c.revoked_at.is_none()).collect();
-    let is_admin = |c: &&&Credential| c.role == Role::Admin;
-    if live
-        .iter()
-        .any(|c| c.name == *path && c.role == Role::Admin)
-        && live.iter().filter(is_admin).count() == 1
-    {
-        return Err(ApiError::LastAdmin(path.into_inner()));
-    }
-    if state.log.revoke_credential(&path, Utc::now())? {
-        Ok(HttpResponse::NoContent().finish())
-    } else {
-        Err(ApiError::NotFound(
-            "token_not_found",
-            format!("no live token named {:?}", path.as_str()),
-        ))
-    }
+    let name = path.into_inner();
+    crate::off_workers(&state, move |s| {
+        // One revocation at a time, so that two admins revoking each other cannot both pass the check below.
+        let _one_at_a_time = s.revocations.lock().expect("revocation lock");
+        let all = s.log.credentials()?;
+        let live: Vec<&Credential> = all.iter().filter(|c| c.revoked_at.is_none()).collect();
+        let admins = live.iter().filter(|c| c.role == Role::Admin).count();
+        if admins == 1 && live.iter().any(|c| c.name == name && c.role == Role::Admin) {
+            return Err(ApiError::LastAdmin(name));
+        }
+        if s.log.revoke_credential(&name, Utc::now())? {
+            s.credentials_changed(None, Some(&name));
+            Ok(())
+        } else {
+            Err(ApiError::NotFound(
+                "token_not_found",
+                format!("no live token named {name:?}"),
+            ))
+        }
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
 }
