@@ -6,6 +6,9 @@ use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+#[path = "common.rs"]
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_casetrail");
 
 fn casetrail(data: &Path, args: &[&str]) -> std::process::Output {
@@ -78,15 +81,7 @@ fn a_thousand_subscribers_catching_up_leave_everyone_else_answered() {
     use std::io::{Read, Write};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::time::{Duration, Instant};
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+    common::raise_fd_limit();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let file = dir.path().join("province.ndjson");

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `casetrail` binary: real processes, real data directories.
 
 mod cli;
+#[path = "../common.rs"]
+mod common;
 mod crash;
 mod dashboard;
 mod http;

@@ -50,15 +50,7 @@ fn healthz_ms(base: &str) -> u128 {
 #[test]
 fn stalled_bodies_are_answered_and_closed_and_connections_are_bounded() {
     // The test holds 1,500 sockets of its own: make sure its own descriptor limit allows them.
-    unsafe {
-        let mut l = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
-        l.rlim_cur = l.rlim_max;
-        libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-    }
+    crate::common::raise_fd_limit();
     let s = Server::start(&["--request-timeout-secs", "2", "--max-connections", "1000"]);
     let addr = s.base.trim_start_matches("http://").to_owned();
     let started = Instant::now();
