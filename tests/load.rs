@@ -2,70 +2,11 @@
 //! so nothing else of the suite competes for these two cores while latencies are timed.
 
 use serde_json::{json, Value};
-use std::io::BufRead;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 #[path = "common.rs"]
 mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_casetrail");
-
-fn casetrail(data: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
-        .arg("--data")
-        .arg(data)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn token(data: &Path, name: &str, role: &str) -> String {
-    let out = casetrail(data, &["token", "create", "--name", name, "--role", role]);
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned()
-}
-
-/// The server, ended with its process group when dropped (on a panic too).
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(data: &Path, extra: &[&str]) -> (Served, String) {
-    use std::os::unix::process::CommandExt;
-    let mut child = Served(
-        Command::new(BIN)
-            .arg("--data")
-            .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(child.0.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    (child, base)
-}
+use common::{casetrail, spawn, token, BIN};
 
 fn received(dossier: &str, agency: &str) -> Value {
     json!({ "id": uuid::Uuid::new_v4(), "type": "dossier.received", "dossier": dossier, "agency": agency,
@@ -93,8 +34,8 @@ fn a_thousand_subscribers_catching_up_leave_everyone_else_answered() {
     assert!(casetrail(&data, &["import", file.to_str().unwrap()])
         .status
         .success());
-    let analyst = token(&data, "analyst", "analyst");
-    let admin = token(&data, "admin", "admin");
+    let analyst = token(&data, "analyst", "analyst", None);
+    let admin = token(&data, "admin", "admin", None);
     let (_child, base) = spawn(
         &data,
         &["--max-connections", "1100", "--max-subscribers", "1000"],

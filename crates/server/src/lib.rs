@@ -132,7 +132,7 @@ pub struct State {
     /// Live subscribers now (`Settings::max_subscribers` at most).
     subscribers: Arc<std::sync::atomic::AtomicUsize>,
     /// Turns for live streams catching up: a page read and encoded at a time each, a few at once.
-    pub catch_up: tokio::sync::Semaphore,
+    pub catch_up_turns: tokio::sync::Semaphore,
 }
 
 /// One live subscriber, counted while its stream lives.
@@ -254,7 +254,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         max_connections: limits::connection_bound(settings.max_connections),
         revocations: Default::default(),
         subscribers: Default::default(),
-        catch_up: tokio::sync::Semaphore::new(CATCH_UP_AT_ONCE),
+        catch_up_turns: tokio::sync::Semaphore::new(CATCH_UP_AT_ONCE),
         credentials: RwLock::new(
             log.credentials()
                 .map_err(std::io::Error::other)?

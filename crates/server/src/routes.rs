@@ -465,7 +465,12 @@ pub(crate) async fn live(
                 // time (the others queue, in order), so that a thousand subscribers catching up at once leave
                 // the async workers free for everyone else.
                 let page = {
-                    let _turn = f.state.catch_up.acquire().await.expect("never closed");
+                    let _turn = f
+                        .state
+                        .catch_up_turns
+                        .acquire()
+                        .await
+                        .expect("never closed");
                     let after = f.after;
                     crate::off_workers(&f.state, move |s| {
                         let page = s.log.read_after(after, 500)?;

@@ -55,9 +55,8 @@ fn store(log: &SledLog, mut events: Vec<serde_json::Value>) {
             *version += 1;
             e["position"] = json!(i as u64 + 1);
             e["version"] = json!(*version);
-            let mut parsed = domain::parse_envelope(&e, i, domain::Form::Exported).unwrap();
+            let parsed = domain::parse_envelope(&e, i, domain::Form::Exported).unwrap();
             assert!(parsed.stored.is_some());
-            parsed.event.id = uuid::Uuid::new_v4();
             parsed
         })
         .collect();

@@ -13,10 +13,10 @@ mod streams;
 mod tree;
 
 use super::{casetrail, Proc, BIN};
+pub use crate::common::{spawn, token};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// A running `casetrail serve` child, killed when dropped.
 pub struct Server {
@@ -34,48 +34,6 @@ pub const PROVINCE: &str = "000.00.00.H27";
 pub const DEPT: &str = "000.00.12.H27";
 pub const COMMUNE: &str = "000.12.01.H27";
 pub const OTHER: &str = "000.00.13.H27";
-
-pub fn token(data: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
-    let mut args = vec!["token", "create", "--name", name, "--role", role];
-    if let Some(a) = agency {
-        args.extend(["--agency", a]);
-    }
-    let out = casetrail(data, &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned()
-}
-
-/// Starts `casetrail serve` on a data directory and returns the base URL once it listens.
-pub fn spawn(data: &Path, extra: &[&str]) -> (Proc, String) {
-    let mut child = Proc::spawn(
-        Command::new(BIN)
-            .arg("--data")
-            .arg(data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    );
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_owned();
-    (child, base)
-}
 
 impl Server {
     /// A server with one token per role, and the agency tree province → department → commune, plus another

@@ -105,16 +105,22 @@ pub struct Life {
     pub last_change: Secs,
 }
 
-/// One supplement pause: when documents were requested and received (to the second), and its length as the
-/// dossier state measures it (the exact interval, in whole seconds), so that both judge with the same total.
+/// One supplement pause: when documents were requested (to the microsecond) and received (to the second), and its
+/// length as the dossier state measures it (the exact interval, in whole seconds), so that both judge with the same
+/// total.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pause {
-    pub since: Secs,
-    pub until: Option<Secs>,
-    /// The request's exact instant, in microseconds.
     since_micros: i64,
+    pub until: Option<Secs>,
     /// Whole seconds from request to receipt (0 while pending).
     length: Secs,
+}
+
+impl Pause {
+    /// The second the documents were requested in.
+    pub fn since(&self) -> Secs {
+        self.since_micros.div_euclid(1_000_000)
+    }
 }
 
 /// How an open dossier stands from `last_change` on, for ever (until a new event).
@@ -165,7 +171,6 @@ impl Life {
                     self.second_request = Some(at);
                 }
                 self.pauses.push(Pause {
-                    since: at,
                     until: None,
                     since_micros: occurred.timestamp_micros(),
                     length: 0,
@@ -228,8 +233,8 @@ impl Life {
             pending_since: self
                 .pauses
                 .iter()
-                .find(|p| p.since <= t && p.until.is_none_or(|u| u > t))
-                .map(|p| p.since),
+                .find(|p| p.since() <= t && p.until.is_none_or(|u| u > t))
+                .map(|p| p.since()),
             repeated: self.second_request.is_some_and(|s| s <= t),
         }
     }
