@@ -134,19 +134,40 @@ code_type!(
     1,
     64
 );
+/// An agency code as a regular expression (unanchored): not `.` or `..`.
+macro_rules! agency_code {
+    () => {
+        "([A-Za-z0-9][A-Za-z0-9.]{0,31}|[.][A-Za-z0-9][A-Za-z0-9.]{0,30}|[.][.][A-Za-z0-9.]{1,30})"
+    };
+}
+pub(crate) use agency_code;
+
 code_type!(
     /// An agency code in the QCVN 102 style (`000.00.12.H27`): 1–32 of `A-Z a-z 0-9 .`; the layout is not checked.
     AgencyCode,
     check_agency,
-    Some("^([A-Za-z0-9][A-Za-z0-9.]{0,31}|[.][A-Za-z0-9][A-Za-z0-9.]{0,30}|[.][.][A-Za-z0-9.]{1,30})$"),
+    Some(concat!("^", agency_code!(), "$")),
     1,
     32
 );
+/// The characters a procedure code may not hold, as a regular expression class body.
+macro_rules! procedure_char {
+    () => {
+        "/\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+    };
+}
+
 code_type!(
     /// A procedure code (mã TTHC), opaque, 1–32 characters.
     ProcedureCode,
     check_procedure,
-    Some("^([^/\\s.][^/\\s]{0,31}|[.][^/\\s.][^/\\s]{0,30}|[.][.][^/\\s]{1,30})$"),
+    // Not '/', whitespace or a control character (Rust's `char::is_whitespace` and `is_control`, spelled out: the
+    // C0 and C1 controls, space, NEL, NBSP and the other Unicode spaces); not `.` or `..`.
+    Some(concat!(
+        "^([^.", procedure_char!(), "][^", procedure_char!(), "]{0,31}",
+        "|[.][^.", procedure_char!(), "][^", procedure_char!(), "]{0,30}",
+        "|[.][.][^", procedure_char!(), "]{1,30})$"
+    )),
     1,
     32
 );
@@ -171,8 +192,9 @@ code_type!(
     /// A free text of 1–2,000 characters that is not only whitespace.
     Text,
     check_text,
-    // Not only whitespace: somewhere a character that is not.
-    Some("\\S"),
+    // Not only whitespace: somewhere a character that is not (Rust's `char::is_whitespace`, spelled out: `\S`
+    // differs on U+0085 and U+FEFF).
+    Some("[^\\x09-\\x0d\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"),
     1,
     TEXT_CHARS_MAX
 );

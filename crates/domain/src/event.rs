@@ -146,7 +146,7 @@ impl<'de> Deserialize<'de> for TargetScope {
 impl utoipa::PartialSchema for TargetScope {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         crate::codes::string_schema(
-            Some("^(\\*|[A-Za-z0-9.]{1,32})$"),
+            Some(concat!("^(\\*|", crate::codes::agency_code!(), ")$")),
             1,
             32,
             "* for every agency, or an agency code",
@@ -315,7 +315,17 @@ pub struct ProcedureOffered {
 pub struct TargetSet {
     pub agency: TargetScope,
     pub from_period: Period,
+    /// Stored always; when written, optional (or null): 0.20 by default.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = false, nullable, minimum = 0, maximum = 1)
+    )]
     pub online_rate_min: f64,
+    /// Stored always; when written, optional (or null): 0.10 by default.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = false, nullable, minimum = 0, maximum = 1)
+    )]
     pub postal_rate_min: f64,
 }
 

@@ -209,7 +209,7 @@ pub(crate) struct ProofQuery {
 
 #[utoipa::path(get, path = "/v1/audit/proof", tag = "audit",
     params(
-        ("position" = u64, Query, description = "The event's position (its leaf is position - 1)"),
+        ("position" = u64, Query, minimum = 1, description = "The event's position (its leaf is position - 1)"),
         ("size" = Option<u64>, Query, description = "The tree size to prove against; by default the latest signed checkpoint that holds the position (one is signed now if none does)"),
     ),
     responses(
@@ -307,7 +307,7 @@ pub(crate) async fn consistency(
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}/bundle", tag = "audit",
-    params(("dossier" = String, Path, description = "The dossier code")),
+    params(("dossier" = domain::DossierCode, Path, description = "The dossier code")),
     responses(
         (status = 200, description = "The dossier's stored events, an inclusion proof for each, and the signed checkpoint they lead to; check it with `casetrail audit verify-bundle`", body = BundleSchema),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),

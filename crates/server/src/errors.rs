@@ -173,6 +173,26 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let status = self.status_and_code().0;
+        let body = self.problem();
+        let mut response = HttpResponse::build(status);
+        response.content_type("application/problem+json");
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let ApiError::TooManySubscribers(_) = self {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((actix_web::http::header::ALLOW, *allow));
+        }
+        response.body(body.to_string())
+    }
+}
+
+impl ApiError {
+    /// The problem document (RFC 9457) this error answers with.
+    pub fn problem(&self) -> serde_json::Value {
         let (status, code) = self.status_and_code();
         let detail = match self {
             ApiError::Internal(chain) => {
@@ -215,17 +235,6 @@ impl ResponseError for ApiError {
             ApiError::BadParameter { name, .. } => body["parameter"] = json!(name),
             _ => {}
         }
-        let mut response = HttpResponse::build(status);
-        response.content_type("application/problem+json");
-        if status == StatusCode::UNAUTHORIZED {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
-        }
-        if let ApiError::TooManySubscribers(_) = self {
-            response.insert_header((actix_web::http::header::RETRY_AFTER, "5"));
-        }
-        if let ApiError::MethodNotAllowed { allow, .. } = self {
-            response.insert_header((actix_web::http::header::ALLOW, *allow));
-        }
-        response.body(body.to_string())
+        body
     }
 }

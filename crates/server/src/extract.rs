@@ -163,3 +163,71 @@ pub async fn problems(
     }
     Ok(ServiceResponse::new(request, problem))
 }
+
+/// A handler that panics (a bug) answers 500 `internal`, logged: without this the panic unwinds through actix's
+/// worker thread, which drops every connection that thread serves and is restarted. (The request went into the
+/// handler, so the answer goes out as an error that actix renders with `ApiError`'s problem.)
+pub async fn contain_panics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use futures_util::FutureExt;
+    let what = format!("{} {}", req.method(), req.path());
+    match std::panic::AssertUnwindSafe(next.call(req))
+        .catch_unwind()
+        .await
+    {
+        Ok(answer) => answer.map(ServiceResponse::map_into_boxed_body),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ApiError::Internal(format!("{what} panicked: {why}")).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{test, web, App};
+
+    #[actix_web::test]
+    async fn a_panicking_handler_answers_a_500_problem() {
+        let app = test::init_service(
+            App::new()
+                .wrap(actix_web::middleware::from_fn(super::contain_panics))
+                .route(
+                    "/boom",
+                    web::get().to(|| async { panic!("a bug") as &'static str }),
+                )
+                .route("/fine", web::get().to(|| async { "fine" })),
+        )
+        .await;
+        // An error, which actix renders with the error's own `error_response`.
+        let error =
+            test::try_call_service(&app, test::TestRequest::get().uri("/boom").to_request())
+                .await
+                .err()
+                .expect("the panic became an error");
+        let answer = error.error_response();
+        assert_eq!(answer.status(), 500);
+        assert_eq!(
+            answer.headers().get("content-type").unwrap(),
+            "application/problem+json"
+        );
+        let body: serde_json::Value =
+            serde_json::from_slice(&actix_web::body::to_bytes(answer.into_body()).await.unwrap())
+                .unwrap();
+        assert_eq!(body["code"], "internal");
+        assert!(
+            !body["detail"].as_str().unwrap().contains("a bug"),
+            "the details stay in the log: {body}"
+        );
+        // The same service goes on answering.
+        let answer =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(answer.status(), 200);
+    }
+}

@@ -23,20 +23,25 @@ macro_rules! indicator_params {
         #[derive(Deserialize, utoipa::IntoParams)]
         #[into_params(parameter_in = Query)]
         pub(crate) struct $name {
-            $($(#[$field_meta])* #[param(required = true)] $field: Option<String>,)*
+            $($(#[$field_meta])* #[param(required = true, value_type = domain::Period)] $field: Option<String>,)*
             /// `agency` (default), `subtree`, `level` or `province`.
+            #[param(value_type = Option<crate::openapi::GroupParam>)]
             group: Option<String>,
             /// Only this agency and what is registered below it.
+            #[param(value_type = Option<domain::AgencyCode>)]
             agency: Option<String>,
             /// Count only events up to this log position.
             #[serde(default, deserialize_with = "crate::extract::int64")]
             as_of: Option<u64>,
             /// Count only events recorded by this instant (RFC 3339 with offset), or during or before this day
             /// (`2019-04-05`, Vietnam time: everything recorded before the next day began).
+            #[param(value_type = Option<crate::openapi::KnownAtParam>)]
             known_at: Option<String>,
             /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
+            #[param(value_type = Option<crate::openapi::FormatParam>)]
             format: Option<String>,
             /// Column headers of CSV and XLSX: `vi` (default) or `en`.
+            #[param(value_type = Option<crate::openapi::LangParam>)]
             lang: Option<String>,
         }
 

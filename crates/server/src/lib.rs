@@ -17,8 +17,9 @@ pub use indicator_routes::parse_known_at as indicator_time;
 mod metrics;
 pub mod openapi;
 mod routes;
+mod wire;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use projections::Catalogue;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -265,10 +266,11 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
         ),
     });
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
+    let app = move || {
         App::new()
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(extract::path_error))
+            .wrap(actix_web::middleware::from_fn(extract::contain_panics))
             .wrap(actix_web::middleware::from_fn(limits::bounded))
             .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
@@ -276,24 +278,52 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .configure(audit_routes::configure)
             .configure(dashboard::configure)
             .default_service(web::to(extract::route_not_found))
-    })
-    .workers(settings.workers.max(1))
-    // Each connection carries a token that counts it while it is open (beyond the bound: 503 and close), and
-    // actix itself accepts no more than the bound plus room to say so, per worker.
-    .on_connect({
-        let connections = state.connections.clone();
-        move |io, extensions| {
-            extensions.insert(connections.open(io));
-        }
-    })
-    .max_connections(state.max_connections.div_ceil(settings.workers.max(1)) + 64)
-    .client_disconnect_timeout(std::time::Duration::from_secs(1))
-    .shutdown_timeout(settings.shutdown_timeout_secs)
-    // Signals are ours (`Running::stop_on_signals`): live streams must be told to end before a graceful stop.
-    .disable_signals()
-    .bind(settings.listen)?;
-    let addr = *server.addrs().first().expect("bound to an address");
-    let server = server.run();
+    };
+    let listener = limits::listener(settings.listen)?;
+    let addr = listener.local_addr()?;
+    let workers = settings.workers.max(1);
+    let mut builder = actix_server::Server::build();
+    let graceful = builder.graceful_shutdown_signal();
+    let connections = state.connections.clone();
+    // actix-web's `HttpServer`, assembled by hand for one difference: each connection is a `wire::Wire`, which
+    // makes the answers actix's parser gives by itself (431, 400, 408 with empty bodies) into problems.
+    builder = builder
+        .workers(workers)
+        // Each connection carries a token that counts it while it is open (beyond the bound: 503 and close), and
+        // actix itself accepts no more than the bound plus room to say so, per worker.
+        .max_concurrent_connections(state.max_connections.div_ceil(workers) + 64)
+        .shutdown_timeout(settings.shutdown_timeout_secs)
+        // Signals are ours (`Running::stop_on_signals`): live streams must be told to end before a graceful stop.
+        .disable_signals()
+        .listen("casetrail", listener, move || {
+            use actix_service::{fn_service, map_config, IntoServiceFactory, ServiceFactoryExt};
+            let graceful = graceful.clone();
+            let connections = connections.clone();
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let graceful = graceful.clone();
+                    async move { graceful.notified().await }
+                })
+                .client_request_timeout(wire::HEAD_TIMEOUT)
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .local_addr(addr)
+                .on_connect_ext(move |io: &wire::Wire, extensions| {
+                    extensions.insert(connections.open(io.fd()));
+                })
+                .h1(map_config(
+                    app()
+                        .into_factory()
+                        .map_err(|e: actix_web::Error| e.error_response()),
+                    move |_| actix_web::dev::AppConfig::default(),
+                ));
+            fn_service(|io: actix_rt::net::TcpStream| async move {
+                let wire = wire::Wire::new(io);
+                let peer = wire.peer_addr();
+                Ok::<_, actix_http::error::DispatchError>((wire, peer))
+            })
+            .and_then(http)
+        })?;
+    let server = builder.run();
     // Keep the catalogue current with what other handlers (and other credentials) write.
     let follower_state = state.clone();
     actix_web::rt::spawn(async move { follow(follower_state).await });

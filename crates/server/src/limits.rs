@@ -25,13 +25,9 @@ pub struct Connections {
 pub struct Open(Arc<Connections>, Option<std::os::fd::RawFd>);
 
 impl Connections {
-    pub fn open(self: &Arc<Connections>, io: &dyn std::any::Any) -> Open {
-        use std::os::fd::AsRawFd;
+    pub fn open(self: &Arc<Connections>, fd: std::os::fd::RawFd) -> Open {
         self.open.fetch_add(1, Ordering::Relaxed);
-        let fd = io
-            .downcast_ref::<actix_web::rt::net::TcpStream>()
-            .map(|s| s.as_raw_fd());
-        Open(self.clone(), fd)
+        Open(self.clone(), Some(fd))
     }
 
     pub fn count(&self) -> usize {
@@ -77,6 +73,17 @@ pub fn connection_bound(wanted: usize) -> usize {
         );
     }
     wanted.min(room)
+}
+
+/// The listening socket, as actix-web makes it: the address reusable at once after a stop, and a backlog of 1,024
+/// connections waiting to be accepted (a burst of clients is queued rather than refused).
+pub fn listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// A request body that must arrive by a deadline, and says whether it was read to its end.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 /// An event as a sender posts it (`events.md` §1). Unknown fields are refused.
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Envelope {
     /// Chosen by the sender (UUIDv7 recommended); the idempotency key, for ever.
@@ -68,6 +69,89 @@ impl ToSchema for Submission {
         <Envelope as ToSchema>::schemas(schemas);
     }
 }
+
+/// A token's name (recorded as `source` on every event it writes): 1 to 64 of A-Z a-z 0-9 . _ - @ :
+#[derive(Serialize)]
+#[allow(dead_code)]
+pub struct CredentialName(String);
+
+impl utoipa::PartialSchema for CredentialName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some("^[A-Za-z0-9._@:-]{1,64}$"))
+            .description(Some("1 to 64 of A-Z a-z 0-9 . _ - @ :"))
+            .into()
+    }
+}
+
+impl ToSchema for CredentialName {}
+
+/// How an indicator table groups its rows.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GroupParam {
+    Agency,
+    Subtree,
+    Level,
+    Province,
+}
+
+/// How an indicator answer is rendered (`table` is another name for `text`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatParam {
+    Json,
+    Csv,
+    Xlsx,
+    Text,
+    Table,
+}
+
+/// The language of CSV and XLSX column headers.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum LangParam {
+    Vi,
+    En,
+}
+
+/// An instant (RFC 3339 with its offset) or a day (`YYYY-MM-DD`, years 1900–9998).
+#[allow(dead_code)]
+pub struct KnownAtParam(String);
+
+impl utoipa::PartialSchema for KnownAtParam {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::DateTime,
+                    ))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(
+                        "^(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}$",
+                    ))
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Date,
+                    ))),
+            )
+            .description(Some("An instant (RFC 3339 with its offset) or a day (YYYY-MM-DD, Vietnam time)"))
+            .into()
+    }
+}
+
+impl ToSchema for KnownAtParam {}
 
 /// An event as the log stores it: the envelope and the stored fields.
 #[derive(ToSchema, Serialize)]
@@ -158,17 +242,19 @@ pub struct Problem {
 }
 
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct AgencyBody {
-    pub name: String,
+    pub name: domain::Text,
     pub level: AgencyLevel,
     pub parent: Option<AgencyCode>,
 }
 
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ProcedureBody {
-    pub name: String,
+    pub name: domain::Text,
     pub online_level: OfferLevel,
     pub postal_receive: bool,
     pub postal_return: bool,
@@ -176,13 +262,16 @@ pub struct ProcedureBody {
 }
 
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TargetBody {
     pub agency: TargetScope,
     pub from_period: domain::Period,
     /// Default 0.20.
+    #[schema(minimum = 0, maximum = 1)]
     pub online_rate_min: Option<f64>,
     /// Default 0.10.
+    #[schema(minimum = 0, maximum = 1)]
     pub postal_rate_min: Option<f64>,
 }
 
@@ -223,9 +312,10 @@ pub struct CatalogueView {
 }
 
 #[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TokenRequest {
-    pub name: String,
+    pub name: CredentialName,
     pub role: Role,
     /// Required for ingest tokens, refused for the others.
     pub agency: Option<AgencyCode>,
@@ -452,6 +542,8 @@ impl Modify for BearerAuth {
         crate::audit_routes::consistency,
         crate::audit_routes::bundle,
     ),
+    // The indicator parameters' schemas (`IntoParams` names them without collecting them).
+    components(schemas(GroupParam, FormatParam, LangParam, KnownAtParam)),
     modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers),
     tags(
         (name = "events", description = "Writing and reading the log"),

@@ -235,14 +235,13 @@ pub(crate) async fn append(
     })?;
     if credential.role == Role::Ingest {
         for (index, s) in events.iter().enumerate() {
-            let agency = s
-                .event
-                .agency
-                .as_ref()
-                .expect("dossier events carry an agency");
-            if !s.event.event_type().is_dossier_event() {
+            // The type first: a reference event (a `target.set` for every agency) may carry no agency at all.
+            let (true, Some(agency)) = (
+                s.event.event_type().is_dossier_event(),
+                s.event.agency.as_ref(),
+            ) else {
                 return Err(ApiError::Forbidden(format!("event {index}: ingest credentials write dossier events; reference data has its own endpoints")));
-            }
+            };
             if !covers(&state, &credential, agency) {
                 return Err(ApiError::Forbidden(format!(
                     "event {index}: agency {agency} is outside this credential's scope"
@@ -305,8 +304,8 @@ const PAGE_EVENTS_MAX: usize = 1_000;
     params(
         ("after" = Option<u64>, Query, description = "Events after this position (default 0)"),
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "1 to 1,000 (default 100); with NDJSON, no limit unless given"),
-        ("type" = Option<String>, Query, description = "Only this event type"),
-        ("agency" = Option<String>, Query, description = "Only events of this agency"),
+        ("type" = Option<EventType>, Query, description = "Only this event type"),
+        ("agency" = Option<AgencyCode>, Query, description = "Only events of this agency"),
     ),
     responses(
         (status = 200, description = "A page (JSON), or every matching event up to the head (Accept: application/x-ndjson)", body = EventsPage,
@@ -565,7 +564,7 @@ fn visible_dossier(
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}", tag = "dossiers",
-    params(("dossier" = String, Path, description = "The dossier code")),
+    params(("dossier" = DossierCode, Path, description = "The dossier code")),
     responses(
         (status = 200, description = "The dossier's current state", body = DossierView),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
@@ -600,7 +599,7 @@ pub(crate) async fn dossier(
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}/events", tag = "dossiers",
-    params(("dossier" = String, Path, description = "The dossier code")),
+    params(("dossier" = DossierCode, Path, description = "The dossier code")),
     responses(
         (status = 200, description = "Every stored event of the dossier, in order, with its leaf hash", body = Trail),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
@@ -704,7 +703,7 @@ fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
 }
 
 #[utoipa::path(put, path = "/v1/agencies/{code}", tag = "reference",
-    params(("code" = String, Path, description = "The agency code")),
+    params(("code" = AgencyCode, Path, description = "The agency code")),
     request_body = AgencyBody,
     responses(
         (status = 201, description = "Registered: an agency.registered event", body = [Receipt]),
@@ -750,7 +749,7 @@ pub(crate) async fn put_agency(
 }
 
 #[utoipa::path(put, path = "/v1/agencies/{code}/procedures/{procedure}", tag = "reference",
-    params(("code" = String, Path, description = "The agency code"), ("procedure" = String, Path, description = "The procedure code")),
+    params(("code" = AgencyCode, Path, description = "The agency code"), ("procedure" = ProcedureCode, Path, description = "The procedure code")),
     request_body = ProcedureBody,
     responses(
         (status = 201, description = "Offered: a procedure.offered event", body = [Receipt]),
@@ -853,7 +852,7 @@ pub(crate) struct CatalogueQuery {
 
 /// Public: which procedures each agency offers online (and at which level) and by post, as in force today.
 #[utoipa::path(get, path = "/v1/catalogue", tag = "reference",
-    params(("agency" = Option<String>, Query, description = "Only this agency")),
+    params(("agency" = Option<AgencyCode>, Query, description = "Only this agency")),
     responses(
         (status = 200, description = "Procedures in force today per agency: online level, postal receipt and return", body = CatalogueView),
         (status = 400, description = "Not an agency code", body = Problem, content_type = "application/problem+json"),
@@ -971,7 +970,7 @@ pub(crate) async fn list_tokens(
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
-    params(("name" = String, Path, description = "The token's name")),
+    params(("name" = CredentialName, Path, description = "The token's name")),
     responses((status = 204, description = "Revoked"), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "Not a token name", body = Problem, content_type = "application/problem+json"),

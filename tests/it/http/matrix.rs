@@ -213,6 +213,22 @@ fn an_ingest_token_writes_and_reads_only_within_its_agency_subtree() {
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["code"], "forbidden");
     assert_eq!(s.log_size(), size);
+    // Reference events are not theirs, even one without an agency at all (a target for every agency: this one
+    // once took the server's worker down instead of answering).
+    for reference in [
+        json!({"id": "01935c3e-8f4a-7b21-9c55-3f2d8e6a1b77", "type": "target.set", "occurred_at": "2019-01-01T00:00:00Z",
+               "data": {"agency": "*", "from_period": "2019"}}),
+        json!({"id": "01935c3e-8f4a-7b21-9c55-3f2d8e6a1b78", "type": "target.set", "agency": DEPT,
+               "occurred_at": "2019-01-01T00:00:00Z", "data": {"agency": DEPT, "from_period": "2019"}}),
+    ] {
+        let (status, body) = s.post("/v1/events", Some(&s.ingest), &reference);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("forbidden")),
+            "{body}"
+        );
+    }
+    assert_eq!(s.log_size(), size);
     // Reading: a dossier of its scope, yes; of another scope, no; one that does not exist answers the same 403,
     // so the answer does not tell whether it exists.
     assert_eq!(

@@ -11,6 +11,7 @@ mod ops;
 mod stop;
 mod streams;
 mod tree;
+mod wire;
 
 use super::{casetrail, Proc, BIN};
 pub use crate::common::{spawn, token};
