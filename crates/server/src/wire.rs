@@ -25,6 +25,9 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
 
+/// The longest bare error head looked for (actix's are about 130 bytes).
+const BARE_HEAD_MAX: usize = 256;
+
 /// A TCP connection whose bare error answers become problems.
 pub struct Wire {
     /// Taken only by `drop`, to close lingering.
@@ -143,7 +146,10 @@ fn httpdate(t: std::time::SystemTime) -> String {
 /// status 400 or more whose only fields are `content-length: 0`, `connection` and `date`. Every answer of the
 /// application carries a body (`extract::problems` sees to it), so only actix's own answers have this shape.
 pub fn bare_error(buf: &[u8]) -> Option<(usize, StatusCode)> {
-    let start = buf.windows(7).rposition(|w| w == b"HTTP/1.")?;
+    // Such a head is under 200 bytes: only the end of what is written is looked at, so that a large answer written
+    // in many partial writes is not scanned again at each.
+    let from = buf.len().saturating_sub(BARE_HEAD_MAX);
+    let start = from + buf[from..].windows(7).rposition(|w| w == b"HTTP/1.")?;
     let mut fields = [httparse::EMPTY_HEADER; 3];
     let mut head = httparse::Response::new(&mut fields);
     match head.parse(&buf[start..]) {
