@@ -13,6 +13,7 @@ use actix_rt::net::TcpStream;
 use actix_web::http::StatusCode;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -24,6 +25,9 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long, and how much, a connection answered with a problem still reads before it closes (see `Drop`).
 const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1 << 20;
+/// Connections closing lingering at once, at most (each holds a descriptor for up to `LINGER`).
+const LINGERING_MAX: usize = 64;
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
 
 /// The longest bare error head looked for (actix's are about 130 bytes).
 const BARE_HEAD_MAX: usize = 256;
@@ -80,21 +84,30 @@ impl Wire {
     }
 }
 
-/// After a problem, the connection is not simply dropped (actix drops it at once after a parse error): closing a
-/// socket with unread bytes resets it, and a reset can destroy the answer before the client reads it. Its sending
-/// side is closed instead, and what the client still sends is read and dropped, for a moment at most.
+/// After a problem, the connection is not simply dropped (actix drops it at once after a parse error, perhaps before
+/// the problem is all out): closing a socket with unread bytes resets it, and a reset can destroy the answer before
+/// the client reads it. What is left of the problem is sent, the sending side closed, and what the client still
+/// sends read and dropped, for a moment at most; and never more than `LINGERING_MAX` connections at once, so that
+/// malformed requests cannot hold descriptors beyond the connection bound.
 impl Drop for Wire {
     fn drop(&mut self) {
-        let (Some(_), Some(mut io)) = (&self.problem, self.io.take()) else {
+        let (Some((bytes, sent)), Some(mut io)) = (self.problem.take(), self.io.take()) else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if LINGERING.fetch_add(1, Ordering::Relaxed) >= LINGERING_MAX {
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
         runtime.spawn(async move {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = io.shutdown().await;
-            let drain = async {
+            let close = async {
+                if io.write_all(&bytes[sent..]).await.is_err() {
+                    return;
+                }
+                let _ = io.shutdown().await;
                 let (mut scratch, mut read) = ([0u8; 8192], 0);
                 while read < LINGER_BYTES {
                     match io.read(&mut scratch).await {
@@ -103,7 +116,9 @@ impl Drop for Wire {
                     }
                 }
             };
-            let _ = tokio::time::timeout(LINGER, drain).await;
+            let _ = tokio::time::timeout(LINGER, close).await;
+            drop(io);
+            LINGERING.fetch_sub(1, Ordering::Relaxed);
         });
     }
 }
