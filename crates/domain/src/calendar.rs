@@ -325,12 +325,23 @@ impl FromStr for Period {
     }
 }
 
+/// A year from `YEAR_MIN` to `YEAR_MAX` (1900 to 9998), as a regular expression.
+#[cfg(feature = "openapi")]
+macro_rules! year_pattern {
+    () => {
+        "(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+    };
+}
+
 #[cfg(feature = "openapi")]
 impl utoipa::PartialSchema for Period {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         crate::codes::string_schema(
-            // Years 1900 to 9998.
-            Some("^(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])(-(0[1-9]|1[0-2])|-Q[1-4])?$"),
+            Some(concat!(
+                "^",
+                year_pattern!(),
+                "(-(0[1-9]|1[0-2])|-Q[1-4])?$"
+            )),
             4,
             7,
             "a month (2019-03), a quarter (2019-Q1) or a year (2019)",
@@ -339,6 +350,33 @@ impl utoipa::PartialSchema for Period {
 }
 #[cfg(feature = "openapi")]
 impl utoipa::ToSchema for Period {}
+
+/// As `FromStr` reads it: an RFC 3339 instant, or a day of a year from 1900 to 9998.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for KnownAt {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        use utoipa::openapi::{KnownFormat, SchemaFormat};
+        let string = |format| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+        };
+        OneOfBuilder::new()
+            .item(string(KnownFormat::DateTime))
+            .item(string(KnownFormat::Date).pattern(Some(concat!(
+                "^",
+                year_pattern!(),
+                "-[0-9]{2}-[0-9]{2}$"
+            ))))
+            .description(Some(
+                "An instant (RFC 3339 with its offset) or a day (YYYY-MM-DD, Vietnam time)",
+            ))
+            .into()
+    }
+}
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for KnownAt {}
 
 impl Serialize for Period {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -35,7 +35,7 @@ macro_rules! indicator_params {
             as_of: Option<u64>,
             /// Count only events recorded by this instant (RFC 3339 with offset), or during or before this day
             /// (`2019-04-05`, Vietnam time: everything recorded before the next day began).
-            #[param(value_type = Option<crate::openapi::KnownAtParam>)]
+            #[param(value_type = Option<domain::KnownAt>)]
             known_at: Option<String>,
             /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
             #[param(value_type = Option<crate::openapi::FormatParam>)]

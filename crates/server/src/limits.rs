@@ -22,12 +22,12 @@ pub struct Connections {
 }
 
 /// One open connection: counted while it lives, with its socket's descriptor (valid while the connection is).
-pub struct Open(Arc<Connections>, Option<std::os::fd::RawFd>);
+pub struct Open(Arc<Connections>, std::os::fd::RawFd);
 
 impl Connections {
     pub fn open(self: &Arc<Connections>, fd: std::os::fd::RawFd) -> Open {
         self.open.fetch_add(1, Ordering::Relaxed);
-        Open(self.clone(), Some(fd))
+        Open(self.clone(), fd)
     }
 
     pub fn count(&self) -> usize {
@@ -170,7 +170,7 @@ pub async fn bounded(
             payload: Box::pin(watched),
         });
     }
-    let fd = req.conn_data::<Open>().and_then(|o| o.1);
+    let fd = req.conn_data::<Open>().map(|o| o.1);
     let mut response = next.call(req).await?.map_into_boxed_body();
     if body && !ended.load(Ordering::Relaxed) {
         response

@@ -121,38 +121,6 @@ pub enum LangParam {
     En,
 }
 
-/// An instant (RFC 3339 with its offset) or a day (`YYYY-MM-DD`, years 1900–9998).
-#[allow(dead_code)]
-pub struct KnownAtParam(String);
-
-impl utoipa::PartialSchema for KnownAtParam {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
-        OneOfBuilder::new()
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                        utoipa::openapi::KnownFormat::DateTime,
-                    ))),
-            )
-            .item(
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some(
-                        "^(19[0-9]{2}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}$",
-                    ))
-                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                        utoipa::openapi::KnownFormat::Date,
-                    ))),
-            )
-            .description(Some("An instant (RFC 3339 with its offset) or a day (YYYY-MM-DD, Vietnam time)"))
-            .into()
-    }
-}
-
-impl ToSchema for KnownAtParam {}
-
 /// An event as the log stores it: the envelope and the stored fields.
 #[derive(ToSchema, Serialize)]
 #[allow(dead_code)]
@@ -543,7 +511,7 @@ impl Modify for BearerAuth {
         crate::audit_routes::bundle,
     ),
     // The indicator parameters' schemas (`IntoParams` names them without collecting them).
-    components(schemas(GroupParam, FormatParam, LangParam, KnownAtParam)),
+    components(schemas(GroupParam, FormatParam, LangParam, domain::KnownAt)),
     modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers),
     tags(
         (name = "events", description = "Writing and reading the log"),

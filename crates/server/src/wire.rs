@@ -143,24 +143,17 @@ fn problem_answer(status: StatusCode) -> Vec<u8> {
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
         body.len(),
-        httpdate(std::time::SystemTime::now()),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
     )
     .into_bytes();
     answer.extend_from_slice(body.as_bytes());
     answer
 }
 
-/// An HTTP date (RFC 9110 IMF-fixdate).
-fn httpdate(t: std::time::SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(t)
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
-}
-
 /// Where a bare error answer starts in `buf`, and its status, if `buf` ends with one: a complete response head of
 /// status 400 or more whose only fields are `content-length: 0`, `connection` and `date`. Every answer of the
 /// application carries a body (`extract::problems` sees to it), so only actix's own answers have this shape.
-pub fn bare_error(buf: &[u8]) -> Option<(usize, StatusCode)> {
+fn bare_error(buf: &[u8]) -> Option<(usize, StatusCode)> {
     // Such a head is under 200 bytes: only the end of what is written is looked at, so that a large answer written
     // in many partial writes is not scanned again at each.
     let from = buf.len().saturating_sub(BARE_HEAD_MAX);

@@ -1,5 +1,5 @@
 //! The published contract says exactly what the server accepts: for every string type `/openapi.json` describes
-//! with a pattern (codes, names, periods, days), a string is valid against its schema if and only if the server's own
+//! with a pattern or an enumeration (codes, names, periods, days, the indicator options), a string is valid against its schema if and only if the server's own
 //! parser accepts it. Strings are drawn to hit the edges: `.` and `..`, `/`, every kind of whitespace and control
 //! character, digits and dashes in period shapes, lengths around the bounds.
 
@@ -28,6 +28,9 @@ static VALIDATORS: std::sync::LazyLock<
     .collect();
     all.insert("token name", parameter("/v1/tokens/{name}", "name"));
     all.insert("known_at", parameter("/v1/indicators", "known_at"));
+    for name in ["group", "format", "lang"] {
+        all.insert(name, parameter("/v1/indicators", name));
+    }
     all
 });
 
@@ -133,5 +136,21 @@ proptest! {
     fn period_and_day_schemas_accept_what_the_server_accepts(s in prop_oneof![period_like(), tricky_string()]) {
         agree("Period", &s, s.parse::<domain::Period>().map(drop));
         agree("known_at", &s, s.parse::<domain::KnownAt>().map(drop));
+    }
+
+    #[test]
+    fn enumerated_parameters_list_what_the_server_accepts(
+        s in prop_oneof![
+            prop::sample::select(vec![
+                "agency", "subtree", "level", "province", "json", "csv", "xlsx", "text", "table", "vi", "en",
+                "Agency", "JSON", "tables", "xls", "vn", "", " csv",
+            ]).prop_map(str::to_owned),
+            tricky_string(),
+        ]
+    ) {
+        use projections::indicators::render::{Format, Lang};
+        agree("group", &s, s.parse::<projections::indicators::Group>().map(drop));
+        agree("format", &s, s.parse::<Format>().map(drop));
+        agree("lang", &s, s.parse::<Lang>().map(drop));
     }
 }
