@@ -124,12 +124,6 @@ fn an_export_imports_to_an_identical_log_and_root() {
     assert!(stdout(&casetrail(&b, &["verify"])).starts_with("ok: "));
 }
 
-/// Builds a log of generated events, then lets `tamper` change the sled trees directly, as an attacker with
-/// the disk would; returns what `verify` printed and whether it passed.
-fn tampered(tamper: impl FnOnce(&sled::Tree)) -> (bool, String) {
-    tampered_db(|db| tamper(&db.open_tree("events").unwrap()))
-}
-
 /// A data directory in `dir` holding a generated province with `dossiers` dossiers.
 fn generated_log(dir: &Path, seed: u32, dossiers: u32) -> std::path::PathBuf {
     let generated = dir.join("gen.ndjson");
@@ -150,6 +144,8 @@ fn generated_log(dir: &Path, seed: u32, dossiers: u32) -> std::path::PathBuf {
     data
 }
 
+/// Builds a log of generated events, then lets `tamper` change the sled trees directly, as an attacker with
+/// the disk would (`store::tamper` knows the block layout); returns what `verify` printed and whether it passed.
 fn tampered_db(tamper: impl FnOnce(&sled::Db)) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
     let data = generated_log(dir.path(), 9, 600);
@@ -165,9 +161,8 @@ fn tampered_db(tamper: impl FnOnce(&sled::Db)) -> (bool, String) {
 
 #[test]
 fn verify_names_the_position_of_a_flipped_byte() {
-    let (ok, report) = tampered(|events| {
-        let key = 123u64.to_be_bytes();
-        let mut bytes = events.get(key).unwrap().unwrap().to_vec();
+    let (ok, report) = tampered_db(|db| {
+        let mut bytes = store::tamper::event_bytes(db, 123);
         let marker = b"\"occurred_at\":\"20";
         let at = bytes
             .windows(marker.len())
@@ -175,8 +170,9 @@ fn verify_names_the_position_of_a_flipped_byte() {
             .unwrap()
             + marker.len();
         // The decade changes (2017 becomes 2007): still valid JSON and a valid event, just not the one written.
+        // The block is written back whole with a valid checksum, as someone who knows the layout would.
         bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
-        events.insert(key, bytes).unwrap();
+        store::tamper::set_event(db, 123, bytes);
     });
     assert!(!ok);
     assert!(
@@ -187,8 +183,10 @@ fn verify_names_the_position_of_a_flipped_byte() {
 
 #[test]
 fn verify_names_the_position_of_a_deleted_event() {
-    let (ok, report) = tampered(|events| {
-        events.remove(200u64.to_be_bytes()).unwrap();
+    let (ok, report) = tampered_db(|db| {
+        store::tamper::edit_block(db, 200, |first, events| {
+            events.remove((200 - first) as usize);
+        });
     });
     assert!(!ok);
     assert!(
@@ -199,25 +197,50 @@ fn verify_names_the_position_of_a_deleted_event() {
 
 #[test]
 fn verify_names_the_first_of_two_swapped_events() {
-    let (ok, report) = tampered(|events| {
-        let (a, b) = (300u64.to_be_bytes(), 301u64.to_be_bytes());
-        let (va, vb) = (
-            events.get(a).unwrap().unwrap(),
-            events.get(b).unwrap().unwrap(),
+    let (ok, report) = tampered_db(|db| {
+        let (a, b) = (
+            store::tamper::event_bytes(db, 300),
+            store::tamper::event_bytes(db, 301),
         );
-        events.insert(a, vb).unwrap();
-        events.insert(b, va).unwrap();
+        store::tamper::set_event(db, 300, b);
+        store::tamper::set_event(db, 301, a);
     });
     assert!(!ok);
     assert!(report.contains("first bad position 300"), "{report}");
 }
 
 #[test]
+fn verify_names_a_changed_byte_inside_a_block_that_keeps_its_old_checksum() {
+    // Someone changes one event's bytes inside a block but cannot (or does not) fix the block's checksum: verify
+    // still names the event, not only the block.
+    let (ok, report) = tampered_db(|db| {
+        let log = db.open_tree("log").unwrap();
+        let (first, _) = store::tamper::block_events(db, 140);
+        let mut key = vec![b'b'];
+        key.extend_from_slice(&first.to_be_bytes());
+        let old = log.get(&key).unwrap().unwrap();
+        let crc = old[9..13].to_vec();
+        store::tamper::edit_block(db, 140, |first, events| {
+            let e = &mut events[(140 - first) as usize];
+            let at = e.windows(7).position(|w| w == b"\"agency").unwrap() + 1;
+            e[at] = b'A';
+        });
+        let mut new = log.get(&key).unwrap().unwrap().to_vec();
+        new[9..13].copy_from_slice(&crc);
+        log.insert(&key, new).unwrap();
+    });
+    assert!(!ok);
+    assert!(
+        report.contains("first bad position 140: does not decode"),
+        "{report}"
+    );
+}
+
+#[test]
 fn verify_notices_a_missing_index_entry_or_stream_head() {
     let (ok, report) = tampered_db(|db| {
-        let events = db.open_tree("events").unwrap();
         let e: serde_json::Value =
-            serde_json::from_slice(&events.get(77u64.to_be_bytes()).unwrap().unwrap()).unwrap();
+            serde_json::from_slice(&store::tamper::event_bytes(db, 77)).unwrap();
         let id = uuid::Uuid::parse_str(e["id"].as_str().unwrap()).unwrap();
         db.open_tree("ids").unwrap().remove(id.as_bytes()).unwrap();
     });
@@ -388,34 +411,32 @@ fn the_demo_fills_an_empty_directory_once_and_serves_the_dashboard() {
 
 #[test]
 fn verify_names_where_a_changed_byte_in_the_database_file_stops_the_reading() {
-    // Below sled, on the disk itself: one byte of the stored event at position 123 changed in every copy of it in
-    // the database file. sled's own checksums catch it; `verify` must then say so plainly.
+    // Below sled, on the disk itself: one byte of the stored block holding position 123 changed in every copy of
+    // it in the database file. sled's own checksums catch it; `verify` must then say so plainly.
     let dir = tempfile::tempdir().unwrap();
     let data = generated_log(dir.path(), 9, 600);
     std::thread::sleep(std::time::Duration::from_millis(600));
+    let marker = {
+        let db = sled::open(&data).unwrap();
+        let value = store::tamper::raw_block(&db, 123);
+        // 24 bytes from the middle of the compressed frame: found in the file only where the block is.
+        value[value.len() / 2..value.len() / 2 + 24].to_vec()
+    };
+    std::thread::sleep(std::time::Duration::from_millis(600));
     let file = data.join("db");
     let mut bytes = std::fs::read(&file).unwrap();
-    let marker = b"\"position\":123,";
     let mut changed = 0;
     let mut from = 0;
     while let Some(at) = bytes[from..]
         .windows(marker.len())
-        .position(|w| w == marker)
+        .position(|w| w == marker.as_slice())
         .map(|i| i + from)
     {
-        // The year of `occurred_at`, a little further on (a copy cut short by the end of the file is left).
-        let end = (at + 400).min(bytes.len());
-        if let Some(year) = bytes[at..end]
-            .windows(16)
-            .position(|w| w == b"occurred_at\":\"20")
-        {
-            let digit = at + year + 16;
-            bytes[digit] = if bytes[digit] == b'0' { b'1' } else { b'0' };
-            changed += 1;
-        }
+        bytes[at + 10] ^= 0x10;
+        changed += 1;
         from = at + marker.len();
     }
-    assert!(changed >= 1, "the event's bytes are in the file");
+    assert!(changed >= 1, "the block's bytes are in the file");
     std::fs::write(&file, &bytes).unwrap();
     let out = casetrail(&data, &["verify"]);
     // Never a panic (exit 101), always one plain verdict. Where the change lands decides which: in a page that

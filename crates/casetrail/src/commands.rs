@@ -226,8 +226,12 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
             ""
         };
         let plural = if checked == 1 { "" } else { "s" };
+        let lag = match report.size - report.indexed_through {
+            0 => String::new(),
+            n => format!(" (the indexes on disk lag {n} events behind the log: the next open catches them up)"),
+        };
         println!(
-            "ok: {} events in {} streams; every hash, index and stream rule checks; {checked} stored checkpoint{plural} {signed}matching the log; root {}",
+            "ok: {} events in {} streams; every hash, index and stream rule checks; {checked} stored checkpoint{plural} {signed}matching the log; root {}{lag}",
             report.size,
             report.streams,
             report.root.as_deref().unwrap_or("")
@@ -252,6 +256,7 @@ pub fn stats(data: &Path) -> Result<ExitCode> {
     println!("audit root      {}", s.root);
     println!("streams         {} ({} dossiers)", s.streams, s.dossiers);
     println!("event bytes     {}", s.event_bytes);
+    println!("block bytes     {} (compressed)", s.block_bytes);
     println!("disk bytes      {}", s.disk_bytes);
     if let (Some(first), Some(last)) = (s.first_recorded_at, s.last_recorded_at) {
         println!("recorded        {first} … {last}");
@@ -439,9 +444,14 @@ pub fn append_loop(
     prefix: &str,
     events: usize,
     threads: usize,
+    index_flush_ms: Option<u64>,
 ) -> Result<ExitCode> {
     use rand::{Rng, SeedableRng};
-    let log = std::sync::Arc::new(open(data)?);
+    let mut config = config(data);
+    if let Some(ms) = index_flush_ms {
+        config.index_flush_after = std::time::Duration::from_millis(ms);
+    }
+    let log = std::sync::Arc::new(SledLog::open(config)?);
     let per_thread = events.div_ceil(threads.max(1));
     let workers: Vec<_> = (0..threads.max(1))
         .map(|t| {
@@ -481,5 +491,106 @@ pub fn append_loop(
     for w in workers {
         w.join().map_err(|_| "a writer thread panicked")??;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `casetrail upgrade`: rewrites a format-1 data directory in format 2. The new log is built beside the old one
+/// (`<data>.upgrading`) by appending every event with its stored fields, so that each lands at its position with
+/// its version, recorded time and source, and the same canonical bytes; then credentials and signed checkpoints are
+/// copied as they are, the roots of both are compared, and only then are the directories swapped. The old one is
+/// kept as `<data>.format1` until the user removes it.
+pub fn upgrade(data: &Path) -> Result<ExitCode> {
+    let Some(old) = store::format1::Format1::open(data)? else {
+        println!("{} is already in format 2: nothing to do", data.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let size = old.size()?;
+    let old_root = old.root(size)?;
+    let name = data
+        .file_name()
+        .ok_or("the data directory has no name")?
+        .to_string_lossy()
+        .into_owned();
+    let beside = |suffix: &str| data.with_file_name(format!("{name}.{suffix}"));
+    let (building, kept) = (beside("upgrading"), beside("format1"));
+    if kept.exists() {
+        return Err(format!(
+            "{} exists already (an earlier upgrade's copy of format 1?); move it away first",
+            kept.display()
+        )
+        .into());
+    }
+    if building.exists() {
+        // What an interrupted upgrade left: never served, rebuilt from the start.
+        std::fs::remove_dir_all(&building)?;
+    }
+    let progress = ProgressBar::new(size).with_style(
+        ProgressStyle::with_template("upgrading to format 2 [{bar:40}] {pos}/{len} events ({eta})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let new = SledLog::open(config(&building))?;
+    let mut batch: Vec<Submitted> = Vec::with_capacity(BATCH_EVENTS_MAX);
+    let mut events = old.events();
+    loop {
+        let next = events.next().transpose()?;
+        if let Some((position, bytes)) = &next {
+            let stored = domain::StoredEvent::from_canonical_bytes(bytes).map_err(|e| {
+                format!("format 1, position {position}: {e}; run `casetrail verify` on it")
+            })?;
+            batch.push(Submitted::from(stored));
+        }
+        if batch.len() == BATCH_EVENTS_MAX || (next.is_none() && !batch.is_empty()) {
+            let n = batch.len() as u64;
+            new.append_blocking(AppendRequest {
+                events: std::mem::take(&mut batch),
+                source: "casetrail-upgrade".into(),
+            })
+            .map_err(|e| format!("format 1 holds events format 2 refuses: {e}"))?;
+            progress.inc(n);
+        }
+        if next.is_none() {
+            break;
+        }
+    }
+    new.adopt(&old)?;
+    let new_head = new.head();
+    new.close();
+    drop(new);
+    drop(events);
+    drop(old);
+    progress.finish_and_clear();
+    if new_head.size != size || new_head.root != old_root {
+        return Err(format!(
+            "the rewritten log ({} events, root {}) differs from format 1 ({size} events, root {old_root}); {} is left as it was",
+            new_head.size,
+            new_head.root,
+            data.display()
+        )
+        .into());
+    }
+    // Everything that is not sled's own files (the signing key, indicator snapshots) moves to the new directory:
+    // the snapshots name positions and roots, which are the same.
+    for entry in std::fs::read_dir(data)? {
+        let entry = entry?;
+        let file = entry.file_name();
+        let f = file.to_string_lossy();
+        if f == "db" || f == "conf" || f == "blobs" || f.starts_with("snap.") {
+            continue;
+        }
+        std::fs::rename(entry.path(), building.join(&file))?;
+    }
+    // sled's flusher lets go of the old directory's lock a moment after its last handle is dropped.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    std::fs::rename(data, &kept)?;
+    std::fs::rename(&building, data)?;
+    if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    println!(
+        "upgraded {} to format 2: {size} events, root {old_root} (unchanged); format 1 is kept in {} until you remove it",
+        data.display(),
+        kept.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -80,6 +80,9 @@ enum Command {
     Stats,
     /// Rebuild every index (streams, ids, heads, audit hashes) from the events tree alone.
     RebuildIndexes,
+    /// Rewrite a data directory of format 1 in format 2 (docs/storage.md): same events, roots, credentials and
+    /// checkpoints; the old directory is kept beside it as `<data>.format1`.
+    Upgrade,
     /// Run the HTTP service (docs/api.md) on the data directory. SIGTERM or Ctrl-C stops it gracefully.
     Serve(serve::ServeArgs),
     /// Manage API tokens while no server runs (a running server offers the same under /v1/tokens).
@@ -137,6 +140,10 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = 4)]
         threads: usize,
+        /// How long the indexer may let entries wait, in milliseconds (a long wait keeps the indexes behind the
+        /// log when the test kills the process).
+        #[arg(long)]
+        index_flush_ms: Option<u64>,
     },
 }
 
@@ -154,6 +161,7 @@ fn main() -> ExitCode {
         Command::Stats => commands::stats(&cli.data),
         Command::Audit { what } => audit_cmd::run(&cli.data, what),
         Command::RebuildIndexes => commands::rebuild(&cli.data),
+        Command::Upgrade => commands::upgrade(&cli.data),
         Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args, &matches),
         Command::Token { what } => serve::token(&cli.data, what),
         Command::Probe { url } => serve::probe(&url),
@@ -172,7 +180,8 @@ fn main() -> ExitCode {
             prefix,
             events,
             threads,
-        } => commands::append_loop(&cli.data, seed, &prefix, events, threads),
+            index_flush_ms,
+        } => commands::append_loop(&cli.data, seed, &prefix, events, threads, index_flush_ms),
     };
     match result {
         Ok(code) => code,

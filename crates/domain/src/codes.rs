@@ -134,12 +134,15 @@ code_type!(
     1,
     64
 );
-/// An agency code as a regular expression (unanchored): not `.` or `..`.
+/// An agency code as a regular expression (unanchored): not `.` or `..`. (Patterns are used only by the `openapi`
+/// feature.)
+#[allow(unused_macros)]
 macro_rules! agency_code {
     () => {
         "([A-Za-z0-9][A-Za-z0-9.]{0,31}|[.][A-Za-z0-9][A-Za-z0-9.]{0,30}|[.][.][A-Za-z0-9.]{1,30})"
     };
 }
+#[allow(unused_imports)]
 pub(crate) use agency_code;
 
 code_type!(
@@ -151,6 +154,7 @@ code_type!(
     32
 );
 /// The characters a procedure code may not hold, as a regular expression class body.
+#[allow(unused_macros)]
 macro_rules! procedure_char {
     () => {
         "/\\x00-\\x20\\x7f-\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"

@@ -2,14 +2,19 @@
 //!
 //! The log is append-only. One writer task owns every append and commits in groups: it drains what is queued,
 //! decides every event against its stream, assigns gapless positions and versions, hashes the new leaves into the
-//! audit tree, writes the whole group in one atomic sled transaction, flushes and fsyncs once, and only then
-//! answers. The events tree is the only truth; every other tree is an index that [`SledLog::rebuild_indexes`]
-//! recomputes from it.
+//! audit tree, writes the whole group as compressed blocks in one atomic sled batch, flushes and fsyncs once, and
+//! only then answers. The blocks are the only truth; the indexes are derived from them behind a watermark by an
+//! indexer thread, and [`SledLog::rebuild_indexes`] recomputes them from the blocks alone.
 
+pub mod block;
 mod conformance_suite;
 mod error;
+pub mod format1;
+pub(crate) mod index;
 mod merkle;
 mod sled_log;
+#[doc(hidden)]
+pub mod tamper;
 mod writer;
 
 pub use conformance_suite::conformance;

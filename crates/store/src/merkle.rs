@@ -1,5 +1,6 @@
 //! The audit tree over the log: an RFC 6962 Merkle tree whose leaves are the stored events' canonical bytes,
-//! kept as `tlog_tiles` stored hashes (dense indexes, written in the same atomic group as the events).
+//! kept as `tlog_tiles` stored hashes (dense indexes, written in the same atomic batch as the group's blocks, in the
+//! same `log` tree under keys `h ‖ index`).
 
 use tlog_tiles::HashReader;
 pub use tlog_tiles::{record_hash, Hash};
@@ -7,8 +8,8 @@ pub use tlog_tiles::{record_hash, Hash};
 /// Stored hashes in a sled tree, with the hashes of a group not yet written on top.
 ///
 /// sled 0.34 pays about the same for every key it writes, whatever its size, so the hashes a group adds (about
-/// two per event) are written as one value: key = the stored-hash index of the first, value = the hashes
-/// concatenated, 32 bytes each.
+/// two per event) are written as one value: key = `h` ‖ the stored-hash index of the first (8 bytes,
+/// big-endian), value = the hashes concatenated, 32 bytes each.
 pub(crate) struct Hashes<'a> {
     pub tree: &'a sled::Tree,
     /// Index of `pending[0]`.
@@ -34,18 +35,28 @@ impl HashReader for Hashes<'_> {
     }
 }
 
-/// Reads one stored hash from the packed runs of the hashes tree.
+/// The key prefix of hash runs in the `log` tree.
+pub(crate) const PREFIX: u8 = b'h';
+
+/// The key of the hash run starting at stored-hash `index`.
+pub(crate) fn key(index: u64) -> [u8; 9] {
+    let mut k = [PREFIX; 9];
+    k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Reads one stored hash from the packed runs of the `log` tree.
 pub(crate) fn read_stored(tree: &sled::Tree, index: u64) -> Result<Hash, tlog_tiles::Error> {
     let (key, run) = tree
-        .range(..=index.to_be_bytes())
+        .range(key(0)..=key(index))
         .next_back()
         .transpose()
         .map_err(|e| tlog_tiles::Error::InvalidInput(format!("sled: {e}")))?
         .ok_or(tlog_tiles::Error::IndexesNotInTree)?;
     let start = u64::from_be_bytes(
-        key.as_ref()
-            .try_into()
-            .map_err(|_| tlog_tiles::Error::MalformedHash)?,
+        key.get(1..)
+            .and_then(|k| k.try_into().ok())
+            .ok_or(tlog_tiles::Error::MalformedHash)?,
     );
     let offset = ((index - start) as usize)
         .checked_mul(32)
@@ -58,13 +69,15 @@ pub(crate) fn read_stored(tree: &sled::Tree, index: u64) -> Result<Hash, tlog_ti
 
 /// The stored-hash index one past the last stored hash.
 pub(crate) fn stored_end(tree: &sled::Tree) -> Result<u64, sled::Error> {
-    Ok(match tree.last()? {
-        None => 0,
-        Some((key, run)) => {
-            u64::from_be_bytes(key.as_ref().try_into().unwrap_or([0xff; 8]))
-                + (run.len() / 32) as u64
-        }
-    })
+    Ok(
+        match tree.range(key(0)..=key(u64::MAX)).next_back().transpose()? {
+            None => 0,
+            Some((key, run)) => {
+                u64::from_be_bytes(key[1..].try_into().unwrap_or([0xff; 8]))
+                    + (run.len() / 32) as u64
+            }
+        },
+    )
 }
 
 /// Packs hashes into one run value.
@@ -212,8 +225,7 @@ mod known_answers {
             let more = tlog_tiles::stored_hashes(n as u64, &bytes(input), &reader).unwrap();
             pending.extend(more);
             if n % 3 == 2 {
-                tree.insert(pending_from.to_be_bytes(), pack(&pending))
-                    .unwrap();
+                tree.insert(key(pending_from), pack(&pending)).unwrap();
                 pending_from += pending.len() as u64;
                 pending.clear();
             }

@@ -1,25 +1,27 @@
-//! The sled implementation of [`EventLog`].
+//! The sled implementation of [`EventLog`], format 2 (`docs/storage.md` has the why).
 //!
-//! Trees (keys sort as numbers: big-endian `u64`):
-//! - `events`: position → the event's canonical bytes. The only truth.
-//! - `streams`: stream key ‖ 0x00 ‖ version → position.
-//! - `ids`: event id (16 bytes) → position. Kept for ever: idempotency has no expiry.
-//! - `heads`: stream key → the stream's head (last version, dossier state) as JSON.
-//! - `hashes`: stored-hash index → 32-byte hash of the audit tree.
-//! - `meta`: the format marker, and a flag while indexes are being rebuilt.
+//! Trees (numbers in keys are big-endian `u64`, so that they sort as numbers):
+//! - `log`: the only truth. `b ‖ first position` → a block of consecutive events of one commit group
+//!   ([`crate::block`]); `h ‖ first stored-hash index` → the audit-tree hashes that group added, 32 bytes each.
+//!   A group is one atomic sled batch on this one tree.
+//! - `ids`, `heads`, `streams`: derived from `log` by the indexer, behind the watermark `meta/indexed`
+//!   ([`crate::index`]).
+//! - `meta`: the format marker, the index watermark, and a flag while indexes are being rebuilt.
 //! - `credentials`: name → credential (role, scope, SHA-256 of the token); `credential_hashes`: SHA-256 → name.
 //!   Credentials are configuration, not events: they are not in the log nor in its audit tree.
 //! - `checkpoints`: tree size → a signed checkpoint issued at that size (`StoredCheckpoint`, JSON). What was
 //!   signed cannot be derived again (signatures are made once), so `rebuild-indexes` leaves this tree alone.
 
+use crate::block::Block;
+use crate::index::{self, IndexTrees, Indexer, SharedTail};
 use crate::merkle::Hashes;
 use crate::writer::{Clock, Job, Writer};
 use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
 use chrono::{DateTime, Utc};
-use domain::{apply, decide, Context, Credential, EventData, StoredEvent, StreamHead};
+use domain::{decide, Context, Credential, EventData, StoredEvent, StreamHead};
 use serde::Serialize;
 use sled::Transactional;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,10 +29,16 @@ use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-const FORMAT: &[u8] = b"casetrail-log-v1";
+/// The format this code writes. Format 1 (one sled key per event in an `events` tree, indexes written in the same
+/// transaction) is read only by `casetrail upgrade`.
+pub const FORMAT: &[u8] = b"casetrail-log-v2";
+pub const FORMAT_1: &[u8] = b"casetrail-log-v1";
 const REBUILDING: &[u8] = b"rebuilding";
 /// Waiting appends beyond this many make senders wait: a bound on memory under overload.
 const QUEUE_REQUESTS_MAX: usize = 16_384;
+/// zstd level for blocks: level 1 compresses events about 6.8 times at about 1M events/s per core
+/// (`docs/benchmarks.md`); higher levels cost more than they save here.
+const ZSTD_LEVEL: i32 = 1;
 
 /// How to open a log.
 #[derive(Clone)]
@@ -47,8 +55,12 @@ pub struct Config {
     /// The server clock; replaceable so that tests and simulations can set the time.
     pub clock: Clock,
     /// Open to look, not to write: skip the open-time index checks (so that `verify` can report what is wrong
-    /// and `rebuild-indexes` can mend it), and refuse every append.
+    /// and `rebuild-indexes` can mend it), write nothing at open (events the indexes lag behind are indexed in
+    /// memory only), and refuse every append.
     pub inspection: bool,
+    /// How long the indexer lets committed events wait before writing their index entries (at most; it writes
+    /// sooner once [`index::FLUSH_EVENTS`] wait). Longer only in tests that kill a process while indexes lag.
+    pub index_flush_after: std::time::Duration,
 }
 
 impl Config {
@@ -61,6 +73,7 @@ impl Config {
             group_events_max: 8_192,
             clock: Arc::new(Utc::now),
             inspection: false,
+            index_flush_after: index::FLUSH_AFTER,
         }
     }
 
@@ -140,39 +153,41 @@ impl WriterMetrics {
     }
 }
 
-/// `stream ‖ 0x00`: every version of a stream, and nothing of another (stream keys contain no NUL).
-fn stream_prefix(stream: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(stream.len() + 9);
-    k.extend_from_slice(stream.as_bytes());
-    k.push(0);
+/// The key prefix of blocks in the `log` tree.
+const BLOCK: u8 = b'b';
+
+/// The key of the block whose first event is at `first`.
+pub(crate) fn block_key(first: u64) -> [u8; 9] {
+    let mut k = [BLOCK; 9];
+    k[1..].copy_from_slice(&first.to_be_bytes());
     k
 }
 
-/// `stream ‖ 0x00 ‖ version`, so that a stream's versions sort in order.
-pub(crate) fn stream_key(stream: &str, version: u64) -> Vec<u8> {
-    let mut k = stream_prefix(stream);
-    k.extend_from_slice(&version.to_be_bytes());
-    k
+fn block_first(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(1..)
+        .and_then(index::decode_u64)
+        .ok_or_else(|| StoreError::Damaged(format!("a block key of {} bytes", key.len())))
 }
 
-pub(crate) fn decode_u64(bytes: &[u8]) -> u64 {
-    u64::from_be_bytes(
-        bytes
-            .try_into()
-            .expect("index values are 8-byte big-endian numbers"),
-    )
+/// The event count a block's header states, without decompressing it.
+fn block_count(first: u64, value: &[u8]) -> Result<u64, StoreError> {
+    match value.get(1..5) {
+        Some(c) if value[0] == crate::block::LAYOUT => {
+            Ok(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64)
+        }
+        _ => Err(StoreError::Corrupt {
+            position: first,
+            message: "the block starting here has an unknown layout".into(),
+        }),
+    }
 }
 
 /// The open trees.
 #[derive(Clone)]
 pub(crate) struct Trees {
     pub db: sled::Db,
-    pub events: sled::Tree,
-    pub streams: sled::Tree,
-    pub ids: sled::Tree,
-    pub heads: sled::Tree,
-    pub hashes: sled::Tree,
-    pub meta: sled::Tree,
+    pub log: sled::Tree,
+    pub index: IndexTrees,
     pub credentials: sled::Tree,
     pub credential_hashes: sled::Tree,
     pub checkpoints: sled::Tree,
@@ -181,12 +196,13 @@ pub(crate) struct Trees {
 impl Trees {
     fn open(db: sled::Db) -> Result<Trees, StoreError> {
         Ok(Trees {
-            events: db.open_tree("events")?,
-            streams: db.open_tree("streams")?,
-            ids: db.open_tree("ids")?,
-            heads: db.open_tree("heads")?,
-            hashes: db.open_tree("hashes")?,
-            meta: db.open_tree("meta")?,
+            log: db.open_tree("log")?,
+            index: IndexTrees {
+                ids: db.open_tree("ids")?,
+                heads: db.open_tree("heads")?,
+                streams: db.open_tree("streams")?,
+                meta: db.open_tree("meta")?,
+            },
             credentials: db.open_tree("credentials")?,
             credential_hashes: db.open_tree("credential_hashes")?,
             checkpoints: db.open_tree("checkpoints")?,
@@ -194,9 +210,13 @@ impl Trees {
         })
     }
 
+    fn meta(&self) -> &sled::Tree {
+        &self.index.meta
+    }
+
     /// Decodes a stored event, with the read-side pair assertion (its invariants, and that it sits at its own
     /// position).
-    fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    pub fn decode(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
         let stored = StoredEvent::decode(bytes)
             .map_err(|message| StoreError::Corrupt { position, message })?;
         if stored.position != position {
@@ -208,47 +228,92 @@ impl Trees {
         Ok(stored)
     }
 
-    pub fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
-        match self.events.get(position.to_be_bytes())? {
-            None => Ok(None),
-            Some(bytes) => Trees::decode(position, &bytes).map(Some),
-        }
-    }
-
-    /// The latest committed event of a stream, through its head's version and the stream index.
-    pub fn latest(&self, stream: &str) -> Result<Option<StoredEvent>, StoreError> {
-        let Some(head) = self.load_head(stream)? else {
+    /// The block holding `position`, if any.
+    pub fn block_at(&self, position: u64) -> Result<Option<Block>, StoreError> {
+        let Some((key, value)) = self
+            .log
+            .range(block_key(0)..=block_key(position))
+            .next_back()
+            .transpose()?
+        else {
             return Ok(None);
         };
-        match self.streams.get(stream_key(stream, head.version))? {
-            Some(p) => self.event(decode_u64(&p)),
-            None => Err(StoreError::IndexMismatch(format!(
-                "{stream} has no version {}",
-                head.version
-            ))),
+        let first = block_first(&key)?;
+        if first + block_count(first, &value)? <= position {
+            return Ok(None);
+        }
+        Block::decode(first, &value).map(Some)
+    }
+
+    pub fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
+        match self.block_at(position)? {
+            None => Ok(None),
+            Some(block) => match block.get(position) {
+                None => Ok(None),
+                Some(bytes) => Trees::decode(position, bytes).map(Some),
+            },
         }
     }
 
-    pub fn load_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
-        match self.heads.get(stream.as_bytes())? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::IndexMismatch(format!("head of {stream}: {e}"))),
+    /// The raw blocks from the one holding position `from` on, in order: (first position, value).
+    pub fn raw_blocks(
+        &self,
+        from: u64,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        let start = match self
+            .log
+            .range(block_key(0)..=block_key(from))
+            .next_back()
+            .transpose()
+        {
+            Ok(Some((key, _))) => block_first(&key).unwrap_or(from),
+            _ => from,
+        };
+        self.log
+            .range(block_key(start)..=block_key(u64::MAX))
+            .map(|item| {
+                let (key, value) = item?;
+                Ok((block_first(&key)?, value))
+            })
+    }
+
+    /// The events at `positions` (ascending), decoding each block once.
+    pub fn events_at(&self, positions: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut out = Vec::with_capacity(positions.len());
+        let mut block: Option<Block> = None;
+        for &p in positions {
+            if !block
+                .as_ref()
+                .is_some_and(|b| b.first <= p && p <= b.last())
+            {
+                block = self.block_at(p)?;
+            }
+            let bytes = block.as_ref().and_then(|b| b.get(p)).ok_or_else(|| {
+                StoreError::IndexMismatch(format!("an index names missing position {p}"))
+            })?;
+            out.push(Trees::decode(p, bytes)?);
         }
+        Ok(out)
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
-        Ok(self
-            .events
-            .last()?
-            .map(|(k, _)| decode_u64(&k))
-            .unwrap_or(0))
+        match self
+            .log
+            .range(block_key(0)..=block_key(u64::MAX))
+            .next_back()
+            .transpose()?
+        {
+            None => Ok(0),
+            Some((key, value)) => {
+                let first = block_first(&key)?;
+                Ok(first + block_count(first, &value)? - 1)
+            }
+        }
     }
 
     fn committed_hashes(&self) -> Hashes<'_> {
         Hashes {
-            tree: &self.hashes,
+            tree: &self.log,
             pending_from: u64::MAX,
             pending: &[],
         }
@@ -259,18 +324,21 @@ impl Trees {
     }
 }
 
-/// The log on sled. Dropping it (or [`SledLog::close`]) stops the writer after it has answered what was queued.
+/// The log on sled. Dropping it (or [`SledLog::close`]) stops the writer after it has answered what was queued,
+/// and the indexer after it has written what the writer handed it.
 pub struct SledLog {
     trees: Trees,
+    tail: SharedTail,
     dir: PathBuf,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
     head: watch::Receiver<Head>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<WriterMetrics>,
     failed: Arc<std::sync::OnceLock<String>>,
 }
 
-fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
+pub(crate) fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
     std::fs::create_dir_all(&config.path)?;
     // sled's background flusher keeps the file lock for a moment after its `Db` is dropped, so a reopen in the same
     // process right after a close can find the directory locked; only a lock that outlasts that is another owner.
@@ -339,9 +407,12 @@ impl SledLog {
     /// ends, and starts the writer.
     pub fn open(config: Config) -> Result<SledLog, StoreError> {
         let db = open_db(&config)?;
-        let trees = Trees::open(db)?;
-        match trees.meta.get("format")? {
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
             Some(f) if f.as_ref() == FORMAT => {}
+            Some(f) if f.as_ref() == FORMAT_1 => {
+                return Err(StoreError::NeedsUpgrade(config.path.clone()))
+            }
             Some(f) => {
                 return Err(StoreError::Format(format!(
                     "{} holds a log of format {:?}, not {:?}",
@@ -350,9 +421,10 @@ impl SledLog {
                     String::from_utf8_lossy(FORMAT)
                 )))
             }
-            None if trees.events.is_empty() => {
-                trees.meta.insert("format", FORMAT)?;
-                trees.db.flush()?;
+            None if db.tree_names().len() <= 2 && meta.is_empty() => {
+                // A new directory: sled's default tree and `meta` itself.
+                meta.insert("format", FORMAT)?;
+                db.flush()?;
             }
             None => {
                 return Err(StoreError::Format(format!(
@@ -361,24 +433,59 @@ impl SledLog {
                 )))
             }
         }
+        let trees = Trees::open(db)?;
         let size = trees.last_position()?;
+        let tail: SharedTail = Default::default();
         let (last_recorded_at, root) = if config.inspection {
+            // Index what the indexes lag behind, in memory only, so that reads answer right; write nothing.
+            let from = trees.index.watermark().unwrap_or(0).min(size);
+            let caught_up = index::catch_up(
+                &trees.index,
+                SledLog::events_of(&trees, from),
+                usize::MAX,
+                |delta| {
+                    delta.add_to(&tail);
+                    Ok(())
+                },
+                |_| {},
+            );
+            if let Err(e) = caught_up {
+                eprintln!("casetrail: the indexes cannot be caught up in memory ({e})");
+            }
             (
                 DateTime::<Utc>::MIN_UTC,
                 trees.root(size).unwrap_or(tlog_tiles::EMPTY_HASH),
             )
         } else {
-            if trees.meta.get(REBUILDING)?.is_some() {
+            if trees.meta().get(REBUILDING)?.is_some() {
                 return Err(StoreError::IndexMismatch(
                     "an index rebuild was interrupted".into(),
                 ));
             }
-            let hashes_end = crate::merkle::stored_end(&trees.hashes)?;
+            let hashes_end = crate::merkle::stored_end(&trees.log)?;
             if hashes_end != stored_hash_count(size) {
                 return Err(StoreError::IndexMismatch(format!(
                     "{size} events but {hashes_end} audit hashes, where {} were expected",
                     stored_hash_count(size)
                 )));
+            }
+            // The indexes may lag behind the log (the process stopped before the indexer wrote): index the rest
+            // now, before anything is decided or served.
+            let watermark = trees.index.watermark()?;
+            if watermark > size {
+                return Err(StoreError::IndexMismatch(format!(
+                    "the indexes claim position {watermark}, past the log's {size}"
+                )));
+            }
+            if watermark < size {
+                index::catch_up(
+                    &trees.index,
+                    SledLog::events_of(&trees, watermark),
+                    index::FLUSH_EVENTS * 4,
+                    |delta| delta.write(&trees.index),
+                    |_| {},
+                )?;
+                trees.db.flush()?;
             }
             let last_recorded_at = match size {
                 0 => DateTime::<Utc>::MIN_UTC,
@@ -404,8 +511,24 @@ impl SledLog {
         if config.inspection {
             let _ = failed.set("the log is open for inspection only".to_string());
         }
+        let indexed = Arc::new(AtomicU64::new(size));
+        let (index_tx, index_rx) = std::sync::mpsc::channel();
+        let indexer = Indexer {
+            trees: trees.index.clone(),
+            tail: tail.clone(),
+            indexed: indexed.clone(),
+            failed: failed.clone(),
+            flush_after: config.index_flush_after,
+        };
+        let indexer = std::thread::Builder::new()
+            .name("casetrail-indexer".into())
+            .spawn(move || indexer.run(index_rx))?;
         let writer = Writer {
             trees: trees.clone(),
+            tail: tail.clone(),
+            indexer: index_tx,
+            indexed,
+            compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
             db_file,
             size,
             last_recorded_at,
@@ -422,12 +545,33 @@ impl SledLog {
             .spawn(move || writer.run(rx))?;
         Ok(SledLog {
             trees,
+            tail,
             dir: config.path,
             sender: Mutex::new(Some(tx)),
             head: head_rx,
             writer: Mutex::new(Some(handle)),
+            indexer: Mutex::new(Some(indexer)),
             metrics,
             failed,
+        })
+    }
+
+    /// Decoded events after position `after`, in order (no cap at the head: for open and maintenance).
+    fn events_of(
+        trees: &Trees,
+        after: u64,
+    ) -> impl Iterator<Item = Result<StoredEvent, StoreError>> + '_ {
+        trees.raw_blocks(after + 1).flat_map(move |item| {
+            let decoded: Vec<Result<StoredEvent, StoreError>> =
+                match item.and_then(|(first, value)| Block::decode(first, &value)) {
+                    Err(e) => vec![Err(e)],
+                    Ok(block) => block
+                        .iter()
+                        .filter(|(p, _)| *p > after)
+                        .map(|(p, bytes)| Trees::decode(p, bytes))
+                        .collect(),
+                };
+            decoded
         })
     }
 
@@ -445,7 +589,8 @@ impl SledLog {
         self.failed.get().map(String::as_str)
     }
 
-    /// Stops accepting appends, lets the writer answer everything queued, and waits for it. Idempotent.
+    /// Stops accepting appends, lets the writer answer everything queued and the indexer write what it was
+    /// handed, and waits for both. Idempotent.
     pub fn close(&self) {
         drop(self.sender.lock().expect("sender lock").take());
         if let Some(handle) = self.writer.lock().expect("writer lock").take() {
@@ -453,7 +598,35 @@ impl SledLog {
                 eprintln!("casetrail: the log writer panicked");
             }
         }
+        // The writer held the indexer's only sender: with it gone, the indexer writes what it has and ends.
+        if let Some(handle) = self.indexer.lock().expect("indexer lock").take() {
+            if handle.join().is_err() {
+                eprintln!("casetrail: the log indexer panicked");
+            }
+        }
         let _ = self.trees.db.flush();
+    }
+
+    /// Copies what format 1 kept as format 2 keeps it (credentials, their token hashes, signed checkpoints) from
+    /// a format-1 database into this new log, durably: the last step of `casetrail upgrade` before the swap.
+    pub fn adopt(&self, old: &crate::format1::Format1) -> Result<(), StoreError> {
+        for (name, tree) in old.kept_trees()? {
+            let into = match name {
+                "credentials" => &self.trees.credentials,
+                "credential_hashes" => &self.trees.credential_hashes,
+                _ => &self.trees.checkpoints,
+            };
+            for item in tree.iter() {
+                let (k, v) = item?;
+                into.insert(k, v)?;
+            }
+        }
+        self.sync()
+    }
+
+    /// The position through which the index trees are complete (the rest is in memory).
+    pub fn indexed_through(&self) -> Result<u64, StoreError> {
+        self.trees.index.watermark()
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Job>, AppendError> {
@@ -464,14 +637,21 @@ impl SledLog {
             .ok_or_else(|| AppendError::Unavailable("the log is shutting down".into()))
     }
 
-    /// The keys of every stream whose key starts with `prefix` (`agency/`, `procedure/`, `targets/`).
+    /// The keys of every stream whose key starts with `prefix` (`agency/`, `procedure/`, `targets/`), sorted.
     pub fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.trees
-            .heads
-            .scan_prefix(prefix.as_bytes())
+        let mut keys: std::collections::BTreeSet<String> = self
+            .tail
+            .read()
+            .expect("tail lock")
+            .streams
             .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
-            .collect()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in self.trees.index.heads.scan_prefix(prefix.as_bytes()).keys() {
+            keys.insert(String::from_utf8_lossy(&k?).into_owned());
+        }
+        Ok(keys.into_iter().collect())
     }
 
     /// Stores a new credential, durably. Its name must be new.
@@ -632,18 +812,13 @@ impl SledLog {
     }
 
     /// Every event from position `after + 1` on, decoded, in order: the replay path.
+    /// Every event from position `after + 1` on, decoded, in order (no cap at the head).
     pub fn scan(&self, after: u64) -> impl Iterator<Item = Result<StoredEvent, StoreError>> + '_ {
-        self.trees
-            .events
-            .range((after + 1).to_be_bytes()..)
-            .map(|item| {
-                let (k, v) = item?;
-                Trees::decode(decode_u64(&k), &v)
-            })
+        SledLog::events_of(&self.trees, after)
     }
 
-    /// Calls `fold` with every event from position `after + 1` to the head, in order, decoding on two threads
-    /// while this one reads and folds: the replay path. Returns how many events were folded.
+    /// Calls `fold` with every event from position `after + 1` to the head, in order, decompressing and decoding
+    /// on two threads while this one reads and folds: the replay path. Returns how many events were folded.
     pub fn replay(&self, after: u64, fold: impl FnMut(StoredEvent)) -> Result<u64, StoreError> {
         self.replay_to(after, self.head().size, fold)
     }
@@ -655,10 +830,13 @@ impl SledLog {
         to: u64,
         mut fold: impl FnMut(StoredEvent),
     ) -> Result<u64, StoreError> {
-        const CHUNK_EVENTS: usize = 1_024;
+        const CHUNK_BLOCKS: usize = 8;
         const CHUNKS_IN_FLIGHT: usize = 8;
         const DECODERS: usize = 2;
         let size = self.head().size.min(to);
+        if after >= size {
+            return Ok(0);
+        }
         type Chunk = Vec<(u64, sled::IVec)>;
         std::thread::scope(|scope| {
             let mut work = Vec::new();
@@ -670,10 +848,18 @@ impl SledLog {
                 >(CHUNKS_IN_FLIGHT);
                 scope.spawn(move || {
                     for chunk in work_rx {
-                        let decoded = chunk
-                            .iter()
-                            .map(|(p, bytes)| Trees::decode(*p, bytes))
-                            .collect();
+                        let decoded = (|| {
+                            let mut out = Vec::with_capacity(chunk.len() * 128);
+                            for (first, value) in &chunk {
+                                let block = Block::decode(*first, value)?;
+                                for (p, bytes) in block.iter() {
+                                    if p > after && p <= size {
+                                        out.push(Trees::decode(p, bytes)?);
+                                    }
+                                }
+                            }
+                            Ok(out)
+                        })();
                         if result_tx.send(decoded).is_err() {
                             break;
                         }
@@ -682,24 +868,23 @@ impl SledLog {
                 work.push(work_tx);
                 results.push(result_rx);
             }
-            let mut raw = self.trees.events.range((after + 1).to_be_bytes()..);
+            let mut raw = self.trees.raw_blocks(after + 1);
             let (mut sent, mut received, mut folded, mut exhausted) = (0usize, 0usize, 0u64, false);
             loop {
                 while !exhausted && sent - received < CHUNKS_IN_FLIGHT {
-                    let mut chunk = Vec::with_capacity(CHUNK_EVENTS);
+                    let mut chunk = Vec::with_capacity(CHUNK_BLOCKS);
                     for item in raw.by_ref() {
-                        let (k, v) = item?;
-                        let position = decode_u64(&k);
-                        if position > size {
+                        let (first, value) = item?;
+                        if first > size {
                             exhausted = true;
                             break;
                         }
-                        chunk.push((position, v));
-                        if chunk.len() == CHUNK_EVENTS {
+                        chunk.push((first, value));
+                        if chunk.len() == CHUNK_BLOCKS {
                             break;
                         }
                     }
-                    if chunk.len() < CHUNK_EVENTS {
+                    if chunk.len() < CHUNK_BLOCKS {
                         exhausted = true;
                     }
                     if chunk.is_empty() {
@@ -727,18 +912,29 @@ impl SledLog {
         })
     }
 
-    /// Raw canonical bytes from position `after + 1` on, for export.
+    /// The decoded blocks holding positions `after + 1` on, in order: the raw canonical bytes, for export.
+    pub fn blocks(&self, after: u64) -> impl Iterator<Item = Result<Block, StoreError>> + '_ {
+        self.trees
+            .raw_blocks(after + 1)
+            .map(|item| item.and_then(|(first, value)| Block::decode(first, &value)))
+    }
+
+    /// Raw canonical bytes from position `after + 1` on (no cap at the head).
     pub fn scan_raw(
         &self,
         after: u64,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        self.trees
-            .events
-            .range((after + 1).to_be_bytes()..)
-            .map(|item| {
-                let (k, v) = item?;
-                Ok((decode_u64(&k), v))
-            })
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_ {
+        self.blocks(after).flat_map(move |item| {
+            let raw: Vec<Result<(u64, Vec<u8>), StoreError>> = match item {
+                Err(e) => vec![Err(e)],
+                Ok(block) => block
+                    .iter()
+                    .filter(|(p, _)| *p > after)
+                    .map(|(p, b)| Ok((p, b.to_vec())))
+                    .collect(),
+            };
+            raw
+        })
     }
 
     /// Counts and sizes for `casetrail stats`.
@@ -746,74 +942,68 @@ impl SledLog {
         let head = self.head();
         let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
         let (mut first, mut last) = (None, None);
-        let mut bytes = 0u64;
-        for item in self.scan_raw(0) {
-            let (position, raw) = item?;
-            let e = Trees::decode(position, &raw)?;
-            *by_type.entry(e.event.event_type().to_string()).or_default() += 1;
-            first.get_or_insert(e.recorded_at);
-            last = Some(e.recorded_at);
-            bytes += raw.len() as u64;
+        let (mut bytes, mut stored_bytes) = (0u64, 0u64);
+        for item in self.trees.raw_blocks(1) {
+            let (first_position, value) = item?;
+            stored_bytes += value.len() as u64;
+            let block = Block::decode(first_position, &value)?;
+            for (position, raw) in block.iter() {
+                let e = Trees::decode(position, raw)?;
+                *by_type.entry(e.event.event_type().to_string()).or_default() += 1;
+                first.get_or_insert(e.recorded_at);
+                last = Some(e.recorded_at);
+                bytes += raw.len() as u64;
+            }
         }
-        let dossiers = self
-            .trees
-            .heads
-            .iter()
-            .keys()
-            .filter(|k| k.as_ref().is_ok_and(|k| !k.contains(&b'/')))
-            .count() as u64;
+        let keys = self.stream_keys("")?;
         Ok(Stats {
             size: head.size,
             root: head.root.to_string(),
-            streams: self.trees.heads.len() as u64,
-            dossiers,
+            streams: keys.len() as u64,
+            dossiers: keys.iter().filter(|k| !k.contains('/')).count() as u64,
             events_by_type: by_type,
             event_bytes: bytes,
+            block_bytes: stored_bytes,
             disk_bytes: self.trees.db.size_on_disk()?,
             first_recorded_at: first,
             last_recorded_at: last,
         })
     }
 
-    /// Rebuilds every index tree (streams, ids, heads, hashes) from the events tree alone. Needs the writer idle:
-    /// call it on a freshly opened log that nobody else uses.
+    /// Rebuilds every derived tree (ids, heads, streams) and the audit hashes from the blocks alone. Needs the
+    /// writer idle: call it on a log opened for inspection that nobody else uses.
     pub fn rebuild_indexes(&self, mut progress: impl FnMut(u64)) -> Result<Head, StoreError> {
         let t = &self.trees;
-        t.meta.insert(REBUILDING, b"1")?;
+        t.meta().insert(REBUILDING, b"1")?;
         t.db.flush()?;
-        for tree in [&t.streams, &t.ids, &t.heads, &t.hashes] {
+        for tree in [&t.index.ids, &t.index.heads, &t.index.streams] {
             tree.clear()?;
         }
-        let mut heads: std::collections::HashMap<String, StreamHead> =
-            std::collections::HashMap::new();
+        t.meta().remove(index::WATERMARK)?;
+        // The audit hashes: recomputed from the events' bytes, packed 65,536 to a key.
+        let old: Vec<sled::IVec> = t
+            .log
+            .range(crate::merkle::key(0)..=crate::merkle::key(u64::MAX))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in old {
+            t.log.remove(k)?;
+        }
         let mut pending: Vec<Hash> = Vec::new();
         let mut pending_from = 0u64;
-        let mut batch = [sled::Batch::default(), sled::Batch::default()];
         let mut size = 0u64;
         for item in self.scan_raw(0) {
             let (position, bytes) = item?;
-            if position != size + 1 {
+            let stored = StoredEvent::from_canonical_bytes(&bytes)
+                .map_err(|message| StoreError::Corrupt { position, message })?;
+            if stored.position != size + 1 || position != size + 1 {
                 return Err(StoreError::Corrupt {
-                    position,
+                    position: size + 1,
                     message: format!("a gap: position {} is missing", size + 1),
                 });
             }
-            let stored = StoredEvent::from_canonical_bytes(&bytes)
-                .map_err(|message| StoreError::Corrupt { position, message })?;
-            let stream = stored.event.stream().key();
-            let head = heads.entry(stream.clone()).or_default();
-            *head = apply(head, &stored.event);
-            if head.version != stored.version {
-                return Err(StoreError::Corrupt {
-                    position,
-                    message: format!("version {} where {} was due", stored.version, head.version),
-                });
-            }
-            let pos = position.to_be_bytes();
-            batch[0].insert(stream_key(&stream, stored.version), &pos);
-            batch[1].insert(stored.event.id.as_bytes(), &pos);
             let reader = Hashes {
-                tree: &t.hashes,
+                tree: &t.log,
                 pending_from,
                 pending: &pending,
             };
@@ -823,20 +1013,30 @@ impl SledLog {
             );
             size = position;
             if pending.len() >= 65_536 {
-                flush_rebuild(t, &mut batch, &mut pending, &mut pending_from)?;
-                progress(size);
+                t.log.insert(
+                    crate::merkle::key(pending_from),
+                    crate::merkle::pack(&pending),
+                )?;
+                pending_from += pending.len() as u64;
+                pending.clear();
+                progress(size / 2);
             }
         }
-        flush_rebuild(t, &mut batch, &mut pending, &mut pending_from)?;
-        let mut head_batch = sled::Batch::default();
-        for (k, h) in &heads {
-            head_batch.insert(
-                k.as_bytes(),
-                serde_json::to_vec(h).expect("heads serialize"),
-            );
+        if !pending.is_empty() {
+            t.log.insert(
+                crate::merkle::key(pending_from),
+                crate::merkle::pack(&pending),
+            )?;
         }
-        t.heads.apply_batch(head_batch)?;
-        t.meta.remove(REBUILDING)?;
+        index::catch_up(
+            &t.index,
+            SledLog::events_of(t, 0),
+            index::FLUSH_EVENTS * 4,
+            |delta| delta.write(&t.index),
+            |n| progress(size / 2 + n / 2),
+        )?;
+        *self.tail.write().expect("tail lock") = Default::default();
+        t.meta().remove(REBUILDING)?;
         t.db.flush()?;
         progress(size);
         Ok(Head {
@@ -845,22 +1045,25 @@ impl SledLog {
         })
     }
 
-    /// Re-hashes every stored event, recomputes the root, and checks every index against the events tree and every
-    /// stream against its rules. Names the first bad position.
+    /// Re-hashes every stored event, recomputes the root, checks every stream against its rules and every index
+    /// against the events. Names the first bad position, inside a block too.
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, StoreError> {
         let t = &self.trees;
         let mut problems: Vec<(u64, String)> = Vec::new();
         let mut size = 0u64;
-        let mut streams_started = 0u64;
         let mut damaged = false;
-        let mut parents: std::collections::HashMap<domain::AgencyCode, Option<domain::AgencyCode>> =
-            std::collections::HashMap::new();
-        for item in self.scan_raw(0) {
-            let (position, bytes) = match item {
-                Ok(found) => found,
-                // Damage below the events tree (a changed byte in the database file itself): sled's own checksum
+        let mut ids_found_in_trees = 0u64;
+        let mut parents: HashMap<domain::AgencyCode, Option<domain::AgencyCode>> = HashMap::new();
+        // Every stream folded from its events: its head and its positions by version.
+        let mut streams: HashMap<String, (StreamHead, Vec<u64>)> = HashMap::new();
+        let mut blocks = t.raw_blocks(1);
+        loop {
+            let (first, value) = match blocks.next() {
+                None => break,
+                Some(Ok(found)) => found,
+                // Damage below the log tree (a changed byte in the database file itself): sled's own checksum
                 // refuses the page. Name the first position not read, and stop: nothing after it can be trusted.
-                Err(e) => {
+                Some(Err(e)) => {
                     problems.push((
                         size + 1,
                         format!("unreadable from here on: the database file is damaged ({e})"),
@@ -869,112 +1072,133 @@ impl SledLog {
                     break;
                 }
             };
-            if position != size + 1 {
-                problems.push((
-                    size + 1,
-                    format!("missing: the next event stored is at position {position}"),
-                ));
-            }
-            size = position;
-            if position % 100_000 == 0 {
-                progress(position);
-            }
-            let stored = match StoredEvent::from_canonical_bytes(&bytes) {
-                Ok(s) if s.position == position => s,
-                Ok(s) => {
-                    problems.push((
-                        position,
-                        format!("the event says it is at position {}", s.position),
-                    ));
-                    continue;
-                }
+            let block = match Block::decode_unchecked(first, &value) {
+                Ok(b) => b,
                 Err(e) => {
-                    problems.push((position, format!("does not decode: {e}")));
+                    problems.push((first.min(size + 1), format!("{e}")));
                     continue;
                 }
             };
-            // The audit hashes: recompute this leaf's stored hashes. They read only hashes of earlier leaves, which
-            // were checked already, so by induction every stored hash is checked against the events' bytes.
-            let reader = Hashes {
-                tree: &t.hashes,
-                pending_from: u64::MAX,
-                pending: &[],
-            };
-            match stored_hashes(position - 1, &bytes, &reader) {
-                Ok(expected) => {
-                    let first = tlog_tiles::stored_hash_index(0, position - 1);
-                    for (i, h) in expected.iter().enumerate() {
-                        let index = first + i as u64;
-                        if crate::merkle::read_stored(&t.hashes, index).ok() != Some(*h) {
-                            problems.push((
-                                position,
-                                format!("its audit hash (index {index}) does not match its bytes"),
-                            ));
-                            break;
+            let mut named_in_block = false;
+            for (at, bytes) in block.iter() {
+                let stored = match StoredEvent::from_canonical_bytes(bytes) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        problems.push((at, format!("does not decode: {e}")));
+                        named_in_block = true;
+                        size = size.max(at);
+                        continue;
+                    }
+                };
+                let position = stored.position;
+                if position != size + 1 {
+                    problems.push((
+                        size + 1,
+                        if position > size + 1 {
+                            format!("missing: the next event stored is at position {position}")
+                        } else {
+                            format!("out of order: the event of position {position} is stored after position {size}")
+                        },
+                    ));
+                    named_in_block = true;
+                }
+                if position != at && !named_in_block {
+                    problems.push((
+                        at.min(position),
+                        format!(
+                            "the block from {first} holds the event of position {position} at {at}"
+                        ),
+                    ));
+                    named_in_block = true;
+                }
+                if position <= size {
+                    continue;
+                }
+                size = position;
+                if position % 100_000 == 0 {
+                    progress(position);
+                }
+                // The audit hashes: recompute this leaf's stored hashes. They read only hashes of earlier leaves,
+                // which were checked already, so by induction every stored hash is checked against the bytes.
+                let reader = Hashes {
+                    tree: &t.log,
+                    pending_from: u64::MAX,
+                    pending: &[],
+                };
+                match stored_hashes(position - 1, bytes, &reader) {
+                    Ok(expected) => {
+                        let first_hash = tlog_tiles::stored_hash_index(0, position - 1);
+                        for (i, h) in expected.iter().enumerate() {
+                            let index = first_hash + i as u64;
+                            if crate::merkle::read_stored(&t.log, index).ok() != Some(*h) {
+                                problems.push((
+                                    position,
+                                    format!(
+                                        "its audit hash (index {index}) does not match its bytes"
+                                    ),
+                                ));
+                                named_in_block = true;
+                                break;
+                            }
                         }
                     }
+                    Err(e) => problems.push((position, format!("audit hashes unreadable: {e}"))),
                 }
-                Err(e) => problems.push((position, format!("audit hashes unreadable: {e}"))),
-            }
-            if stored.version == 1 {
-                streams_started += 1;
-            }
-            // The agency tree, as it stood after each registration: a cycle is named where it was closed.
-            if let (EventData::AgencyRegistered(a), Some(agency)) =
-                (&stored.event.data, &stored.event.agency)
-            {
-                if let Some(parent) = &a.parent {
-                    let tree = domain::stream::check_agency_tree(agency, parent, |code| {
-                        Ok::<_, std::convert::Infallible>(parents.get(code).cloned().flatten())
-                    });
-                    if let Ok(Err(cycle)) = tree {
-                        problems.push((position, format!("breaks the agency tree: {cycle}")));
+                // The agency tree, as it stood after each registration: a cycle is named where it was closed.
+                if let (EventData::AgencyRegistered(a), Some(agency)) =
+                    (&stored.event.data, &stored.event.agency)
+                {
+                    if let Some(parent) = &a.parent {
+                        let tree = domain::stream::check_agency_tree(agency, parent, |code| {
+                            Ok::<_, std::convert::Infallible>(parents.get(code).cloned().flatten())
+                        });
+                        if let Ok(Err(cycle)) = tree {
+                            problems.push((position, format!("breaks the agency tree: {cycle}")));
+                        }
+                    }
+                    parents.insert(agency.clone(), a.parent.clone());
+                }
+                // The stream's rules, folded in order.
+                let key = stored.event.stream().key();
+                let (head, positions) = streams.entry(key.clone()).or_default();
+                if stored.version != head.version + 1 {
+                    problems.push((
+                        position,
+                        format!("version {} of {key} out of sequence", stored.version),
+                    ));
+                }
+                let ctx = Context {
+                    now: stored.recorded_at,
+                    clock_skew: chrono::Duration::days(36_500),
+                };
+                match decide(head, &stored.event, None, &ctx) {
+                    Ok(next) => *head = next,
+                    Err(r) => {
+                        problems.push((position, format!("breaks a rule of its stream: {r}")));
+                        domain::apply_in_place(head, &stored.event);
                     }
                 }
-                parents.insert(agency.clone(), a.parent.clone());
+                positions.push(position);
+                // The id index (trees, or the tail for what they lag behind).
+                let in_trees = t.index.id(stored.event.id).ok().flatten();
+                if in_trees == Some(position) {
+                    ids_found_in_trees += 1;
+                }
+                match index::id_position(&t.index, &self.tail, stored.event.id) {
+                    Ok(Some(p)) if p == position => {}
+                    other => problems.push((
+                        position,
+                        format!("the id index points elsewhere ({:?})", other.ok().flatten()),
+                    )),
+                }
             }
-            match t
-                .streams
-                .get(stream_key(&stored.event.stream().key(), stored.version))?
-            {
-                Some(p) if decode_u64(&p) == position => {}
-                other => problems.push((
-                    position,
-                    format!(
-                        "the stream index points elsewhere ({:?})",
-                        other.map(|p| decode_u64(&p))
-                    ),
-                )),
-            }
-            match t.ids.get(stored.event.id.as_bytes())? {
-                Some(p) if decode_u64(&p) == position => {}
-                other => problems.push((
-                    position,
-                    format!(
-                        "the id index points elsewhere ({:?})",
-                        other.map(|p| decode_u64(&p))
-                    ),
-                )),
+            if block.checksum_failed && !named_in_block {
+                problems.push((first, "the block from here fails its checksum".into()));
             }
         }
-        // Counts of the whole trees mean nothing when the events could not all be read.
+        // Whole-tree counts mean nothing when the events could not all be read.
         if !damaged {
-            if t.streams.len() as u64 != size {
-                problems.push((
-                    size,
-                    format!(
-                        "the stream index has {} entries for {size} events",
-                        t.streams.len()
-                    ),
-                ));
-            }
-            if t.ids.len() as u64 != size {
-                problems.push((
-                    size,
-                    format!("the id index has {} entries for {size} events", t.ids.len()),
-                ));
-            }
-            let stored_hashes_len = crate::merkle::stored_end(&t.hashes)?;
+            let stored_hashes_len = crate::merkle::stored_end(&t.log)?;
             if stored_hashes_len != stored_hash_count(size) {
                 problems.push((
                     size,
@@ -984,61 +1208,56 @@ impl SledLog {
                     ),
                 ));
             }
-        }
-        // Every stream: folding its events through the rules gives its stored head, with versions 1..n.
-        let mut streams = 0u64;
-        for item in t.heads.iter() {
-            let (key, value) = item?;
-            streams += 1;
-            let stream = String::from_utf8_lossy(&key).into_owned();
-            let mut head = StreamHead::default();
-            let mut first_bad = None;
-            for item in t.streams.scan_prefix(stream_prefix(&stream)) {
-                let (k, p) = item?;
-                let position = decode_u64(&p);
-                let Ok(Some(e)) = t.event(position) else {
-                    first_bad.get_or_insert((
-                        position,
-                        "an indexed event is missing or damaged".to_string(),
-                    ));
-                    break;
-                };
-                if decode_u64(&k[k.len() - 8..]) != head.version + 1
-                    || e.version != head.version + 1
-                {
-                    first_bad.get_or_insert((
-                        position,
-                        format!("version {} of {stream} out of sequence", e.version),
-                    ));
-                    break;
-                }
-                let ctx = Context {
-                    now: e.recorded_at,
-                    clock_skew: chrono::Duration::days(36_500),
-                };
-                match decide(&head, &e.event, None, &ctx) {
-                    Ok(next) => head = next,
-                    Err(r) => {
-                        first_bad
-                            .get_or_insert((position, format!("breaks a rule of its stream: {r}")));
-                        head = apply(&head, &e.event);
-                    }
-                }
-            }
-            let stored_head: Option<StreamHead> = serde_json::from_slice(&value).ok();
-            if first_bad.is_none() && stored_head.as_ref() != Some(&head) {
-                first_bad = Some((
+            let ids_in_trees = t.index.ids.len() as u64;
+            if ids_in_trees != ids_found_in_trees {
+                problems.push((
                     size,
-                    format!("the stored head of {stream} differs from its events"),
+                    format!(
+                        "the id index has {ids_in_trees} entries, of which {ids_found_in_trees} name their event"
+                    ),
                 ));
             }
-            problems.extend(first_bad);
-        }
-        if streams != streams_started && !damaged {
-            problems.push((
-                size,
-                format!("{streams} stream heads for {streams_started} streams in the events"),
-            ));
+            // Every stream: its indexed head and positions are what its events fold to.
+            for (key, (head, positions)) in &streams {
+                let indexed_head = index::stream_head(&t.index, &self.tail, key).ok().flatten();
+                let indexed = index::stream_positions(&t.index, &self.tail, key, size);
+                let last = *positions.last().expect("a stream has an event");
+                match indexed {
+                    Ok(p) if p == *positions => {}
+                    Ok(p) => {
+                        let differs = positions
+                            .iter()
+                            .zip(p.iter().chain(std::iter::repeat(&0)))
+                            .find(|(a, b)| a != b)
+                            .map_or(last, |(a, _)| *a);
+                        problems.push((
+                            differs,
+                            format!("the stream index of {key} points elsewhere"),
+                        ));
+                        continue;
+                    }
+                    Err(e) => {
+                        problems.push((last, format!("the stream index of {key}: {e}")));
+                        continue;
+                    }
+                }
+                if indexed_head.as_ref() != Some(head) {
+                    problems.push((
+                        last,
+                        format!("the stored head of {key} differs from its events"),
+                    ));
+                }
+            }
+            let indexed_streams = self.stream_keys("")?.len();
+            if indexed_streams != streams.len() {
+                problems.push((
+                    size,
+                    format!(
+                        "{indexed_streams} stream heads for {} streams in the events",
+                        streams.len()
+                    ),
+                ));
+            }
         }
         let root = if problems.is_empty() {
             Some(t.root(size)?)
@@ -1049,34 +1268,14 @@ impl SledLog {
         progress(size);
         Ok(VerifyReport {
             size,
-            streams,
+            indexed_through: t.index.watermark().unwrap_or(0).min(size),
+            streams: streams.len() as u64,
             root: root.map(|r| r.to_string()),
             problems,
         })
     }
 }
 
-fn flush_rebuild(
-    t: &Trees,
-    batch: &mut [sled::Batch; 2],
-    pending: &mut Vec<Hash>,
-    pending_from: &mut u64,
-) -> Result<(), StoreError> {
-    let [streams, ids] = std::mem::take(batch);
-    t.streams.apply_batch(streams)?;
-    t.ids.apply_batch(ids)?;
-    if !pending.is_empty() {
-        t.hashes
-            .insert(pending_from.to_be_bytes(), crate::merkle::pack(pending))?;
-    }
-    *pending_from += pending.len() as u64;
-    pending.clear();
-    Ok(())
-}
-
-/// A signed checkpoint as the log keeps it: the size it commits to, when it was issued, and the signed note
-/// (C2SP `tlog-checkpoint` text with its signature lines). The store does not read the note; the `audit` crate
-/// makes and checks it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoredCheckpoint {
     pub size: u64,
@@ -1093,6 +1292,8 @@ fn decode_checkpoint(bytes: &[u8]) -> Result<StoredCheckpoint, StoreError> {
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub size: u64,
+    /// Through which position the index trees on disk were complete (the rest was indexed in memory to check).
+    pub indexed_through: u64,
     pub streams: u64,
     /// The recomputed root, when everything checked out.
     pub root: Option<String>,
@@ -1108,7 +1309,10 @@ pub struct Stats {
     pub streams: u64,
     pub dossiers: u64,
     pub events_by_type: BTreeMap<String, u64>,
+    /// The events' canonical bytes.
     pub event_bytes: u64,
+    /// The blocks holding them, compressed.
+    pub block_bytes: u64,
     pub disk_bytes: u64,
     pub first_recorded_at: Option<DateTime<Utc>>,
     pub last_recorded_at: Option<DateTime<Utc>>,
@@ -1199,8 +1403,8 @@ impl EventLog for SledLog {
     }
 
     fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        match self.trees.ids.get(id.as_bytes())? {
-            Some(p) if decode_u64(&p) <= self.head().size => self.trees.event(decode_u64(&p)),
+        match index::id_position(&self.trees.index, &self.tail, id)? {
+            Some(p) if p <= self.head().size => self.trees.event(p),
             _ => Ok(None),
         }
     }
@@ -1215,25 +1419,14 @@ impl EventLog for SledLog {
 
     fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError> {
         let size = self.head().size;
-        let mut out = Vec::new();
-        for item in self.trees.streams.scan_prefix(stream_prefix(stream)) {
-            let (_, p) = item?;
-            let position = decode_u64(&p);
-            if position > size {
-                break;
-            }
-            let e = self.trees.event(position)?.ok_or_else(|| {
-                StoreError::IndexMismatch(format!("{stream} names missing position {position}"))
-            })?;
-            out.push(e);
-        }
-        Ok(out)
+        let positions = index::stream_positions(&self.trees.index, &self.tail, stream, size)?;
+        self.trees.events_at(&positions)
     }
 
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
         if self.write_failure().is_some() {
-            // A failed group may have reached sled's memory (heads included) but not the disk or the committed
-            // head; fold the committed events instead, which `stream` caps at the head.
+            // A failed group may have reached sled's memory but not the disk or the committed head; fold the
+            // committed events instead, which `stream` caps at the head.
             let events = self.stream(stream)?;
             if events.is_empty() {
                 return Ok(None);
@@ -1244,7 +1437,7 @@ impl EventLog for SledLog {
             }
             return Ok(Some(head));
         }
-        self.trees.load_head(stream)
+        index::stream_head(&self.trees.index, &self.tail, stream)
     }
 
     fn watch(&self) -> watch::Receiver<Head> {

@@ -1,5 +1,8 @@
-//! The single writer: group commit over the sled trees.
+//! The single writer: group commit into the `log` tree. Each group becomes blocks plus one run of audit hashes,
+//! written as one atomic sled batch, flushed and fsynced; only then are its index entries handed on (to the tail
+//! and the indexer) and its head published.
 
+use crate::index::{self, Delta, IndexJob, SharedTail};
 use crate::merkle::Hashes;
 use crate::sled_log::Trees;
 use crate::{
@@ -7,7 +10,6 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use domain::{decide, AgencyCode, Context, EventData, StoredEvent, Stream, StreamHead};
-use sled::Transactional;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
@@ -25,6 +27,12 @@ pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 pub(crate) struct Writer {
     pub trees: Trees,
+    /// Index entries of committed events the indexer has not written yet (shared with readers).
+    pub tail: SharedTail,
+    pub indexer: std::sync::mpsc::Sender<IndexJob>,
+    /// Through which position the indexer has written.
+    pub indexed: Arc<std::sync::atomic::AtomicU64>,
+    pub compressor: zstd::bulk::Compressor<'static>,
     /// The database file, opened a second time so that each group can end with a real fsync (sled's own flush
     /// ends with `sync_file_range`, which does not survive power loss).
     pub db_file: Option<std::fs::File>,
@@ -101,12 +109,21 @@ impl Writer {
                 Ok(root) => {
                     self.size += group.records.len() as u64;
                     self.last_recorded_at = group.last_recorded_at;
+                    // The entries go to the tail before the head moves, so that a reader who sees the new head
+                    // finds them; then to the indexer, which drops them from the tail once written.
+                    let mut delta = Delta::default();
+                    for r in &group.records {
+                        delta.add(&r.stream, &r.stored, &group.heads[&r.stream]);
+                    }
+                    delta.add_to(&self.tail);
+                    let _ = self.indexer.send(IndexJob::Delta(delta));
                     self.head.send_replace(Head {
                         size: self.size,
                         root,
                     });
                     self.metrics
                         .record_group(group.records.len(), started.elapsed());
+                    self.bound_the_tail();
                 }
                 Err(e) => {
                     let why = format!(
@@ -189,9 +206,7 @@ impl Writer {
             let stream = event.stream().key();
             let head = match heads.get(&stream).or_else(|| group.heads.get(&stream)) {
                 Some(h) => h.clone(),
-                None => self
-                    .trees
-                    .load_head(&stream)
+                None => index::stream_head(&self.trees.index, &self.tail, &stream)
                     .map_err(unavailable)?
                     .unwrap_or_default(),
             };
@@ -285,7 +300,7 @@ impl Writer {
         let base = stored_hash_count(self.size);
         for record in records {
             let reader = Hashes {
-                tree: &self.trees.hashes,
+                tree: &self.trees.log,
                 pending_from: base,
                 pending: &group.hashes,
             };
@@ -318,7 +333,14 @@ impl Writer {
             .find(|r| r.stream == stream);
         let latest = match pending {
             Some(r) => Some(r.stored.event.data.clone()),
-            None => self.trees.latest(&stream)?.map(|e| e.event.data),
+            None => {
+                let positions =
+                    index::stream_positions(&self.trees.index, &self.tail, &stream, self.size)?;
+                match positions.last() {
+                    Some(&p) => self.trees.event(p)?.map(|e| e.event.data),
+                    None => None,
+                }
+            }
         };
         Ok(match latest {
             Some(EventData::AgencyRegistered(a)) => a.parent,
@@ -327,51 +349,47 @@ impl Writer {
     }
 
     fn stored_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
-        match self.trees.ids.get(id.as_bytes())? {
+        match index::id_position(&self.trees.index, &self.tail, id)? {
             None => Ok(None),
-            Some(pos) => self.trees.event(crate::sled_log::decode_u64(&pos)),
+            Some(p) => self.trees.event(p),
         }
     }
 
-    /// Writes the group in one transaction, flushes, fsyncs; returns the new root.
-    fn write(&self, group: &Group) -> Result<Hash, StoreError> {
-        let heads: Vec<(&String, Vec<u8>)> = group
-            .heads
-            .iter()
-            .map(|(k, h)| (k, serde_json::to_vec(h).expect("heads serialize")))
-            .collect();
+    /// Waits for the indexer while too many committed events wait to be indexed: a bound on the tail's memory.
+    fn bound_the_tail(&self) {
+        let indexed = self.indexed.load(std::sync::atomic::Ordering::Acquire);
+        if self.size.saturating_sub(indexed) > index::TAIL_EVENTS_MAX {
+            let (reply, answer) = std::sync::mpsc::sync_channel(1);
+            if self.indexer.send(IndexJob::Flush(reply)).is_ok() {
+                let _ = answer.recv();
+            }
+        }
+    }
+
+    /// Writes the group's blocks and hash run in one atomic batch, flushes, fsyncs; returns the new root.
+    fn write(&mut self, group: &Group) -> Result<Hash, StoreError> {
         let hash_base = stored_hash_count(self.size);
+        let mut batch = sled::Batch::default();
+        let bytes: Vec<&[u8]> = group.records.iter().map(|r| r.bytes.as_slice()).collect();
+        let mut first = self.size + 1;
+        for run in crate::block::runs(&bytes) {
+            let value = crate::block::encode(run, &mut self.compressor)?;
+            batch.insert(&crate::sled_log::block_key(first), value);
+            first += run.len() as u64;
+        }
+        batch.insert(
+            &crate::merkle::key(hash_base),
+            crate::merkle::pack(&group.hashes),
+        );
         let t = &self.trees;
-        (&t.events, &t.streams, &t.ids, &t.heads, &t.hashes)
-            .transaction(|(events, streams, ids, heads_tree, hashes)| {
-                for r in &group.records {
-                    let pos = r.stored.position.to_be_bytes();
-                    events.insert(&pos, r.bytes.as_slice())?;
-                    streams.insert(
-                        crate::sled_log::stream_key(&r.stream, r.stored.version),
-                        &pos,
-                    )?;
-                    ids.insert(r.stored.event.id.as_bytes(), &pos)?;
-                }
-                for (k, h) in &heads {
-                    heads_tree.insert(k.as_bytes(), h.as_slice())?;
-                }
-                hashes.insert(&hash_base.to_be_bytes(), crate::merkle::pack(&group.hashes))?;
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::Tree("transaction aborted".into())
-                }
-            })?;
+        t.log.apply_batch(batch)?;
         t.db.flush()?;
         if let Some(f) = &self.db_file {
             f.sync_data()?;
         }
         let new_size = self.size + group.records.len() as u64;
         let reader = Hashes {
-            tree: &t.hashes,
+            tree: &t.log,
             pending_from: hash_base,
             pending: &group.hashes,
         };

@@ -583,13 +583,10 @@ fn the_signing_key_is_made_once_private_and_verify_checks_stored_checkpoints() {
     // the tree is self-consistent again, but no longer the one the stored checkpoints signed.
     {
         let db = sled::open(&data).unwrap();
-        let events = db.open_tree("events").unwrap();
-        let key = 2u64.to_be_bytes();
-        let bytes = events.get(key).unwrap().unwrap().to_vec();
-        let text = String::from_utf8(bytes)
+        let text = String::from_utf8(store::tamper::event_bytes(&db, 2))
             .unwrap()
             .replace("\"name\":\"Sở Tư pháp\"", "\"name\":\"Sở Tư Pháp\"");
-        events.insert(key, text.as_bytes()).unwrap();
+        store::tamper::set_event(&db, 2, text.into_bytes());
         db.flush().unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(600));

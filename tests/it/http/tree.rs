@@ -117,21 +117,18 @@ fn an_import_that_would_make_a_cycle_is_refused_and_verify_names_one_in_an_old_l
         .success());
     {
         let db = sled::open(&data).unwrap();
-        let events = db.open_tree("events").unwrap();
-        let key = 4u64.to_be_bytes();
-        let bytes = String::from_utf8(events.get(key).unwrap().unwrap().to_vec()).unwrap();
+        let bytes = String::from_utf8(store::tamper::event_bytes(&db, 4)).unwrap();
         assert!(bytes.contains(c));
-        events
-            .insert(
-                key,
-                bytes
-                    .replace(
-                        &format!("\"parent\":\"{c}\""),
-                        &format!("\"parent\":\"{b}\""),
-                    )
-                    .as_bytes(),
-            )
-            .unwrap();
+        store::tamper::set_event(
+            &db,
+            4,
+            bytes
+                .replace(
+                    &format!("\"parent\":\"{c}\""),
+                    &format!("\"parent\":\"{b}\""),
+                )
+                .into_bytes(),
+        );
         db.flush().unwrap();
     }
     std::thread::sleep(std::time::Duration::from_millis(600));

@@ -1,7 +1,9 @@
 //! A seeded simulation: random streams of valid and invalid events, replays and id reuse, against an in-memory
 //! model. After every step the log must answer as the model predicts, and the whole log is compared with the
 //! model (positions and versions gapless, every event, every stream's head and versions, the audit root); every
-//! 60 steps the log is closed and reopened.
+//! 60 steps the log is closed and reopened. Each seed also picks how long the indexer lets entries wait (none,
+//! a few milliseconds, or for ever until the close), so that reads are checked while the indexes are written
+//! under them, and while everything since the open is in the in-memory tail.
 //!
 //! `CASETRAIL_SIM_SEED=n` replays one seed; `CASETRAIL_SIM_STEPS=n` sets the length (default 300);
 //! `CASETRAIL_SIM_SEEDS=n` how many seeds the default run tries (default 4). A failure prints its seed.
@@ -367,7 +369,7 @@ fn compare_all(log: &SledLog, model: &Model) {
 
 fn run(seed: u64, steps: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let mut log = SledLog::open(super::config(dir.path())).unwrap();
+    let mut log = SledLog::open(lagging(seed, dir.path())).unwrap();
     let mut model = Model::default();
     let mut traffic = Traffic {
         rng: StdRng::seed_from_u64(seed),
@@ -417,7 +419,7 @@ fn run(seed: u64, steps: usize) {
         compare_all(&log, &model);
         if step % 60 == 59 {
             drop(log);
-            log = SledLog::open(super::config(dir.path())).unwrap();
+            log = SledLog::open(lagging(seed, dir.path())).unwrap();
         }
     }
     compare_all(&log, &model);
@@ -434,6 +436,17 @@ fn run(seed: u64, steps: usize) {
         accepted > steps / 5 && refused > steps / 20,
         "seed {seed}: {accepted} accepted, {refused} refused"
     );
+}
+
+/// The test config, with the indexer's wait chosen by the seed.
+fn lagging(seed: u64, dir: &std::path::Path) -> store::Config {
+    let mut config = super::config(dir);
+    config.index_flush_after = match seed % 3 {
+        0 => std::time::Duration::ZERO,
+        1 => std::time::Duration::from_millis(3),
+        _ => std::time::Duration::from_secs(3600),
+    };
+    config
 }
 
 #[test]

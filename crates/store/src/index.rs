@@ -1,0 +1,453 @@
+//! The derived indexes of format 2 and the indexer that writes them behind the log.
+//!
+//! The log (blocks and audit hashes) is the only truth. Three trees are derived from it:
+//! - `ids`: event id (16 bytes) → position (8 bytes, big-endian). Kept for ever: idempotency has no expiry.
+//! - `heads`: stream key → [`HeadRecord`] (postcard): the stream's last version, its folded dossier state, and the
+//!   positions of its versions not yet spilled to `streams`.
+//! - `streams`: stream key ‖ 0x00 ‖ first version (8 bytes, big-endian) → the positions of [`CHUNK`] consecutive
+//!   versions (8 bytes each, big-endian): the long part of a long stream.
+//!
+//! `meta/indexed` says through which position they are complete (the watermark). The writer never writes them:
+//! after each group is durable it adds the group's entries to the [`Tail`] (in memory, shared with readers) and
+//! hands them to the indexer thread, which writes them in large batches, then advances the watermark, then drops
+//! them from the tail. Readers look in the tail first, then in the trees, so that an entry is always in one of the
+//! two. At open, the events after the watermark are indexed again before anything is served
+//! ([`catch_up`]); writing an entry twice is harmless (the same id gets the same position, a head record skips
+//! versions it already holds).
+
+use crate::StoreError;
+use domain::{DossierState, StoredEvent, StreamHead};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+use uuid::Uuid;
+
+/// Positions per chunk of the `streams` tree.
+pub const CHUNK: usize = 1024;
+/// The indexer writes once this many events wait, or [`FLUSH_AFTER`] after the first of them.
+pub const FLUSH_EVENTS: usize = 32_768;
+pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+/// The writer waits for the indexer when this many events wait to be indexed: a bound on the tail's memory.
+pub const TAIL_EVENTS_MAX: u64 = 1_000_000;
+
+pub(crate) const WATERMARK: &[u8] = b"indexed";
+
+/// A stream as the `heads` tree keeps it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeadRecord {
+    pub version: u64,
+    pub dossier: Option<DossierState>,
+    /// The positions of versions `version - positions.len() + 1 ..= version`; earlier ones are in `streams`.
+    pub positions: Vec<u64>,
+}
+
+impl HeadRecord {
+    pub fn head(&self) -> StreamHead {
+        StreamHead {
+            version: self.version,
+            dossier: self.dossier.clone(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("head records serialize")
+    }
+
+    pub fn decode(stream: &str, bytes: &[u8]) -> Result<HeadRecord, StoreError> {
+        postcard::from_bytes(bytes)
+            .map_err(|e| StoreError::IndexMismatch(format!("the head of {stream}: {e}")))
+    }
+}
+
+/// `stream ‖ 0x00`: every chunk of a stream, and nothing of another (stream keys contain no NUL).
+pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 9);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+pub(crate) fn chunk_key(stream: &str, first_version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&first_version.to_be_bytes());
+    k
+}
+
+pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+/// The derived trees.
+#[derive(Clone)]
+pub(crate) struct IndexTrees {
+    pub ids: sled::Tree,
+    pub heads: sled::Tree,
+    pub streams: sled::Tree,
+    pub meta: sled::Tree,
+}
+
+impl IndexTrees {
+    pub fn watermark(&self) -> Result<u64, StoreError> {
+        Ok(match self.meta.get(WATERMARK)? {
+            None => 0,
+            Some(v) => decode_u64(&v).ok_or_else(|| {
+                StoreError::IndexMismatch("the index watermark is damaged".into())
+            })?,
+        })
+    }
+
+    pub fn id(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
+        match self.ids.get(id.as_bytes())? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode_u64(&v).ok_or_else(|| {
+                StoreError::IndexMismatch(format!("the id index entry of {id} is damaged"))
+            })?)),
+        }
+    }
+
+    pub fn record(&self, stream: &str) -> Result<Option<HeadRecord>, StoreError> {
+        self.heads
+            .get(stream.as_bytes())?
+            .map(|v| HeadRecord::decode(stream, &v))
+            .transpose()
+    }
+
+    /// Every position the trees hold for a stream, by version (1, 2, …).
+    pub fn positions(&self, stream: &str) -> Result<Vec<u64>, StoreError> {
+        let Some(record) = self.record(stream)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(record.version as usize);
+        for item in self.streams.scan_prefix(stream_prefix(stream)) {
+            let (k, v) = item?;
+            let first = decode_u64(&k[k.len() - 8..]).unwrap_or(0);
+            if first != out.len() as u64 + 1 || v.len() != CHUNK * 8 {
+                return Err(StoreError::IndexMismatch(format!(
+                    "the position chunks of {stream} are out of order"
+                )));
+            }
+            out.extend(v.chunks_exact(8).filter_map(decode_u64));
+        }
+        out.extend_from_slice(&record.positions);
+        if out.len() as u64 != record.version {
+            return Err(StoreError::IndexMismatch(format!(
+                "{stream} is at version {} but {} positions are indexed",
+                record.version,
+                out.len()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// One stream's part of the tail: its newest head and the positions of its events not yet in the trees.
+#[derive(Clone, Debug, Default)]
+pub struct TailStream {
+    pub head: StreamHead,
+    /// (version, position), in order.
+    pub positions: Vec<(u64, u64)>,
+}
+
+/// Entries of committed events that the trees may not hold yet.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub ids: HashMap<Uuid, u64>,
+    pub streams: HashMap<String, TailStream>,
+    /// The last position added.
+    pub last: u64,
+}
+
+pub type SharedTail = Arc<RwLock<Tail>>;
+
+/// What one or more groups add to the indexes.
+#[derive(Debug, Default)]
+pub struct Delta {
+    pub last: u64,
+    pub events: usize,
+    pub ids: Vec<(Uuid, u64)>,
+    /// Per stream: its newest head and the (version, position) of its new events.
+    pub streams: HashMap<String, TailStream>,
+}
+
+impl Delta {
+    /// Adds one committed event, with its stream's head after it.
+    pub fn add(&mut self, stream: &str, stored: &StoredEvent, head: &StreamHead) {
+        self.ids.push((stored.event.id, stored.position));
+        let s = match self.streams.get_mut(stream) {
+            Some(s) => s,
+            None => self.streams.entry(stream.to_owned()).or_default(),
+        };
+        s.head = head.clone();
+        s.positions.push((stored.version, stored.position));
+        self.last = self.last.max(stored.position);
+        self.events += 1;
+    }
+
+    pub fn merge(&mut self, other: Delta) {
+        self.ids.extend(other.ids);
+        for (stream, s) in other.streams {
+            let mine = self.streams.entry(stream).or_default();
+            mine.head = s.head;
+            mine.positions.extend(s.positions);
+        }
+        self.last = self.last.max(other.last);
+        self.events += other.events;
+    }
+
+    /// Adds the delta to the shared tail (the writer, after the group is durable and before it is published).
+    pub fn add_to(&self, tail: &SharedTail) {
+        let mut tail = tail.write().expect("tail lock");
+        tail.ids.extend(self.ids.iter().copied());
+        for (stream, s) in &self.streams {
+            let t = tail.streams.entry(stream.clone()).or_default();
+            t.head = s.head.clone();
+            t.positions.extend_from_slice(&s.positions);
+        }
+        tail.last = tail.last.max(self.last);
+    }
+
+    /// Drops from the shared tail what this delta wrote to the trees.
+    pub fn remove_from(&self, tail: &SharedTail) {
+        let mut tail = tail.write().expect("tail lock");
+        for (id, _) in &self.ids {
+            tail.ids.remove(id);
+        }
+        for stream in self.streams.keys() {
+            if let Some(t) = tail.streams.get_mut(stream) {
+                t.positions.retain(|&(_, p)| p > self.last);
+                if t.positions.is_empty() {
+                    tail.streams.remove(stream);
+                }
+            }
+        }
+    }
+
+    /// Writes the delta to the trees, then the watermark. Not flushed: the next group's flush carries it, and
+    /// an index that did not reach the disk is caught up at open.
+    pub fn write(&self, trees: &IndexTrees) -> Result<(), StoreError> {
+        let mut ids = sled::Batch::default();
+        for (id, position) in &self.ids {
+            ids.insert(id.as_bytes(), &position.to_be_bytes());
+        }
+        trees.ids.apply_batch(ids)?;
+        let mut heads = sled::Batch::default();
+        let mut chunks = sled::Batch::default();
+        for (stream, s) in &self.streams {
+            let mut record = trees.record(stream)?.unwrap_or_default();
+            for &(version, position) in &s.positions {
+                // Written before a crash that came ahead of the watermark: already there.
+                if version <= record.version {
+                    continue;
+                }
+                if version != record.version + 1 {
+                    return Err(StoreError::IndexMismatch(format!(
+                        "{stream} goes from version {} to {version}",
+                        record.version
+                    )));
+                }
+                record.version = version;
+                record.positions.push(position);
+                if record.positions.len() == CHUNK {
+                    let first = version + 1 - CHUNK as u64;
+                    let packed: Vec<u8> = record
+                        .positions
+                        .iter()
+                        .flat_map(|p| p.to_be_bytes())
+                        .collect();
+                    chunks.insert(chunk_key(stream, first), packed);
+                    record.positions.clear();
+                }
+            }
+            if s.head.version == record.version {
+                record.dossier = s.head.dossier.clone();
+            }
+            heads.insert(stream.as_bytes(), record.encode());
+        }
+        trees.streams.apply_batch(chunks)?;
+        trees.heads.apply_batch(heads)?;
+        let watermark = trees.watermark()?;
+        if self.last > watermark {
+            trees.meta.insert(WATERMARK, &self.last.to_be_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// Indexes the events after the watermark, from the log itself: what an open does before serving, and what
+/// `rebuild-indexes` does from position 0. `events` yields them in order; `progress` hears of each write.
+pub(crate) fn catch_up(
+    trees: &IndexTrees,
+    events: impl Iterator<Item = Result<StoredEvent, StoreError>>,
+    chunk_events: usize,
+    mut sink: impl FnMut(Delta) -> Result<(), StoreError>,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, StoreError> {
+    let mut delta = Delta::default();
+    let mut heads: HashMap<String, StreamHead> = HashMap::new();
+    let mut last = trees.watermark()?;
+    for item in events {
+        let stored = item?;
+        let stream = stored.event.stream().key();
+        let head = match heads.get_mut(&stream) {
+            Some(h) => h,
+            None => {
+                // Start from what the trees hold; a version they hold already is skipped.
+                let start = trees.record(&stream)?.map(|r| r.head()).unwrap_or_default();
+                heads.entry(stream.clone()).or_insert(start)
+            }
+        };
+        if stored.version > head.version + 1 {
+            return Err(StoreError::IndexMismatch(format!(
+                "{stream} is indexed through version {}, but position {} holds version {}",
+                head.version, stored.position, stored.version
+            )));
+        }
+        if stored.version > head.version {
+            domain::apply_in_place(head, &stored.event);
+        }
+        if stored.version == head.version {
+            delta.add(&stream, &stored, head);
+        } else {
+            delta.ids.push((stored.event.id, stored.position));
+            delta.last = stored.position;
+            delta.events += 1;
+        }
+        last = stored.position;
+        if delta.events >= chunk_events {
+            sink(std::mem::take(&mut delta))?;
+            heads.clear();
+            progress(last);
+        }
+    }
+    if delta.events > 0 {
+        sink(delta)?;
+    }
+    progress(last);
+    Ok(last)
+}
+
+/// Work for the indexer thread.
+pub(crate) enum IndexJob {
+    Delta(Delta),
+    /// Write everything received so far, then answer.
+    Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
+}
+
+/// The indexer thread: writes what the writer hands it, in large batches, behind the log.
+pub(crate) struct Indexer {
+    pub trees: IndexTrees,
+    pub tail: SharedTail,
+    /// The position through which the trees are complete, for the writer's bound on the tail.
+    pub indexed: Arc<std::sync::atomic::AtomicU64>,
+    pub failed: Arc<std::sync::OnceLock<String>>,
+    pub flush_after: std::time::Duration,
+}
+
+impl Indexer {
+    pub fn run(self, jobs: std::sync::mpsc::Receiver<IndexJob>) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let mut pending = Delta::default();
+        let mut since: Option<std::time::Instant> = None;
+        loop {
+            let wait = match since {
+                None => std::time::Duration::from_secs(3600),
+                Some(t) => self.flush_after.saturating_sub(t.elapsed()),
+            };
+            let mut answer = None;
+            let closed = match jobs.recv_timeout(wait) {
+                Ok(IndexJob::Delta(d)) => {
+                    since.get_or_insert_with(std::time::Instant::now);
+                    pending.merge(d);
+                    false
+                }
+                Ok(IndexJob::Flush(reply)) => {
+                    answer = Some(reply);
+                    false
+                }
+                Err(RecvTimeoutError::Timeout) => false,
+                Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let due = since.is_some_and(|t| t.elapsed() >= self.flush_after);
+            if pending.events > 0
+                && (closed || due || answer.is_some() || pending.events >= FLUSH_EVENTS)
+            {
+                let delta = std::mem::take(&mut pending);
+                since = None;
+                let written = delta.write(&self.trees);
+                match written {
+                    Ok(()) => {
+                        delta.remove_from(&self.tail);
+                        self.indexed
+                            .store(delta.last, std::sync::atomic::Ordering::Release);
+                    }
+                    Err(e) => {
+                        // The tail keeps every entry, so reads stay right; the next open catches up from the log.
+                        let _ = self.failed.set(format!(
+                            "writing the indexes failed ({e}); the store refuses writes until it is reopened"
+                        ));
+                        // Keep the entries in memory; stop writing.
+                        pending = Delta::default();
+                    }
+                }
+            }
+            if let Some(reply) = answer {
+                let _ = reply.send(match self.failed.get() {
+                    Some(why) => Err(why.clone()),
+                    None => Ok(()),
+                });
+            }
+            if closed {
+                return;
+            }
+        }
+    }
+}
+
+/// Positions of a stream: what the trees hold, then the tail's, by version, capped at `size`. Reads the tail first:
+/// an entry the indexer moves in between is in the trees by the time they are read.
+pub(crate) fn stream_positions(
+    trees: &IndexTrees,
+    tail: &SharedTail,
+    stream: &str,
+    size: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let in_tail: Vec<(u64, u64)> = tail
+        .read()
+        .expect("tail lock")
+        .streams
+        .get(stream)
+        .map(|s| s.positions.clone())
+        .unwrap_or_default();
+    let mut by_version: BTreeMap<u64, u64> = trees
+        .positions(stream)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| (i as u64 + 1, p))
+        .collect();
+    by_version.extend(in_tail);
+    Ok(by_version.into_values().filter(|&p| p <= size).collect())
+}
+
+/// A stream's newest head: the tail's, else the trees'.
+pub(crate) fn stream_head(
+    trees: &IndexTrees,
+    tail: &SharedTail,
+    stream: &str,
+) -> Result<Option<StreamHead>, StoreError> {
+    if let Some(s) = tail.read().expect("tail lock").streams.get(stream) {
+        return Ok(Some(s.head.clone()));
+    }
+    Ok(trees.record(stream)?.map(|r| r.head()))
+}
+
+/// The position of an event id: the tail's, else the trees'.
+pub(crate) fn id_position(
+    trees: &IndexTrees,
+    tail: &SharedTail,
+    id: Uuid,
+) -> Result<Option<u64>, StoreError> {
+    if let Some(&p) = tail.read().expect("tail lock").ids.get(&id) {
+        return Ok(Some(p));
+    }
+    trees.id(id)
+}

@@ -1,0 +1,55 @@
+//! For tests that play someone with write access to the disk: change what format 2 stores, through sled directly,
+//! the way such a person could. Nothing here is used by casetrail itself.
+
+use crate::block::{self, Block};
+use crate::sled_log::block_key;
+
+/// The block holding `position` in a data directory's database: (its key's first position, its events' bytes).
+pub fn block_events(db: &sled::Db, position: u64) -> (u64, Vec<Vec<u8>>) {
+    let log = db.open_tree("log").expect("the log tree");
+    let (key, value) = log
+        .range(block_key(0)..=block_key(position))
+        .next_back()
+        .expect("a block at or before the position")
+        .expect("readable");
+    let first = u64::from_be_bytes(key[1..].try_into().expect("a block key"));
+    let block = Block::decode(first, &value).expect("a sound block");
+    (first, block.into_events())
+}
+
+/// The stored value (header and compressed frame) of the block holding `position`.
+pub fn raw_block(db: &sled::Db, position: u64) -> Vec<u8> {
+    let log = db.open_tree("log").expect("the log tree");
+    let (_, value) = log
+        .range(block_key(0)..=block_key(position))
+        .next_back()
+        .expect("a block at or before the position")
+        .expect("readable");
+    value.to_vec()
+}
+
+/// The stored bytes of the event at `position`.
+pub fn event_bytes(db: &sled::Db, position: u64) -> Vec<u8> {
+    let (first, events) = block_events(db, position);
+    events[(position - first) as usize].clone()
+}
+
+/// Lets `edit` change the events of the block holding `position` (their bytes, how many, their order), then
+/// writes the block back under its key with a valid checksum. Audit hashes and indexes are left alone.
+pub fn edit_block(db: &sled::Db, position: u64, edit: impl FnOnce(u64, &mut Vec<Vec<u8>>)) {
+    let (first, mut events) = block_events(db, position);
+    edit(first, &mut events);
+    let value = block::encode(&events, &mut zstd::bulk::Compressor::new(1).expect("zstd"))
+        .expect("encodes");
+    db.open_tree("log")
+        .expect("the log tree")
+        .insert(block_key(first), value)
+        .expect("written");
+}
+
+/// Replaces the stored bytes of the event at `position`.
+pub fn set_event(db: &sled::Db, position: u64, bytes: Vec<u8>) {
+    edit_block(db, position, |first, events| {
+        events[(position - first) as usize] = bytes
+    });
+}

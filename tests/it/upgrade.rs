@@ -1,0 +1,120 @@
+//! Upgrading a data directory of format 1 (`tests/fixtures/format1.tar.gz`, written by the format-1 binary with
+//! `scripts/make-format1-fixture`, which also recorded what that binary answered): every command but `upgrade`
+//! refuses it in one line naming the command to run; `upgrade` rewrites it; afterwards the export, the audit root,
+//! the credentials, the signed checkpoints, an indicator report and a dossier's bundle are what format 1 gave.
+
+use super::{casetrail, stderr, stdout};
+use std::path::Path;
+
+fn unpack(into: &Path) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/format1.tar.gz");
+    let out = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&fixture)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tar: {}", stderr(&out));
+}
+
+fn expected(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join("expected").join(name)).unwrap()
+}
+
+#[test]
+fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    unpack(dir.path());
+    let data = dir.path().join("format1");
+
+    // Any other command says in one line what to run, and changes nothing.
+    let before = std::fs::read(data.join("db")).unwrap();
+    for args in [&["stats"][..], &["export"], &["verify"], &["token", "list"]] {
+        let out = casetrail(&data, args);
+        assert!(!out.status.success(), "{args:?} on format 1 succeeded");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(
+            err.contains("format 1") && err.contains("upgrade"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        std::fs::read(data.join("db")).unwrap() == before,
+        "a refused command wrote"
+    );
+
+    let out = casetrail(&data, &["upgrade"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("(unchanged)"), "{}", stdout(&out));
+    assert!(
+        dir.path().join("format1.format1").join("db").exists(),
+        "format 1 kept beside"
+    );
+    assert!(
+        data.join("audit-signing.key").exists(),
+        "files beside the log moved along"
+    );
+
+    // The same events, byte for byte; the same root; the same credentials; the same answers.
+    let export = casetrail(&data, &["export"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(
+        stdout(&export) == expected(dir.path(), "export.ndjson"),
+        "the export differs"
+    );
+    let stats = stdout(&casetrail(&data, &["stats"]));
+    let root = stats.lines().find(|l| l.starts_with("audit root")).unwrap();
+    assert_eq!(format!("{root}\n"), expected(dir.path(), "root.txt"));
+    assert_eq!(
+        stdout(&casetrail(&data, &["token", "list"])),
+        expected(dir.path(), "tokens.txt")
+    );
+    let report = casetrail(
+        &data,
+        &[
+            "report", "--period", "2019", "--group", "level", "--lang", "en",
+        ],
+    );
+    // The table and the position and root it was computed at; not the moment it was computed.
+    let uncomputed = |t: &str| t.split(" · computed").next().unwrap().to_owned();
+    assert!(stdout(&report).contains(" · root "), "{}", stderr(&report));
+    assert_eq!(
+        uncomputed(&stdout(&report)),
+        uncomputed(&expected(dir.path(), "report.txt"))
+    );
+    // A dossier's bundle: its events, their proofs, and the checkpoint format 1 signed at the head, kept.
+    let expected_bundle: serde_json::Value =
+        serde_json::from_str(&expected(dir.path(), "bundle.json")).unwrap();
+    let bundle = casetrail(
+        &data,
+        &[
+            "audit",
+            "bundle",
+            expected_bundle["dossier"].as_str().unwrap(),
+        ],
+    );
+    assert!(bundle.status.success(), "{}", stderr(&bundle));
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&stdout(&bundle)).unwrap(),
+        expected_bundle
+    );
+
+    // Both checkpoints format 1 signed are kept and still match the log.
+    let verify = stdout(&casetrail(&data, &["verify"]));
+    assert!(
+        verify.starts_with("ok: ")
+            && verify.contains("2 stored checkpoints signed with the data directory's key"),
+        "{verify}"
+    );
+
+    // The upgraded directory takes new events as usual; a second upgrade has nothing to do.
+    let again = casetrail(&data, &["upgrade"]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("already in format 2"),
+        "{}",
+        stdout(&again)
+    );
+}
