@@ -242,7 +242,7 @@ fn verify_notices_a_missing_index_entry_or_stream_head() {
         let e: serde_json::Value =
             serde_json::from_slice(&store::tamper::event_bytes(db, 77)).unwrap();
         let id = uuid::Uuid::parse_str(e["id"].as_str().unwrap()).unwrap();
-        db.open_tree("ids").unwrap().remove(id.as_bytes()).unwrap();
+        store::tamper::remove_id(db, id);
     });
     assert!(!ok);
     assert!(
@@ -250,9 +250,7 @@ fn verify_notices_a_missing_index_entry_or_stream_head() {
         "{report}"
     );
     let (ok, report) = tampered_db(|db| {
-        let heads = db.open_tree("heads").unwrap();
-        let (key, _) = heads.first().unwrap().unwrap();
-        heads.remove(key).unwrap();
+        store::tamper::remove_first_head(db);
     });
     assert!(!ok);
     assert!(report.contains("stream heads for"), "{report}");

@@ -1,20 +1,22 @@
 //! The derived indexes of format 2 and the indexer that writes them behind the log.
 //!
-//! The log (blocks and audit hashes) is the only truth. Three trees are derived from it:
-//! - `ids`: event id (16 bytes) → position (8 bytes, big-endian). Kept for ever: idempotency has no expiry.
-//! - `heads`: stream key → [`HeadRecord`] (postcard): the stream's last version, its folded dossier state, and the
-//!   positions of its versions not yet spilled to `streams`.
-//! - `streams`: stream key ‖ 0x00 ‖ first version (8 bytes, big-endian) → the positions of [`CHUNK`] consecutive
+//! The log (blocks and audit hashes) is the only truth. Three kinds of entries are derived from it, all kept in
+//! one merge tree ([`crate::lsm`]) so that sled writes a few kilobytes per key instead of one key per entry:
+//! - `i ‖ event id (16 bytes)` → position (8 bytes, big-endian). Kept for ever: idempotency has no expiry.
+//! - `h ‖ stream key` → [`HeadRecord`] (postcard): the stream's last version, its folded dossier state, and the
+//!   positions of its versions not yet spilled to a chunk.
+//! - `p ‖ stream key ‖ 0x00 ‖ first version (8 bytes, big-endian)` → the positions of [`CHUNK`] consecutive
 //!   versions (8 bytes each, big-endian): the long part of a long stream.
 //!
-//! `meta/indexed` says through which position they are complete (the watermark). The writer never writes them:
-//! after each group is durable it adds the group's entries to the [`Tail`] (in memory, shared with readers) and
-//! hands them to the indexer thread, which writes them in large batches, then advances the watermark, then drops
-//! them from the tail. Readers look in the tail first, then in the trees, so that an entry is always in one of the
-//! two. At open, the events after the watermark are indexed again before anything is served
+//! The merge tree's manifest says through which position they are complete (the watermark). The writer never
+//! writes them: after each group is durable it adds the group's entries to the [`Tail`] (in memory, shared with
+//! readers) and hands them to the indexer thread, which writes them as one run, with the watermark, then drops
+//! them from the tail. Readers look in the tail first, then in the merge tree, so that an entry is always in one
+//! of the two. At open, the events after the watermark are indexed again before anything is served
 //! ([`catch_up`]); writing an entry twice is harmless (the same id gets the same position, a head record skips
 //! versions it already holds).
 
+use crate::lsm::Lsm;
 use crate::StoreError;
 use domain::{DossierState, StoredEvent, StreamHead};
 use serde::{Deserialize, Serialize};
@@ -30,14 +32,12 @@ pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50
 /// The writer waits for the indexer when this many events wait to be indexed: a bound on the tail's memory.
 pub const TAIL_EVENTS_MAX: u64 = 1_000_000;
 
-pub(crate) const WATERMARK: &[u8] = b"indexed";
-
-/// A stream as the `heads` tree keeps it.
+/// A stream as the index keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeadRecord {
     pub version: u64,
     pub dossier: Option<DossierState>,
-    /// The positions of versions `version - positions.len() + 1 ..= version`; earlier ones are in `streams`.
+    /// The positions of versions `version - positions.len() + 1 ..= version`; earlier ones are in chunks.
     pub positions: Vec<u64>,
 }
 
@@ -59,16 +59,30 @@ impl HeadRecord {
     }
 }
 
-/// `stream ‖ 0x00`: every chunk of a stream, and nothing of another (stream keys contain no NUL).
-pub(crate) fn stream_prefix(stream: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(stream.len() + 9);
+pub(crate) const HEAD: u8 = b'h';
+pub(crate) const ID: u8 = b'i';
+const POSITIONS: u8 = b'p';
+
+pub(crate) fn head_key(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 1);
+    k.push(HEAD);
     k.extend_from_slice(stream.as_bytes());
-    k.push(0);
     k
 }
 
+pub(crate) fn id_key(id: Uuid) -> [u8; 17] {
+    let mut k = [ID; 17];
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// `p ‖ stream ‖ 0x00 ‖ first version`: a stream's chunks sort by version, and no stream's sort inside another's
+/// (stream keys contain no NUL).
 pub(crate) fn chunk_key(stream: &str, first_version: u64) -> Vec<u8> {
-    let mut k = stream_prefix(stream);
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(POSITIONS);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
     k.extend_from_slice(&first_version.to_be_bytes());
     k
 }
@@ -77,27 +91,20 @@ pub(crate) fn decode_u64(bytes: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(bytes.try_into().ok()?))
 }
 
-/// The derived trees.
+/// The derived entries: the merge tree, and `meta` for the rebuild flag.
 #[derive(Clone)]
 pub(crate) struct IndexTrees {
-    pub ids: sled::Tree,
-    pub heads: sled::Tree,
-    pub streams: sled::Tree,
+    pub lsm: Arc<Lsm>,
     pub meta: sled::Tree,
 }
 
 impl IndexTrees {
     pub fn watermark(&self) -> Result<u64, StoreError> {
-        Ok(match self.meta.get(WATERMARK)? {
-            None => 0,
-            Some(v) => decode_u64(&v).ok_or_else(|| {
-                StoreError::IndexMismatch("the index watermark is damaged".into())
-            })?,
-        })
+        Ok(self.lsm.watermark())
     }
 
     pub fn id(&self, id: Uuid) -> Result<Option<u64>, StoreError> {
-        match self.ids.get(id.as_bytes())? {
+        match self.lsm.get(&id_key(id))? {
             None => Ok(None),
             Some(v) => Ok(Some(decode_u64(&v).ok_or_else(|| {
                 StoreError::IndexMismatch(format!("the id index entry of {id} is damaged"))
@@ -106,44 +113,69 @@ impl IndexTrees {
     }
 
     pub fn record(&self, stream: &str) -> Result<Option<HeadRecord>, StoreError> {
-        self.heads
-            .get(stream.as_bytes())?
+        self.lsm
+            .get(&head_key(stream))?
             .map(|v| HeadRecord::decode(stream, &v))
             .transpose()
     }
 
-    /// Every position the trees hold for a stream, by version (1, 2, …).
+    /// Every position the index holds for a stream, by version (1, 2, …).
     pub fn positions(&self, stream: &str) -> Result<Vec<u64>, StoreError> {
         let Some(record) = self.record(stream)? else {
             return Ok(Vec::new());
         };
+        let spilled = record.version - record.positions.len() as u64;
         let mut out = Vec::with_capacity(record.version as usize);
-        for item in self.streams.scan_prefix(stream_prefix(stream)) {
-            let (k, v) = item?;
-            let first = decode_u64(&k[k.len() - 8..]).unwrap_or(0);
-            if first != out.len() as u64 + 1 || v.len() != CHUNK * 8 {
+        let mut first = 1;
+        while first <= spilled {
+            let chunk = self.lsm.get(&chunk_key(stream, first))?.ok_or_else(|| {
+                StoreError::IndexMismatch(format!("{stream} has no positions from version {first}"))
+            })?;
+            if chunk.len() != CHUNK * 8 {
                 return Err(StoreError::IndexMismatch(format!(
-                    "the position chunks of {stream} are out of order"
+                    "the positions of {stream} from version {first} are damaged"
                 )));
             }
-            out.extend(v.chunks_exact(8).filter_map(decode_u64));
+            out.extend(chunk.chunks_exact(8).filter_map(decode_u64));
+            first += CHUNK as u64;
         }
         out.extend_from_slice(&record.positions);
-        if out.len() as u64 != record.version {
-            return Err(StoreError::IndexMismatch(format!(
-                "{stream} is at version {} but {} positions are indexed",
-                record.version,
-                out.len()
-            )));
+        Ok(out)
+    }
+
+    /// The keys of every stream whose key starts with `prefix`, in order.
+    pub fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let from = head_key(prefix);
+        let mut out = Vec::new();
+        for entry in self.lsm.scan(&from) {
+            let (k, _) = entry?;
+            if !k.starts_with(&from) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[1..]).into_owned());
         }
         Ok(out)
+    }
+
+    /// How many distinct keys of a kind (`ID`, `HEAD`) the index holds.
+    pub fn count(&self, kind: u8) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for entry in self.lsm.scan(&[kind]) {
+            let (k, _) = entry?;
+            if k.first() != Some(&kind) {
+                break;
+            }
+            n += 1;
+        }
+        Ok(n)
     }
 }
 
 /// One stream's part of the tail: its newest head and the positions of its events not yet in the trees.
 #[derive(Clone, Debug, Default)]
 pub struct TailStream {
-    pub head: StreamHead,
+    /// Shared between the tail and the indexer's delta, so that a head is cloned once per group, not per event.
+    pub head: Arc<StreamHead>,
     /// (version, position), in order.
     pub positions: Vec<(u64, u64)>,
 }
@@ -171,7 +203,7 @@ pub struct Delta {
 
 impl Delta {
     /// Adds one committed event, with its stream's head after it.
-    pub fn add(&mut self, stream: &str, stored: &StoredEvent, head: &StreamHead) {
+    pub fn add(&mut self, stream: &str, stored: &StoredEvent, head: &Arc<StreamHead>) {
         self.ids.push((stored.event.id, stored.position));
         let s = match self.streams.get_mut(stream) {
             Some(s) => s,
@@ -222,16 +254,14 @@ impl Delta {
         }
     }
 
-    /// Writes the delta to the trees, then the watermark. Not flushed: the next group's flush carries it, and
-    /// an index that did not reach the disk is caught up at open.
+    /// Writes the delta as one run of the merge tree, with the watermark. Not flushed: the next group's flush
+    /// carries it, and an index that did not reach the disk is caught up at open.
     pub fn write(&self, trees: &IndexTrees) -> Result<(), StoreError> {
-        let mut ids = sled::Batch::default();
+        let mut entries: Vec<(Vec<u8>, Vec<u8>)> =
+            Vec::with_capacity(self.ids.len() + self.streams.len());
         for (id, position) in &self.ids {
-            ids.insert(id.as_bytes(), &position.to_be_bytes());
+            entries.push((id_key(*id).to_vec(), position.to_be_bytes().to_vec()));
         }
-        trees.ids.apply_batch(ids)?;
-        let mut heads = sled::Batch::default();
-        let mut chunks = sled::Batch::default();
         for (stream, s) in &self.streams {
             let mut record = trees.record(stream)?.unwrap_or_default();
             for &(version, position) in &s.positions {
@@ -254,22 +284,19 @@ impl Delta {
                         .iter()
                         .flat_map(|p| p.to_be_bytes())
                         .collect();
-                    chunks.insert(chunk_key(stream, first), packed);
+                    entries.push((chunk_key(stream, first), packed));
                     record.positions.clear();
                 }
             }
             if s.head.version == record.version {
                 record.dossier = s.head.dossier.clone();
             }
-            heads.insert(stream.as_bytes(), record.encode());
+            entries.push((head_key(stream), record.encode()));
         }
-        trees.streams.apply_batch(chunks)?;
-        trees.heads.apply_batch(heads)?;
-        let watermark = trees.watermark()?;
-        if self.last > watermark {
-            trees.meta.insert(WATERMARK, &self.last.to_be_bytes())?;
-        }
-        Ok(())
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // The same id twice in one delta (a catch-up over a crash) maps to the same position: keep one.
+        entries.dedup_by(|a, b| a.0 == b.0);
+        trees.lsm.add(entries, self.last)
     }
 }
 
@@ -306,7 +333,7 @@ pub(crate) fn catch_up(
             domain::apply_in_place(head, &stored.event);
         }
         if stored.version == head.version {
-            delta.add(&stream, &stored, head);
+            delta.add(&stream, &stored, &Arc::new(head.clone()));
         } else {
             delta.ids.push((stored.event.id, stored.position));
             delta.last = stored.position;
@@ -435,7 +462,7 @@ pub(crate) fn stream_head(
     stream: &str,
 ) -> Result<Option<StreamHead>, StoreError> {
     if let Some(s) = tail.read().expect("tail lock").streams.get(stream) {
-        return Ok(Some(s.head.clone()));
+        return Ok(Some(StreamHead::clone(&s.head)));
     }
     Ok(trees.record(stream)?.map(|r| r.head()))
 }

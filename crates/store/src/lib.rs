@@ -11,6 +11,7 @@ mod conformance_suite;
 mod error;
 pub mod format1;
 pub(crate) mod index;
+pub mod lsm;
 mod merkle;
 mod sled_log;
 #[doc(hidden)]

@@ -4,9 +4,10 @@
 //! - `log`: the only truth. `b ‖ first position` → a block of consecutive events of one commit group
 //!   ([`crate::block`]); `h ‖ first stored-hash index` → the audit-tree hashes that group added, 32 bytes each.
 //!   A group is one atomic sled batch on this one tree.
-//! - `ids`, `heads`, `streams`: derived from `log` by the indexer, behind the watermark `meta/indexed`
-//!   ([`crate::index`]).
-//! - `meta`: the format marker, the index watermark, and a flag while indexes are being rebuilt.
+//! - `index`, `filters`: the derived entries (ids, stream heads, positions), a merge tree written by the indexer
+//!   behind its watermark ([`crate::index`], [`crate::lsm`]).
+//! - `meta`: the format marker, the merge tree's manifest (with the watermark), and a flag while indexes are
+//!   being rebuilt.
 //! - `credentials`: name → credential (role, scope, SHA-256 of the token); `credential_hashes`: SHA-256 → name.
 //!   Credentials are configuration, not events: they are not in the log nor in its audit tree.
 //! - `checkpoints`: tree size → a signed checkpoint issued at that size (`StoredCheckpoint`, JSON). What was
@@ -198,9 +199,11 @@ impl Trees {
         Ok(Trees {
             log: db.open_tree("log")?,
             index: IndexTrees {
-                ids: db.open_tree("ids")?,
-                heads: db.open_tree("heads")?,
-                streams: db.open_tree("streams")?,
+                lsm: Arc::new(crate::lsm::Lsm::open(
+                    db.open_tree("index")?,
+                    db.open_tree("filters")?,
+                    db.open_tree("meta")?,
+                )?),
                 meta: db.open_tree("meta")?,
             },
             credentials: db.open_tree("credentials")?,
@@ -648,9 +651,7 @@ impl SledLog {
             .filter(|k| k.starts_with(prefix))
             .cloned()
             .collect();
-        for k in self.trees.index.heads.scan_prefix(prefix.as_bytes()).keys() {
-            keys.insert(String::from_utf8_lossy(&k?).into_owned());
-        }
+        keys.extend(self.trees.index.stream_keys(prefix)?);
         Ok(keys.into_iter().collect())
     }
 
@@ -976,10 +977,7 @@ impl SledLog {
         let t = &self.trees;
         t.meta().insert(REBUILDING, b"1")?;
         t.db.flush()?;
-        for tree in [&t.index.ids, &t.index.heads, &t.index.streams] {
-            tree.clear()?;
-        }
-        t.meta().remove(index::WATERMARK)?;
+        t.index.lsm.clear()?;
         // The audit hashes: recomputed from the events' bytes, packed 65,536 to a key.
         let old: Vec<sled::IVec> = t
             .log
@@ -1208,7 +1206,7 @@ impl SledLog {
                     ),
                 ));
             }
-            let ids_in_trees = t.index.ids.len() as u64;
+            let ids_in_trees = t.index.count(index::ID)?;
             if ids_in_trees != ids_found_in_trees {
                 problems.push((
                     size,

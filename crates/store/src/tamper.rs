@@ -53,3 +53,21 @@ pub fn set_event(db: &sled::Db, position: u64, bytes: Vec<u8>) {
         events[(position - first) as usize] = bytes
     });
 }
+
+/// Removes an event id from the id index, in every run that holds it.
+pub fn remove_id(db: &sled::Db, id: uuid::Uuid) {
+    let tree = db.open_tree("index").expect("the index tree");
+    let removed =
+        crate::lsm::remove_everywhere(&tree, &crate::index::id_key(id)).expect("rewritten");
+    assert!(removed > 0, "the id {id} was not in the index");
+}
+
+/// Removes the first stream head of the index (every copy of it), and returns its stream key.
+pub fn remove_first_head(db: &sled::Db) -> String {
+    let tree = db.open_tree("index").expect("the index tree");
+    let key = crate::lsm::first_key_of(&tree, crate::index::HEAD)
+        .expect("readable")
+        .expect("a head");
+    crate::lsm::remove_everywhere(&tree, &key).expect("rewritten");
+    String::from_utf8_lossy(&key[1..]).into_owned()
+}

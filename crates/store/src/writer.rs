@@ -111,9 +111,13 @@ impl Writer {
                     self.last_recorded_at = group.last_recorded_at;
                     // The entries go to the tail before the head moves, so that a reader who sees the new head
                     // finds them; then to the indexer, which drops them from the tail once written.
+                    let heads: HashMap<String, Arc<StreamHead>> = std::mem::take(&mut group.heads)
+                        .into_iter()
+                        .map(|(k, h)| (k, Arc::new(h)))
+                        .collect();
                     let mut delta = Delta::default();
                     for r in &group.records {
-                        delta.add(&r.stream, &r.stored, &group.heads[&r.stream]);
+                        delta.add(&r.stream, &r.stored, &heads[&r.stream]);
                     }
                     delta.add_to(&self.tail);
                     let _ = self.indexer.send(IndexJob::Delta(delta));
