@@ -257,6 +257,7 @@ pub fn stats(data: &Path) -> Result<ExitCode> {
     println!("streams         {} ({} dossiers)", s.streams, s.dossiers);
     println!("event bytes     {}", s.event_bytes);
     println!("block bytes     {} (compressed)", s.block_bytes);
+    println!("index bytes     {}", s.index_bytes);
     println!("disk bytes      {}", s.disk_bytes);
     if let (Some(first), Some(last)) = (s.first_recorded_at, s.last_recorded_at) {
         println!("recorded        {first} … {last}");

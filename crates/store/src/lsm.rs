@@ -401,6 +401,18 @@ impl Lsm {
         Ok(())
     }
 
+    /// The bytes of every run's chunks and filters, keys included.
+    pub fn live_bytes(&self) -> Result<u64, StoreError> {
+        let mut n = 0u64;
+        for tree in [&self.tree, &self.filters] {
+            for item in tree.iter() {
+                let (k, v) = item?;
+                n += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(n)
+    }
+
     pub fn watermark(&self) -> u64 {
         self.manifest.lock().expect("manifest lock").watermark
     }

@@ -965,6 +965,7 @@ impl SledLog {
             events_by_type: by_type,
             event_bytes: bytes,
             block_bytes: stored_bytes,
+            index_bytes: self.trees.index.lsm.live_bytes()?,
             disk_bytes: self.trees.db.size_on_disk()?,
             first_recorded_at: first,
             last_recorded_at: last,
@@ -1311,6 +1312,8 @@ pub struct Stats {
     pub event_bytes: u64,
     /// The blocks holding them, compressed.
     pub block_bytes: u64,
+    /// The index's runs and filters (keys and values as stored; sled's own overhead is not counted).
+    pub index_bytes: u64,
     pub disk_bytes: u64,
     pub first_recorded_at: Option<DateTime<Utc>>,
     pub last_recorded_at: Option<DateTime<Utc>>,
