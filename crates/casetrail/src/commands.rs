@@ -495,18 +495,38 @@ pub fn append_loop(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Copies a file or a directory tree, fsyncing each copy, keeping permissions (the signing key is 0600).
+fn copy_durably(from: &Path, to: &Path) -> Result<()> {
+    if from.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            copy_durably(&entry.path(), &to.join(entry.file_name()))?;
+        }
+        std::fs::File::open(to)?.sync_all()?;
+    } else {
+        std::fs::copy(from, to)?;
+        std::fs::File::open(to)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// fsyncs the directory holding `path`, so that a rename into it survives a power cut.
+fn sync_parent(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(parent)?.sync_all()?;
+    Ok(())
+}
+
 /// `casetrail upgrade`: rewrites a format-1 data directory in format 2. The new log is built beside the old one
 /// (`<data>.upgrading`) by appending every event with its stored fields, so that each lands at its position with
 /// its version, recorded time and source, and the same canonical bytes; then credentials and signed checkpoints are
 /// copied as they are, the roots of both are compared, and only then are the directories swapped. The old one is
 /// kept as `<data>.format1` until the user removes it.
 pub fn upgrade(data: &Path) -> Result<ExitCode> {
-    let Some(old) = store::format1::Format1::open(data)? else {
-        println!("{} is already in format 2: nothing to do", data.display());
-        return Ok(ExitCode::SUCCESS);
-    };
-    let size = old.size()?;
-    let old_root = old.root(size)?;
     let name = data
         .file_name()
         .ok_or("the data directory has no name")?
@@ -514,6 +534,26 @@ pub fn upgrade(data: &Path) -> Result<ExitCode> {
         .into_owned();
     let beside = |suffix: &str| data.with_file_name(format!("{name}.{suffix}"));
     let (building, kept) = (beside("upgrading"), beside("format1"));
+    if !data.join("db").exists() {
+        // An upgrade stopped between its two renames: the old log is kept, the new one complete. Finish it.
+        if kept.join("db").exists() && building.join("db").exists() && !data.exists() {
+            std::fs::rename(&building, data)?;
+            sync_parent(data)?;
+            println!(
+                "finished the upgrade of {} that stopped before its last step; format 1 is kept in {}",
+                data.display(),
+                kept.display()
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(format!("{} holds no casetrail log", data.display()).into());
+    }
+    let Some(old) = store::format1::Format1::open(data)? else {
+        println!("{} is already in format 2: nothing to do", data.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    let size = old.size()?;
+    let old_root = old.root(size)?;
     if kept.exists() {
         return Err(format!(
             "{} exists already (an earlier upgrade's copy of format 1?); move it away first",
@@ -570,8 +610,9 @@ pub fn upgrade(data: &Path) -> Result<ExitCode> {
         )
         .into());
     }
-    // Everything that is not sled's own files (the signing key, indicator snapshots) moves to the new directory:
-    // the snapshots name positions and roots, which are the same.
+    // Everything that is not sled's own files (the signing key, indicator snapshots) is copied into the new
+    // directory, so that the old one stays whole until the swap (the snapshots name positions and roots, which are
+    // the same, so they stay valid).
     for entry in std::fs::read_dir(data)? {
         let entry = entry?;
         let file = entry.file_name();
@@ -579,15 +620,14 @@ pub fn upgrade(data: &Path) -> Result<ExitCode> {
         if f == "db" || f == "conf" || f == "blobs" || f.starts_with("snap.") {
             continue;
         }
-        std::fs::rename(entry.path(), building.join(&file))?;
+        copy_durably(&entry.path(), &building.join(&file))?;
     }
+    std::fs::File::open(&building)?.sync_all()?;
     // sled's flusher lets go of the old directory's lock a moment after its last handle is dropped.
     std::thread::sleep(std::time::Duration::from_millis(200));
     std::fs::rename(data, &kept)?;
     std::fs::rename(&building, data)?;
-    if let Some(parent) = data.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
+    sync_parent(data)?;
     println!(
         "upgraded {} to format 2: {size} events, root {old_root} (unchanged); format 1 is kept in {} until you remove it",
         data.display(),

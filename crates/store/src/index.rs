@@ -313,7 +313,17 @@ pub(crate) fn catch_up(
     let mut heads: HashMap<String, StreamHead> = HashMap::new();
     let mut last = trees.watermark()?;
     for item in events {
-        let stored = item?;
+        let stored = match item {
+            Ok(stored) => stored,
+            Err(e) => {
+                // Damage: hand on what was indexed up to it (so that `verify` names the damage, not the events
+                // before it), then stop.
+                if delta.events > 0 {
+                    sink(delta)?;
+                }
+                return Err(e);
+            }
+        };
         let stream = stored.event.stream().key();
         let head = match heads.get_mut(&stream) {
             Some(h) => h,
@@ -375,6 +385,7 @@ impl Indexer {
         use std::sync::mpsc::RecvTimeoutError;
         let mut pending = Delta::default();
         let mut since: Option<std::time::Instant> = None;
+        let mut stopped = false;
         loop {
             let wait = match since {
                 None => std::time::Duration::from_secs(3600),
@@ -400,7 +411,16 @@ impl Indexer {
             {
                 let delta = std::mem::take(&mut pending);
                 since = None;
-                let written = delta.write(&self.trees);
+                // After a failed write nothing more is written: a later run would move the watermark past the
+                // entries that failed, and the next open would never index them. The tail keeps every entry, so
+                // reads stay right until then; the next open catches up from the watermark.
+                let written = if stopped {
+                    Err(StoreError::Tree(
+                        "the indexer stopped after a failed write".into(),
+                    ))
+                } else {
+                    delta.write(&self.trees)
+                };
                 match written {
                     Ok(()) => {
                         delta.remove_from(&self.tail);
@@ -408,12 +428,10 @@ impl Indexer {
                             .store(delta.last, std::sync::atomic::Ordering::Release);
                     }
                     Err(e) => {
-                        // The tail keeps every entry, so reads stay right; the next open catches up from the log.
+                        stopped = true;
                         let _ = self.failed.set(format!(
                             "writing the indexes failed ({e}); the store refuses writes until it is reopened"
                         ));
-                        // Keep the entries in memory; stop writing.
-                        pending = Delta::default();
                     }
                 }
             }

@@ -8,6 +8,7 @@
 
 pub mod block;
 mod conformance_suite;
+mod durable;
 mod error;
 pub mod format1;
 pub(crate) mod index;

@@ -195,7 +195,7 @@ pub(crate) struct Trees {
 }
 
 impl Trees {
-    fn open(db: sled::Db) -> Result<Trees, StoreError> {
+    fn open(db: sled::Db, read_only: bool) -> Result<Trees, StoreError> {
         Ok(Trees {
             log: db.open_tree("log")?,
             index: IndexTrees {
@@ -203,6 +203,7 @@ impl Trees {
                     db.open_tree("index")?,
                     db.open_tree("filters")?,
                     db.open_tree("meta")?,
+                    read_only,
                 )?),
                 meta: db.open_tree("meta")?,
             },
@@ -331,6 +332,7 @@ impl Trees {
 /// and the indexer after it has written what the writer handed it.
 pub struct SledLog {
     trees: Trees,
+    fsync: bool,
     tail: SharedTail,
     dir: PathBuf,
     sender: Mutex<Option<mpsc::Sender<Job>>>,
@@ -436,24 +438,29 @@ impl SledLog {
                 )))
             }
         }
-        let trees = Trees::open(db)?;
+        let trees = Trees::open(db, config.inspection)?;
         let size = trees.last_position()?;
         let tail: SharedTail = Default::default();
         let (last_recorded_at, root) = if config.inspection {
-            // Index what the indexes lag behind, in memory only, so that reads answer right; write nothing.
+            // Index what the indexes lag behind, in memory only, so that reads answer right; write nothing. (Not
+            // after an interrupted rebuild: the index is empty then, and the rebuild makes it again.)
             let from = trees.index.watermark().unwrap_or(0).min(size);
-            let caught_up = index::catch_up(
-                &trees.index,
-                SledLog::events_of(&trees, from),
-                usize::MAX,
-                |delta| {
-                    delta.add_to(&tail);
-                    Ok(())
-                },
-                |_| {},
-            );
-            if let Err(e) = caught_up {
-                eprintln!("casetrail: the indexes cannot be caught up in memory ({e})");
+            if trees.meta().get(REBUILDING)?.is_none() {
+                let caught_up = index::catch_up(
+                    &trees.index,
+                    SledLog::events_of(&trees, from),
+                    usize::MAX,
+                    |delta| {
+                        delta.add_to(&tail);
+                        Ok(())
+                    },
+                    |_| {},
+                );
+                if let Err(e) = caught_up {
+                    eprintln!(
+                        "casetrail: the indexes cannot be caught up in memory past damage ({e})"
+                    );
+                }
             }
             (
                 DateTime::<Utc>::MIN_UTC,
@@ -505,7 +512,7 @@ impl SledLog {
         let db_file = if config.fsync {
             // The directory entries of a new data directory (sled's `db` and `conf`) must survive power loss too.
             std::fs::File::open(&config.path)?.sync_all()?;
-            Some(std::fs::File::open(config.path.join("db"))?)
+            Some(crate::durable::Syncer::open(&config.path)?)
         } else {
             None
         };
@@ -547,6 +554,7 @@ impl SledLog {
             .name("casetrail-writer".into())
             .spawn(move || writer.run(rx))?;
         Ok(SledLog {
+            fsync: config.fsync,
             trees,
             tail,
             dir: config.path,
@@ -608,6 +616,10 @@ impl SledLog {
             }
         }
         let _ = self.trees.db.flush();
+        if self.fsync {
+            // What the indexer wrote last (its larger filters may be blob files) survives a power cut too.
+            let _ = crate::durable::Syncer::open(&self.dir).and_then(|mut s| s.sync());
+        }
     }
 
     /// Copies what format 1 kept as format 2 keeps it (credentials, their token hashes, signed checkpoints) from
@@ -808,7 +820,7 @@ impl SledLog {
     /// Flush and fsync, for the rare writes outside the writer (credentials).
     fn sync(&self) -> Result<(), StoreError> {
         self.trees.db.flush()?;
-        std::fs::File::open(self.dir.join("db"))?.sync_data()?;
+        crate::durable::Syncer::open(&self.dir)?.sync()?;
         Ok(())
     }
 

@@ -33,9 +33,9 @@ pub(crate) struct Writer {
     /// Through which position the indexer has written.
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
     pub compressor: zstd::bulk::Compressor<'static>,
-    /// The database file, opened a second time so that each group can end with a real fsync (sled's own flush
-    /// ends with `sync_file_range`, which does not survive power loss).
-    pub db_file: Option<std::fs::File>,
+    /// The database file and sled's blob files, so that each group can end with a real fsync (sled's own flush
+    /// ends with `sync_file_range`, which does not survive power loss, and never syncs blob files).
+    pub db_file: Option<crate::durable::Syncer>,
     pub size: u64,
     pub last_recorded_at: DateTime<Utc>,
     pub head: watch::Sender<Head>,
@@ -388,8 +388,8 @@ impl Writer {
         let t = &self.trees;
         t.log.apply_batch(batch)?;
         t.db.flush()?;
-        if let Some(f) = &self.db_file {
-            f.sync_data()?;
+        if let Some(f) = &mut self.db_file {
+            f.sync()?;
         }
         let new_size = self.size + group.records.len() as u64;
         let reader = Hashes {
