@@ -45,17 +45,40 @@ fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
         "a refused command wrote"
     );
 
+    // What an upgrade killed while building leaves beside: discarded by the next attempt.
+    let leftover = dir.path().join("format1.upgrading");
+    std::fs::create_dir(&leftover).unwrap();
+    std::fs::write(leftover.join("db"), b"half-written").unwrap();
     let out = casetrail(&data, &["upgrade"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("(unchanged)"), "{}", stdout(&out));
-    assert!(
-        dir.path().join("format1.format1").join("db").exists(),
-        "format 1 kept beside"
+    let kept = dir.path().join("format1.format1");
+    assert!(kept.join("db").exists(), "format 1 kept beside");
+    assert!(!leftover.exists());
+    // The signing key is copied, not moved: the old directory stays whole.
+    assert_eq!(
+        std::fs::read(data.join("audit-signing.key")).unwrap(),
+        std::fs::read(kept.join("audit-signing.key")).unwrap()
     );
+    // An upgrade stopped between its two renames (the old log moved aside, the new one not yet in place): every
+    // other command refuses rather than start an empty log there, and running the upgrade again finishes it.
+    std::fs::rename(&data, &leftover).unwrap();
+    let refused = casetrail(&data, &["stats"]);
+    assert!(!refused.status.success());
     assert!(
-        data.join("audit-signing.key").exists(),
-        "files beside the log moved along"
+        stderr(&refused).contains("stopped halfway"),
+        "{}",
+        stderr(&refused)
     );
+    assert!(!data.exists(), "a refused command made the directory");
+    let out = casetrail(&data, &["upgrade"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("finished the upgrade"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(data.join("db").exists() && !leftover.exists());
 
     // The same events, byte for byte; the same root; the same credentials; the same answers.
     let export = casetrail(&data, &["export"]);

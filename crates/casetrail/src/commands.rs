@@ -497,7 +497,16 @@ pub fn append_loop(
 
 /// Copies a file or a directory tree, fsyncing each copy, keeping permissions (the signing key is 0600).
 fn copy_durably(from: &Path, to: &Path) -> Result<()> {
-    if from.is_dir() {
+    let kind = std::fs::symlink_metadata(from)?.file_type();
+    if !kind.is_dir() && !kind.is_file() {
+        // A link, a pipe, a socket: not casetrail's; left where it is, in the old directory.
+        eprintln!(
+            "casetrail: {} is not a plain file or directory; not copied",
+            from.display()
+        );
+        return Ok(());
+    }
+    if kind.is_dir() {
         std::fs::create_dir_all(to)?;
         for entry in std::fs::read_dir(from)? {
             let entry = entry?;

@@ -35,7 +35,7 @@ struct Cli {
         default_value = "casetrail-data"
     )]
     data: PathBuf,
-    /// sled's page cache, in MiB. Replays of large logs want it larger than the events tree.
+    /// sled's page cache, in MiB.
     #[arg(long, global = true, env = "CASETRAIL_CACHE_MB", default_value_t = 512)]
     cache_mb: u64,
     #[command(subcommand)]
@@ -78,7 +78,7 @@ enum Command {
     },
     /// Counts, sizes and the audit root.
     Stats,
-    /// Rebuild every index (streams, ids, heads, audit hashes) from the events tree alone.
+    /// Rebuild the index (ids, stream heads, positions) and the audit hashes from the stored events alone.
     RebuildIndexes,
     /// Rewrite a data directory of format 1 in format 2 (docs/storage.md): same events, roots, credentials and
     /// checkpoints; the old directory is kept beside it as `<data>.format1`.

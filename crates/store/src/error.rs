@@ -14,8 +14,8 @@ pub enum StoreError {
     /// The directory holds a log in format 1, which only `casetrail upgrade` reads.
     #[error("{} holds a log in format 1; run `casetrail --data {} upgrade` to rewrite it in format 2", .0.display(), .0.display())]
     NeedsUpgrade(PathBuf),
-    /// An index does not agree with the events tree.
-    #[error("the indexes do not match the events tree ({0}); run `casetrail rebuild-indexes`")]
+    /// The index or the audit hashes do not agree with the stored events.
+    #[error("the indexes do not match the stored events ({0}); run `casetrail rebuild-indexes`")]
     IndexMismatch(String),
     /// Stored bytes that do not decode: damage or tampering.
     #[error("event at position {position} is damaged: {message}")]

@@ -334,6 +334,9 @@ pub(crate) fn catch_up(
             }
         };
         if stored.version > head.version + 1 {
+            if delta.events > 0 {
+                sink(delta)?;
+            }
             return Err(StoreError::IndexMismatch(format!(
                 "{stream} is indexed through version {}, but position {} holds version {}",
                 head.version, stored.position, stored.version

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 /// The size a chunk is closed at (sled leaves hold up to 16 values; 16 chunks stay under sled's 128 KiB blob
 /// threshold).
-pub const CHUNK_BYTES: usize = 8 * 1024;
+pub const CHUNK_BYTES: usize = if cfg!(test) { 256 } else { 8 * 1024 };
 /// Runs of one level merged together.
 pub const FANOUT: usize = 4;
 const MANIFEST: &[u8] = b"index";

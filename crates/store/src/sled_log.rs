@@ -344,6 +344,24 @@ pub struct SledLog {
 }
 
 pub(crate) fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
+    // An upgrade stopped between its two renames leaves no directory here, the old log beside it as `.format1` and
+    // the new one as `.upgrading`: making a fresh empty log here would hide both.
+    if !config.path.join("db").exists() {
+        if let Some(name) = config
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+        {
+            let beside = |suffix: &str| config.path.with_file_name(format!("{name}.{suffix}"));
+            if beside("format1").join("db").exists() && beside("upgrading").join("db").exists() {
+                return Err(StoreError::Format(format!(
+                    "an upgrade of {} stopped halfway; run `casetrail --data {} upgrade` to finish it",
+                    config.path.display(),
+                    config.path.display()
+                )));
+            }
+        }
+    }
     std::fs::create_dir_all(&config.path)?;
     // sled's background flusher keeps the file lock for a moment after its `Db` is dropped, so a reopen in the same
     // process right after a close can find the directory locked; only a lock that outlasts that is another owner.
@@ -408,7 +426,7 @@ fn quietly<T>(f: impl FnOnce() -> T) -> std::thread::Result<T> {
 const LOCK_WAIT_MS: u64 = 1_500;
 
 impl SledLog {
-    /// Opens (creating if needed) the log in `config.path`, checks that its indexes end where the events tree
+    /// Opens (creating if needed) the log in `config.path`, checks that its audit hashes end where the blocks
     /// ends, and starts the writer.
     pub fn open(config: Config) -> Result<SledLog, StoreError> {
         let db = open_db(&config)?;
@@ -615,10 +633,13 @@ impl SledLog {
                 eprintln!("casetrail: the log indexer panicked");
             }
         }
-        let _ = self.trees.db.flush();
         if self.fsync {
             // What the indexer wrote last (its larger filters may be blob files) survives a power cut too.
-            let _ = crate::durable::Syncer::open(&self.dir).and_then(|mut s| s.sync());
+            let _ = crate::durable::Syncer::open(&self.dir)
+                .map_err(StoreError::from)
+                .and_then(|mut s| s.flush_and_sync(|| self.trees.db.flush().map(|_| ())));
+        } else {
+            let _ = self.trees.db.flush();
         }
     }
 
@@ -819,9 +840,8 @@ impl SledLog {
 
     /// Flush and fsync, for the rare writes outside the writer (credentials).
     fn sync(&self) -> Result<(), StoreError> {
-        self.trees.db.flush()?;
-        crate::durable::Syncer::open(&self.dir)?.sync()?;
-        Ok(())
+        crate::durable::Syncer::open(&self.dir)?
+            .flush_and_sync(|| self.trees.db.flush().map(|_| ()))
     }
 
     /// Every event from position `after + 1` on, decoded, in order: the replay path.

@@ -387,9 +387,11 @@ impl Writer {
         );
         let t = &self.trees;
         t.log.apply_batch(batch)?;
-        t.db.flush()?;
-        if let Some(f) = &mut self.db_file {
-            f.sync()?;
+        match &mut self.db_file {
+            Some(syncer) => syncer.flush_and_sync(|| t.db.flush().map(|_| ()))?,
+            None => {
+                t.db.flush()?;
+            }
         }
         let new_size = self.size + group.records.len() as u64;
         let reader = Hashes {
