@@ -55,12 +55,7 @@ fn main() {
         // sled costs
         for (name, keylen) in [("ids random16", 16usize), ("seq8", 8)] {
             let dir = tempfile::tempdir().unwrap();
-            let db = sled::Config::new()
-                .path(dir.path())
-                .cache_capacity(256 << 20)
-                .mode(sled::Mode::HighThroughput)
-                .open()
-                .unwrap();
+            let db = open_sled(dir.path());
             let t = db.open_tree("x").unwrap();
             let n = 300_000u64;
             let start = Instant::now();
@@ -83,29 +78,17 @@ fn main() {
             let el = start.elapsed();
             drop(t);
             drop(db);
-            let du = std::process::Command::new("du")
-                .arg("-sb")
-                .arg(dir.path())
-                .output()
-                .unwrap();
+            let du = du(dir.path());
             println!(
                 "{name}: {:.0}k keys/s, du {}",
                 n as f64 / el.as_secs_f64() / 1e3,
-                String::from_utf8_lossy(&du.stdout)
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
+                du
             );
         }
     }
     for bs in [128usize, 1000] {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path())
-            .cache_capacity(256 << 20)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .unwrap();
+        let db = open_sled(dir.path());
         let t = db.open_tree("log").unwrap();
         let file = std::fs::File::open(dir.path().join("db")).unwrap();
         let start = Instant::now();
@@ -142,12 +125,31 @@ fn main() {
         let el = start.elapsed();
         drop(t);
         drop(db);
-        let du = std::process::Command::new("du")
-            .arg("-sb")
-            .arg(dir.path())
-            .output()
-            .unwrap();
+        let du = du(dir.path());
         let g = (lines.len() / 1000) as f64;
-        println!("blocks of {bs}: {:.0}k events/s, du {} ; per group ms: compress {:.2} apply {:.2} flush {:.2} fsync {:.2}", lines.len() as f64 / el.as_secs_f64() / 1e3, String::from_utf8_lossy(&du.stdout).split_whitespace().next().unwrap(), tc/g*1e3, ta/g*1e3, tf/g*1e3, ts/g*1e3);
+        println!("blocks of {bs}: {:.0}k events/s, du {} ; per group ms: compress {:.2} apply {:.2} flush {:.2} fsync {:.2}", lines.len() as f64 / el.as_secs_f64() / 1e3, du, tc/g*1e3, ta/g*1e3, tf/g*1e3, ts/g*1e3);
     }
+}
+
+fn open_sled(dir: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(256 << 20)
+        .mode(sled::Mode::HighThroughput)
+        .open()
+        .unwrap()
+}
+
+/// `du -sb` of a directory: bytes on disk.
+fn du(dir: &std::path::Path) -> String {
+    let out = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }

@@ -63,6 +63,16 @@ pub fn encode<T: AsRef<[u8]>>(
     Ok(value)
 }
 
+/// The event count a block's header states, without decompressing it; `None` for an unknown layout.
+pub fn count(value: &[u8]) -> Option<u64> {
+    match value.get(1..5) {
+        Some(c) if value[0] == LAYOUT => {
+            Some(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64)
+        }
+        _ => None,
+    }
+}
+
 /// A decoded block: its events' canonical bytes, by position.
 #[derive(Debug)]
 pub struct Block {

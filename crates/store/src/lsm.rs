@@ -189,27 +189,19 @@ fn open_chunk(value: &[u8]) -> Result<Vec<u8>, StoreError> {
 /// The entries of a chunk's body, in order.
 fn decode_chunk(bytes: &[u8]) -> Result<Vec<(&[u8], &[u8])>, StoreError> {
     let damaged = || StoreError::IndexMismatch("an index chunk is damaged".into());
+    // A length of `width` bytes (little-endian) at `at`, then that many bytes.
+    let field = |at: usize, width: usize| -> Result<(&[u8], usize), StoreError> {
+        let mut len = [0u8; 8];
+        len[..width].copy_from_slice(bytes.get(at..at + width).ok_or_else(damaged)?);
+        let end = at + width + u64::from_le_bytes(len) as usize;
+        Ok((bytes.get(at + width..end).ok_or_else(damaged)?, end))
+    };
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let klen = u16::from_le_bytes(
-            bytes
-                .get(at..at + 2)
-                .ok_or_else(damaged)?
-                .try_into()
-                .expect("2"),
-        ) as usize;
-        let key = bytes.get(at + 2..at + 2 + klen).ok_or_else(damaged)?;
-        at += 2 + klen;
-        let vlen = u32::from_le_bytes(
-            bytes
-                .get(at..at + 4)
-                .ok_or_else(damaged)?
-                .try_into()
-                .expect("4"),
-        ) as usize;
-        let value = bytes.get(at + 4..at + 4 + vlen).ok_or_else(damaged)?;
-        at += 4 + vlen;
+        let (key, next) = field(at, 2)?;
+        let (value, next) = field(next, 4)?;
+        at = next;
         out.push((key, value));
     }
     Ok(out)

@@ -172,14 +172,24 @@ fn block_first(key: &[u8]) -> Result<u64, StoreError> {
 
 /// The event count a block's header states, without decompressing it.
 fn block_count(first: u64, value: &[u8]) -> Result<u64, StoreError> {
-    match value.get(1..5) {
-        Some(c) if value[0] == crate::block::LAYOUT => {
-            Ok(u32::from_le_bytes(c.try_into().expect("4 bytes")) as u64)
-        }
-        _ => Err(StoreError::Corrupt {
-            position: first,
-            message: "the block starting here has an unknown layout".into(),
-        }),
+    crate::block::count(value).ok_or_else(|| StoreError::Corrupt {
+        position: first,
+        message: "the block starting here has an unknown layout".into(),
+    })
+}
+
+/// The block whose key is the last at or before `position` in a `log` tree: (its first position, its value).
+pub(crate) fn block_entry(
+    log: &sled::Tree,
+    position: u64,
+) -> Result<Option<(u64, sled::IVec)>, StoreError> {
+    match log
+        .range(block_key(0)..=block_key(position))
+        .next_back()
+        .transpose()?
+    {
+        None => Ok(None),
+        Some((key, value)) => Ok(Some((block_first(&key)?, value))),
     }
 }
 
@@ -234,15 +244,9 @@ impl Trees {
 
     /// The block holding `position`, if any.
     pub fn block_at(&self, position: u64) -> Result<Option<Block>, StoreError> {
-        let Some((key, value)) = self
-            .log
-            .range(block_key(0)..=block_key(position))
-            .next_back()
-            .transpose()?
-        else {
+        let Some((first, value)) = block_entry(&self.log, position)? else {
             return Ok(None);
         };
-        let first = block_first(&key)?;
         if first + block_count(first, &value)? <= position {
             return Ok(None);
         }
@@ -264,13 +268,8 @@ impl Trees {
         &self,
         from: u64,
     ) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
-        let start = match self
-            .log
-            .range(block_key(0)..=block_key(from))
-            .next_back()
-            .transpose()
-        {
-            Ok(Some((key, _))) => block_first(&key).unwrap_or(from),
+        let start = match block_entry(&self.log, from) {
+            Ok(Some((first, _))) => first,
             _ => from,
         };
         self.log
@@ -301,17 +300,9 @@ impl Trees {
     }
 
     fn last_position(&self) -> Result<u64, StoreError> {
-        match self
-            .log
-            .range(block_key(0)..=block_key(u64::MAX))
-            .next_back()
-            .transpose()?
-        {
+        match block_entry(&self.log, u64::MAX)? {
             None => Ok(0),
-            Some((key, value)) => {
-                let first = block_first(&key)?;
-                Ok(first + block_count(first, &value)? - 1)
-            }
+            Some((first, value)) => Ok(first + block_count(first, &value)? - 1),
         }
     }
 

@@ -4,28 +4,24 @@
 use crate::block::{self, Block};
 use crate::sled_log::block_key;
 
+/// The block at or before `position` in a data directory's database: (its first position, its stored value).
+fn stored_block(db: &sled::Db, position: u64) -> (u64, sled::IVec) {
+    let log = db.open_tree("log").expect("the log tree");
+    crate::sled_log::block_entry(&log, position)
+        .expect("readable")
+        .expect("a block at or before the position")
+}
+
 /// The block holding `position` in a data directory's database: (its key's first position, its events' bytes).
 pub fn block_events(db: &sled::Db, position: u64) -> (u64, Vec<Vec<u8>>) {
-    let log = db.open_tree("log").expect("the log tree");
-    let (key, value) = log
-        .range(block_key(0)..=block_key(position))
-        .next_back()
-        .expect("a block at or before the position")
-        .expect("readable");
-    let first = u64::from_be_bytes(key[1..].try_into().expect("a block key"));
+    let (first, value) = stored_block(db, position);
     let block = Block::decode(first, &value).expect("a sound block");
     (first, block.into_events())
 }
 
 /// The stored value (header and compressed frame) of the block holding `position`.
 pub fn raw_block(db: &sled::Db, position: u64) -> Vec<u8> {
-    let log = db.open_tree("log").expect("the log tree");
-    let (_, value) = log
-        .range(block_key(0)..=block_key(position))
-        .next_back()
-        .expect("a block at or before the position")
-        .expect("readable");
-    value.to_vec()
+    stored_block(db, position).1.to_vec()
 }
 
 /// The stored bytes of the event at `position`.
