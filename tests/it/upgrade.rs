@@ -1,13 +1,18 @@
-//! Upgrading a data directory of format 1 (`tests/fixtures/format1.tar.gz`, written by the format-1 binary with
-//! `scripts/make-format1-fixture`, which also recorded what that binary answered): every command but `upgrade`
-//! refuses it in one line naming the command to run; `upgrade` rewrites it; afterwards the export, the audit root,
-//! the credentials, the signed checkpoints, an indicator report and a dossier's bundle are what format 1 gave.
+//! Upgrading older data directories, kept as fixtures written by the older binaries with
+//! `scripts/make-old-fixture` (which also recorded what those binaries answered): format 1
+//! (`tests/fixtures/format1.tar.gz`) and format 2's first layout, which stored every audit hash
+//! (`tests/fixtures/format2-dense.tar.gz`). Every command but `upgrade` refuses them in one line naming the
+//! command to run; `upgrade` rewrites format 1 beside and converts the first layout in place; afterwards the
+//! export, the audit root, the credentials, the signed checkpoints, an indicator report and a dossier's bundle are
+//! what the older binary gave.
 
 use super::{casetrail, stderr, stdout};
 use std::path::Path;
 
-fn unpack(into: &Path) {
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/format1.tar.gz");
+fn unpack(into: &Path, name: &str) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(format!("{name}.tar.gz"));
     let out = std::process::Command::new("tar")
         .arg("-xzf")
         .arg(&fixture)
@@ -25,25 +30,9 @@ fn expected(dir: &Path, name: &str) -> String {
 #[test]
 fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
     let dir = tempfile::tempdir().unwrap();
-    unpack(dir.path());
+    unpack(dir.path(), "format1");
     let data = dir.path().join("format1");
-
-    // Any other command says in one line what to run, and changes nothing.
-    let before = std::fs::read(data.join("db")).unwrap();
-    for args in [&["stats"][..], &["export"], &["verify"], &["token", "list"]] {
-        let out = casetrail(&data, args);
-        assert!(!out.status.success(), "{args:?} on format 1 succeeded");
-        let err = stderr(&out);
-        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
-        assert!(
-            err.contains("format 1") && err.contains("upgrade"),
-            "{args:?}: {err}"
-        );
-    }
-    assert!(
-        std::fs::read(data.join("db")).unwrap() == before,
-        "a refused command wrote"
-    );
+    every_other_command_refuses(&data, "format 1");
 
     // What an upgrade killed while building leaves beside: discarded by the next attempt.
     let leftover = dir.path().join("format1.upgrading");
@@ -79,20 +68,98 @@ fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
         stdout(&out)
     );
     assert!(data.join("db").exists() && !leftover.exists());
+    answers_as_before(dir.path(), &data);
 
+    // A second upgrade has nothing to do.
+    let again = casetrail(&data, &["upgrade"]);
+    assert!(again.status.success());
+    assert!(
+        stdout(&again).contains("already in format 2"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn format_2s_first_layout_is_converted_in_place_with_everything_it_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    unpack(dir.path(), "format2-dense");
+    let data = dir.path().join("format2-dense");
+    every_other_command_refuses(&data, "format 2's first layout");
+    let out = casetrail(&data, &["upgrade"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("converted") && stdout(&out).contains("(unchanged)"),
+        "{}",
+        stdout(&out)
+    );
+    answers_as_before(dir.path(), &data);
+    // The dense hashes are gone; a conversion stopped after setting the marker leaves some, which the next open
+    // that may write removes.
+    let dense_keys = |data: &Path| {
+        let db = sled::open(data).unwrap();
+        let n = db.open_tree("log").unwrap().scan_prefix(b"h").count();
+        drop(db);
+        std::thread::sleep(std::time::Duration::from_millis(600)); // sled's flusher lets go of the lock
+        n
+    };
+    assert_eq!(dense_keys(&data), 0);
+    {
+        let db = sled::open(&data).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let mut key = vec![b'h'];
+        key.extend_from_slice(&7u64.to_be_bytes());
+        log.insert(key, vec![0u8; 64]).unwrap();
+        db.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(dense_keys(&data), 1);
+    assert!(casetrail(&data, &["stats"]).status.success());
+    assert_eq!(dense_keys(&data), 0);
+    let again = casetrail(&data, &["upgrade"]);
+    assert!(
+        stdout(&again).contains("already in format 2"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+/// Any command but `upgrade` says in one line what to run, and changes nothing.
+fn every_other_command_refuses(data: &Path, format: &str) {
+    let before = std::fs::read(data.join("db")).unwrap();
+    for args in [&["stats"][..], &["export"], &["verify"], &["token", "list"]] {
+        let out = casetrail(data, args);
+        assert!(!out.status.success(), "{args:?} on {format} succeeded");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        assert!(
+            err.contains(format) && err.contains("upgrade"),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(
+        std::fs::read(data.join("db")).unwrap() == before,
+        "a refused command wrote"
+    );
+}
+
+/// The same events, byte for byte; the same root; the same credentials; the same answers as the older binary
+/// recorded in `dir/expected`.
+fn answers_as_before(dir: &Path, data: &Path) {
+    let data = data.to_path_buf();
     // The same events, byte for byte; the same root; the same credentials; the same answers.
     let export = casetrail(&data, &["export"]);
     assert!(export.status.success(), "{}", stderr(&export));
     assert!(
-        stdout(&export) == expected(dir.path(), "export.ndjson"),
+        stdout(&export) == expected(dir, "export.ndjson"),
         "the export differs"
     );
     let stats = stdout(&casetrail(&data, &["stats"]));
     let root = stats.lines().find(|l| l.starts_with("audit root")).unwrap();
-    assert_eq!(format!("{root}\n"), expected(dir.path(), "root.txt"));
+    assert_eq!(format!("{root}\n"), expected(dir, "root.txt"));
     assert_eq!(
         stdout(&casetrail(&data, &["token", "list"])),
-        expected(dir.path(), "tokens.txt")
+        expected(dir, "tokens.txt")
     );
     let report = casetrail(
         &data,
@@ -105,11 +172,11 @@ fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
     assert!(stdout(&report).contains(" · root "), "{}", stderr(&report));
     assert_eq!(
         uncomputed(&stdout(&report)),
-        uncomputed(&expected(dir.path(), "report.txt"))
+        uncomputed(&expected(dir, "report.txt"))
     );
     // A dossier's bundle: its events, their proofs, and the checkpoint format 1 signed at the head, kept.
     let expected_bundle: serde_json::Value =
-        serde_json::from_str(&expected(dir.path(), "bundle.json")).unwrap();
+        serde_json::from_str(&expected(dir, "bundle.json")).unwrap();
     let bundle = casetrail(
         &data,
         &[
@@ -130,14 +197,5 @@ fn a_format_1_directory_is_upgraded_with_everything_it_answered() {
         verify.starts_with("ok: ")
             && verify.contains("2 stored checkpoints signed with the data directory's key"),
         "{verify}"
-    );
-
-    // The upgraded directory takes new events as usual; a second upgrade has nothing to do.
-    let again = casetrail(&data, &["upgrade"]);
-    assert!(again.status.success());
-    assert!(
-        stdout(&again).contains("already in format 2"),
-        "{}",
-        stdout(&again)
     );
 }

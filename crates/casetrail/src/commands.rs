@@ -557,6 +557,22 @@ pub fn upgrade(data: &Path) -> Result<ExitCode> {
         }
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
+    // Format 2's first layout is converted in place: the same blocks and indexes, sparser audit hashes.
+    let converting = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("converting the audit hashes [{bar:40}] {pos} events")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if let Some(head) = SledLog::convert_dense(&config(data), |n| converting.set_position(n))? {
+        converting.finish_and_clear();
+        println!(
+            "converted {} from format 2's first layout: {} events, root {} (unchanged)",
+            data.display(),
+            head.size,
+            head.root
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(old) = store::format1::Format1::open(data)? else {
         println!("{} is already in format 2: nothing to do", data.display());
         return Ok(ExitCode::SUCCESS);

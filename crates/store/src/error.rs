@@ -11,9 +11,9 @@ pub enum StoreError {
     /// The directory holds something that is not a casetrail log, or a log of another format.
     #[error("{0}")]
     Format(String),
-    /// The directory holds a log in format 1, which only `casetrail upgrade` reads.
-    #[error("{} holds a log in format 1; run `casetrail --data {} upgrade` to rewrite it in format 2", .0.display(), .0.display())]
-    NeedsUpgrade(PathBuf),
+    /// The directory holds a log in an older format (named), which only `casetrail upgrade` reads.
+    #[error("{} holds a log in {}; run `casetrail --data {} upgrade` to rewrite it in format 2", .0.display(), .1, .0.display())]
+    NeedsUpgrade(PathBuf, &'static str),
     /// The index or the audit hashes do not agree with the stored events.
     #[error("the indexes do not match the stored events ({0}); run `casetrail rebuild-indexes`")]
     IndexMismatch(String),

@@ -2,7 +2,8 @@
 //!
 //! Trees (numbers in keys are big-endian `u64`, so that they sort as numbers):
 //! - `log`: the only truth. `b ‖ first position` → a block of consecutive events of one commit group
-//!   ([`crate::block`]); `h ‖ first stored-hash index` → the audit-tree hashes that group added, 32 bytes each.
+//!   ([`crate::block`]); `l ‖ first position` → the first 8 bytes of each of the group's leaf hashes;
+//!   `t ‖ first index` → the audit-tree hashes at level 8 and up that the group completed ([`crate::merkle`]).
 //!   A group is one atomic sled batch on this one tree.
 //! - `index`, `filters`: the derived entries (ids, stream heads, positions), a merge tree written by the indexer
 //!   behind its watermark ([`crate::index`], [`crate::lsm`]).
@@ -15,7 +16,7 @@
 
 use crate::block::Block;
 use crate::index::{self, IndexTrees, Indexer, SharedTail};
-use crate::merkle::Hashes;
+use crate::merkle::{Growth, Hashes, Upper};
 use crate::writer::{Clock, Job, Writer};
 use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
 use chrono::{DateTime, Utc};
@@ -26,13 +27,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
+use tlog_tiles::{record_hash, stored_hash_count, tree_hash, Hash};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 /// The format this code writes. Format 1 (one sled key per event in an `events` tree, indexes written in the same
-/// transaction) is read only by `casetrail upgrade`.
-pub const FORMAT: &[u8] = b"casetrail-log-v2";
+/// transaction) is read only by `casetrail upgrade`, which also converts format 2's first layout (every audit hash
+/// stored, `h` keys; marker [`FORMAT_2_DENSE`]) in place.
+pub const FORMAT: &[u8] = b"casetrail-log-v2.1";
+pub const FORMAT_2_DENSE: &[u8] = b"casetrail-log-v2";
 pub const FORMAT_1: &[u8] = b"casetrail-log-v1";
 const REBUILDING: &[u8] = b"rebuilding";
 /// Waiting appends beyond this many make senders wait: a bound on memory under overload.
@@ -306,16 +309,115 @@ impl Trees {
         }
     }
 
-    fn committed_hashes(&self) -> Hashes<'_> {
-        Hashes {
-            tree: &self.log,
-            pending_from: u64::MAX,
-            pending: &[],
+    /// The leaf hashes of leaves `from..to` (0-based: positions `from + 1..=to`), as many as are stored.
+    pub fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut out = Vec::with_capacity((to - from) as usize);
+        let mut next = from + 1;
+        while next <= to {
+            let block = self
+                .block_at(next)
+                .map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))?;
+            let Some(block) = block else { break };
+            for (_, bytes) in block.iter().filter(|(p, _)| (next..=to).contains(p)) {
+                out.push(record_hash(bytes));
+            }
+            next = block.last() + 1;
         }
+        Ok(out)
+    }
+
+    /// Runs `f` with a reader of every hash of the committed audit tree.
+    fn with_hashes<T>(&self, f: impl FnOnce(&Hashes) -> T) -> T {
+        let source = |from, to| self.leaf_hashes(from, to);
+        f(&Hashes {
+            upper: Upper {
+                tree: &self.log,
+                pending_from: u64::MAX,
+                pending: &[],
+            },
+            leaves_from: 0,
+            leaves: &[],
+            source: &source,
+        })
     }
 
     fn root(&self, size: u64) -> Result<Hash, StoreError> {
-        tree_hash(size, &self.committed_hashes()).map_err(|e| StoreError::Tree(e.to_string()))
+        self.with_hashes(|h| tree_hash(size, h))
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    /// Removes every run under `prefix` from the `log` tree.
+    fn remove_runs(&self, prefix: u8) -> Result<(), StoreError> {
+        let keys: Vec<sled::IVec> = self
+            .log
+            .range(crate::merkle::key(prefix, 0)..=crate::merkle::key(prefix, u64::MAX))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        for k in keys {
+            self.log.remove(k)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the audit data of the whole log again from its events (leaf-hash prefixes and the hashes above the
+    /// tiles), `progress` given the position reached; returns the size. Checks that positions have no gap.
+    fn write_audit_data(&self, mut progress: impl FnMut(u64)) -> Result<u64, StoreError> {
+        use crate::merkle::{key, pack, pack_prefixes, Frontier, Growth, LEAVES, UPPER};
+        self.remove_runs(LEAVES)?;
+        self.remove_runs(UPPER)?;
+        let mut growth = Growth::new(0, Frontier::default());
+        let mut size = 0u64;
+        let mut blocks = self.raw_blocks(1);
+        let write = |growth: &Growth, size: u64| -> Result<(), StoreError> {
+            let first = size + 1 - growth.leaves.len() as u64;
+            self.log
+                .insert(key(LEAVES, first), pack_prefixes(&growth.leaves))?;
+            if !growth.upper.is_empty() {
+                self.log
+                    .insert(key(UPPER, growth.upper_from), pack(&growth.upper))?;
+            }
+            Ok(())
+        };
+        while let Some(item) = blocks.next() {
+            let (first, value) = item?;
+            let block = Block::decode(first, &value)?;
+            for (position, bytes) in block.iter() {
+                let stored = StoredEvent::from_canonical_bytes(bytes)
+                    .map_err(|message| StoreError::Corrupt { position, message })?;
+                if stored.position != size + 1 || position != size + 1 {
+                    return Err(StoreError::Corrupt {
+                        position: size + 1,
+                        message: format!("a gap: position {} is missing", size + 1),
+                    });
+                }
+                growth
+                    .push(size, record_hash(bytes), &self.log)
+                    .map_err(|e| StoreError::Tree(e.to_string()))?;
+                size = position;
+            }
+            if growth.leaves.len() >= 65_536 {
+                write(&growth, size)?;
+                growth = Growth::new(size, std::mem::take(&mut growth.frontier));
+                progress(size);
+            }
+        }
+        if !growth.leaves.is_empty() {
+            write(&growth, size)?;
+        }
+        Ok(size)
+    }
+
+    /// The audit data stored for `size` events: (leaf-hash prefixes, upper-tree hashes), and what they should be.
+    fn audit_counts(&self, size: u64) -> Result<Option<String>, StoreError> {
+        use crate::merkle::{packed_end, LEAVES, PREFIX_BYTES, TILE, UPPER};
+        let leaves = packed_end(&self.log, LEAVES, PREFIX_BYTES)?.saturating_sub(1);
+        let upper = packed_end(&self.log, UPPER, 32)?;
+        let expected = stored_hash_count(size / TILE);
+        Ok((leaves != size || upper != expected).then(|| {
+            format!(
+                "{size} events but {leaves} leaf hashes and {upper} audit hashes above the tiles, where {size} and {expected} were expected"
+            )
+        }))
     }
 }
 
@@ -425,7 +527,13 @@ impl SledLog {
         match meta.get("format")? {
             Some(f) if f.as_ref() == FORMAT => {}
             Some(f) if f.as_ref() == FORMAT_1 => {
-                return Err(StoreError::NeedsUpgrade(config.path.clone()))
+                return Err(StoreError::NeedsUpgrade(config.path.clone(), "format 1"))
+            }
+            Some(f) if f.as_ref() == FORMAT_2_DENSE => {
+                return Err(StoreError::NeedsUpgrade(
+                    config.path.clone(),
+                    "format 2's first layout (every audit hash stored)",
+                ))
             }
             Some(f) => {
                 return Err(StoreError::Format(format!(
@@ -481,13 +589,11 @@ impl SledLog {
                     "an index rebuild was interrupted".into(),
                 ));
             }
-            let hashes_end = crate::merkle::stored_end(&trees.log)?;
-            if hashes_end != stored_hash_count(size) {
-                return Err(StoreError::IndexMismatch(format!(
-                    "{size} events but {hashes_end} audit hashes, where {} were expected",
-                    stored_hash_count(size)
-                )));
+            if let Some(wrong) = trees.audit_counts(size)? {
+                return Err(StoreError::IndexMismatch(wrong));
             }
+            // What a conversion from the dense layout stopped before removing (it set the marker first).
+            trees.remove_runs(crate::merkle::DENSE)?;
             // The indexes may lag behind the log (the process stopped before the indexer wrote): index the rest
             // now, before anything is decided or served.
             let watermark = trees.index.watermark()?;
@@ -550,6 +656,15 @@ impl SledLog {
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
             db_file,
             size,
+            // (A log open for inspection writes nothing, and may be damaged: it needs no frontier.)
+            frontier: match config.inspection {
+                true => Default::default(),
+                false => crate::merkle::Frontier {
+                    tile: trees
+                        .leaf_hashes(size - size % crate::merkle::TILE, size)
+                        .map_err(|e| StoreError::Tree(e.to_string()))?,
+                },
+            },
             last_recorded_at,
             head: head_tx,
             clock: config.clock.clone(),
@@ -649,6 +764,39 @@ impl SledLog {
             }
         }
         self.sync()
+    }
+
+    /// Converts a log in format 2's first layout (every audit hash stored under `h` keys) in place: writes the
+    /// sparse audit data from the events, checks that it gives the root the dense hashes gave, sets the format
+    /// marker, then removes the dense hashes. Returns `None` for a directory not in that layout, else (size,
+    /// root). Stopped anywhere, it can be run again: before the marker is set the directory is still in the
+    /// first layout (the new runs are written again), after it the next open removes what is left of the old.
+    pub fn convert_dense(
+        config: &Config,
+        progress: impl FnMut(u64),
+    ) -> Result<Option<Head>, StoreError> {
+        let db = open_db(config)?;
+        let meta = db.open_tree("meta")?;
+        if meta.get("format")?.as_deref() != Some(FORMAT_2_DENSE) {
+            return Ok(None);
+        }
+        let trees = Trees::open(db, true)?;
+        let size = trees.last_position()?;
+        let dense = crate::merkle::Dense(&trees.log);
+        let old = tree_hash(size, &dense).map_err(|e| StoreError::Tree(e.to_string()))?;
+        trees.write_audit_data(progress)?;
+        trees.db.flush()?;
+        let new = trees.root(size)?;
+        if new != old {
+            return Err(StoreError::Tree(format!(
+                "the events give root {new}, the stored hashes {old}; the directory is left in its first layout"
+            )));
+        }
+        meta.insert("format", FORMAT)?;
+        trees.db.flush()?;
+        trees.remove_runs(crate::merkle::DENSE)?;
+        trees.db.flush()?;
+        Ok(Some(Head { size, root: new }))
     }
 
     /// The position through which the index trees are complete (the rest is in memory).
@@ -1002,54 +1150,8 @@ impl SledLog {
         t.meta().insert(REBUILDING, b"1")?;
         t.db.flush()?;
         t.index.lsm.clear()?;
-        // The audit hashes: recomputed from the events' bytes, packed 65,536 to a key.
-        let old: Vec<sled::IVec> = t
-            .log
-            .range(crate::merkle::key(0)..=crate::merkle::key(u64::MAX))
-            .keys()
-            .collect::<Result<_, _>>()?;
-        for k in old {
-            t.log.remove(k)?;
-        }
-        let mut pending: Vec<Hash> = Vec::new();
-        let mut pending_from = 0u64;
-        let mut size = 0u64;
-        for item in self.scan_raw(0) {
-            let (position, bytes) = item?;
-            let stored = StoredEvent::from_canonical_bytes(&bytes)
-                .map_err(|message| StoreError::Corrupt { position, message })?;
-            if stored.position != size + 1 || position != size + 1 {
-                return Err(StoreError::Corrupt {
-                    position: size + 1,
-                    message: format!("a gap: position {} is missing", size + 1),
-                });
-            }
-            let reader = Hashes {
-                tree: &t.log,
-                pending_from,
-                pending: &pending,
-            };
-            pending.extend(
-                stored_hashes(position - 1, &bytes, &reader)
-                    .map_err(|e| StoreError::Tree(e.to_string()))?,
-            );
-            size = position;
-            if pending.len() >= 65_536 {
-                t.log.insert(
-                    crate::merkle::key(pending_from),
-                    crate::merkle::pack(&pending),
-                )?;
-                pending_from += pending.len() as u64;
-                pending.clear();
-                progress(size / 2);
-            }
-        }
-        if !pending.is_empty() {
-            t.log.insert(
-                crate::merkle::key(pending_from),
-                crate::merkle::pack(&pending),
-            )?;
-        }
+        // The audit data: recomputed from the events' bytes.
+        let size = t.write_audit_data(|n| progress(n / 2))?;
         index::catch_up(
             &t.index,
             SledLog::events_of(t, 0),
@@ -1079,6 +1181,7 @@ impl SledLog {
         // Every stream folded from its events: its head and its positions by version.
         let mut streams: HashMap<String, (StreamHead, Vec<u64>)> = HashMap::new();
         let mut blocks = t.raw_blocks(1);
+        let mut growth = Growth::new(0, Default::default());
         loop {
             let (first, value) = match blocks.next() {
                 None => break,
@@ -1140,31 +1243,36 @@ impl SledLog {
                 if position % 100_000 == 0 {
                     progress(position);
                 }
-                // The audit hashes: recompute this leaf's stored hashes. They read only hashes of earlier leaves,
-                // which were checked already, so by induction every stored hash is checked against the bytes.
-                let reader = Hashes {
-                    tree: &t.log,
-                    pending_from: u64::MAX,
-                    pending: &[],
-                };
-                match stored_hashes(position - 1, bytes, &reader) {
-                    Ok(expected) => {
-                        let first_hash = tlog_tiles::stored_hash_index(0, position - 1);
-                        for (i, h) in expected.iter().enumerate() {
-                            let index = first_hash + i as u64;
-                            if crate::merkle::read_stored(&t.log, index).ok() != Some(*h) {
-                                problems.push((
-                                    position,
-                                    format!(
-                                        "its audit hash (index {index}) does not match its bytes"
-                                    ),
-                                ));
-                                named_in_block = true;
-                                break;
-                            }
+                // The audit data: the leaf's hash against its stored prefix; at the end of each tile, the hashes
+                // above it against the stored ones. Those read only earlier upper hashes, checked already, so by
+                // induction every stored hash is checked against the bytes.
+                let leaf = record_hash(bytes);
+                match crate::merkle::read_prefix(&t.log, position - 1) {
+                    Ok(Some(p)) if p[..] == leaf.0[..crate::merkle::PREFIX_BYTES] => {}
+                    _ => {
+                        problems.push((position, "its audit hash does not match its bytes".into()));
+                        named_in_block = true;
+                    }
+                }
+                if let Err(e) = growth.push(position - 1, leaf, &t.log) {
+                    problems.push((position, format!("audit hashes unreadable: {e}")));
+                }
+                if !growth.upper.is_empty() {
+                    for (i, h) in growth.upper.iter().enumerate() {
+                        let index = growth.upper_from + i as u64;
+                        if crate::merkle::read_stored(&t.log, crate::merkle::UPPER, index).ok()
+                            != Some(*h)
+                        {
+                            problems.push((
+                                position,
+                                format!(
+                                    "the audit hash over the tile ending here (index {index} above the tiles) does not match the events' bytes"
+                                ),
+                            ));
+                            break;
                         }
                     }
-                    Err(e) => problems.push((position, format!("audit hashes unreadable: {e}"))),
+                    growth = Growth::new(position, std::mem::take(&mut growth.frontier));
                 }
                 // The agency tree, as it stood after each registration: a cycle is named where it was closed.
                 if let (EventData::AgencyRegistered(a), Some(agency)) =
@@ -1220,15 +1328,8 @@ impl SledLog {
         }
         // Whole-tree counts mean nothing when the events could not all be read.
         if !damaged {
-            let stored_hashes_len = crate::merkle::stored_end(&t.log)?;
-            if stored_hashes_len != stored_hash_count(size) {
-                problems.push((
-                    size,
-                    format!(
-                        "{stored_hashes_len} audit hashes where {} were expected",
-                        stored_hash_count(size)
-                    ),
-                ));
+            if let Some(wrong) = t.audit_counts(size)? {
+                problems.push((size, wrong));
             }
             let ids_in_trees = t.index.count(index::ID)?;
             if ids_in_trees != ids_found_in_trees {
@@ -1400,7 +1501,8 @@ impl EventLog for SledLog {
                 "no event at position {position} in a tree of size {size} (the log has {head})"
             )));
         }
-        tlog_tiles::prove_record(size, position - 1, &self.trees.committed_hashes())
+        self.trees
+            .with_hashes(|h| tlog_tiles::prove_record(size, position - 1, h))
             .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
@@ -1415,7 +1517,8 @@ impl EventLog for SledLog {
             // Every tree extends the empty tree: nothing to prove.
             return Ok(Vec::new());
         }
-        tlog_tiles::prove_tree(to, from, &self.trees.committed_hashes())
+        self.trees
+            .with_hashes(|h| tlog_tiles::prove_tree(to, from, h))
             .map_err(|e| StoreError::Tree(e.to_string()))
     }
 

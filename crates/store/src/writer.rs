@@ -3,7 +3,7 @@
 //! and the indexer) and its head published.
 
 use crate::index::{self, Delta, IndexJob, SharedTail};
-use crate::merkle::Hashes;
+use crate::merkle::{Frontier, Growth};
 use crate::sled_log::Trees;
 use crate::{
     AppendError, AppendOutcome, AppendRequest, EventRefusal, Head, Receipt, Refusal, StoreError,
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use domain::{decide, AgencyCode, Context, EventData, StoredEvent, Stream, StreamHead};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tlog_tiles::{stored_hash_count, stored_hashes, tree_hash, Hash};
+use tlog_tiles::{record_hash, tree_hash, Hash};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -37,6 +37,8 @@ pub(crate) struct Writer {
     /// ends with `sync_file_range`, which does not survive power loss, and never syncs blob files).
     pub db_file: Option<crate::durable::Syncer>,
     pub size: u64,
+    /// The leaves of the audit tree's unfinished tile.
+    pub frontier: Frontier,
     pub last_recorded_at: DateTime<Utc>,
     pub head: watch::Sender<Head>,
     pub clock: Clock,
@@ -60,7 +62,8 @@ struct Group {
     heads: HashMap<String, StreamHead>,
     ids: HashMap<Uuid, usize>,
     records: Vec<Record>,
-    hashes: Vec<Hash>,
+    /// What the group adds to the audit tree.
+    growth: Growth,
     last_recorded_at: DateTime<Utc>,
 }
 
@@ -88,7 +91,7 @@ impl Writer {
             heads: HashMap::new(),
             ids: HashMap::new(),
             records: Vec::new(),
-            hashes: Vec::new(),
+            growth: Growth::new(self.size, self.frontier.clone()),
             last_recorded_at: self.last_recorded_at,
         };
         let mut answers = Vec::with_capacity(jobs.len());
@@ -108,6 +111,7 @@ impl Writer {
             match self.write(&group) {
                 Ok(root) => {
                     self.size += group.records.len() as u64;
+                    self.frontier = std::mem::take(&mut group.growth.frontier);
                     self.last_recorded_at = group.last_recorded_at;
                     // The entries go to the tail before the head moves, so that a reader who sees the new head
                     // finds them; then to the indexer, which drops them from the tail once written.
@@ -301,17 +305,15 @@ impl Writer {
             return Err(AppendError::Refused(refusals));
         }
         // Accepted: hash the new leaves in order, then merge into the group.
-        let base = stored_hash_count(self.size);
         for record in records {
-            let reader = Hashes {
-                tree: &self.trees.log,
-                pending_from: base,
-                pending: &group.hashes,
-            };
-            let n = record.stored.position - 1;
-            let new = stored_hashes(n, &record.bytes, &reader)
+            group
+                .growth
+                .push(
+                    record.stored.position - 1,
+                    record_hash(&record.bytes),
+                    &self.trees.log,
+                )
                 .map_err(|e| unavailable(StoreError::Tree(e.to_string())))?;
-            group.hashes.extend(new);
             group
                 .ids
                 .insert(record.stored.event.id, group.records.len());
@@ -370,9 +372,9 @@ impl Writer {
         }
     }
 
-    /// Writes the group's blocks and hash run in one atomic batch, flushes, fsyncs; returns the new root.
+    /// Writes the group's blocks and audit data in one atomic batch, flushes, fsyncs; returns the new root.
     fn write(&mut self, group: &Group) -> Result<Hash, StoreError> {
-        let hash_base = stored_hash_count(self.size);
+        use crate::merkle::{key, pack, pack_prefixes, LEAVES, UPPER};
         let mut batch = sled::Batch::default();
         let bytes: Vec<&[u8]> = group.records.iter().map(|r| r.bytes.as_slice()).collect();
         let mut first = self.size + 1;
@@ -381,10 +383,11 @@ impl Writer {
             batch.insert(&crate::sled_log::block_key(first), value);
             first += run.len() as u64;
         }
-        batch.insert(
-            &crate::merkle::key(hash_base),
-            crate::merkle::pack(&group.hashes),
-        );
+        let growth = &group.growth;
+        batch.insert(&key(LEAVES, self.size + 1), pack_prefixes(&growth.leaves));
+        if !growth.upper.is_empty() {
+            batch.insert(&key(UPPER, growth.upper_from), pack(&growth.upper));
+        }
         let t = &self.trees;
         t.log.apply_batch(batch)?;
         match &mut self.db_file {
@@ -394,11 +397,8 @@ impl Writer {
             }
         }
         let new_size = self.size + group.records.len() as u64;
-        let reader = Hashes {
-            tree: &t.log,
-            pending_from: hash_base,
-            pending: &group.hashes,
-        };
+        let source = |from, to| t.leaf_hashes(from, to);
+        let reader = growth.reader(&t.log, new_size, &source);
         tree_hash(new_size, &reader).map_err(|e| StoreError::Tree(e.to_string()))
     }
 }
