@@ -54,7 +54,7 @@ struct Line {
 
 pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
     domain::event::check_source(source).map_err(|e| format!("--source {e}"))?;
-    let (input, len): (Box<dyn Read>, Option<u64>) = if file == Path::new("-") {
+    let (input, len): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
     } else {
         let f = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -63,16 +63,100 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
     };
     let log = open(data)?;
     let progress = bar(len, "importing");
-    let mut reader = BufReader::with_capacity(1 << 20, progress.wrap_read(input));
+    let reader = BufReader::with_capacity(1 << 20, progress.wrap_read(input));
+    let (mut written, mut replayed) = (0u64, 0u64);
+    // One thread reads and parses the next batch while this one waits for the log to write the last: at most one
+    // batch in flight, so that the import stops at the first refused batch with nothing after it written.
+    let stopped = std::thread::scope(|scope| -> Result<Option<ExitCode>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Parsed>>(1);
+        scope.spawn(move || parse_batches(reader, tx));
+        for parsed in rx {
+            let Parsed {
+                range,
+                numbers,
+                submitted,
+                bad,
+            } = parsed?;
+            if !bad.is_empty() {
+                progress.abandon();
+                return fail_import(&bad, &range, written, replayed).map(Some);
+            }
+            if submitted.is_empty() {
+                continue;
+            }
+            match log.append_blocking(AppendRequest {
+                events: submitted,
+                source: source.to_owned(),
+            }) {
+                Ok(outcome) => {
+                    for r in &outcome.receipts {
+                        if r.replayed {
+                            replayed += 1
+                        } else {
+                            written += 1
+                        }
+                    }
+                }
+                Err(AppendError::Refused(refusals)) => {
+                    let lines: Vec<String> = refusals
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "line {} (id {}): {}: {}",
+                                numbers[r.index],
+                                r.id,
+                                r.refusal.code(),
+                                r.refusal
+                            )
+                        })
+                        .collect();
+                    progress.abandon();
+                    return fail_import(&lines, &range, written, replayed).map(Some);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    })?;
+    if let Some(code) = stopped {
+        return Ok(code);
+    }
+    progress.finish_and_clear();
+    let head = log.head();
+    println!("imported {written} new events ({replayed} already in the log); the log has {} events, root {}", head.size, head.root);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One batch of an import file, parsed: the events to append, or why some lines are bad.
+struct Parsed {
+    /// "line N" or "lines N–M".
+    range: String,
+    /// The line number of each submitted event.
+    numbers: Vec<usize>,
+    submitted: Vec<Submitted>,
+    bad: Vec<String>,
+}
+
+/// Reads `reader` as NDJSON and sends it on in batches of up to `BATCH_EVENTS_MAX` lines, until the end, a read
+/// error, or the receiver going away.
+fn parse_batches(
+    mut reader: impl BufRead,
+    tx: std::sync::mpsc::SyncSender<std::io::Result<Parsed>>,
+) {
     let mut batch: Vec<Line> = Vec::with_capacity(BATCH_EVENTS_MAX);
     let mut bad: Vec<String> = Vec::new();
     let mut first_line = 1;
-    let (mut written, mut replayed) = (0u64, 0u64);
     let mut text = String::new();
     let mut number = 0;
     loop {
         text.clear();
-        let more = reader.read_line(&mut text)? > 0;
+        let more = match reader.read_line(&mut text) {
+            Ok(n) => n > 0,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        };
         if more {
             number += 1;
             let trimmed = text.trim();
@@ -103,55 +187,21 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
                 .collect();
             check_batch_ids(&ids, &mut dup);
             bad.extend(dup.iter().map(|e| describe(numbers[e.index], e)));
-            let submitted: Vec<Submitted> = batch.drain(..).map(|l| l.submitted).collect();
-            if !bad.is_empty() {
-                progress.abandon();
-                return fail_import(&bad, &range, written, replayed);
+            let parsed = Parsed {
+                range,
+                numbers,
+                submitted: batch.drain(..).map(|l| l.submitted).collect(),
+                bad: std::mem::take(&mut bad),
+            };
+            if tx.send(Ok(parsed)).is_err() {
+                return;
             }
-            if !submitted.is_empty() {
-                match log.append_blocking(AppendRequest {
-                    events: submitted,
-                    source: source.to_owned(),
-                }) {
-                    Ok(outcome) => {
-                        for r in &outcome.receipts {
-                            if r.replayed {
-                                replayed += 1
-                            } else {
-                                written += 1
-                            }
-                        }
-                    }
-                    Err(AppendError::Refused(refusals)) => {
-                        let lines: Vec<String> = refusals
-                            .iter()
-                            .map(|r| {
-                                format!(
-                                    "line {} (id {}): {}: {}",
-                                    numbers[r.index],
-                                    r.id,
-                                    r.refusal.code(),
-                                    r.refusal
-                                )
-                            })
-                            .collect();
-                        progress.abandon();
-                        return fail_import(&lines, &range, written, replayed);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            batch.clear();
             first_line = number + 1;
         }
         if !more {
-            break;
+            return;
         }
     }
-    progress.finish_and_clear();
-    let head = log.head();
-    println!("imported {written} new events ({replayed} already in the log); the log has {} events, root {}", head.size, head.root);
-    Ok(ExitCode::SUCCESS)
 }
 
 fn describe(line: usize, e: &ValidationError) -> String {

@@ -656,6 +656,9 @@ impl SledLog {
             compressor: zstd::bulk::Compressor::new(ZSTD_LEVEL)?,
             db_file,
             size,
+            heads: std::cell::RefCell::new(crate::writer::HeadCache::new(
+                crate::writer::HEAD_CACHE_STREAMS,
+            )),
             // (A log open for inspection writes nothing, and may be damaged: it needs no frontier.)
             frontier: match config.inspection {
                 true => Default::default(),

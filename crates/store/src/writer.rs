@@ -25,6 +25,13 @@ pub(crate) struct Job {
 
 pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
+/// The writer's cache of committed stream heads, by stream key. Only the writer changes heads, and it puts each
+/// group's new heads here once the group is durable, so an entry is always the committed head.
+pub(crate) type HeadCache = quick_cache::unsync::Cache<String, Arc<StreamHead>>;
+
+/// How many stream heads the writer keeps: the dossiers in progress of a province, with room to spare.
+pub(crate) const HEAD_CACHE_STREAMS: usize = 65_536;
+
 pub(crate) struct Writer {
     pub trees: Trees,
     /// Index entries of committed events the indexer has not written yet (shared with readers).
@@ -39,6 +46,8 @@ pub(crate) struct Writer {
     pub size: u64,
     /// The leaves of the audit tree's unfinished tile.
     pub frontier: Frontier,
+    /// The committed heads of recently written streams: what the index would answer, without its lookups.
+    pub heads: std::cell::RefCell<HeadCache>,
     pub last_recorded_at: DateTime<Utc>,
     pub head: watch::Sender<Head>,
     pub clock: Clock,
@@ -124,6 +133,11 @@ impl Writer {
                         delta.add(&r.stream, &r.stored, &heads[&r.stream]);
                     }
                     delta.add_to(&self.tail);
+                    let mut cache = self.heads.borrow_mut();
+                    for (stream, head) in &heads {
+                        cache.insert(stream.clone(), head.clone());
+                    }
+                    drop(cache);
                     let _ = self.indexer.send(IndexJob::Delta(delta));
                     self.head.send_replace(Head {
                         size: self.size,
@@ -214,9 +228,7 @@ impl Writer {
             let stream = event.stream().key();
             let head = match heads.get(&stream).or_else(|| group.heads.get(&stream)) {
                 Some(h) => h.clone(),
-                None => index::stream_head(&self.trees.index, &self.tail, &stream)
-                    .map_err(unavailable)?
-                    .unwrap_or_default(),
+                None => self.committed_head(&stream).map_err(unavailable)?,
             };
             let position = self.size + (group.records.len() + records.len()) as u64 + 1;
             let (ctx_now, recorded_at, source) = match &submitted.stored {
@@ -352,6 +364,20 @@ impl Writer {
             Some(EventData::AgencyRegistered(a)) => a.parent,
             _ => None,
         })
+    }
+
+    /// A stream's committed head: from the cache, else from the index (and then kept).
+    fn committed_head(&self, stream: &str) -> Result<StreamHead, StoreError> {
+        if let Some(head) = self.heads.borrow().get(stream) {
+            return Ok(StreamHead::clone(head));
+        }
+        let head = index::stream_head(&self.trees.index, &self.tail, stream)?.unwrap_or_default();
+        if head.version > 0 {
+            self.heads
+                .borrow_mut()
+                .insert(stream.to_owned(), Arc::new(head.clone()));
+        }
+        Ok(head)
     }
 
     fn stored_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
