@@ -32,6 +32,16 @@ pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(50
 /// The writer waits for the indexer when this many events wait to be indexed: a bound on the tail's memory.
 pub const TAIL_EVENTS_MAX: u64 = 1_000_000;
 
+/// The records the indexer wrote last, by stream key: each batch updates the record of every stream it touches,
+/// and reading it back from the merge tree costs a chunk's decompression. Only the code that writes records fills
+/// it, after a successful write, so an entry is always what the trees hold.
+pub(crate) type RecordCache = quick_cache::unsync::Cache<String, HeadRecord>;
+
+/// A record cache of the size the indexer keeps.
+pub(crate) fn record_cache() -> RecordCache {
+    RecordCache::new(65_536)
+}
+
 /// A stream as the index keeps it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeadRecord {
@@ -256,14 +266,18 @@ impl Delta {
 
     /// Writes the delta as one run of the merge tree, with the watermark. Not flushed: the next group's flush
     /// carries it, and an index that did not reach the disk is caught up at open.
-    pub fn write(&self, trees: &IndexTrees) -> Result<(), StoreError> {
+    pub fn write(&self, trees: &IndexTrees, cache: &mut RecordCache) -> Result<(), StoreError> {
         let mut entries: Vec<(Vec<u8>, Vec<u8>)> =
             Vec::with_capacity(self.ids.len() + self.streams.len());
+        let mut records = Vec::with_capacity(self.streams.len());
         for (id, position) in &self.ids {
             entries.push((id_key(*id).to_vec(), position.to_be_bytes().to_vec()));
         }
         for (stream, s) in &self.streams {
-            let mut record = trees.record(stream)?.unwrap_or_default();
+            let mut record = match cache.remove(stream.as_str()) {
+                Some((_, record)) => record,
+                None => trees.record(stream)?.unwrap_or_default(),
+            };
             for &(version, position) in &s.positions {
                 // Written before a crash that came ahead of the watermark: already there.
                 if version <= record.version {
@@ -292,11 +306,16 @@ impl Delta {
                 record.dossier = s.head.dossier.clone();
             }
             entries.push((head_key(stream), record.encode()));
+            records.push((stream.clone(), record));
         }
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // The same id twice in one delta (a catch-up over a crash) maps to the same position: keep one.
         entries.dedup_by(|a, b| a.0 == b.0);
-        trees.lsm.add(entries, self.last)
+        trees.lsm.add(entries, self.last)?;
+        for (stream, record) in records {
+            cache.insert(stream, record);
+        }
+        Ok(())
     }
 }
 
@@ -389,6 +408,7 @@ impl Indexer {
         let mut pending = Delta::default();
         let mut since: Option<std::time::Instant> = None;
         let mut stopped = false;
+        let mut records = record_cache();
         loop {
             let wait = match since {
                 None => std::time::Duration::from_secs(3600),
@@ -422,7 +442,7 @@ impl Indexer {
                         "the indexer stopped after a failed write".into(),
                     ))
                 } else {
-                    delta.write(&self.trees)
+                    delta.write(&self.trees, &mut records)
                 };
                 match written {
                     Ok(()) => {

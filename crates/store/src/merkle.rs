@@ -10,7 +10,7 @@
 //! - each event's leaf hash is kept as its first [`PREFIX_BYTES`] bytes under `l ‖ first position`, one run per
 //!   group: not part of the tree, but what lets `verify` name the one event of a tile whose bytes changed.
 //!
-//! That is about 8.25 bytes per event instead of the 64 a dense layout stores (two 32-byte hashes per leaf), and
+//! That is about 4.25 bytes per event instead of the 64 a dense layout stores (two 32-byte hashes per leaf), and
 //! the same tree: roots, proofs, checkpoints and bundles are those of format 1.
 
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ pub(crate) const HEIGHT: u8 = 8;
 /// Leaves per tile.
 pub(crate) const TILE: u64 = 1 << HEIGHT;
 /// Bytes of each leaf hash kept for `verify`.
-pub(crate) const PREFIX_BYTES: usize = 8;
+pub(crate) const PREFIX_BYTES: usize = 4;
 /// Key prefix of the upper tree's hash runs in the `log` tree.
 pub(crate) const UPPER: u8 = b't';
 /// Key prefix of the leaf-hash prefix runs in the `log` tree.
@@ -96,7 +96,8 @@ pub(crate) fn read_prefix(
     tree: &sled::Tree,
     n: u64,
 ) -> Result<Option<[u8; PREFIX_BYTES]>, sled::Error> {
-    Ok(read_packed(tree, LEAVES, PREFIX_BYTES, n + 1)?.map(|b| b.try_into().expect("8 bytes")))
+    Ok(read_packed(tree, LEAVES, PREFIX_BYTES, n + 1)?
+        .map(|b| b.try_into().expect("PREFIX_BYTES bytes")))
 }
 
 /// Packs hashes into one run value.

@@ -2,7 +2,7 @@
 //!
 //! Trees (numbers in keys are big-endian `u64`, so that they sort as numbers):
 //! - `log`: the only truth. `b ‖ first position` → a block of consecutive events of one commit group
-//!   ([`crate::block`]); `l ‖ first position` → the first 8 bytes of each of the group's leaf hashes;
+//!   ([`crate::block`]); `l ‖ first position` → the first 4 bytes of each of the group's leaf hashes;
 //!   `t ‖ first index` → the audit-tree hashes at level 8 and up that the group completed ([`crate::merkle`]).
 //!   A group is one atomic sled batch on this one tree.
 //! - `index`, `filters`: the derived entries (ids, stream heads, positions), a merge tree written by the indexer
@@ -603,11 +603,12 @@ impl SledLog {
                 )));
             }
             if watermark < size {
+                let mut records = index::record_cache();
                 index::catch_up(
                     &trees.index,
                     SledLog::events_of(&trees, watermark),
                     index::FLUSH_EVENTS * 4,
-                    |delta| delta.write(&trees.index),
+                    |delta| delta.write(&trees.index, &mut records),
                     |_| {},
                 )?;
                 trees.db.flush()?;
@@ -1155,11 +1156,12 @@ impl SledLog {
         t.index.lsm.clear()?;
         // The audit data: recomputed from the events' bytes.
         let size = t.write_audit_data(|n| progress(n / 2))?;
+        let mut records = index::record_cache();
         index::catch_up(
             &t.index,
             SledLog::events_of(t, 0),
             index::FLUSH_EVENTS * 4,
-            |delta| delta.write(&t.index),
+            |delta| delta.write(&t.index, &mut records),
             |n| progress(size / 2 + n / 2),
         )?;
         *self.tail.write().expect("tail lock") = Default::default();

@@ -174,9 +174,10 @@ impl Writer {
         request: &AppendRequest,
         now: DateTime<Utc>,
     ) -> Result<AppendOutcome, AppendError> {
-        let mut heads: HashMap<String, StreamHead> = HashMap::new();
-        let mut ids: HashMap<Uuid, usize> = HashMap::new();
-        let mut records: Vec<Record> = Vec::new();
+        let n = request.events.len();
+        let mut heads: HashMap<String, StreamHead> = HashMap::with_capacity(n);
+        let mut ids: HashMap<Uuid, usize> = HashMap::with_capacity(n);
+        let mut records: Vec<Record> = Vec::with_capacity(n);
         let mut receipts = Vec::with_capacity(request.events.len());
         let mut refusals = Vec::new();
         let mut last_recorded_at = group.last_recorded_at;
