@@ -86,6 +86,16 @@ fn format_2s_first_layout_is_converted_in_place_with_everything_it_answered() {
     unpack(dir.path(), "format2-dense");
     let data = dir.path().join("format2-dense");
     every_other_command_refuses(&data, "format 2's first layout");
+    // Dense hashes missing at the end (that layout's open refused such a directory after a crash, naming
+    // `rebuild-indexes`): nothing to compare with, the events are the truth, and the conversion goes on.
+    {
+        let db = sled::open(&data).unwrap();
+        let log = db.open_tree("log").unwrap();
+        let last = log.scan_prefix(b"h").keys().last().unwrap().unwrap();
+        log.remove(last).unwrap();
+        db.flush().unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600)); // sled's flusher lets go of the lock
     let out = casetrail(&data, &["upgrade"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(

@@ -66,10 +66,13 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
     let reader = BufReader::with_capacity(1 << 20, progress.wrap_read(input));
     let (mut written, mut replayed) = (0u64, 0u64);
     // One thread reads and parses the next batch while this one waits for the log to write the last: at most one
-    // batch in flight, so that the import stops at the first refused batch with nothing after it written.
-    let stopped = std::thread::scope(|scope| -> Result<Option<ExitCode>> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Parsed>>(1);
-        scope.spawn(move || parse_batches(reader, tx));
+    // batch in flight, so that the import stops at the first refused batch with nothing after it written. The
+    // parser is not waited for when the import stops early: it may be blocked reading a pipe that never ends.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Parsed>>(1);
+    std::thread::Builder::new()
+        .name("casetrail-import-parser".into())
+        .spawn(move || parse_batches(reader, tx))?;
+    let stopped = (|| -> Result<Option<ExitCode>> {
         for parsed in rx {
             let Parsed {
                 range,
@@ -117,7 +120,7 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
             }
         }
         Ok(None)
-    })?;
+    })()?;
     if let Some(code) = stopped {
         return Ok(code);
     }

@@ -14,17 +14,19 @@ pub mod format1;
 pub(crate) mod index;
 pub mod lsm;
 mod merkle;
+mod metrics;
 mod sled_log;
 #[doc(hidden)]
 pub mod tamper;
+mod trees;
 mod writer;
 
 pub use conformance_suite::conformance;
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
+pub use metrics::{Buckets, WriterMetrics};
 pub use sled_log::{
-    bare_sled_appends_per_sec, Buckets, Config, SledLog, Stats, StoredCheckpoint, VerifyReport,
-    WriterMetrics,
+    bare_sled_appends_per_sec, Config, SledLog, Stats, StoredCheckpoint, VerifyReport,
 };
 
 use domain::{StoredEvent, StreamHead, Submitted};

@@ -239,24 +239,25 @@ impl Growth {
         }
     }
 
-    /// Adds leaf `n` with hash `leaf`, reading earlier upper hashes from `tree`.
+    /// Adds leaf `n` with hash `leaf`, reading earlier upper hashes from `tree`. All or nothing: on an error the
+    /// growth is as it was.
     pub fn push(&mut self, n: u64, leaf: Hash, tree: &sled::Tree) -> Result<(), tlog_tiles::Error> {
-        self.leaves.push(leaf);
-        self.frontier.tile.push(leaf);
-        if self.frontier.tile.len() as u64 == TILE {
+        if self.frontier.tile.len() as u64 + 1 == TILE {
             let reader = Upper {
                 tree,
                 pending_from: self.upper_from,
                 pending: &self.upper,
             };
-            let more = tlog_tiles::stored_hashes_for_record_hash(
-                n >> HEIGHT,
-                subtree(&self.frontier.tile),
-                &reader,
-            )?;
+            let mut tile = self.frontier.tile.clone();
+            tile.push(leaf);
+            let more =
+                tlog_tiles::stored_hashes_for_record_hash(n >> HEIGHT, subtree(&tile), &reader)?;
             self.upper.extend(more);
             self.frontier.tile.clear();
+        } else {
+            self.frontier.tile.push(leaf);
         }
+        self.leaves.push(leaf);
         Ok(())
     }
 

@@ -2,12 +2,12 @@
 //! the way such a person could. Nothing here is used by casetrail itself.
 
 use crate::block::{self, Block};
-use crate::sled_log::block_key;
+use crate::trees::block_key;
 
 /// The block at or before `position` in a data directory's database: (its first position, its stored value).
 fn stored_block(db: &sled::Db, position: u64) -> (u64, sled::IVec) {
     let log = db.open_tree("log").expect("the log tree");
-    crate::sled_log::block_entry(&log, position)
+    crate::trees::block_entry(&log, position)
         .expect("readable")
         .expect("a block at or before the position")
 }

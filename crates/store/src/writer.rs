@@ -4,7 +4,7 @@
 
 use crate::index::{self, Delta, IndexJob, SharedTail};
 use crate::merkle::{Frontier, Growth};
-use crate::sled_log::Trees;
+use crate::trees::Trees;
 use crate::{
     AppendError, AppendOutcome, AppendRequest, EventRefusal, Head, Receipt, Refusal, StoreError,
 };
@@ -53,7 +53,7 @@ pub(crate) struct Writer {
     pub clock: Clock,
     pub clock_skew: chrono::Duration,
     pub group_events_max: usize,
-    pub metrics: Arc<crate::sled_log::WriterMetrics>,
+    pub metrics: Arc<crate::metrics::WriterMetrics>,
     /// Set after a failed write (shared with readers): from then on every append is refused until the store is
     /// reopened, because the failed group may or may not have reached the disk.
     pub failed: Arc<std::sync::OnceLock<String>>,
@@ -74,6 +74,75 @@ struct Group {
     /// What the group adds to the audit tree.
     growth: Growth,
     last_recorded_at: DateTime<Utc>,
+}
+
+/// What one request has decided so far, on top of the group: joins the group only if the whole request is
+/// accepted.
+struct Pending {
+    heads: HashMap<String, StreamHead>,
+    ids: HashMap<Uuid, usize>,
+    records: Vec<Record>,
+    last_recorded_at: DateTime<Utc>,
+}
+
+/// The answer to an event whose id was stored before: its original receipt for the same content, else a refusal.
+fn replay(earlier: &StoredEvent, event: &domain::Event) -> Result<Receipt, Refusal> {
+    if earlier.event == *event {
+        Ok(Receipt {
+            id: event.id,
+            position: earlier.position,
+            version: earlier.version,
+            replayed: true,
+        })
+    } else {
+        Err(Refusal::IdReused {
+            position: earlier.position,
+        })
+    }
+}
+
+/// The times and source an event is judged and stored with: now (never before the log's last record) and the
+/// request's source for a new event; for a restored one, those it was exported with, which must fit where it
+/// would land. Returns (the time its rules are judged at, `recorded_at`, `source`).
+fn when_recorded(
+    submitted: &domain::Submitted,
+    position: u64,
+    last_recorded_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    source: &str,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, String), Refusal> {
+    let Some(f) = &submitted.stored else {
+        return Ok((now, now.max(last_recorded_at), source.to_owned()));
+    };
+    if f.position != position {
+        return Err(Refusal::StoredFields(format!(
+            "it was exported at position {}, but would be stored at {position}",
+            f.position
+        )));
+    }
+    if f.recorded_at < last_recorded_at {
+        return Err(Refusal::StoredFields(format!(
+            "its recorded_at {} is before the log's last, {}",
+            f.recorded_at, last_recorded_at
+        )));
+    }
+    // A restored event is judged as it was when it was recorded.
+    Ok((f.recorded_at, f.recorded_at, f.source.clone()))
+}
+
+/// Turns into `unavailable` every answer that names a position past `committed`: the group holding it was not
+/// written. (A replay of an event that an earlier request of the same group added names such a position too.)
+fn unwritten(
+    answers: &mut [(Reply, Result<AppendOutcome, AppendError>)],
+    why: &str,
+    committed: u64,
+) {
+    for (_, answer) in answers.iter_mut() {
+        if matches!(answer, Ok(outcome) if outcome.receipts.iter().any(|r| r.position > committed))
+        {
+            *answer = Err(AppendError::Unavailable(why.to_owned()));
+        }
+    }
 }
 
 impl Writer {
@@ -115,6 +184,12 @@ impl Writer {
             };
             answers.push((job.reply, answer));
         }
+        // A read that failed while deciding set `failed`: what the group decided after it may rest on a wrong
+        // answer, so none of the group is written.
+        if let (Some(why), false) = (self.failed.get(), group.records.is_empty()) {
+            unwritten(&mut answers, why, self.size);
+            group.records.clear();
+        }
         if !group.records.is_empty() {
             let started = std::time::Instant::now();
             match self.write(&group) {
@@ -152,11 +227,7 @@ impl Writer {
                         "a write failed ({e}); the store refuses writes until it is reopened"
                     );
                     let _ = self.failed.set(why.clone());
-                    for (_, answer) in answers.iter_mut() {
-                        if matches!(answer, Ok(outcome) if !outcome.all_replayed()) {
-                            *answer = Err(AppendError::Unavailable(why.clone()));
-                        }
-                    }
+                    unwritten(&mut answers, &why, self.size);
                 }
             }
         }
@@ -175,150 +246,171 @@ impl Writer {
         now: DateTime<Utc>,
     ) -> Result<AppendOutcome, AppendError> {
         let n = request.events.len();
-        let mut heads: HashMap<String, StreamHead> = HashMap::with_capacity(n);
-        let mut ids: HashMap<Uuid, usize> = HashMap::with_capacity(n);
-        let mut records: Vec<Record> = Vec::with_capacity(n);
-        let mut receipts = Vec::with_capacity(request.events.len());
-        let mut refusals = Vec::new();
-        let mut last_recorded_at = group.last_recorded_at;
-        // An IO error while deciding is as serious as one while writing: stop writing until the log is reopened,
-        // so that no later append can succeed past a failure whose extent is unknown.
-        let unavailable = |e: StoreError| {
-            let why = format!("a read failed ({e}); the store refuses writes until it is reopened");
-            let _ = self.failed.set(why.clone());
-            AppendError::Unavailable(why)
+        let mut pending = Pending {
+            heads: HashMap::with_capacity(n),
+            ids: HashMap::with_capacity(n),
+            records: Vec::with_capacity(n),
+            last_recorded_at: group.last_recorded_at,
         };
-
+        let mut receipts = Vec::with_capacity(n);
+        let mut refusals = Vec::new();
         for (index, submitted) in request.events.iter().enumerate() {
             let event = &submitted.event;
-            let refuse = |refusal| EventRefusal {
-                index,
-                id: event.id,
-                refusal,
-            };
             if let Err(why) = event.check() {
                 panic!(
                     "the parser let through an event that breaks the envelope invariants: {why}"
                 );
             }
-            // Idempotency: an id seen before answers with its original receipt, or is a conflict.
-            let earlier = match ids
-                .get(&event.id)
-                .map(|&i| &records[i])
-                .or_else(|| group.ids.get(&event.id).map(|&i| &group.records[i]))
+            let decided = match self
+                .earlier(group, &pending, event.id)
+                .map_err(|e| self.read_failed(e))?
             {
-                Some(r) => Some(r.stored.clone()),
-                None => self.stored_by_id(event.id).map_err(unavailable)?,
+                Some(earlier) => replay(&earlier, event),
+                None => self
+                    .decide_new(group, &mut pending, submitted, &request.source, now)
+                    .map_err(|e| self.read_failed(e))?,
             };
-            if let Some(earlier) = earlier {
-                if earlier.event == *event {
-                    receipts.push(Receipt {
-                        id: event.id,
-                        position: earlier.position,
-                        version: earlier.version,
-                        replayed: true,
-                    });
-                } else {
-                    refusals.push(refuse(Refusal::IdReused {
-                        position: earlier.position,
-                    }));
-                }
-                continue;
-            }
-
-            let stream = event.stream().key();
-            let head = match heads.get(&stream).or_else(|| group.heads.get(&stream)) {
-                Some(h) => h.clone(),
-                None => self.committed_head(&stream).map_err(unavailable)?,
-            };
-            let position = self.size + (group.records.len() + records.len()) as u64 + 1;
-            let (ctx_now, recorded_at, source) = match &submitted.stored {
-                None => (now, now.max(last_recorded_at), request.source.clone()),
-                Some(f) => {
-                    if f.position != position {
-                        refusals.push(refuse(Refusal::StoredFields(format!(
-                            "it was exported at position {}, but would be stored at {position}",
-                            f.position
-                        ))));
-                        continue;
-                    }
-                    if f.recorded_at < last_recorded_at {
-                        refusals.push(refuse(Refusal::StoredFields(format!(
-                            "its recorded_at {} is before the log's last, {}",
-                            f.recorded_at, last_recorded_at
-                        ))));
-                        continue;
-                    }
-                    // A restored event is judged as it was when it was recorded.
-                    (f.recorded_at, f.recorded_at, f.source.clone())
-                }
-            };
-            let ctx = Context {
-                now: ctx_now,
-                clock_skew: self.clock_skew,
-            };
-            let mut decided = decide(&head, event, submitted.expected_version, &ctx);
-            // The agency tree stays a tree, whatever the distance (registrations earlier in this request and in
-            // the group count): a check of the whole tree, which only the writer sees.
-            if let (Ok(_), EventData::AgencyRegistered(a), Some(agency)) =
-                (&decided, &event.data, &event.agency)
-            {
-                if let Some(parent) = &a.parent {
-                    let tree = domain::stream::check_agency_tree(agency, parent, |code| {
-                        self.parent_of(code, group, &records)
-                    })
-                    .map_err(unavailable)?;
-                    if let Err(cycle) = tree {
-                        decided = Err(cycle);
-                    }
-                }
-            }
             match decided {
-                Err(rejection) => refusals.push(refuse(Refusal::Rule(rejection))),
-                Ok(next) => {
-                    if let Some(f) = &submitted.stored {
-                        if f.version != next.version {
-                            refusals.push(refuse(Refusal::StoredFields(format!(
-                                "it was exported as version {} of its stream, but would be version {}",
-                                f.version, next.version
-                            ))));
-                            continue;
-                        }
-                    }
-                    let stored = StoredEvent {
-                        position,
-                        version: next.version,
-                        recorded_at,
-                        source,
-                        event: event.clone(),
-                    };
-                    // Pair assertion, write side: what we are about to store satisfies the stored invariants.
-                    if let Err(why) = stored.check() {
-                        panic!("about to store an event that breaks the stored invariants: {why}");
-                    }
-                    let bytes = stored.canonical_bytes();
-                    receipts.push(Receipt {
-                        id: event.id,
-                        position,
-                        version: next.version,
-                        replayed: false,
-                    });
-                    ids.insert(event.id, records.len());
-                    records.push(Record {
-                        stored,
-                        bytes,
-                        stream: stream.clone(),
-                    });
-                    heads.insert(stream, next);
-                    last_recorded_at = recorded_at;
-                }
+                Ok(receipt) => receipts.push(receipt),
+                Err(refusal) => refusals.push(EventRefusal {
+                    index,
+                    id: event.id,
+                    refusal,
+                }),
             }
         }
         if !refusals.is_empty() {
             return Err(AppendError::Refused(refusals));
         }
-        // Accepted: hash the new leaves in order, then merge into the group.
-        for record in records {
+        self.merge(group, pending)
+            .map_err(|e| self.read_failed(e))?;
+        Ok(AppendOutcome { receipts })
+    }
+
+    /// An IO error while deciding is as serious as one while writing: the log refuses writes until it is
+    /// reopened, so that no later append can succeed past a failure whose extent is unknown.
+    fn read_failed(&self, e: StoreError) -> AppendError {
+        let why = format!("a read failed ({e}); the store refuses writes until it is reopened");
+        let _ = self.failed.set(why.clone());
+        AppendError::Unavailable(why)
+    }
+
+    /// The event stored earlier with this id, if any: in this request, in the group, or in the log.
+    fn earlier(
+        &self,
+        group: &Group,
+        pending: &Pending,
+        id: Uuid,
+    ) -> Result<Option<StoredEvent>, StoreError> {
+        let decided = pending
+            .ids
+            .get(&id)
+            .map(|&i| &pending.records[i])
+            .or_else(|| group.ids.get(&id).map(|&i| &group.records[i]));
+        match decided {
+            Some(r) => Ok(Some(r.stored.clone())),
+            None => self.stored_by_id(id),
+        }
+    }
+
+    /// Decides an event whose id is new: its stream's rules, its stored fields if it is restored, the agency
+    /// tree. Accepted, it joins `pending`; the outer error is a failed read, the inner a refusal.
+    fn decide_new(
+        &self,
+        group: &Group,
+        pending: &mut Pending,
+        submitted: &domain::Submitted,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Receipt, Refusal>, StoreError> {
+        let event = &submitted.event;
+        let stream = event.stream().key();
+        let head = match pending
+            .heads
+            .get(&stream)
+            .or_else(|| group.heads.get(&stream))
+        {
+            Some(h) => h.clone(),
+            None => self.committed_head(&stream)?,
+        };
+        let position = self.size + (group.records.len() + pending.records.len()) as u64 + 1;
+        let (ctx_now, recorded_at, source) =
+            match when_recorded(submitted, position, pending.last_recorded_at, now, source) {
+                Ok(when) => when,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+        let ctx = Context {
+            now: ctx_now,
+            clock_skew: self.clock_skew,
+        };
+        let next = match decide(&head, event, submitted.expected_version, &ctx) {
+            Ok(next) => next,
+            Err(rejection) => return Ok(Err(Refusal::Rule(rejection))),
+        };
+        if let Err(cycle) = self.agency_tree_kept(event, group, &pending.records)? {
+            return Ok(Err(Refusal::Rule(cycle)));
+        }
+        if let Some(f) = submitted
+            .stored
+            .as_ref()
+            .filter(|f| f.version != next.version)
+        {
+            return Ok(Err(Refusal::StoredFields(format!(
+                "it was exported as version {} of its stream, but would be version {}",
+                f.version, next.version
+            ))));
+        }
+        let stored = StoredEvent {
+            position,
+            version: next.version,
+            recorded_at,
+            source,
+            event: event.clone(),
+        };
+        // Pair assertion, write side: what we are about to store satisfies the stored invariants.
+        if let Err(why) = stored.check() {
+            panic!("about to store an event that breaks the stored invariants: {why}");
+        }
+        let receipt = Receipt {
+            id: event.id,
+            position,
+            version: next.version,
+            replayed: false,
+        };
+        pending.ids.insert(event.id, pending.records.len());
+        pending.records.push(Record {
+            bytes: stored.canonical_bytes(),
+            stored,
+            stream: stream.clone(),
+        });
+        pending.heads.insert(stream, next);
+        pending.last_recorded_at = recorded_at;
+        Ok(Ok(receipt))
+    }
+
+    /// The agency tree stays a tree, whatever the distance (registrations earlier in this request and in the group
+    /// count): a check of the whole tree, which only the writer sees.
+    fn agency_tree_kept(
+        &self,
+        event: &domain::Event,
+        group: &Group,
+        records: &[Record],
+    ) -> Result<Result<(), domain::Rejection>, StoreError> {
+        match (&event.data, &event.agency) {
+            (EventData::AgencyRegistered(a), Some(agency)) => match &a.parent {
+                Some(parent) => domain::stream::check_agency_tree(agency, parent, |code| {
+                    self.parent_of(code, group, records)
+                }),
+                None => Ok(Ok(())),
+            },
+            _ => Ok(Ok(())),
+        }
+    }
+
+    /// Adds an accepted request's events to the group: their leaves hashed into the audit tree in order, their
+    /// ids, their streams' heads.
+    fn merge(&self, group: &mut Group, pending: Pending) -> Result<(), StoreError> {
+        for record in pending.records {
             group
                 .growth
                 .push(
@@ -326,15 +418,15 @@ impl Writer {
                     record_hash(&record.bytes),
                     &self.trees.log,
                 )
-                .map_err(|e| unavailable(StoreError::Tree(e.to_string())))?;
+                .map_err(|e| StoreError::Tree(e.to_string()))?;
             group
                 .ids
                 .insert(record.stored.event.id, group.records.len());
             group.records.push(record);
         }
-        group.heads.extend(heads);
-        group.last_recorded_at = last_recorded_at;
-        Ok(AppendOutcome { receipts })
+        group.heads.extend(pending.heads);
+        group.last_recorded_at = pending.last_recorded_at;
+        Ok(())
     }
 
     /// The current parent of `agency`: its latest registration in this request, the group, or the log.
@@ -407,7 +499,7 @@ impl Writer {
         let mut first = self.size + 1;
         for run in crate::block::runs(&bytes) {
             let value = crate::block::encode(run, &mut self.compressor)?;
-            batch.insert(&crate::sled_log::block_key(first), value);
+            batch.insert(&crate::trees::block_key(first), value);
             first += run.len() as u64;
         }
         let growth = &group.growth;

@@ -1,0 +1,173 @@
+//! Credentials (configuration, not events) and the signed checkpoints issued over the log.
+
+use super::SledLog;
+use sled::Transactional;
+
+use crate::{EventLog, StoreError};
+use chrono::{DateTime, Utc};
+use domain::Credential;
+use serde::Serialize;
+
+impl SledLog {
+    /// Stores a new credential, durably. Its name must be new.
+    pub fn add_credential(&self, credential: &Credential) -> Result<(), StoreError> {
+        credential.check().map_err(StoreError::Format)?;
+        let t = &self.trees;
+        let value = serde_json::to_vec(credential).expect("credentials serialize");
+        let added = (&t.credentials, &t.credential_hashes)
+            .transaction(|(names, hashes)| {
+                if names.get(credential.name.as_bytes())?.is_some() {
+                    return sled::transaction::abort(());
+                }
+                names.insert(credential.name.as_bytes(), value.as_slice())?;
+                hashes.insert(
+                    credential.token_sha256.as_bytes(),
+                    credential.name.as_bytes(),
+                )?;
+                Ok(())
+            })
+            .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                sled::transaction::TransactionError::Abort(()) => {
+                    StoreError::CredentialExists(credential.name.clone())
+                }
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            });
+        added?;
+        self.sync()
+    }
+
+    /// Every credential, revoked ones included, by name.
+    pub fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
+        self.trees
+            .credentials
+            .iter()
+            .values()
+            .map(|v| {
+                serde_json::from_slice(&v?)
+                    .map_err(|e| StoreError::Format(format!("a stored credential: {e}")))
+            })
+            .collect()
+    }
+
+    /// Revokes a credential; false when there is none of that name or it was revoked already.
+    pub fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let Some(bytes) = self.trees.credentials.get(name.as_bytes())? else {
+            return Ok(false);
+        };
+        let mut credential: Credential =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
+        if credential.revoked_at.is_some() {
+            return Ok(false);
+        }
+        credential.revoked_at = Some(at);
+        self.trees.credentials.insert(
+            name.as_bytes(),
+            serde_json::to_vec(&credential).expect("credentials serialize"),
+        )?;
+        self.trees
+            .credential_hashes
+            .remove(credential.token_sha256.as_bytes())?;
+        self.sync()?;
+        Ok(true)
+    }
+
+    /// The live credential whose token hashes to `token_sha256`.
+    pub fn credential_by_token_sha256(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<Credential>, StoreError> {
+        let Some(name) = self.trees.credential_hashes.get(token_sha256.as_bytes())? else {
+            return Ok(None);
+        };
+        let Some(bytes) = self.trees.credentials.get(&name)? else {
+            return Ok(None);
+        };
+        let credential: Credential =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
+        Ok(credential.revoked_at.is_none().then_some(credential))
+    }
+
+    /// Stores a signed checkpoint of the first `checkpoint.size` events, durably. The first one stored at a size
+    /// is kept: when one exists already, nothing is written and that one is returned.
+    pub fn add_checkpoint(
+        &self,
+        checkpoint: &StoredCheckpoint,
+    ) -> Result<StoredCheckpoint, StoreError> {
+        let size = self.head().size;
+        if checkpoint.size > size {
+            return Err(StoreError::OutOfRange(format!(
+                "a checkpoint of size {} is past the log's size {size}",
+                checkpoint.size
+            )));
+        }
+        let value = serde_json::to_vec(checkpoint).expect("checkpoints serialize");
+        let key = checkpoint.size.to_be_bytes();
+        match self
+            .trees
+            .checkpoints
+            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+        {
+            Ok(()) => {
+                self.sync()?;
+                Ok(checkpoint.clone())
+            }
+            Err(existing) => decode_checkpoint(
+                existing
+                    .current
+                    .as_deref()
+                    .expect("a failed swap from None found a value"),
+            ),
+        }
+    }
+
+    /// The checkpoint stored at `size`, if one was issued there.
+    pub fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.trees
+            .checkpoints
+            .get(size.to_be_bytes())?
+            .map(|v| decode_checkpoint(&v))
+            .transpose()
+    }
+
+    /// The checkpoint of the largest size.
+    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.trees
+            .checkpoints
+            .last()?
+            .map(|(_, v)| decode_checkpoint(&v))
+            .transpose()
+    }
+
+    /// Up to `limit` stored checkpoints of sizes above `after`, by size.
+    pub fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let from = match after {
+            None => 0u64,
+            Some(a) => match a.checked_add(1) {
+                Some(f) => f,
+                None => return Ok(Vec::new()),
+            },
+        };
+        self.trees
+            .checkpoints
+            .range(from.to_be_bytes()..)
+            .take(limit)
+            .map(|item| decode_checkpoint(&item?.1))
+            .collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct StoredCheckpoint {
+    pub size: u64,
+    pub issued_at: DateTime<Utc>,
+    pub note: String,
+}
+
+fn decode_checkpoint(bytes: &[u8]) -> Result<StoredCheckpoint, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Format(format!("a stored checkpoint: {e}")))
+}

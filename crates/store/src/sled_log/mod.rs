@@ -1,0 +1,318 @@
+//! The sled implementation of [`EventLog`], format 2 (`docs/storage.md` has the why).
+//!
+//! Trees (numbers in keys are big-endian `u64`, so that they sort as numbers):
+//! - `log`: the only truth. `b ‖ first position` → a block of consecutive events of one commit group
+//!   ([`crate::block`]); `l ‖ first position` → the first 4 bytes of each of the group's leaf hashes;
+//!   `t ‖ first index` → the audit-tree hashes at level 8 and up that the group completed ([`crate::merkle`]).
+//!   A group is one atomic sled batch on this one tree.
+//! - `index`, `filters`: the derived entries (ids, stream heads, positions), a merge tree written by the indexer
+//!   behind its watermark ([`crate::index`], [`crate::lsm`]).
+//! - `meta`: the format marker, the merge tree's manifest (with the watermark), and a flag while indexes are
+//!   being rebuilt.
+//! - `credentials`: name → credential (role, scope, SHA-256 of the token); `credential_hashes`: SHA-256 → name.
+//!   Credentials are configuration, not events: they are not in the log nor in its audit tree.
+//! - `checkpoints`: tree size → a signed checkpoint issued at that size (`StoredCheckpoint`, JSON). What was
+//!   signed cannot be derived again (signatures are made once), so `rebuild-indexes` leaves this tree alone.
+//!
+//! The parts: [`open`] (opening, upgrading in place, adopting a format-1 log's configuration), [`credentials`]
+//! (tokens and signed checkpoints), [`replay`] (scans and folds), [`maintenance`] (stats, rebuild), [`verify`].
+
+mod credentials;
+mod maintenance;
+mod open;
+mod replay;
+mod verify;
+
+pub use credentials::StoredCheckpoint;
+pub use maintenance::Stats;
+pub use open::bare_sled_appends_per_sec;
+pub(crate) use open::open_db;
+pub use verify::VerifyReport;
+
+use crate::index::{self, SharedTail};
+use crate::metrics::WriterMetrics;
+use crate::trees::Trees;
+use crate::writer::{Clock, Job};
+use crate::{AppendError, AppendOutcome, AppendRequest, EventLog, Head, StoreError};
+use chrono::{DateTime, Utc};
+use domain::{StoredEvent, StreamHead};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tlog_tiles::Hash;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+/// The format this code writes. Format 1 (one sled key per event in an `events` tree, indexes written in the same
+/// transaction) is read only by `casetrail upgrade`, which also converts format 2's first layout (every audit hash
+/// stored, `h` keys; marker [`FORMAT_2_DENSE`]) in place.
+pub const FORMAT: &[u8] = b"casetrail-log-v2.1";
+pub const FORMAT_2_DENSE: &[u8] = b"casetrail-log-v2";
+pub const FORMAT_1: &[u8] = b"casetrail-log-v1";
+const REBUILDING: &[u8] = b"rebuilding";
+/// Waiting appends beyond this many make senders wait: a bound on memory under overload.
+const QUEUE_REQUESTS_MAX: usize = 16_384;
+/// zstd level for blocks: level 1 compresses events about 6.8 times at about 1M events/s per core
+/// (`docs/benchmarks.md`); higher levels cost more than they save here.
+const ZSTD_LEVEL: i32 = 1;
+
+/// How to open a log.
+#[derive(Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+    /// How far ahead of the server clock a business time may be.
+    pub clock_skew: chrono::Duration,
+    /// fsync the database file after each group's flush. Off only in benchmarks that measure its cost.
+    pub fsync: bool,
+    /// The most events the writer takes into one group.
+    pub group_events_max: usize,
+    /// The server clock; replaceable so that tests and simulations can set the time.
+    pub clock: Clock,
+    /// Open to look, not to write: skip the open-time index checks (so that `verify` can report what is wrong
+    /// and `rebuild-indexes` can mend it), write nothing at open (events the indexes lag behind are indexed in
+    /// memory only), and refuse every append.
+    pub inspection: bool,
+    /// How long the indexer lets committed events wait before writing their index entries (at most; it writes
+    /// sooner once [`index::FLUSH_EVENTS`] wait). Longer only in tests that kill a process while indexes lag.
+    pub index_flush_after: std::time::Duration,
+}
+
+impl Config {
+    pub fn new(path: impl Into<PathBuf>) -> Config {
+        Config {
+            path: path.into(),
+            cache_capacity_bytes: 256 * 1024 * 1024,
+            clock_skew: chrono::Duration::seconds(domain::stream::DEFAULT_CLOCK_SKEW_SECS),
+            fsync: true,
+            group_events_max: 8_192,
+            clock: Arc::new(Utc::now),
+            inspection: false,
+            index_flush_after: index::FLUSH_AFTER,
+        }
+    }
+
+    pub fn clock(mut self, clock: impl Fn() -> DateTime<Utc> + Send + Sync + 'static) -> Config {
+        self.clock = Arc::new(clock);
+        self
+    }
+}
+
+/// The log on sled. Dropping it (or [`SledLog::close`]) stops the writer after it has answered what was queued,
+/// and the indexer after it has written what the writer handed it.
+pub struct SledLog {
+    trees: Trees,
+    fsync: bool,
+    tail: SharedTail,
+    dir: PathBuf,
+    sender: Mutex<Option<mpsc::Sender<Job>>>,
+    head: watch::Receiver<Head>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    metrics: Arc<WriterMetrics>,
+    failed: Arc<std::sync::OnceLock<String>>,
+}
+
+impl SledLog {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
+    }
+
+    /// Why the log refuses writes, if it does: a write failed (until the log is reopened), or it was opened for
+    /// inspection.
+    pub fn write_failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    /// Stops accepting appends, lets the writer answer everything queued and the indexer write what it was
+    /// handed, and waits for both. Idempotent.
+    pub fn close(&self) {
+        drop(self.sender.lock().expect("sender lock").take());
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            if handle.join().is_err() {
+                eprintln!("casetrail: the log writer panicked");
+            }
+        }
+        // The writer held the indexer's only sender: with it gone, the indexer writes what it has and ends.
+        if let Some(handle) = self.indexer.lock().expect("indexer lock").take() {
+            if handle.join().is_err() {
+                eprintln!("casetrail: the log indexer panicked");
+            }
+        }
+        if self.fsync {
+            // What the indexer wrote last (its larger filters may be blob files) survives a power cut too.
+            let _ = crate::durable::Syncer::open(&self.dir)
+                .map_err(StoreError::from)
+                .and_then(|mut s| s.flush_and_sync(|| self.trees.db.flush().map(|_| ())));
+        } else {
+            let _ = self.trees.db.flush();
+        }
+    }
+
+    /// The position through which the index trees are complete (the rest is in memory).
+    pub fn indexed_through(&self) -> Result<u64, StoreError> {
+        self.trees.index.watermark()
+    }
+
+    fn sender(&self) -> Result<mpsc::Sender<Job>, AppendError> {
+        self.sender
+            .lock()
+            .expect("sender lock")
+            .clone()
+            .ok_or_else(|| AppendError::Unavailable("the log is shutting down".into()))
+    }
+
+    /// The keys of every stream whose key starts with `prefix` (`agency/`, `procedure/`, `targets/`), sorted.
+    pub fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys: std::collections::BTreeSet<String> = self
+            .tail
+            .read()
+            .expect("tail lock")
+            .streams
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        keys.extend(self.trees.index.stream_keys(prefix)?);
+        Ok(keys.into_iter().collect())
+    }
+
+    /// Flush and fsync, for the rare writes outside the writer (credentials).
+    fn sync(&self) -> Result<(), StoreError> {
+        crate::durable::Syncer::open(&self.dir)?
+            .flush_and_sync(|| self.trees.db.flush().map(|_| ()))
+    }
+}
+
+impl Drop for SledLog {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl EventLog for SledLog {
+    fn append(
+        &self,
+        request: AppendRequest,
+    ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send {
+        let sender = self.sender();
+        async move {
+            let sender = sender?;
+            let (reply, answer) = oneshot::channel();
+            sender
+                .send(Job { request, reply })
+                .await
+                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
+            answer
+                .await
+                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+        }
+    }
+
+    fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
+        let sender = self.sender()?;
+        let (reply, answer) = oneshot::channel();
+        sender
+            .blocking_send(Job { request, reply })
+            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
+        answer
+            .blocking_recv()
+            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+    }
+
+    fn head(&self) -> Head {
+        *self.head.borrow()
+    }
+
+    fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
+        let head = self.head();
+        if size > head.size {
+            return Err(StoreError::Tree(format!(
+                "size {size} is past the log's size {}",
+                head.size
+            )));
+        }
+        self.trees.root(size)
+    }
+
+    fn prove_inclusion(&self, position: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
+        let head = self.head().size;
+        if size > head || position == 0 || position > size {
+            return Err(StoreError::OutOfRange(format!(
+                "no event at position {position} in a tree of size {size} (the log has {head})"
+            )));
+        }
+        self.trees
+            .with_hashes(|h| tlog_tiles::prove_record(size, position - 1, h))
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    fn prove_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
+        let head = self.head().size;
+        if from > to || to > head {
+            return Err(StoreError::OutOfRange(format!(
+                "no consistency proof from size {from} to size {to} (the log has {head})"
+            )));
+        }
+        if from == 0 {
+            // Every tree extends the empty tree: nothing to prove.
+            return Ok(Vec::new());
+        }
+        self.trees
+            .with_hashes(|h| tlog_tiles::prove_tree(to, from, h))
+            .map_err(|e| StoreError::Tree(e.to_string()))
+    }
+
+    fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {
+        if position > self.head().size {
+            return Ok(None);
+        }
+        self.trees.event(position)
+    }
+
+    fn event_by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        match index::id_position(&self.trees.index, &self.tail, id)? {
+            Some(p) if p <= self.head().size => self.trees.event(p),
+            _ => Ok(None),
+        }
+    }
+
+    fn read_after(&self, after: u64, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let size = self.head().size;
+        self.scan(after)
+            .take_while(|e| e.as_ref().map_or(true, |e| e.position <= size))
+            .take(limit)
+            .collect()
+    }
+
+    fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let size = self.head().size;
+        let positions = index::stream_positions(&self.trees.index, &self.tail, stream, size)?;
+        self.trees.events_at(&positions)
+    }
+
+    fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        if self.write_failure().is_some() {
+            // A failed group may have reached sled's memory but not the disk or the committed head; fold the
+            // committed events instead, which `stream` caps at the head.
+            let events = self.stream(stream)?;
+            if events.is_empty() {
+                return Ok(None);
+            }
+            let mut head = StreamHead::default();
+            for e in &events {
+                domain::apply_in_place(&mut head, &e.event);
+            }
+            return Ok(Some(head));
+        }
+        index::stream_head(&self.trees.index, &self.tail, stream)
+    }
+
+    fn watch(&self) -> watch::Receiver<Head> {
+        self.head.clone()
+    }
+}
