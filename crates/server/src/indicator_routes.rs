@@ -205,7 +205,7 @@ async fn answer(
     )
     .map_err(ApiError::Internal)?;
     let mut response = HttpResponse::Ok();
-    response.content_type(format.content_type());
+    response.content_type(content_type(format));
     if matches!(format, Format::Csv | Format::Xlsx) {
         response.insert_header((
             header::CONTENT_DISPOSITION,
@@ -252,4 +252,14 @@ pub(crate) async fn series(
     params: crate::extract::Query<SeriesParams>,
 ) -> Result<HttpResponse, ApiError> {
     answer(caller, state, params.into_inner().into(), true).await
+}
+
+/// The HTTP content type of each format an indicator answer comes in.
+fn content_type(format: Format) -> &'static str {
+    match format {
+        Format::Json => "application/json",
+        Format::Csv => "text/csv; charset=utf-8",
+        Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Format::Text => "text/plain; charset=utf-8",
+    }
 }
