@@ -88,14 +88,10 @@ fn format_2s_first_layout_is_converted_in_place_with_everything_it_answered() {
     every_other_command_refuses(&data, "format 2's first layout");
     // Dense hashes missing at the end (that layout's open refused such a directory after a crash, naming
     // `rebuild-indexes`): nothing to compare with, the events are the truth, and the conversion goes on.
-    {
-        let db = sled::open(&data).unwrap();
-        let log = db.open_tree("log").unwrap();
+    on_log_tree(&data, |log| {
         let last = log.scan_prefix(b"h").keys().last().unwrap().unwrap();
         log.remove(last).unwrap();
-        db.flush().unwrap();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(600)); // sled's flusher lets go of the lock
+    });
     let out = casetrail(&data, &["upgrade"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert!(
@@ -106,23 +102,13 @@ fn format_2s_first_layout_is_converted_in_place_with_everything_it_answered() {
     answers_as_before(dir.path(), &data);
     // The dense hashes are gone; a conversion stopped after setting the marker leaves some, which the next open
     // that may write removes.
-    let dense_keys = |data: &Path| {
-        let db = sled::open(data).unwrap();
-        let n = db.open_tree("log").unwrap().scan_prefix(b"h").count();
-        drop(db);
-        std::thread::sleep(std::time::Duration::from_millis(600)); // sled's flusher lets go of the lock
-        n
-    };
+    let dense_keys = |data: &Path| on_log_tree(data, |log| log.scan_prefix(b"h").count());
     assert_eq!(dense_keys(&data), 0);
-    {
-        let db = sled::open(&data).unwrap();
-        let log = db.open_tree("log").unwrap();
+    on_log_tree(&data, |log| {
         let mut key = vec![b'h'];
         key.extend_from_slice(&7u64.to_be_bytes());
         log.insert(key, vec![0u8; 64]).unwrap();
-        db.flush().unwrap();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(600));
+    });
     assert_eq!(dense_keys(&data), 1);
     assert!(casetrail(&data, &["stats"]).status.success());
     assert_eq!(dense_keys(&data), 0);
@@ -132,6 +118,16 @@ fn format_2s_first_layout_is_converted_in_place_with_everything_it_answered() {
         "{}",
         stdout(&again)
     );
+}
+
+/// Runs `f` on the `log` tree of the data directory, flushed, and waits until sled lets go of its lock.
+fn on_log_tree<T>(data: &Path, f: impl FnOnce(&sled::Tree) -> T) -> T {
+    let db = sled::open(data).unwrap();
+    let out = f(&db.open_tree("log").unwrap());
+    db.flush().unwrap();
+    drop(db);
+    std::thread::sleep(std::time::Duration::from_millis(600)); // sled's flusher lets go of the lock
+    out
 }
 
 /// Any command but `upgrade` says in one line what to run, and changes nothing.

@@ -72,57 +72,51 @@ pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
     std::thread::Builder::new()
         .name("casetrail-import-parser".into())
         .spawn(move || parse_batches(reader, tx))?;
-    let stopped = (|| -> Result<Option<ExitCode>> {
-        for parsed in rx {
-            let Parsed {
-                range,
-                numbers,
-                submitted,
-                bad,
-            } = parsed?;
-            if !bad.is_empty() {
-                progress.abandon();
-                return fail_import(&bad, &range, written, replayed).map(Some);
-            }
-            if submitted.is_empty() {
-                continue;
-            }
-            match log.append_blocking(AppendRequest {
-                events: submitted,
-                source: source.to_owned(),
-            }) {
-                Ok(outcome) => {
-                    for r in &outcome.receipts {
-                        if r.replayed {
-                            replayed += 1
-                        } else {
-                            written += 1
-                        }
+    for parsed in rx {
+        let Parsed {
+            range,
+            numbers,
+            submitted,
+            bad,
+        } = parsed?;
+        if !bad.is_empty() {
+            progress.abandon();
+            return fail_import(&bad, &range, written, replayed);
+        }
+        if submitted.is_empty() {
+            continue;
+        }
+        match log.append_blocking(AppendRequest {
+            events: submitted,
+            source: source.to_owned(),
+        }) {
+            Ok(outcome) => {
+                for r in &outcome.receipts {
+                    if r.replayed {
+                        replayed += 1
+                    } else {
+                        written += 1
                     }
                 }
-                Err(AppendError::Refused(refusals)) => {
-                    let lines: Vec<String> = refusals
-                        .iter()
-                        .map(|r| {
-                            format!(
-                                "line {} (id {}): {}: {}",
-                                numbers[r.index],
-                                r.id,
-                                r.refusal.code(),
-                                r.refusal
-                            )
-                        })
-                        .collect();
-                    progress.abandon();
-                    return fail_import(&lines, &range, written, replayed).map(Some);
-                }
-                Err(e) => return Err(e.into()),
             }
+            Err(AppendError::Refused(refusals)) => {
+                let lines: Vec<String> = refusals
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "line {} (id {}): {}: {}",
+                            numbers[r.index],
+                            r.id,
+                            r.refusal.code(),
+                            r.refusal
+                        )
+                    })
+                    .collect();
+                progress.abandon();
+                return fail_import(&lines, &range, written, replayed);
+            }
+            Err(e) => return Err(e.into()),
         }
-        Ok(None)
-    })()?;
-    if let Some(code) = stopped {
-        return Ok(code);
     }
     progress.finish_and_clear();
     let head = log.head();

@@ -1,6 +1,6 @@
 //! fsync of what sled wrote: its `db` file, and the separate files it writes under `blobs/` for any log record
-//! larger than a quarter of a segment (128 KiB: a large group's audit hashes, a leaf of large blocks, a large
-//! Bloom filter). sled's own flush ends with `sync_file_range` on `db` and never syncs a blob file, so neither
+//! larger than a quarter of a segment (128 KiB: a sled leaf of several large blocks, a large Bloom filter, the
+//! audit runs `rebuild-indexes` writes). sled's own flush ends with `sync_file_range` on `db` and never syncs a blob file, so neither
 //! survives a power cut by itself (`docs/storage.md`).
 //!
 //! sled writes a blob file while it reserves the record's place in its log, in the writing thread, and its flush

@@ -30,7 +30,7 @@ pub(crate) const LEAVES: u8 = b'l';
 /// Key prefix of the dense hash runs of format 2's first layout (`casetrail-log-v2`), read only to convert it.
 pub(crate) const DENSE: u8 = b'h';
 
-/// A key: one prefix byte, then a big-endian number.
+/// A key of the `log` tree (blocks' too): one prefix byte, then a big-endian number, so that keys sort as numbers.
 pub(crate) fn key(prefix: u8, n: u64) -> [u8; 9] {
     let mut k = [prefix; 9];
     k[1..].copy_from_slice(&n.to_be_bytes());

@@ -14,9 +14,7 @@ pub(crate) const BLOCK: u8 = b'b';
 
 /// The key of the block whose first event is at `first`.
 pub(crate) fn block_key(first: u64) -> [u8; 9] {
-    let mut k = [BLOCK; 9];
-    k[1..].copy_from_slice(&first.to_be_bytes());
-    k
+    crate::merkle::key(BLOCK, first)
 }
 
 pub(crate) fn block_first(key: &[u8]) -> Result<u64, StoreError> {
