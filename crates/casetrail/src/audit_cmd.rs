@@ -23,7 +23,7 @@ impl KeyArgs {
     pub fn path(&self, data: &Path) -> PathBuf {
         self.audit_key
             .clone()
-            .unwrap_or_else(|| data.join(server::AUDIT_KEY_FILE))
+            .unwrap_or_else(|| data.join(app::AUDIT_KEY_FILE))
     }
 
     fn load_or_create(&self, data: &Path) -> Result<audit::SigningKey> {

@@ -2,12 +2,12 @@
 
 use crate::bench::median;
 use crate::commands::Result;
+use app::indicators::{loader, Indicators, Query, Snapshots};
 use domain::calendar::Cut;
 use domain::Period;
 use projections::indicators::scorecard::Scorecard;
 use projections::indicators::{Engine, Group};
 use rand::{Rng, SeedableRng};
-use server::indicators::{loader, Indicators, Query, Snapshots};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -54,7 +54,7 @@ pub fn run(
     let (rss_before, _) = memory_mib();
     let started = Instant::now();
     let mut engine = Engine::new(Cut::Calendar);
-    server::indicators::replay(&mut engine, &log, size)?;
+    app::indicators::replay(&mut engine, &log, size)?;
     let rebuild_secs = started.elapsed().as_secs_f64();
     let (rss_after, peak) = memory_mib();
     println!(
@@ -131,7 +131,7 @@ pub fn run(
     let mut position = snapshot_every;
     while position < size {
         if !indicators.snapshots.usable(&log, Cut::Calendar, position) {
-            server::indicators::replay(&mut engine, &log, position)?;
+            app::indicators::replay(&mut engine, &log, position)?;
             indicators.snapshots.save(&log, &engine)?;
         }
         position += snapshot_every;

@@ -11,6 +11,18 @@ use store::{AppendError, AppendRequest, Config, EventLog, SledLog};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// An app refusal as one line for the terminal: validation errors say what each field lacks.
+pub fn explain(e: app::Error) -> String {
+    match e {
+        app::Error::Validation(errors) => errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
 /// `--cache-mb`, set once by `main`.
 pub static CACHE_MB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(512);
 
@@ -254,7 +266,7 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
     progress.finish_and_clear();
     if report.problems.is_empty() {
         // The signed checkpoints the log keeps: each must commit to this log's root at its size.
-        let key_file = data.join(server::AUDIT_KEY_FILE);
+        let key_file = data.join(app::AUDIT_KEY_FILE);
         let key = match audit::SigningKey::load(&key_file) {
             Ok(k) => Some(audit::VerifierKey::parse(k.verifier_key())?),
             Err(_) => None,
@@ -412,7 +424,7 @@ pub fn demo(data: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
     if !report.success() {
         return Err("the demo report failed".into());
     }
-    let mut settings = server::Settings::new(data);
+    let mut settings = app::Settings::new(data);
     settings.listen = listen;
     settings.cache_mb = CACHE_MB.load(std::sync::atomic::Ordering::Relaxed);
     crate::serve::run_until_stopped(settings, |running, _| {
@@ -458,19 +470,13 @@ fn demo_tokens(log: &SledLog, data: &Path) -> Result<Vec<(String, String)>> {
         domain::Role::Auditor,
         domain::Role::Ingest,
     ] {
-        let token = server::auth::new_token();
         let agency = (role == domain::Role::Ingest)
             .then(|| domain::AgencyCode::parse(DEMO_INGEST_AGENCY))
             .transpose()?;
-        log.add_credential(&domain::Credential {
-            name: format!("demo-{role}-{}", chrono::Utc::now().timestamp_micros()),
-            role,
-            agency,
-            token_sha256: server::auth::token_sha256(&token),
-            created_at: chrono::Utc::now(),
-            revoked_at: None,
-        })?;
-        tokens.push((role.to_string(), token));
+        let name = format!("demo-{role}-{}", chrono::Utc::now().timestamp_micros());
+        let issued = app::tokens::issue(log, name, role, agency, chrono::Utc::now())
+            .map_err(crate::commands::explain)?;
+        tokens.push((role.to_string(), issued.token));
     }
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

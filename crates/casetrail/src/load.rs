@@ -42,16 +42,10 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     // Credentials first, while no server holds the directory.
     let token = {
         let log = crate::commands::open(&data)?;
-        let token = server::auth::new_token();
-        log.add_credential(&domain::Credential {
-            name: "load".into(),
-            role: domain::Role::Admin,
-            agency: None,
-            token_sha256: server::auth::token_sha256(&token),
-            created_at: chrono::Utc::now(),
-            revoked_at: None,
-        })?;
-        token
+        let role = domain::Role::Admin;
+        app::tokens::issue(&log, "load".into(), role, None, chrono::Utc::now())
+            .map_err(crate::commands::explain)?
+            .token
     };
     let mut child = Server(
         std::process::Command::new(std::env::current_exe()?)

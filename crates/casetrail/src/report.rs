@@ -2,12 +2,11 @@
 
 use crate::commands::Result;
 use crate::serve::IndicatorArgs;
+use app::indicators::{Indicators, Query, Snapshots};
 use clap::Args;
 use domain::{AgencyCode, Period};
 use projections::indicators::render::{self, Format, Lang};
-use projections::indicators::scorecard::Scorecard;
 use projections::indicators::Group;
-use server::indicators::{Indicators, Query, Snapshots};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -134,25 +133,18 @@ fn local(data: &Path, args: &ReportArgs) -> Result<ExitCode> {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
     let log = crate::commands::open(data)?;
-    let card = match &args.indicators.scorecard {
-        None => Scorecard::default_card(),
-        Some(path) => Scorecard::parse(
-            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        )?,
-    };
+    let card = app::indicators::scorecard(args.indicators.scorecard.as_deref())?;
     let cut = args.indicators.cut;
     let snapshots = Snapshots::new(data, cut, args.indicators.snapshot_every);
     let indicators = Indicators::open(&log, cut, card, snapshots)?;
-    let mut periods = vec![args.period];
-    if let Some(to) = args.to {
-        while *periods.last().expect("not empty") < to {
-            periods.push(periods.last().expect("not empty").next());
-        }
-    }
+    let periods = match args.to {
+        None => vec![args.period],
+        Some(to) => app::indicators::series(args.period, to).map_err(|e| format!("--to {e}"))?,
+    };
     let known_at = args
         .known_at
         .as_deref()
-        .map(server::indicator_time)
+        .map(str::parse::<domain::KnownAt>)
         .transpose()?;
     let query = Query {
         periods,

@@ -2,7 +2,7 @@
 
 use crate::commands::Result;
 use clap::{Args, Subcommand};
-use domain::{AgencyCode, Credential, Role};
+use domain::{AgencyCode, Role};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
@@ -206,7 +206,7 @@ pub fn serve(
     } else {
         subscriber.init();
     }
-    let mut settings = server::Settings::new(data);
+    let mut settings = app::Settings::new(data);
     settings.listen = args.listen;
     settings.cache_mb = cache_mb;
     settings.clock_skew_secs = args.clock_skew_secs;
@@ -237,7 +237,7 @@ pub fn serve(
 /// Opens the log, starts the server, calls `announce` once it listens, and serves until SIGTERM or Ctrl-C; then
 /// stops gracefully (a snapshot of the indicator tables, a last signed checkpoint, the writer drained).
 pub fn run_until_stopped(
-    settings: server::Settings,
+    settings: app::Settings,
     announce: impl FnOnce(&server::Running, &SledLog),
 ) -> Result<ExitCode> {
     let log = Arc::new(SledLog::open(settings.store_config())?);
@@ -249,13 +249,8 @@ pub fn run_until_stopped(
         std::io::stdout().flush()?;
         let server::Running { server, state, .. } = running;
         server.await?;
-        // A snapshot of the live indicator tables, so that the next start need not replay what this one folded.
-        if let Err(why) = state.indicators.save_if_newer(&state.log) {
-            eprintln!("casetrail: could not write an indicator snapshot at stop: {why}");
-        }
-        // A last signed checkpoint, so that the head at stop is committed to.
-        if let Err(why) = state.notary.checkpoint_head(&state.log, chrono::Utc::now()) {
-            eprintln!("casetrail: could not sign a checkpoint at stop: {why}");
+        for why in state.app.at_stop() {
+            eprintln!("casetrail: {why}");
         }
         std::io::Result::Ok(())
     })?;
@@ -277,17 +272,9 @@ pub fn token(data: &Path, what: TokenCommand) -> Result<ExitCode> {
                 .map(|a| AgencyCode::parse(&a))
                 .transpose()
                 .map_err(|e| format!("--agency {e}"))?;
-            let token = server::auth::new_token();
-            let credential = Credential {
-                name,
-                role,
-                agency,
-                token_sha256: server::auth::token_sha256(&token),
-                created_at: chrono::Utc::now(),
-                revoked_at: None,
-            };
-            credential.check()?;
-            log.add_credential(&credential)?;
+            let issued = app::tokens::issue(&log, name, role, agency, chrono::Utc::now())
+                .map_err(crate::commands::explain)?;
+            let (credential, token) = (issued.credential, issued.token);
             let scope = credential
                 .agency
                 .as_ref()

@@ -5,14 +5,12 @@
 //! covers what was asked) signs and stores it on a blocking thread, never in the writer.
 
 use crate::auth::Caller;
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Error};
 use crate::openapi::*;
 use crate::State;
 use actix_web::{web, HttpResponse};
-use chrono::Utc;
 use domain::{DossierCode, Role};
 use serde::Deserialize;
-use store::{EventLog, StoredCheckpoint};
 
 pub const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
 
@@ -30,18 +28,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/dossiers/{dossier}/bundle", "GET").route(web::get().to(bundle)));
 }
 
-fn view(c: StoredCheckpoint) -> CheckpointView {
-    CheckpointView {
-        size: c.size,
-        issued_at: c.issued_at,
-        note: c.note,
-    }
-}
-
 /// Store work (which may sign and store a checkpoint: a flush and an fsync) off the async workers.
 async fn blocking<T: Send + 'static>(
     state: &web::Data<State>,
-    work: impl FnOnce(&State) -> Result<T, store::StoreError> + Send + 'static,
+    work: impl FnOnce(&State) -> Result<T, Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     crate::off_workers(state, work).await
 }
@@ -55,13 +45,7 @@ async fn blocking<T: Send + 'static>(
     security(("bearer" = [])))]
 pub(crate) async fn key(caller: Caller, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let key = state.notary.key();
-    Ok(HttpResponse::Ok().json(AuditKey {
-        origin: key.origin().to_owned(),
-        verifier_key: key.verifier_key().to_owned(),
-        key_id: format!("{:08x}", key.key_id()),
-        algorithm: "Ed25519".into(),
-    }))
+    Ok(HttpResponse::Ok().json(state.audit_key()))
 }
 
 #[utoipa::path(get, path = "/v1/audit/head", tag = "audit",
@@ -76,15 +60,7 @@ pub(crate) async fn head(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let head = state.log.head();
-    let checkpoint = blocking(&state, |s| s.log.latest_checkpoint())
-        .await?
-        .map(view);
-    Ok(HttpResponse::Ok().json(AuditHead {
-        size: head.size,
-        root: head.root.to_string(),
-        checkpoint,
-    }))
+    Ok(HttpResponse::Ok().json(blocking(&state, |s| s.audit_head()).await?))
 }
 
 #[derive(Deserialize)]
@@ -93,8 +69,6 @@ pub(crate) struct CheckpointsQuery {
     after: Option<u64>,
     limit: Option<usize>,
 }
-
-const CHECKPOINTS_PAGE_MAX: usize = 1_000;
 
 #[utoipa::path(get, path = "/v1/audit/checkpoints", tag = "audit",
     params(
@@ -114,26 +88,8 @@ pub(crate) async fn checkpoints(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > CHECKPOINTS_PAGE_MAX {
-        return Err(ApiError::BadParameter {
-            name: "limit".into(),
-            detail: format!("limit must be 1 to {CHECKPOINTS_PAGE_MAX}"),
-        });
-    }
-    let after = query.after;
-    let page = blocking(&state, move |s| s.log.checkpoints(after, limit + 1)).await?;
-    let more = page.len() > limit;
-    let page: Vec<CheckpointView> = page.into_iter().take(limit).map(view).collect();
-    let next_after = if more {
-        page.last().map(|c| c.size)
-    } else {
-        None
-    };
-    Ok(HttpResponse::Ok().json(CheckpointList {
-        checkpoints: page,
-        next_after,
-    }))
+    let (after, limit) = (query.after, query.limit);
+    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.checkpoints(after, limit)).await?))
 }
 
 #[utoipa::path(post, path = "/v1/audit/checkpoints", tag = "audit",
@@ -150,53 +106,12 @@ pub(crate) async fn issue(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let (before, c) = blocking(&state, |s| {
-        let before = s.log.latest_checkpoint()?.map(|c| c.size);
-        Ok((before, s.notary.checkpoint_head(&s.log, Utc::now())?))
-    })
-    .await?;
-    if before == Some(c.size) {
-        Ok(HttpResponse::Ok().json(view(c)))
+    let (new, c) = blocking(&state, |s| s.issue_checkpoint()).await?;
+    if new {
+        Ok(HttpResponse::Created().json(c))
     } else {
-        Ok(HttpResponse::Created().json(view(c)))
+        Ok(HttpResponse::Ok().json(c))
     }
-}
-
-fn bad(name: &'static str, detail: String) -> ApiError {
-    ApiError::bad_parameter(name, detail)
-}
-
-/// A size or position parameter, if given, within `lo..=hi` (`bounds` says what those are, for the message).
-fn tree_param(
-    name: &'static str,
-    value: Option<u64>,
-    (lo, hi): (u64, u64),
-    bounds: &str,
-) -> Result<Option<u64>, ApiError> {
-    match value {
-        Some(v) if v < lo || v > hi => Err(bad(name, format!("{name} must be {bounds}"))),
-        other => Ok(other),
-    }
-}
-
-fn hashes(proof: Vec<store::Hash>) -> Vec<String> {
-    proof.iter().map(ToString::to_string).collect()
-}
-
-/// The tree size a proof is against: the one asked for with its checkpoint if one was signed there, or else the
-/// size of `default`'s checkpoint.
-fn tree_size(
-    s: &State,
-    asked: Option<u64>,
-    default: impl FnOnce(&State) -> Result<StoredCheckpoint, store::StoreError>,
-) -> Result<(u64, Option<CheckpointView>), store::StoreError> {
-    Ok(match asked {
-        Some(size) => (size, s.log.checkpoint(size)?.map(view)),
-        None => {
-            let c = default(s)?;
-            (c.size, Some(view(c)))
-        }
-    })
 }
 
 #[derive(Deserialize)]
@@ -225,31 +140,8 @@ pub(crate) async fn proof(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let head = state.log.head().size;
-    let bounds = format!("1 to the log's size, {head}");
-    let position =
-        tree_param("position", query.position.or(Some(0)), (1, head), &bounds)?.expect("required");
-    let bounds = format!("{position} (the position) to {head} (the log's size)");
-    let asked = tree_param("size", query.size, (position, head), &bounds)?;
-    let answer = blocking(&state, move |s| {
-        let (size, checkpoint) = tree_size(s, asked, |s| {
-            s.notary.covering(&s.log, position, Utc::now())
-        })?;
-        let event = s.log.event(position)?.ok_or_else(|| {
-            store::StoreError::IndexMismatch(format!("position {position} vanished"))
-        })?;
-        Ok(InclusionAnswer {
-            position,
-            size,
-            leaf_index: position - 1,
-            leaf_hash: store::record_hash(&event.canonical_bytes()).to_string(),
-            root: s.log.root_at(size)?.to_string(),
-            proof: hashes(s.log.prove_inclusion(position, size)?),
-            checkpoint,
-        })
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(answer))
+    let (position, size) = (query.position, query.size);
+    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.inclusion(position, size)).await?))
 }
 
 #[derive(Deserialize)]
@@ -278,32 +170,8 @@ pub(crate) async fn consistency(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let head = state.log.head().size;
-    let from = query
-        .from
-        .ok_or_else(|| bad("from", "from is required".into()))?;
-    tree_param(
-        "from",
-        Some(from),
-        (0, head),
-        &format!("0 to the log's size, {head}"),
-    )?;
-    let bounds = format!("{from} (from) to {head} (the log's size)");
-    let asked = tree_param("to", query.to, (from, head), &bounds)?;
-    let answer = blocking(&state, move |s| {
-        let (to, checkpoint) =
-            tree_size(s, asked, |s| s.notary.checkpoint_head(&s.log, Utc::now()))?;
-        Ok(ConsistencyAnswer {
-            from,
-            to,
-            from_root: s.log.root_at(from)?.to_string(),
-            to_root: s.log.root_at(to)?.to_string(),
-            proof: hashes(s.log.prove_consistency(from, to)?),
-            checkpoint,
-        })
-    })
-    .await?;
-    Ok(HttpResponse::Ok().json(answer))
+    let (from, to) = (query.from, query.to);
+    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.consistency(from, to)).await?))
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}/bundle", tag = "audit",
@@ -322,13 +190,12 @@ pub(crate) async fn bundle(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let code = DossierCode::parse(&path).map_err(|detail| bad("dossier", detail))?;
-    let dossier = code.to_string();
-    let bundle = blocking(&state, move |s| {
-        s.notary.bundle(&s.log, &dossier, Utc::now())
+    let code = DossierCode::parse(&path).map_err(|e| Error::bad_parameter("dossier", e))?;
+    let bundle = blocking(&state, {
+        let code = code.clone();
+        move |s| s.bundle(&code)
     })
-    .await?
-    .ok_or_else(|| ApiError::NotFound("dossier_not_found", format!("no dossier {code}")))?;
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((
             actix_web::http::header::CONTENT_DISPOSITION,

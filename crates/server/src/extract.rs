@@ -2,7 +2,7 @@
 //! code, naming what was wrong. actix's own extractors answer `text/plain` ("Query deserialize error: invalid digit
 //! found in string"), and its router answers an empty 404 or 405; these take their place.
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Error};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::header;
@@ -46,16 +46,17 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.into_owned());
         match value {
-            Some(v) => ApiError::bad_parameter(
+            Some(v) => Error::bad_parameter(
                 name.clone(),
                 format!("{v:?} is not a valid {name}: {}", e.inner()),
             ),
             // No single parameter to blame (a repeated one, say): the query as a whole.
-            None => ApiError::bad_parameter(
+            None => Error::bad_parameter(
                 "query",
                 format!("the query string could not be read: {}", e.inner()),
             ),
         }
+        .into()
     })
 }
 
@@ -85,7 +86,11 @@ pub fn path_error(e: actix_web::error::PathError, req: &HttpRequest) -> actix_we
         [one] => one.clone(),
         _ => "path".to_owned(),
     };
-    ApiError::bad_parameter(name, format!("the path could not be read: {e}")).into()
+    ApiError(Error::bad_parameter(
+        name,
+        format!("the path could not be read: {e}"),
+    ))
+    .into()
 }
 
 /// An unsigned integer header (`Last-Event-ID`): absent is `None`; present but not a number in `0..=max` is a 400.
@@ -100,10 +105,11 @@ pub fn integer_header(
     let text = value.to_str().unwrap_or("");
     match text.trim().parse::<u64>() {
         Ok(n) if n <= max => Ok(Some(n)),
-        _ => Err(ApiError::bad_parameter(
+        _ => Err(Error::bad_parameter(
             name,
             format!("{text:?} is not a valid {name}: expected a whole number from 0 to {max}"),
-        )),
+        )
+        .into()),
     }
 }
 
@@ -111,11 +117,11 @@ pub fn integer_header(
 pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource {
     actix_web::web::resource(path).default_service(actix_web::web::to(
         move |req: HttpRequest| async move {
-            ApiError::MethodNotAllowed {
+            ApiError(Error::MethodNotAllowed {
                 method: req.method().to_string(),
                 path: path.to_owned(),
                 allow,
-            }
+            })
             .error_response()
         },
     ))
@@ -123,7 +129,12 @@ pub fn resource(path: &'static str, allow: &'static str) -> actix_web::Resource 
 
 /// For a path no route has.
 pub async fn route_not_found(req: HttpRequest) -> actix_web::HttpResponse {
-    ApiError::RouteNotFound(format!("{} {}", req.method(), req.path())).error_response()
+    ApiError(Error::RouteNotFound(format!(
+        "{} {}",
+        req.method(),
+        req.path()
+    )))
+    .error_response()
 }
 
 /// The net under every error: an error answer that is not JSON (one the HTTP layer made by itself, before or
@@ -157,7 +168,11 @@ pub async fn problems(
     } else {
         text
     };
-    let mut problem = ApiError::Http { status, detail }.error_response();
+    let mut problem = ApiError(Error::Http {
+        status: status.as_u16(),
+        detail,
+    })
+    .error_response();
     if let Some(allow) = allow {
         problem.headers_mut().insert(header::ALLOW, allow);
     }
@@ -184,7 +199,7 @@ pub async fn contain_panics(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Err(ApiError::Internal(format!("{what} panicked: {why}")).into())
+            Err(ApiError(Error::Internal(format!("{what} panicked: {why}"))).into())
         }
     }
 }

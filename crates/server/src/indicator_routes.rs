@@ -1,19 +1,16 @@
 //! `GET /v1/indicators` and `GET /v1/indicators/series`: tables as JSON, CSV or XLSX.
 
 use crate::auth::Caller;
-use crate::errors::ApiError;
-use crate::indicators::{IndicatorError, Query};
+use crate::errors::{ApiError, Error};
 use crate::openapi::Problem;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
+use app::indicators::Query;
 use domain::{AgencyCode, KnownAt, Period, Role};
 use projections::indicators::render::{self, Format, Lang};
 use projections::indicators::Group;
 use serde::Deserialize;
-
-/// The most periods one series may hold (twenty years of months).
-const SERIES_PERIODS_MAX: usize = 240;
 
 /// The parameters of a table and of a series: each its own (so that `/openapi.json` documents exactly what each
 /// operation reads, and marks what it requires), with the same shared ones.
@@ -84,7 +81,7 @@ struct IndicatorParams {
 }
 
 fn bad(name: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::bad_parameter(name, detail)
+    Error::bad_parameter(name, detail).into()
 }
 
 fn period(name: &'static str, value: Option<&str>) -> Result<Period, ApiError> {
@@ -99,11 +96,6 @@ fn period(name: &'static str, value: Option<&str>) -> Result<Period, ApiError> {
         .map_err(|e: String| bad(name, e))
 }
 
-/// `known_at`: an instant with its offset, or a date meaning the whole of that day in Vietnam time.
-pub fn parse_known_at(s: &str) -> Result<KnownAt, String> {
-    s.parse()
-}
-
 async fn answer(
     caller: Caller,
     state: web::Data<State>,
@@ -114,27 +106,9 @@ async fn answer(
         caller.require(&[Role::Analyst, Role::Auditor, Role::Admin])?;
     }
     let periods = if series {
-        let (from, to) = (
-            period("from", p.first.as_deref())?,
-            period("to", p.last.as_deref())?,
-        );
-        if from.kind() != to.kind() || from > to {
-            return Err(bad(
-                "to",
-                format!("{to} must be a period of the same kind as {from}, not before it"),
-            ));
-        }
-        let mut all = vec![from];
-        while *all.last().expect("not empty") < to {
-            if all.len() >= SERIES_PERIODS_MAX {
-                return Err(bad(
-                    "to",
-                    format!("a series holds at most {SERIES_PERIODS_MAX} periods"),
-                ));
-            }
-            all.push(all.last().expect("not empty").next());
-        }
-        all
+        let from = period("from", p.first.as_deref())?;
+        let to = period("to", p.last.as_deref())?;
+        app::indicators::series(from, to).map_err(|e| bad("to", e))?
     } else {
         vec![period("period", p.first.as_deref())?]
     };
@@ -153,7 +127,7 @@ async fn answer(
     let known_at = p
         .known_at
         .as_deref()
-        .map(parse_known_at)
+        .map(str::parse::<KnownAt>)
         .transpose()
         .map_err(|e| bad("known_at", e))?;
     let format: Format = p
@@ -177,13 +151,9 @@ async fn answer(
     };
     // A table from the live engine takes milliseconds; one from history replays events: off the async threads.
     let worker = state.clone();
-    let answer = web::block(move || worker.indicators.answer(&worker.log, &query))
+    let answer = web::block(move || worker.answer_indicators(&query))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| match e {
-            IndicatorError::Invalid(detail) => bad("as_of", detail),
-            IndicatorError::Storage(detail) => ApiError::Unavailable(detail),
-        })?;
+        .map_err(|e| Error::Internal(e.to_string()))??;
     let card = &state.indicators.card;
     let name = format!(
         "casetrail-{}-{}-{}",
@@ -203,7 +173,7 @@ async fn answer(
         card,
         lang,
     )
-    .map_err(ApiError::Internal)?;
+    .map_err(Error::Internal)?;
     let mut response = HttpResponse::Ok();
     response.content_type(content_type(format));
     if matches!(format, Format::Csv | Format::Xlsx) {

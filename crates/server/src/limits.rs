@@ -2,7 +2,7 @@
 //! whose request body was left unread is closed after the answer, and connections beyond a bound are answered
 //! 503 and closed, below the process's file-descriptor limit.
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Error};
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::{header, ConnectionType};
@@ -140,13 +140,13 @@ pub async fn bounded(
         .expect("the state is registered");
     if state.connections.count() > state.max_connections {
         let (request, _) = req.into_parts();
-        let mut response = ApiError::Http {
-            status: actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        let mut response = ApiError(Error::Http {
+            status: 503,
             detail: format!(
                 "more than {} connections are open; try again shortly",
                 state.max_connections
             ),
-        }
+        })
         .error_response();
         response
             .headers_mut()

@@ -2,6 +2,10 @@
 //! from the event types themselves (`domain`'s `openapi` feature), so vendors generate clients from what the code
 //! does.
 
+pub use app::catalogue::{CatalogueAgency, CatalogueProcedure, CatalogueView};
+pub use app::proofs::{
+    AuditHead, AuditKey, CheckpointList, CheckpointView, ConsistencyAnswer, InclusionAnswer,
+};
 use domain::event::*;
 use domain::{AgencyCode, DossierCode, DossierState, Role, Status};
 use serde::Serialize;
@@ -251,35 +255,6 @@ pub struct Unchanged {
 }
 
 #[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct CatalogueProcedure {
-    pub procedure: String,
-    pub name: String,
-    pub online_level: OfferLevel,
-    pub postal_receive: bool,
-    pub postal_return: bool,
-    pub effective_from: chrono::NaiveDate,
-}
-
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct CatalogueAgency {
-    pub agency: AgencyCode,
-    pub name: String,
-    pub level: AgencyLevel,
-    pub parent: Option<AgencyCode>,
-    pub procedures: Vec<CatalogueProcedure>,
-}
-
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct CatalogueView {
-    /// The date (Vietnam time) whose offers are shown.
-    pub as_of: chrono::NaiveDate,
-    pub agencies: Vec<CatalogueAgency>,
-}
-
-#[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TokenRequest {
@@ -313,76 +288,6 @@ pub struct TokenInfo {
 #[allow(dead_code)]
 pub struct TokenList {
     pub tokens: Vec<TokenInfo>,
-}
-
-/// The key checkpoints are signed with.
-#[derive(ToSchema, Serialize)]
-pub struct AuditKey {
-    /// The log's name: the first line of every checkpoint, and the key's name.
-    pub origin: String,
-    /// `<origin>+<key id>+<public key>` (C2SP signed-note verifier key): give it to `--key`.
-    pub verifier_key: String,
-    /// The key id, 8 hex digits, as it appears in each signature.
-    pub key_id: String,
-    pub algorithm: String,
-}
-
-/// A signed checkpoint as stored.
-#[derive(ToSchema, Serialize)]
-pub struct CheckpointView {
-    /// The number of events the checkpoint commits to.
-    pub size: u64,
-    /// When the server signed it (not itself signed).
-    pub issued_at: chrono::DateTime<chrono::Utc>,
-    /// The C2SP signed note: `<origin>\n<size>\n<root, base64>\n\n— <origin> <signature>\n`.
-    pub note: String,
-}
-
-/// The audit tree's head.
-#[derive(ToSchema, Serialize)]
-pub struct AuditHead {
-    /// Events committed now.
-    pub size: u64,
-    /// The RFC 6962 root of those events, base64.
-    pub root: String,
-    /// The latest signed checkpoint (its size may trail `size`), or null before the first.
-    pub checkpoint: Option<CheckpointView>,
-}
-
-#[derive(ToSchema, Serialize)]
-pub struct CheckpointList {
-    pub checkpoints: Vec<CheckpointView>,
-    /// The cursor for the next page (`after=`), or null.
-    pub next_after: Option<u64>,
-}
-
-/// An inclusion proof: the event at `position` is leaf `leaf_index` of the tree of `size` events.
-#[derive(ToSchema, Serialize)]
-pub struct InclusionAnswer {
-    pub position: u64,
-    pub size: u64,
-    pub leaf_index: u64,
-    /// SHA-256(0x00 ‖ the stored canonical bytes), base64.
-    pub leaf_hash: String,
-    /// The root of the tree of `size` events, base64.
-    pub root: String,
-    /// The audit path, leaf to root, base64 hashes.
-    pub proof: Vec<String>,
-    /// The signed checkpoint of `size` events, if one was issued (always, when `size` was not given).
-    pub checkpoint: Option<CheckpointView>,
-}
-
-/// A consistency proof: the tree of `to` events extends the tree of `from` events.
-#[derive(ToSchema, Serialize)]
-pub struct ConsistencyAnswer {
-    pub from: u64,
-    pub to: u64,
-    pub from_root: String,
-    pub to_root: String,
-    /// RFC 6962 consistency proof, base64 hashes (empty when `from` is 0 or equals `to`).
-    pub proof: Vec<String>,
-    /// The signed checkpoint of `to` events, if one was issued (always, when `to` was not given).
-    pub checkpoint: Option<CheckpointView>,
 }
 
 /// One event of a bundle.

@@ -1,21 +1,21 @@
 //! The v1 routes. Each handler: read the request, check the caller, call the log, map the answer.
 
-use crate::auth::{covers, new_token, token_sha256, Caller};
-use crate::errors::ApiError;
+use crate::auth::Caller;
+use crate::errors::{ApiError, Error};
 use crate::extract::Query;
 use crate::openapi::*;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use app::reading::{Filter, PAGE_EVENTS_MAX};
 use chrono::Utc;
 use domain::event::*;
 use domain::parse::{parse_submission, SubmissionError};
-use domain::{AgencyCode, Credential, DossierCode, ProcedureCode, Role, StoredEvent, Submitted};
+use domain::{AgencyCode, DossierCode, ProcedureCode, Role};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use store::{AppendOutcome, AppendRequest, EventLog};
-use uuid::Uuid;
+use store::{AppendOutcome, EventLog};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     use crate::extract::resource;
@@ -99,7 +99,7 @@ async fn read_body(
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
     let too_large = || {
-        ApiError::PayloadTooLarge(format!(
+        Error::PayloadTooLarge(format!(
             "the body is larger than the limit of {limit} bytes"
         ))
     };
@@ -110,22 +110,22 @@ async fn read_body(
         .and_then(|v| v.parse::<usize>().ok())
     {
         if length > limit {
-            return Err(too_large());
+            return Err(too_large().into());
         }
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| match e {
             actix_web::error::PayloadError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                ApiError::Http {
-                    status: actix_web::http::StatusCode::REQUEST_TIMEOUT,
+                Error::Http {
+                    status: 408,
                     detail: io.to_string(),
                 }
             }
-            e => ApiError::MalformedJson(format!("the body could not be read: {e}")),
+            e => Error::MalformedJson(format!("the body could not be read: {e}")),
         })?;
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(too_large().into());
         }
         body.extend_from_slice(&chunk);
     }
@@ -139,7 +139,7 @@ async fn read_json(
 ) -> Result<Value, ApiError> {
     let body = read_body(req, payload, state.settings.body_limit_bytes).await?;
     serde_json::from_slice(&body)
-        .map_err(|e| ApiError::MalformedJson(format!("the body is not JSON: {e}")))
+        .map_err(|e| Error::MalformedJson(format!("the body is not JSON: {e}")).into())
 }
 
 fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
@@ -160,44 +160,6 @@ fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
     } else {
         HttpResponse::Created().json(receipts)
     }
-}
-
-/// Appends events through the single writer and folds what it stored into the catalogue before answering.
-async fn write(
-    state: &web::Data<State>,
-    events: Vec<Submitted>,
-    source: &str,
-) -> Result<AppendOutcome, ApiError> {
-    // Only reference events change the catalogue; a batch of dossier events (the hot path) needs no read-back.
-    let references = events
-        .iter()
-        .any(|s| !s.event.event_type().is_dossier_event());
-    let outcome = state
-        .log
-        .append(AppendRequest {
-            events,
-            source: source.to_owned(),
-        })
-        .await?;
-    if !references {
-        return Ok(outcome);
-    }
-    let positions: Vec<u64> = outcome
-        .receipts
-        .iter()
-        .filter(|r| !r.replayed)
-        .map(|r| r.position)
-        .collect();
-    if let (Some(&first), Some(&last)) = (positions.first(), positions.last()) {
-        let stored = crate::off_workers(state, move |s| {
-            s.log.read_after(first - 1, (last - first + 1) as usize)
-        })
-        .await;
-        if let Ok(stored) = stored {
-            state.catch_up(&stored);
-        }
-    }
-    Ok(outcome)
 }
 
 #[utoipa::path(post, path = "/v1/events", tag = "events",
@@ -223,35 +185,22 @@ pub(crate) async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Ingest, Role::Admin])?.clone();
     let body = read_json(&req, payload, &state).await?;
-    let events = parse_submission(&body).map_err(|e| match e {
-        SubmissionError::NotAnEvent(why) => ApiError::MalformedJson(why),
+    let events = parse_submission(&body).map_err(submission_error)?;
+    Ok(receipts_response(state.submit(&credential, events).await?))
+}
+
+/// Why a body is not a submission, as the API says it.
+fn submission_error(e: SubmissionError) -> Error {
+    match e {
+        SubmissionError::NotAnEvent(why) => Error::MalformedJson(why),
         SubmissionError::Empty => {
-            ApiError::MalformedJson("an empty batch; send 1 to 1,000 events".into())
+            Error::MalformedJson("an empty batch; send 1 to 1,000 events".into())
         }
         SubmissionError::TooMany(n) => {
-            ApiError::PayloadTooLarge(format!("a batch carries at most 1,000 events, not {n}"))
+            Error::PayloadTooLarge(format!("a batch carries at most 1,000 events, not {n}"))
         }
-        SubmissionError::Invalid(errors) => ApiError::Validation(errors),
-    })?;
-    if credential.role == Role::Ingest {
-        for (index, s) in events.iter().enumerate() {
-            // The type first: a reference event (a `target.set` for every agency) may carry no agency at all.
-            let (true, Some(agency)) = (
-                s.event.event_type().is_dossier_event(),
-                s.event.agency.as_ref(),
-            ) else {
-                return Err(ApiError::Forbidden(format!("event {index}: ingest credentials write dossier events; reference data has its own endpoints")));
-            };
-            if !covers(&state, &credential, agency) {
-                return Err(ApiError::Forbidden(format!(
-                    "event {index}: agency {agency} is outside this credential's scope"
-                )));
-            }
-        }
+        SubmissionError::Invalid(errors) => Error::Validation(errors),
     }
-    Ok(receipts_response(
-        write(&state, events, &credential.name).await?,
-    ))
 }
 
 #[derive(Deserialize)]
@@ -263,42 +212,6 @@ pub(crate) struct EventsQuery {
     ty: Option<String>,
     agency: Option<String>,
 }
-
-/// A filter on the global log.
-struct Filter {
-    ty: Option<EventType>,
-    agency: Option<AgencyCode>,
-}
-
-impl Filter {
-    fn parse(ty: Option<&str>, agency: Option<&str>) -> Result<Filter, ApiError> {
-        Ok(Filter {
-            ty: ty.map(EventType::from_name).transpose().map_err(|detail| {
-                ApiError::BadParameter {
-                    name: "type".into(),
-                    detail,
-                }
-            })?,
-            agency: agency
-                .map(AgencyCode::parse)
-                .transpose()
-                .map_err(|detail| ApiError::BadParameter {
-                    name: "agency".into(),
-                    detail,
-                })?,
-        })
-    }
-
-    fn keeps(&self, e: &StoredEvent) -> bool {
-        self.ty.is_none_or(|t| e.event.event_type() == t)
-            && self
-                .agency
-                .as_ref()
-                .is_none_or(|a| e.event.agency.as_ref() == Some(a))
-    }
-}
-
-const PAGE_EVENTS_MAX: usize = 1_000;
 
 #[utoipa::path(get, path = "/v1/events", tag = "events",
     params(
@@ -330,86 +243,64 @@ pub(crate) async fn events(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-ndjson"));
     if ndjson {
-        // Stream the log from `after` to the head as of now, a page at a time, without holding it in memory.
-        let head = state.log.head().size;
         let limit = query.limit.unwrap_or(usize::MAX);
-        let stream = futures_util::stream::unfold(
-            (state.clone(), after, 0usize, filter),
-            move |(state, after, sent, filter)| async move {
-                if after >= head || sent >= limit {
-                    return None;
-                }
-                let reading = state.clone();
-                let page = match crate::off_workers(&reading, move |s| {
-                    s.log
-                        .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
-                })
-                .await
-                {
-                    Ok(page) if !page.is_empty() => page,
-                    Ok(_) => return None,
-                    Err(e) => {
-                        return Some((
-                            Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-                            (state, head, sent, filter),
-                        ))
-                    }
-                };
-                let next = page.last().expect("not empty").position;
-                let mut out = Vec::with_capacity(page.len() * 320);
-                let mut n = sent;
-                for e in page.iter().filter(|e| filter.keeps(e)) {
-                    if n >= limit {
-                        break;
-                    }
-                    out.extend_from_slice(&e.canonical_bytes());
-                    out.push(b'\n');
-                    n += 1;
-                }
-                Some((
-                    Ok::<_, actix_web::Error>(web::Bytes::from(out)),
-                    (state, next, n, filter),
-                ))
-            },
-        );
-        return Ok(HttpResponse::Ok()
-            .content_type("application/x-ndjson")
-            .streaming(stream));
+        return Ok(ndjson_to_head(state, after, limit, filter));
     }
-    let limit = query.limit.unwrap_or(100);
-    if limit == 0 || limit > PAGE_EVENTS_MAX {
-        return Err(ApiError::BadParameter {
-            name: "limit".into(),
-            detail: format!("limit must be 1 to {PAGE_EVENTS_MAX}"),
-        });
-    }
-    // Scan forward until the page is full or the log ends; filtered-out events still advance the cursor.
+    let limit = query.limit;
+    let page = crate::off_workers(&state, move |s| s.events_page(after, limit, &filter)).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
+/// The log from `after` to the head as of now, as NDJSON, read a page at a time without holding it in memory.
+fn ndjson_to_head(
+    state: web::Data<State>,
+    after: u64,
+    limit: usize,
+    filter: Filter,
+) -> HttpResponse {
     let head = state.log.head().size;
-    let (out, cursor) = crate::off_workers(&state, move |s| {
-        let mut out: Vec<StoredEvent> = Vec::new();
-        let mut cursor = after;
-        while out.len() < limit && cursor < head {
-            let page = s.log.read_after(cursor, PAGE_EVENTS_MAX)?;
-            let Some(last) = page.last() else { break };
-            let last = last.position;
-            for e in page {
-                if out.len() == limit {
+    let stream = futures_util::stream::unfold(
+        (state.clone(), after, 0usize, filter),
+        move |(state, after, sent, filter)| async move {
+            if after >= head || sent >= limit {
+                return None;
+            }
+            let reading = state.clone();
+            let page = match crate::off_workers(&reading, move |s| {
+                s.log
+                    .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
+            })
+            .await
+            {
+                Ok(page) if !page.is_empty() => page,
+                Ok(_) => return None,
+                Err(e) => {
+                    return Some((
+                        Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                        (state, head, sent, filter),
+                    ))
+                }
+            };
+            let next = page.last().expect("not empty").position;
+            let mut out = Vec::with_capacity(page.len() * 320);
+            let mut n = sent;
+            for e in page.iter().filter(|e| filter.keeps(e)) {
+                if n >= limit {
                     break;
                 }
-                cursor = e.position;
-                if filter.keeps(&e) {
-                    out.push(e);
-                }
+                out.extend_from_slice(&e.canonical_bytes());
+                out.push(b'\n');
+                n += 1;
             }
-            if out.len() < limit {
-                cursor = last;
-            }
-        }
-        Ok::<_, ApiError>((out, cursor))
-    })
-    .await?;
-    let next = (cursor < head).then_some(cursor);
-    Ok(HttpResponse::Ok().json(json!({ "events": out, "next_after": next, "log_size": head })))
+            Some((
+                Ok::<_, actix_web::Error>(web::Bytes::from(out)),
+                (state, next, n, filter),
+            ))
+        },
+    );
+    HttpResponse::Ok()
+        .content_type("application/x-ndjson")
+        .streaming(stream)
 }
 
 #[derive(Deserialize)]
@@ -444,7 +335,7 @@ pub(crate) async fn live(
     let last_id = crate::extract::integer_header(&req, "Last-Event-ID", i64::MAX as u64)?;
     let after = last_id.or(query.after).unwrap_or(0);
     let Some(subscriber) = state.subscribe() else {
-        return Err(ApiError::TooManySubscribers(state.settings.max_subscribers));
+        return Err(Error::TooManySubscribers(state.settings.max_subscribers).into());
     };
     let follow = Follow {
         state: state.clone(),
@@ -453,75 +344,10 @@ pub(crate) async fn live(
         stopping: state.stopping.subscribe(),
         _subscriber: subscriber,
     };
-    let stream = futures_util::stream::unfold(follow, |mut f| async move {
-        loop {
-            if *f.stopping.borrow() {
-                return None; // the server is stopping: end the stream so that the stop need not wait for it
-            }
-            let head = f.state.log.head().size;
-            if f.after < head {
-                // Catching up is paced: a page is read and encoded on the blocking pool, a few subscribers at a
-                // time (the others queue, in order), so that a thousand subscribers catching up at once leave
-                // the async workers free for everyone else.
-                let page = {
-                    let _turn = f
-                        .state
-                        .catch_up_turns
-                        .acquire()
-                        .await
-                        .expect("never closed");
-                    let after = f.after;
-                    crate::off_workers(&f.state, move |s| {
-                        let page = s.log.read_after(after, 500)?;
-                        let mut out = String::with_capacity(page.len() * 400);
-                        for e in &page {
-                            out.push_str(&format!(
-                                "id: {}\nevent: {}\ndata: {}\n\n",
-                                e.position,
-                                e.event.event_type(),
-                                String::from_utf8_lossy(&e.canonical_bytes())
-                            ));
-                        }
-                        Ok::<_, ApiError>((page.last().map(|e| e.position), out))
-                    })
-                    .await
-                };
-                let (last, out) = match page {
-                    Ok(page) => page,
-                    Err(e) => {
-                        return Some((
-                            Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-                            f,
-                        ))
-                    }
-                };
-                let Some(last) = last else {
-                    // The head moved but nothing is readable past `after` yet: wait below, never spin.
-                    tokio::select! {
-                        changed = f.commits.changed() => if changed.is_err() { return None },
-                        _ = f.stopping.changed() => {}
-                        _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                    }
-                    continue;
-                };
-                f.after = last;
-                return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), f));
-            }
-            // Nothing new: wait for a commit or a stop, with a comment line now and then to keep proxies from
-            // timing out.
-            tokio::select! {
-                changed = f.commits.changed() => if changed.is_err() { return None },
-                _ = f.stopping.changed() => {}
-                _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
-                    return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), f));
-                }
-            }
-        }
-    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .streaming(stream))
+        .streaming(follow.into_stream()))
 }
 
 /// What a live stream carries from one chunk to the next.
@@ -534,33 +360,80 @@ struct Follow {
     _subscriber: crate::Subscriber,
 }
 
-/// The dossier if this caller may see it. For `ingest` credentials a dossier that does not exist and one outside
-/// the scope answer alike (403), so that the answer does not tell which.
-fn visible_dossier(
-    state: &State,
-    caller: &Caller,
-    code: &str,
-) -> Result<domain::DossierState, ApiError> {
-    let credential = caller.require(DOSSIER_READERS)?;
-    let code = DossierCode::parse(code).map_err(|detail| ApiError::BadParameter {
-        name: "dossier".into(),
-        detail,
-    })?;
-    let found = state
-        .log
-        .stream_head(code.as_str())?
-        .and_then(|h| h.dossier);
-    match (credential.role, found) {
-        (Role::Ingest, Some(d)) if d.agencies.iter().any(|a| covers(state, credential, a)) => Ok(d),
-        (Role::Ingest, _) => Err(ApiError::Forbidden(
-            "this dossier is not visible to this credential".into(),
-        )),
-        (_, Some(d)) => Ok(d),
-        (_, None) => Err(ApiError::NotFound(
-            "dossier_not_found",
-            format!("no dossier {code}"),
-        )),
+impl Follow {
+    /// Everything after `after`, then each commit as it happens, until the server stops.
+    fn into_stream(self) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+        futures_util::stream::unfold(self, |mut f| async move {
+            loop {
+                if *f.stopping.borrow() {
+                    return None; // the server is stopping: end the stream so that the stop need not wait for it
+                }
+                let head = f.state.log.head().size;
+                if f.after < head {
+                    // Catching up is paced: a page is read and encoded on the blocking pool, a few subscribers at a
+                    // time (the others queue, in order), so that a thousand subscribers catching up at once leave
+                    // the async workers free for everyone else.
+                    let page = {
+                        let _turn = f
+                            .state
+                            .catch_up_turns
+                            .acquire()
+                            .await
+                            .expect("never closed");
+                        let after = f.after;
+                        crate::off_workers(&f.state, move |s| {
+                            let page = s.log.read_after(after, 500)?;
+                            let mut out = String::with_capacity(page.len() * 400);
+                            for e in &page {
+                                out.push_str(&format!(
+                                    "id: {}\nevent: {}\ndata: {}\n\n",
+                                    e.position,
+                                    e.event.event_type(),
+                                    String::from_utf8_lossy(&e.canonical_bytes())
+                                ));
+                            }
+                            Ok::<_, ApiError>((page.last().map(|e| e.position), out))
+                        })
+                        .await
+                    };
+                    let (last, out) = match page {
+                        Ok(page) => page,
+                        Err(e) => {
+                            return Some((
+                                Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                                f,
+                            ))
+                        }
+                    };
+                    let Some(last) = last else {
+                        // The head moved but nothing is readable past `after` yet: wait below, never spin.
+                        tokio::select! {
+                            changed = f.commits.changed() => if changed.is_err() { return None },
+                            _ = f.stopping.changed() => {}
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                        }
+                        continue;
+                    };
+                    f.after = last;
+                    return Some((Ok::<_, actix_web::Error>(web::Bytes::from(out)), f));
+                }
+                // Nothing new: wait for a commit or a stop, with a comment line now and then to keep proxies from
+                // timing out.
+                tokio::select! {
+                    changed = f.commits.changed() => if changed.is_err() { return None },
+                    _ = f.stopping.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(15)) => {
+                        return Some((Ok(web::Bytes::from_static(b": keep-alive\n\n")), f));
+                    }
+                }
+            }
+        })
     }
+}
+
+/// The dossier code of a path.
+fn dossier_code(code: &str) -> Result<DossierCode, Error> {
+    DossierCode::parse(code).map_err(|detail| Error::bad_parameter("dossier", detail))
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}", tag = "dossiers",
@@ -578,16 +451,10 @@ pub(crate) async fn dossier(
     path: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    let code = path.into_inner();
-    let (d, version) = crate::off_workers(&state, move |s| {
-        let d = visible_dossier(s, &caller, &code)?;
-        let version = s
-            .log
-            .stream_head(d.dossier.as_str())?
-            .map_or(0, |h| h.version);
-        Ok::<_, ApiError>((d, version))
-    })
-    .await?;
+    let credential = caller.require(DOSSIER_READERS)?.clone();
+    let code = dossier_code(&path)?;
+    let (d, version) =
+        crate::off_workers(&state, move |s| s.visible_dossier(&credential, &code)).await?;
     Ok(HttpResponse::Ok().json(DossierView {
         status: d.status(),
         // Judged now, or at the dossier's latest event if that is later (a business time may run a few minutes
@@ -613,14 +480,9 @@ pub(crate) async fn trail(
     path: web::Path<String>,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require(TRAIL_READERS)?;
-    let code = path.into_inner();
-    let (d, events) = crate::off_workers(&state, move |s| {
-        let d = visible_dossier(s, &caller, &code)?;
-        let events = s.log.stream(d.dossier.as_str())?;
-        Ok::<_, ApiError>((d, events))
-    })
-    .await?;
+    let credential = caller.require(TRAIL_READERS)?.clone();
+    let code = dossier_code(&path)?;
+    let (d, events) = crate::off_workers(&state, move |s| s.trail(&credential, &code)).await?;
     let with_leaves: Vec<Value> = events
         .iter()
         .map(|e| {
@@ -633,57 +495,18 @@ pub(crate) async fn trail(
     Ok(HttpResponse::Ok().json(json!({ "dossier": d.dossier, "events": with_leaves })))
 }
 
-/// A reference event made from a PUT body: a fresh UUIDv7 id, now as its business time, and the body as its
-/// `data`, parsed by the very parser senders go through, so that both validate alike. Errors name the body's
-/// fields (without the `data.` prefix).
-fn reference_event(
-    ty: EventType,
-    agency: Option<&AgencyCode>,
-    body: Value,
-) -> Result<Submitted, ApiError> {
-    if !body.is_object() {
-        return Err(ApiError::MalformedJson(
-            "the body must be a JSON object".into(),
-        ));
-    }
-    let mut envelope = json!({ "id": Uuid::now_v7(), "type": ty.as_str(), "occurred_at": Utc::now().to_rfc3339(), "data": body });
-    if let Some(a) = agency {
-        envelope["agency"] = json!(a);
-    }
-    domain::parse_envelope(&envelope, 0, domain::Form::Submitted).map_err(|errors| {
-        ApiError::Validation(
-            errors
-                .into_iter()
-                .map(|e| domain::ValidationError {
-                    field: e.field.strip_prefix("data.").unwrap_or(&e.field).to_owned(),
-                    id: None,
-                    ..e
-                })
-                .collect(),
-        )
-    })
-}
-
 fn body_field<T>(
     body: &Value,
     key: &'static str,
     parse: impl FnOnce(&Value) -> Result<T, String>,
 ) -> Result<T, ApiError> {
-    parse(body.get(key).unwrap_or(&Value::Null)).map_err(|message| {
-        ApiError::Validation(vec![domain::ValidationError {
-            index: 0,
-            id: None,
-            field: key.to_string(),
-            message,
-        }])
-    })
+    parse(body.get(key).unwrap_or(&Value::Null))
+        .map_err(|message| Error::field(key, message).into())
 }
 
 fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
     let Some(map) = body.as_object() else {
-        return Err(ApiError::MalformedJson(
-            "the body must be a JSON object".into(),
-        ));
+        return Err(Error::MalformedJson("the body must be a JSON object".into()).into());
     };
     let unknown: Vec<domain::ValidationError> = map
         .keys()
@@ -698,7 +521,7 @@ fn check_fields(body: &Value, allowed: &[&str]) -> Result<(), ApiError> {
     if unknown.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::Validation(unknown))
+        Err(Error::Validation(unknown).into())
     }
 }
 
@@ -723,29 +546,19 @@ pub(crate) async fn put_agency(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Admin])?.clone();
-    let code = AgencyCode::parse(&path).map_err(|detail| ApiError::BadParameter {
-        name: "code".into(),
-        detail,
-    })?;
+    let code = AgencyCode::parse(&path).map_err(|detail| Error::bad_parameter("code", detail))?;
     let body = read_json(&req, payload, &state).await?;
-    let event = reference_event(EventType::AgencyRegistered, Some(&code), body)?;
-    let EventData::AgencyRegistered(a) = &event.event.data else {
-        unreachable!("parsed as its type")
-    };
-    let unchanged = state
-        .catalogue
-        .read()
-        .expect("catalogue lock")
-        .agency(&code)
-        .is_some_and(|known| {
-            known.name == a.name.as_str() && known.level == a.level && known.parent == a.parent
-        });
-    if unchanged {
-        return Ok(HttpResponse::Ok().json(Unchanged { unchanged: true }));
-    }
-    Ok(receipts_response(
-        write(&state, vec![event], &credential.name).await?,
+    Ok(registered(
+        state.register_agency(&credential, &code, body).await?,
     ))
+}
+
+/// The answer to a PUT of reference data: 200 `unchanged`, or 201 with the receipt.
+fn registered(r: app::Registered) -> HttpResponse {
+    match r {
+        app::Registered::Unchanged => HttpResponse::Ok().json(Unchanged { unchanged: true }),
+        app::Registered::Written(outcome) => receipts_response(outcome),
+    }
 }
 
 #[utoipa::path(put, path = "/v1/agencies/{code}/procedures/{procedure}", tag = "reference",
@@ -769,56 +582,17 @@ pub(crate) async fn put_procedure(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Admin, Role::Ingest])?.clone();
     let (code, procedure) = path.into_inner();
-    let code = AgencyCode::parse(&code).map_err(|detail| ApiError::BadParameter {
-        name: "code".into(),
-        detail,
-    })?;
-    let procedure = ProcedureCode::parse(&procedure).map_err(|detail| ApiError::BadParameter {
-        name: "procedure".into(),
-        detail,
-    })?;
-    if !covers(&state, &credential, &code) {
-        return Err(ApiError::Forbidden(format!(
-            "agency {code} is outside this credential's scope"
-        )));
+    let code = AgencyCode::parse(&code).map_err(|detail| Error::bad_parameter("code", detail))?;
+    let procedure = ProcedureCode::parse(&procedure)
+        .map_err(|detail| Error::bad_parameter("procedure", detail))?;
+    if !state.covers(&credential, &code) {
+        return Err(
+            Error::Forbidden(format!("agency {code} is outside this credential's scope")).into(),
+        );
     }
-    let mut body = read_json(&req, payload, &state).await?;
-    if let Some(map) = body.as_object_mut() {
-        if map
-            .get("procedure")
-            .is_some_and(|p| p.as_str() != Some(procedure.as_str()))
-        {
-            return Err(ApiError::Validation(vec![domain::ValidationError {
-                index: 0,
-                id: None,
-                field: "procedure".into(),
-                message: format!("must be the procedure of the path, {procedure}, or left out"),
-            }]));
-        }
-        map.insert("procedure".into(), json!(procedure));
-    }
-    let event = reference_event(EventType::ProcedureOffered, Some(&code), body)?;
-    let EventData::ProcedureOffered(offer) = &event.event.data else {
-        unreachable!("parsed as its type")
-    };
-    let unchanged = state
-        .catalogue
-        .read()
-        .expect("catalogue lock")
-        .latest_offer(&code, &procedure)
-        .is_some_and(|o| {
-            o.name == offer.name.as_str()
-                && o.online_level == offer.online_level
-                && o.postal_receive == offer.postal_receive
-                && o.postal_return == offer.postal_return
-                && o.effective_from == offer.effective_from
-        });
-    if unchanged {
-        return Ok(HttpResponse::Ok().json(Unchanged { unchanged: true }));
-    }
-    Ok(receipts_response(
-        write(&state, vec![event], &credential.name).await?,
-    ))
+    let body = read_json(&req, payload, &state).await?;
+    let offered = state.offer_procedure(&credential, &code, &procedure, body);
+    Ok(registered(offered.await?))
 }
 
 #[utoipa::path(put, path = "/v1/targets", tag = "reference",
@@ -839,9 +613,8 @@ pub(crate) async fn put_target(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(&[Role::Admin])?.clone();
     let body = read_json(&req, payload, &state).await?;
-    let event = reference_event(EventType::TargetSet, None, body)?;
     Ok(receipts_response(
-        write(&state, vec![event], &credential.name).await?,
+        state.set_target(&credential, body).await?,
     ))
 }
 
@@ -865,33 +638,10 @@ pub(crate) async fn catalogue(
 ) -> Result<HttpResponse, ApiError> {
     // Public, but a token that is sent must be valid: a client with a revoked token should hear about it.
     let _ = caller;
-    let agency = query
-        .agency
-        .as_deref()
-        .map(AgencyCode::parse)
-        .transpose()
-        .map_err(|detail| ApiError::BadParameter {
-            name: "agency".into(),
-            detail,
-        })?;
+    let agency = query.agency.as_deref().map(AgencyCode::parse).transpose();
+    let agency = agency.map_err(|detail| Error::bad_parameter("agency", detail))?;
     let today = domain::calendar::vietnam_date(&Utc::now());
-    let catalogue = state.catalogue.read().expect("catalogue lock");
-    let mut agencies: Vec<Value> = Vec::new();
-    for a in catalogue
-        .agencies()
-        .filter(|a| agency.as_ref().is_none_or(|want| &a.code == want))
-    {
-        let procedures: Vec<Value> = catalogue
-            .offers_on(today, Some(&a.code))
-            .into_iter()
-            .map(|o| {
-                json!({ "procedure": o.procedure, "name": o.name, "online_level": o.online_level, "postal_receive": o.postal_receive,
-                        "postal_return": o.postal_return, "effective_from": o.effective_from })
-            })
-            .collect();
-        agencies.push(json!({ "agency": a.code, "name": a.name, "level": a.level, "parent": a.parent, "procedures": procedures }));
-    }
-    Ok(HttpResponse::Ok().json(json!({ "as_of": today, "agencies": agencies })))
+    Ok(HttpResponse::Ok().json(state.catalogue_view(today, agency.as_ref())))
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens",
@@ -913,43 +663,32 @@ pub(crate) async fn create_token(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     let body = read_json(&req, payload, &state).await?;
-    check_fields(&body, &["name", "role", "agency"])?;
-    let name = body_field(&body, "name", |v| {
+    let (name, role, agency) = token_request(&body)?;
+    let issued = crate::off_workers(&state, move |s| s.issue_token(name, role, agency)).await?;
+    let c = issued.credential;
+    Ok(HttpResponse::Created()
+        .json(json!({ "name": c.name, "role": c.role, "agency": c.agency, "token": issued.token })))
+}
+
+/// The name, role and scope a token request asks for; unknown fields are refused.
+fn token_request(body: &Value) -> Result<(String, Role, Option<AgencyCode>), ApiError> {
+    check_fields(body, &["name", "role", "agency"])?;
+    let name = body_field(body, "name", |v| {
         let s = v.as_str().ok_or("must be a string")?;
         check_source(s)?;
         Ok(s.to_owned())
     })?;
-    let role = body_field(&body, "role", |v| {
+    let role = body_field(body, "role", |v| {
         v.as_str().ok_or("must be a string")?.parse::<Role>()
     })?;
-    let agency = body_field(&body, "agency", |v| {
+    let agency = body_field(body, "agency", |v| {
         if v.is_null() {
             Ok(None)
         } else {
             AgencyCode::parse(v.as_str().ok_or("must be a string")?).map(Some)
         }
     })?;
-    let token = new_token();
-    let credential = Credential {
-        name,
-        role,
-        agency,
-        token_sha256: token_sha256(&token),
-        created_at: Utc::now(),
-        revoked_at: None,
-    };
-    credential.check().map_err(|message| {
-        ApiError::Validation(vec![domain::ValidationError {
-            index: 0,
-            id: None,
-            field: "agency".into(),
-            message,
-        }])
-    })?;
-    let stored = credential.clone();
-    crate::off_workers(&state, move |s| s.log.add_credential(&stored)).await?;
-    state.credentials_changed(Some(&credential), None);
-    Ok(HttpResponse::Created().json(json!({ "name": credential.name, "role": credential.role, "agency": credential.agency, "token": token })))
+    Ok((name, role, agency))
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
@@ -984,27 +723,8 @@ pub(crate) async fn revoke_token(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
     // A name no token can have is a malformed request, not a missing token.
-    check_source(&path).map_err(|detail| ApiError::bad_parameter("name", detail))?;
+    check_source(&path).map_err(|detail| Error::bad_parameter("name", detail))?;
     let name = path.into_inner();
-    crate::off_workers(&state, move |s| {
-        // One revocation at a time, so that two admins revoking each other cannot both pass the check below.
-        let _one_at_a_time = s.revocations.lock().expect("revocation lock");
-        let all = s.log.credentials()?;
-        let live: Vec<&Credential> = all.iter().filter(|c| c.revoked_at.is_none()).collect();
-        let admins = live.iter().filter(|c| c.role == Role::Admin).count();
-        if admins == 1 && live.iter().any(|c| c.name == name && c.role == Role::Admin) {
-            return Err(ApiError::LastAdmin(name));
-        }
-        if s.log.revoke_credential(&name, Utc::now())? {
-            s.credentials_changed(None, Some(&name));
-            Ok(())
-        } else {
-            Err(ApiError::NotFound(
-                "token_not_found",
-                format!("no live token named {name:?}"),
-            ))
-        }
-    })
-    .await?;
+    crate::off_workers(&state, move |s| s.revoke_token(&name)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

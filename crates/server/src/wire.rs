@@ -8,7 +8,7 @@
 //! drops what the client still sends for a moment, so that a client still sending its oversized head receives the
 //! answer instead of a reset.
 
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Error};
 use actix_rt::net::TcpStream;
 use actix_web::http::StatusCode;
 use std::io;
@@ -136,7 +136,12 @@ fn problem_answer(status: StatusCode) -> Vec<u8> {
         431 => "the request head is larger than 128 KiB or has more than 96 header fields".to_string(),
         _ => "the connection failed in the middle of a request".to_string(),
     };
-    let body = ApiError::Http { status, detail }.problem().to_string();
+    let body = ApiError(Error::Http {
+        status: status.as_u16(),
+        detail,
+    })
+    .problem()
+    .to_string();
     let mut answer = format!(
         "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\
          date: {}\r\n\r\n",

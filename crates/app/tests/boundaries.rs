@@ -3,6 +3,7 @@
 //! cut, the end of an "as known on" day, a due date) land on the right side of it, through the indicator service
 //! on a real log.
 
+use app::indicators::{Indicators, Query, Snapshots};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use domain::calendar::{day_start, vietnam, Cut, PeriodKind};
 use domain::{AgencyCode, KnownAt, Period, Submitted};
@@ -10,7 +11,6 @@ use projections::indicators::scorecard::Scorecard;
 use projections::indicators::{Counts, Group};
 use proptest::prelude::*;
 use serde_json::json;
-use server::indicators::{Indicators, Query, Snapshots};
 use store::{AppendRequest, EventLog, SledLog};
 
 const PERIOD_AGENCY: &str = "000.00.01.H27";

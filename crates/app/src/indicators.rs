@@ -413,3 +413,35 @@ impl Indicators {
         answer_from(&engine, position)
     }
 }
+
+/// The scorecard in a TOML file, or the built-in default.
+pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, String> {
+    match path {
+        None => Ok(Scorecard::default_card()),
+        Some(path) => Scorecard::parse(
+            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+    }
+}
+
+/// The most periods one series may hold (twenty years of months).
+pub const SERIES_PERIODS_MAX: usize = 240;
+
+/// Every period from `from` to `to`: of one kind, in order, at most `SERIES_PERIODS_MAX`. The error is about `to`.
+pub fn series(from: Period, to: Period) -> Result<Vec<Period>, String> {
+    if from.kind() != to.kind() || from > to {
+        return Err(format!(
+            "{to} must be a period of the same kind as {from}, not before it"
+        ));
+    }
+    let mut all = vec![from];
+    while *all.last().expect("not empty") < to {
+        if all.len() >= SERIES_PERIODS_MAX {
+            return Err(format!(
+                "a series holds at most {SERIES_PERIODS_MAX} periods"
+            ));
+        }
+        all.push(all.last().expect("not empty").next());
+    }
+    Ok(all)
+}

@@ -1,11 +1,11 @@
 //! Indicator snapshots on a real log: history answered from them equals history replayed from position 1, and a
 //! snapshot that is not this log's (another log's, a damaged file) is never used.
 
+use app::indicators::{replay, Indicators, Query, Snapshots};
 use domain::calendar::Cut;
 use domain::{Period, Submitted};
 use projections::indicators::scorecard::Scorecard;
 use projections::indicators::{Engine, Group};
-use server::indicators::{replay, Indicators, Query, Snapshots};
 use store::{AppendRequest, EventLog, SledLog};
 
 fn province(dir: &std::path::Path, seed: u64) -> SledLog {
@@ -61,7 +61,7 @@ fn from_scratch(log: &SledLog, as_of: u64, q: &Query) -> Vec<Vec<projections::in
         .collect()
 }
 
-fn rows(answer: server::indicators::Answer) -> Vec<Vec<projections::indicators::Row>> {
+fn rows(answer: app::indicators::Answer) -> Vec<Vec<projections::indicators::Row>> {
     answer.tables.into_iter().map(|t| t.rows).collect()
 }
 

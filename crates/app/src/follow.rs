@@ -1,0 +1,115 @@
+//! The followers: tasks that run beside the single writer for as long as the service runs, and never hold it up.
+//!
+//! [`follow`] folds every committed event once into the catalogue (reference events) and the indicator tables;
+//! [`sign_periodically`] signs checkpoints of the head on a schedule. Both wait on the log's commit watch.
+
+use crate::App;
+use std::sync::Arc;
+use store::EventLog;
+
+/// Follows commits: folds reference events into the catalogue and every event into the indicator tables. It runs
+/// beside the writer and never holds it up.
+pub async fn follow(app: Arc<App>) {
+    let mut watch = app.log.watch();
+    loop {
+        let size = watch.borrow_and_update().size;
+        // From where the indicator engine stands: after a failed fold it is retried (the catalogue folds each event
+        // at most once however often it is handed one).
+        let mut after = app.indicators.position();
+        while after < size {
+            match app.log.read_after(after, 1_000) {
+                Ok(events) if !events.is_empty() => {
+                    after = events.last().expect("not empty").position;
+                    if events
+                        .iter()
+                        .any(|e| !e.event.event_type().is_dossier_event())
+                    {
+                        app.fold_reference(&events);
+                    }
+                    let worker = app.clone();
+                    let folded = tokio::task::spawn_blocking(move || {
+                        worker.indicators.catch_up(&worker.log, &events)
+                    })
+                    .await;
+                    if let Err(why) = folded.map_err(|e| e.to_string()).and_then(|r| r) {
+                        tracing::error!(%why, "the indicator tables could not follow the log");
+                        break;
+                    }
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "the follower could not read the log");
+                    break;
+                }
+            }
+        }
+        if watch.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Signs a checkpoint of the head when `checkpoint_every_secs` have passed since the last one, or
+/// `checkpoint_every_events` events have arrived, whichever comes first, and only when the log has grown. It runs
+/// beside the writer: signing reads the committed head and writes only the checkpoints tree.
+pub async fn sign_periodically(app: Arc<App>) {
+    use std::time::{Duration, Instant};
+    let every_secs = app.settings.checkpoint_every_secs;
+    let every_events = app.settings.checkpoint_every_events;
+    if every_secs == 0 && every_events == 0 {
+        return;
+    }
+    let mut commits = app.log.watch();
+    let mut stopping = app.stopping.subscribe();
+    let mut signed_size = match app.log.latest_checkpoint() {
+        Ok(latest) => latest.map(|c| c.size),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the latest checkpoint; periodic checkpoints are off");
+            return;
+        }
+    };
+    let mut last_at = Instant::now();
+    let period = Duration::from_secs(every_secs.max(1));
+    loop {
+        let size = commits.borrow_and_update().size;
+        let signed = signed_size.unwrap_or(0);
+        let grown = size > signed;
+        let by_time = every_secs > 0 && last_at.elapsed() >= period;
+        let by_count = every_events > 0 && size.saturating_sub(signed) >= every_events;
+        if grown && (by_time || by_count) {
+            let worker = app.clone();
+            let signed = tokio::task::spawn_blocking(move || {
+                worker
+                    .notary
+                    .checkpoint_head(&worker.log, chrono::Utc::now())
+            })
+            .await;
+            last_at = Instant::now();
+            let failure = match signed {
+                Ok(Ok(c)) => {
+                    signed_size = Some(c.size);
+                    continue;
+                }
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            // A store that refuses (a full disk) must not be retried in a tight loop: the count rule would say
+            // "due" again at once. Wait a period (a second at least), or for the stop.
+            tracing::error!(error = %failure, "could not sign a checkpoint; trying again later");
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = stopping.changed() => return,
+            }
+            continue;
+        }
+        // Nothing due now. The timer is armed only while there is something to sign: with nothing new since the
+        // last checkpoint its deadline may lie in the past, and a past deadline is always ready (a spinning loop).
+        // A commit wakes the loop instead, and the deadline is then judged again.
+        let deadline = tokio::time::Instant::from_std(last_at + period);
+        tokio::select! {
+            changed = commits.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(deadline), if every_secs > 0 && grown => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Reading the global log a page at a time, filtered by type and agency.
+
+use crate::{App, Error};
+use domain::event::EventType;
+use domain::{AgencyCode, StoredEvent};
+use serde::Serialize;
+use store::EventLog;
+
+/// The most events one page (or one read of a stream) holds.
+pub const PAGE_EVENTS_MAX: usize = 1_000;
+
+/// A filter on the global log: one event type, one agency, or both.
+#[derive(Default)]
+pub struct Filter {
+    ty: Option<EventType>,
+    agency: Option<AgencyCode>,
+}
+
+impl Filter {
+    /// The filter of a `type` and an `agency` parameter, each optional.
+    pub fn parse(ty: Option<&str>, agency: Option<&str>) -> Result<Filter, Error> {
+        Ok(Filter {
+            ty: ty
+                .map(EventType::from_name)
+                .transpose()
+                .map_err(|detail| Error::bad_parameter("type", detail))?,
+            agency: agency
+                .map(AgencyCode::parse)
+                .transpose()
+                .map_err(|detail| Error::bad_parameter("agency", detail))?,
+        })
+    }
+
+    pub fn keeps(&self, e: &StoredEvent) -> bool {
+        self.ty.is_none_or(|t| e.event.event_type() == t)
+            && self
+                .agency
+                .as_ref()
+                .is_none_or(|a| e.event.agency.as_ref() == Some(a))
+    }
+}
+
+/// A page of the global log.
+#[derive(Serialize)]
+pub struct EventsPage {
+    pub events: Vec<StoredEvent>,
+    /// The cursor for the next page (`after=`); null at the head.
+    pub next_after: Option<u64>,
+    pub log_size: u64,
+}
+
+impl App {
+    /// Up to `limit` events (1 to `PAGE_EVENTS_MAX`, default 100) after `after` that `filter` keeps, scanning
+    /// forward until the page is full or the log ends; events filtered out still advance the cursor.
+    pub fn events_page(
+        &self,
+        after: u64,
+        limit: Option<usize>,
+        filter: &Filter,
+    ) -> Result<EventsPage, Error> {
+        let limit = limit.unwrap_or(100);
+        if limit == 0 || limit > PAGE_EVENTS_MAX {
+            return Err(Error::bad_parameter(
+                "limit",
+                format!("limit must be 1 to {PAGE_EVENTS_MAX}"),
+            ));
+        }
+        let head = self.log.head().size;
+        let mut events: Vec<StoredEvent> = Vec::new();
+        let mut cursor = after;
+        while events.len() < limit && cursor < head {
+            let page = self.log.read_after(cursor, PAGE_EVENTS_MAX)?;
+            let Some(last) = page.last() else { break };
+            let last = last.position;
+            for e in page {
+                if events.len() == limit {
+                    break;
+                }
+                cursor = e.position;
+                if filter.keeps(&e) {
+                    events.push(e);
+                }
+            }
+            if events.len() < limit {
+                cursor = last;
+            }
+        }
+        Ok(EventsPage {
+            events,
+            next_after: (cursor < head).then_some(cursor),
+            log_size: head,
+        })
+    }
+}
