@@ -63,14 +63,14 @@ enum Unusable {
 pub struct Snapshots {
     dir: PathBuf,
     /// Write one whenever the live engine passes a multiple of this many events.
-    pub every: u64,
+    pub every_events: u64,
 }
 
 impl Snapshots {
-    pub fn new(data: &Path, cut: Cut, every: u64) -> Snapshots {
+    pub fn new(data: &Path, cut: Cut, every_events: u64) -> Snapshots {
         Snapshots {
             dir: data.join("indicator-snapshots").join(cut.to_string()),
-            every: every.max(1),
+            every_events: every_events.max(1),
         }
     }
 
@@ -205,7 +205,16 @@ pub struct Indicators {
 
 impl Indicators {
     /// The live engine, from the latest snapshot plus the events after it (or from position 1). Writes a snapshot
-    /// when it had to fold more than `snapshots.every` events.
+    /// when it had to fold more than `snapshots.every_events` events.
+    /// The service opened as `settings` say: their cut, scorecard and snapshot spacing, snapshots in their data
+    /// directory.
+    pub fn open_for(log: &SledLog, settings: &crate::Settings) -> Result<Indicators, String> {
+        let card = scorecard(settings.scorecard.as_deref())?;
+        let snapshots =
+            Snapshots::new(&settings.data, settings.cut, settings.snapshot_every_events);
+        Indicators::open(log, settings.cut, card, snapshots)
+    }
+
     pub fn open(
         log: &SledLog,
         cut: Cut,
@@ -218,7 +227,7 @@ impl Indicators {
             .unwrap_or_else(|| Engine::new(cut));
         let from = engine.position();
         replay(&mut engine, log, head)?;
-        if engine.position() - from >= snapshots.every {
+        if engine.position() - from >= snapshots.every_events {
             if let Err(why) = snapshots.save(log, &engine) {
                 tracing::warn!(%why, "could not write an indicator snapshot");
             }
@@ -243,7 +252,7 @@ impl Indicators {
     }
 
     /// Folds newly committed events into the live engine; writes a snapshot at every multiple of
-    /// `snapshots.every`. Called by the follower, never by the writer.
+    /// `snapshots.every_events`. Called by the follower, never by the writer.
     pub fn catch_up(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
         let mut due = None;
         let folded = {
@@ -252,7 +261,9 @@ impl Indicators {
             events.iter().try_for_each(|e| {
                 let before = engine.position();
                 engine.apply(e, &mut load)?;
-                if engine.position() / self.snapshots.every > before / self.snapshots.every {
+                if engine.position() / self.snapshots.every_events
+                    > before / self.snapshots.every_events
+                {
                     due = Some(engine.clone());
                 }
                 Ok::<(), String>(())

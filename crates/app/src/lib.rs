@@ -21,7 +21,7 @@ mod settings;
 pub mod tokens;
 
 pub use error::Error;
-pub use settings::{Settings, AUDIT_KEY_FILE};
+pub use settings::{Layer, LogFormat, Settings, AUDIT_KEY_FILE, DEFAULT_DATA};
 
 use chrono::Utc;
 use domain::event::{EventData, EventType};
@@ -70,10 +70,7 @@ impl App {
                 }
             }
         }
-        let card = indicators::scorecard(settings.scorecard.as_deref())?;
-        let snapshots =
-            indicators::Snapshots::new(&settings.data, settings.cut, settings.snapshot_every);
-        let indicators = indicators::Indicators::open(&log, settings.cut, card, snapshots)?;
+        let indicators = indicators::Indicators::open_for(&log, &settings)?;
         let (key, made) = audit::SigningKey::load_or_create(
             &settings.audit_key_path(),
             settings.audit_origin.as_deref(),

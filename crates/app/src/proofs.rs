@@ -146,13 +146,7 @@ impl App {
         after: Option<u64>,
         limit: Option<usize>,
     ) -> Result<CheckpointList, Error> {
-        let limit = limit.unwrap_or(100);
-        if limit == 0 || limit > CHECKPOINTS_PAGE_MAX {
-            return Err(Error::bad_parameter(
-                "limit",
-                format!("limit must be 1 to {CHECKPOINTS_PAGE_MAX}"),
-            ));
-        }
+        let limit = crate::reading::page_limit(limit, CHECKPOINTS_PAGE_MAX)?;
         let page = self.log.checkpoints(after, limit + 1)?;
         let more = page.len() > limit;
         let page: Vec<CheckpointView> = page.into_iter().take(limit).map(Into::into).collect();

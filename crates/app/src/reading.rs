@@ -9,6 +9,17 @@ use store::EventLog;
 /// The most events one page (or one read of a stream) holds.
 pub const PAGE_EVENTS_MAX: usize = 1_000;
 
+/// A page size asked for: 1 to `max`, 100 when not given.
+pub fn page_limit(limit: Option<usize>, max: usize) -> Result<usize, Error> {
+    match limit.unwrap_or(100) {
+        n @ 1.. if n <= max => Ok(n),
+        _ => Err(Error::bad_parameter(
+            "limit",
+            format!("limit must be 1 to {max}"),
+        )),
+    }
+}
+
 /// A filter on the global log: one event type, one agency, or both.
 #[derive(Default)]
 pub struct Filter {
@@ -58,13 +69,7 @@ impl App {
         limit: Option<usize>,
         filter: &Filter,
     ) -> Result<EventsPage, Error> {
-        let limit = limit.unwrap_or(100);
-        if limit == 0 || limit > PAGE_EVENTS_MAX {
-            return Err(Error::bad_parameter(
-                "limit",
-                format!("limit must be 1 to {PAGE_EVENTS_MAX}"),
-            ));
-        }
+        let limit = page_limit(limit, PAGE_EVENTS_MAX)?;
         let head = self.log.head().size;
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut cursor = after;

@@ -1,17 +1,25 @@
-//! The service's settings: one typed struct, whoever starts the service.
+//! The service's settings: one typed struct, layered once (`Settings::layered`): the defaults, then a TOML file,
+//! then what the environment and the flags give.
 
+use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// The data directory when none is named.
+pub const DEFAULT_DATA: &str = "casetrail-data";
 
 /// The signing key's file name in the data directory (beside sled's files, which never use this name).
 pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
 
-/// The service's settings (flags, `CASETRAIL_…` environment variables).
+/// The service's settings.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub data: PathBuf,
+    /// sled's page cache, in MiB.
     pub cache_mb: u64,
+    /// How the process logs: `text` or `json` lines on stderr.
+    pub log_format: LogFormat,
     /// How far ahead of the server clock a business time may be.
     pub clock_skew_secs: i64,
     /// The largest request body accepted; larger ones are refused before they are read whole.
@@ -27,7 +35,7 @@ pub struct Settings {
     /// A scorecard TOML file; the default scorecard when `None`.
     pub scorecard: Option<PathBuf>,
     /// Write an indicator snapshot every this many events.
-    pub snapshot_every: u64,
+    pub snapshot_every_events: u64,
     /// The checkpoint signing key's file; `<data>/audit-signing.key` when `None` (made there on first start).
     pub audit_key: Option<PathBuf>,
     /// The log's origin (its name in checkpoints), used only when a new key is made.
@@ -51,6 +59,7 @@ impl Settings {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
             data: data.into(),
             cache_mb: 512,
+            log_format: LogFormat::Text,
             clock_skew_secs: domain::stream::DEFAULT_CLOCK_SKEW_SECS,
             body_limit_bytes: 1024 * 1024,
             public_indicators: true,
@@ -58,7 +67,7 @@ impl Settings {
             shutdown_timeout_secs: 30,
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
-            snapshot_every: 250_000,
+            snapshot_every_events: 250_000,
             audit_key: None,
             audit_origin: None,
             checkpoint_every_secs: 60,
@@ -81,5 +90,172 @@ impl Settings {
         config.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
         config.clock_skew = chrono::Duration::seconds(self.clock_skew_secs);
         config
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings::new(DEFAULT_DATA)
+    }
+}
+
+/// How the process logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("log_format must be text or json, not {other:?}")),
+        }
+    }
+}
+
+/// One layer of settings: what a file, or the environment and the flags, give. A setting left out keeps the value
+/// of the layer below. In a file, keys are the long flags with `_` for `-`; unknown keys are refused, so that a
+/// typo is an error and not a silent default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    pub listen: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub cache_mb: Option<u64>,
+    pub log_format: Option<LogFormat>,
+    pub clock_skew_secs: Option<i64>,
+    pub body_limit_bytes: Option<usize>,
+    pub public_indicators: Option<bool>,
+    pub workers: Option<usize>,
+    pub cut: Option<domain::calendar::Cut>,
+    pub scorecard: Option<PathBuf>,
+    #[serde(alias = "snapshot_every")]
+    pub snapshot_every_events: Option<u64>,
+    pub audit_key: Option<PathBuf>,
+    pub audit_origin: Option<String>,
+    pub checkpoint_every_secs: Option<u64>,
+    pub checkpoint_every_events: Option<u64>,
+    pub request_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_subscribers: Option<usize>,
+}
+
+impl Layer {
+    /// The layer a TOML file gives.
+    pub fn from_file(path: &Path) -> Result<Layer, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+impl Settings {
+    /// The defaults, then `file`'s layer, then `given` (the environment and the flags): the one place settings
+    /// are layered.
+    pub fn layered(file: Option<&Path>, given: Layer) -> Result<Settings, String> {
+        let mut settings = Settings::default();
+        if let Some(path) = file {
+            settings.apply(Layer::from_file(path)?);
+        }
+        settings.apply(given);
+        Ok(settings)
+    }
+
+    fn apply(&mut self, layer: Layer) {
+        macro_rules! apply {
+            ($($field:ident),*) => {$(
+                if let Some(v) = layer.$field {
+                    self.$field = v;
+                }
+            )*};
+        }
+        apply!(
+            listen,
+            data,
+            cache_mb,
+            log_format,
+            clock_skew_secs,
+            body_limit_bytes,
+            public_indicators,
+            workers,
+            cut,
+            snapshot_every_events,
+            checkpoint_every_secs,
+            checkpoint_every_events,
+            request_timeout_secs,
+            max_connections,
+            max_subscribers
+        );
+        if let Some(v) = layer.scorecard {
+            self.scorecard = Some(v);
+        }
+        if let Some(v) = layer.audit_key {
+            self.audit_key = Some(v);
+        }
+        if let Some(v) = layer.audit_origin {
+            self.audit_origin = Some(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_layer_overrides_the_one_below_and_only_what_it_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("casetrail.toml");
+        std::fs::write(
+            &file,
+            "workers = 7\nbody_limit_bytes = 600\nsnapshot_every = 9\nlog_format = \"json\"\ncut = \"decree-09\"\n",
+        )
+        .unwrap();
+        let given = Layer {
+            body_limit_bytes: Some(100_000),
+            data: Some("elsewhere".into()),
+            ..Layer::default()
+        };
+        let s = Settings::layered(Some(&file), given).unwrap();
+        let defaults = Settings::default();
+        // The file over the defaults.
+        assert_eq!(s.workers, 7);
+        assert_eq!(s.snapshot_every_events, 9);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.cut, domain::calendar::Cut::Decree09);
+        // The flags over the file.
+        assert_eq!(s.body_limit_bytes, 100_000);
+        assert_eq!(s.data, PathBuf::from("elsewhere"));
+        // Whatever nobody named stays at its default.
+        assert_eq!(s.listen, defaults.listen);
+        assert_eq!(s.max_subscribers, defaults.max_subscribers);
+        assert_eq!(
+            s.audit_key_path(),
+            PathBuf::from("elsewhere").join(AUDIT_KEY_FILE)
+        );
+        // No file, nothing given: the defaults.
+        let plain = Settings::layered(None, Layer::default()).unwrap();
+        assert_eq!(plain.data, PathBuf::from(DEFAULT_DATA));
+        assert_eq!(plain.workers, defaults.workers);
+    }
+
+    #[test]
+    fn an_unknown_key_or_a_bad_value_in_the_file_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("casetrail.toml");
+        std::fs::write(&file, "worker = 3\n").unwrap();
+        let why = Settings::layered(Some(&file), Layer::default()).unwrap_err();
+        assert!(why.contains("worker"), "{why}");
+        std::fs::write(&file, "log_format = \"yaml\"\n").unwrap();
+        let why = Settings::layered(Some(&file), Layer::default()).unwrap_err();
+        assert!(why.contains("yaml"), "{why}");
+        let missing = dir.path().join("none.toml");
+        let why = Settings::layered(Some(&missing), Layer::default()).unwrap_err();
+        assert!(why.contains("none.toml"), "{why}");
     }
 }

@@ -84,7 +84,7 @@ pub enum AuditCommand {
     },
 }
 
-pub fn run(data: &Path, what: AuditCommand) -> Result<ExitCode> {
+pub fn run(data: &crate::commands::DataDir, what: AuditCommand) -> Result<ExitCode> {
     match what {
         AuditCommand::Key { key } => {
             println!("{}", key.load_or_create(data)?.verifier_key());

@@ -88,7 +88,7 @@ pub enum What {
     },
 }
 
-pub fn run(what: What, data: &Path) -> Result<ExitCode> {
+pub fn run(what: What, data: &crate::commands::DataDir) -> Result<ExitCode> {
     match what {
         What::Store {
             events,
@@ -175,7 +175,7 @@ fn submitted(events: &[Event]) -> Vec<Submitted> {
 
 /// Appends `events` sequentially in groups of `group`; returns events per second.
 fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result<(f64, SledLog)> {
-    let mut config = crate::commands::config(dir);
+    let mut config = crate::commands::scratch_config(dir);
     config.fsync = fsync;
     let log = SledLog::open(config)?;
     let batches: Vec<Vec<Submitted>> = events.chunks(group).map(submitted).collect();
@@ -191,7 +191,7 @@ fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result
 
 /// `clients` threads each append single events; group commit batches them.
 fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
-    let log = Arc::new(SledLog::open(crate::commands::config(dir))?);
+    let log = Arc::new(SledLog::open(crate::commands::scratch_config(dir))?);
     // Each client takes whole dossiers so that its events stay in order.
     let mut per_client: Vec<Vec<Event>> = vec![Vec::new(); clients];
     for e in events {

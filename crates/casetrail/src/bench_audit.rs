@@ -97,7 +97,7 @@ fn write_path(
 ) -> Result<(f64, u64)> {
     let dir = under.join(format!("audit-write-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let log = Arc::new(SledLog::open(crate::commands::config(&dir))?);
+    let log = Arc::new(SledLog::open(crate::commands::scratch_config(&dir))?);
     let notary = Arc::new(audit::Notary::new(
         audit::SigningKey::generate("bench.invalid/audit")?.0,
     ));
@@ -221,7 +221,7 @@ fn target_events() -> Vec<Event> {
 /// dossiers appended in groups of 900 to 1,000 events, with the 20 events of [`TARGET`] spread evenly through it.
 fn large_log(dir: &Path, events: u64) -> Result<SledLog> {
     let path = dir.join(format!("audit-large-{events}"));
-    let log = SledLog::open(crate::commands::config(&path))?;
+    let log = SledLog::open(crate::commands::scratch_config(&path))?;
     if log.head().size >= events {
         eprintln!("reusing {} ({} events)", path.display(), log.head().size);
         return Ok(log);
@@ -277,7 +277,7 @@ fn large_log(dir: &Path, events: u64) -> Result<SledLog> {
         started.elapsed().as_secs_f64()
     );
     drop(log);
-    Ok(SledLog::open(crate::commands::config(&path))?)
+    Ok(SledLog::open(crate::commands::scratch_config(&path))?)
 }
 
 fn millis(d: Duration) -> f64 {

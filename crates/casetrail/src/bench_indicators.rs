@@ -32,7 +32,7 @@ fn millis(started: Instant) -> f64 {
 }
 
 pub fn run(
-    data: &Path,
+    data: &crate::commands::DataDir,
     period: Period,
     queries: usize,
     history: usize,

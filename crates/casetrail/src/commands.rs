@@ -23,20 +23,74 @@ pub fn explain(e: app::Error) -> String {
     }
 }
 
-/// `--cache-mb`, set once by `main`.
-pub static CACHE_MB: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(512);
-
-pub fn config(data: &Path) -> Config {
-    let mut config = Config::new(data);
-    config.cache_capacity_bytes = CACHE_MB.load(std::sync::atomic::Ordering::Relaxed) * 1024 * 1024;
-    config
+/// The data directory the command line names (`--data`), and sled's cache for it (`--cache-mb`). It dereferences
+/// to its path.
+pub struct DataDir {
+    pub path: std::path::PathBuf,
+    /// Whether `--data` (or `CASETRAIL_DATA`) named it, rather than the default.
+    pub given: bool,
+    /// `--cache-mb` (or `CASETRAIL_CACHE_MB`), if given.
+    pub cache_mb_given: Option<u64>,
 }
 
-pub fn open(data: &Path) -> Result<SledLog> {
+impl DataDir {
+    pub fn new(path: Option<std::path::PathBuf>, cache_mb: Option<u64>) -> DataDir {
+        DataDir {
+            given: path.is_some(),
+            path: path.unwrap_or_else(|| app::DEFAULT_DATA.into()),
+            cache_mb_given: cache_mb,
+        }
+    }
+
+    /// The service's settings for this directory, every other one at its default.
+    pub fn settings(&self) -> app::Settings {
+        self.settings_at(&self.path)
+    }
+
+    /// The same settings for another directory (one a command builds beside this one).
+    pub fn settings_at(&self, path: &Path) -> app::Settings {
+        let mut settings = app::Settings::new(path);
+        if let Some(mb) = self.cache_mb_given {
+            settings.cache_mb = mb;
+        }
+        settings
+    }
+}
+
+impl AsRef<Path> for DataDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for DataDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl std::ops::Deref for DataDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+pub fn config(data: &DataDir) -> Config {
+    data.settings().store_config()
+}
+
+/// The store settings for a scratch directory a command makes for itself (benchmarks), with the default cache.
+pub fn scratch_config(path: &Path) -> Config {
+    app::Settings::new(path).store_config()
+}
+
+pub fn open(data: &DataDir) -> Result<SledLog> {
     Ok(SledLog::open(config(data))?)
 }
 
-fn open_for_inspection(data: &Path) -> Result<SledLog> {
+fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
@@ -64,7 +118,7 @@ struct Line {
     submitted: Submitted,
 }
 
-pub fn import(data: &Path, file: &Path, source: &str) -> Result<ExitCode> {
+pub fn import(data: &DataDir, file: &Path, source: &str) -> Result<ExitCode> {
     domain::event::check_source(source).map_err(|e| format!("--source {e}"))?;
     let (input, len): (Box<dyn Read + Send>, Option<u64>) = if file == Path::new("-") {
         (Box::new(std::io::stdin()), None)
@@ -232,7 +286,7 @@ fn fail_import(lines: &[String], range: &str, written: u64, replayed: u64) -> Re
     Ok(ExitCode::FAILURE)
 }
 
-pub fn export(data: &Path, after: u64, output: Option<&Path>) -> Result<ExitCode> {
+pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitCode> {
     let log = open(data)?;
     let out: Box<dyn Write> = match output {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
@@ -259,7 +313,7 @@ pub fn export(data: &Path, after: u64, output: Option<&Path>) -> Result<ExitCode
     }
 }
 
-pub fn verify(data: &Path) -> Result<ExitCode> {
+pub fn verify(data: &DataDir) -> Result<ExitCode> {
     let log = open_for_inspection(data)?;
     let progress = bar(None, "verifying");
     let report = log.verify(|n| progress.set_message(format!("verifying: {n} events")))?;
@@ -308,7 +362,7 @@ pub fn verify(data: &Path) -> Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-pub fn stats(data: &Path) -> Result<ExitCode> {
+pub fn stats(data: &DataDir) -> Result<ExitCode> {
     let log = open(data)?;
     let s = log.stats()?;
     println!("events          {}", s.size);
@@ -327,7 +381,7 @@ pub fn stats(data: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn rebuild(data: &Path) -> Result<ExitCode> {
+pub fn rebuild(data: &DataDir) -> Result<ExitCode> {
     let log = open_for_inspection(data)?;
     let before = log.head();
     let progress = bar(None, "rebuilding");
@@ -369,7 +423,7 @@ pub fn generate(config: &generator::Config, form: crate::GeneratedForm) -> Resul
 /// Dossiers in the demo's generated province.
 const DEMO_DOSSIERS: u64 = 60_000;
 
-pub fn demo(data: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
+pub fn demo(data: &DataDir, listen: std::net::SocketAddr) -> Result<ExitCode> {
     let log = open(data)?;
     if log.head().size == 0 {
         let config =
@@ -424,9 +478,8 @@ pub fn demo(data: &Path, listen: std::net::SocketAddr) -> Result<ExitCode> {
     if !report.success() {
         return Err("the demo report failed".into());
     }
-    let mut settings = app::Settings::new(data);
+    let mut settings = data.settings();
     settings.listen = listen;
-    settings.cache_mb = CACHE_MB.load(std::sync::atomic::Ordering::Relaxed);
     crate::serve::run_until_stopped(settings, |running, _| {
         println!(
             "\ncasetrail demo: the dashboard is at http://{}/dashboard/",
@@ -493,7 +546,7 @@ fn demo_tokens(log: &SledLog, data: &Path) -> Result<Vec<(String, String)>> {
 }
 
 pub fn append_loop(
-    data: &Path,
+    data: &DataDir,
     seed: u64,
     prefix: &str,
     events: usize,
@@ -588,7 +641,7 @@ fn sync_parent(path: &Path) -> Result<()> {
 /// its version, recorded time and source, and the same canonical bytes; then credentials and signed checkpoints are
 /// copied as they are, the roots of both are compared, and only then are the directories swapped. The old one is
 /// kept as `<data>.format1` until the user removes it.
-pub fn upgrade(data: &Path) -> Result<ExitCode> {
+pub fn upgrade(data: &DataDir) -> Result<ExitCode> {
     let name = data
         .file_name()
         .ok_or("the data directory has no name")?
@@ -648,7 +701,7 @@ pub fn upgrade(data: &Path) -> Result<ExitCode> {
             .expect("valid template")
             .progress_chars("=> "),
     );
-    let new = SledLog::open(config(&building))?;
+    let new = SledLog::open(data.settings_at(&building).store_config())?;
     let mut batch: Vec<Submitted> = Vec::with_capacity(BATCH_EVENTS_MAX);
     let mut events = old.events();
     loop {

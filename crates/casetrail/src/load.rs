@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use store::SledLog;
 
 const AGENCY: &str = "000.00.12.H27";
 
@@ -41,7 +42,7 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     let data = dir.join("data");
     // Credentials first, while no server holds the directory.
     let token = {
-        let log = crate::commands::open(&data)?;
+        let log = SledLog::open(crate::commands::scratch_config(&data))?;
         let role = domain::Role::Admin;
         app::tokens::issue(&log, "load".into(), role, None, chrono::Utc::now())
             .map_err(crate::commands::explain)?

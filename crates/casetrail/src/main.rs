@@ -27,17 +27,12 @@ use std::process::ExitCode;
     about = "Event-sourced case tracking for Vietnam's one-stop-shop administrative services"
 )]
 struct Cli {
-    /// The data directory (created if missing). Only one process may have it open.
-    #[arg(
-        long,
-        global = true,
-        env = "CASETRAIL_DATA",
-        default_value = "casetrail-data"
-    )]
-    data: PathBuf,
-    /// sled's page cache, in MiB.
-    #[arg(long, global = true, env = "CASETRAIL_CACHE_MB", default_value_t = 512)]
-    cache_mb: u64,
+    /// The data directory (created if missing). Only one process may have it open [default: casetrail-data].
+    #[arg(long, global = true, env = "CASETRAIL_DATA")]
+    data: Option<PathBuf>,
+    /// sled's page cache, in MiB [default: 512].
+    #[arg(long, global = true, env = "CASETRAIL_CACHE_MB")]
+    cache_mb: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -153,19 +148,19 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    commands::CACHE_MB.store(cli.cache_mb, std::sync::atomic::Ordering::Relaxed);
+    let data = commands::DataDir::new(cli.data, cli.cache_mb);
     let result = match cli.command {
-        Command::Import { file, source } => commands::import(&cli.data, &file, &source),
-        Command::Export { after, output } => commands::export(&cli.data, after, output.as_deref()),
-        Command::Verify => commands::verify(&cli.data),
-        Command::Stats => commands::stats(&cli.data),
-        Command::Audit { what } => audit_cmd::run(&cli.data, what),
-        Command::RebuildIndexes => commands::rebuild(&cli.data),
-        Command::Upgrade => commands::upgrade(&cli.data),
-        Command::Serve(args) => serve::serve(&cli.data, cli.cache_mb, args, &matches),
-        Command::Token { what } => serve::token(&cli.data, what),
+        Command::Import { file, source } => commands::import(&data, &file, &source),
+        Command::Export { after, output } => commands::export(&data, after, output.as_deref()),
+        Command::Verify => commands::verify(&data),
+        Command::Stats => commands::stats(&data),
+        Command::Audit { what } => audit_cmd::run(&data, what),
+        Command::RebuildIndexes => commands::rebuild(&data),
+        Command::Upgrade => commands::upgrade(&data),
+        Command::Serve(args) => serve::serve(&data, args),
+        Command::Token { what } => serve::token(&data, what),
         Command::Probe { url } => serve::probe(&url),
-        Command::Bench { what } => bench::run(what, &cli.data),
+        Command::Bench { what } => bench::run(what, &data),
         Command::Generate {
             seed,
             dossiers,
@@ -173,15 +168,15 @@ fn main() -> ExitCode {
             to,
             form,
         } => commands::generate(&generator::Config::new(seed, dossiers, from, to), form),
-        Command::Demo { listen } => commands::demo(&cli.data, listen),
-        Command::Report(args) => report::report(&cli.data, args),
+        Command::Demo { listen } => commands::demo(&data, listen),
+        Command::Report(args) => report::report(&data, args),
         Command::AppendLoop {
             seed,
             prefix,
             events,
             threads,
             index_flush_ms,
-        } => commands::append_loop(&cli.data, seed, &prefix, events, threads, index_flush_ms),
+        } => commands::append_loop(&data, seed, &prefix, events, threads, index_flush_ms),
     };
     match result {
         Ok(code) => code,

@@ -2,7 +2,7 @@
 
 use crate::commands::Result;
 use crate::serve::IndicatorArgs;
-use app::indicators::{Indicators, Query, Snapshots};
+use app::indicators::{Indicators, Query};
 use clap::Args;
 use domain::{AgencyCode, Period};
 use projections::indicators::render::{self, Format, Lang};
@@ -67,7 +67,7 @@ fn write_out(bytes: &[u8], output: Option<&Path>, format: Format) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report(data: &Path, args: ReportArgs) -> Result<ExitCode> {
+pub fn report(data: &crate::commands::DataDir, args: ReportArgs) -> Result<ExitCode> {
     if let Some(to) = args.to {
         if to.kind() != args.period.kind() || to < args.period {
             return Err(format!(
@@ -128,15 +128,19 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
     write_out(&bytes, args.output.as_deref(), args.format)
 }
 
-fn local(data: &Path, args: &ReportArgs) -> Result<ExitCode> {
+fn local(data: &crate::commands::DataDir, args: &ReportArgs) -> Result<ExitCode> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
     let log = crate::commands::open(data)?;
-    let card = app::indicators::scorecard(args.indicators.scorecard.as_deref())?;
-    let cut = args.indicators.cut;
-    let snapshots = Snapshots::new(data, cut, args.indicators.snapshot_every);
-    let indicators = Indicators::open(&log, cut, card, snapshots)?;
+    let settings = app::Settings::layered(
+        None,
+        app::Layer {
+            data: Some(data.path.clone()),
+            ..args.indicators.layer()
+        },
+    )?;
+    let indicators = Indicators::open_for(&log, &settings)?;
     let periods = match args.to {
         None => vec![args.period],
         Some(to) => app::indicators::series(args.period, to).map_err(|e| format!("--to {e}"))?,

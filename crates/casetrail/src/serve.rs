@@ -4,11 +4,11 @@ use crate::commands::Result;
 use clap::{Args, Subcommand};
 use domain::{AgencyCode, Role};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use store::{EventLog, SledLog};
 
+/// `serve`'s settings: each left out keeps the config file's value, or else the default shown.
 #[derive(Args)]
 pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
@@ -18,64 +18,74 @@ pub struct ServeArgs {
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
-    /// Address to listen on; port 0 picks a free port (the first line printed says which).
-    #[arg(long, env = "CASETRAIL_LISTEN", default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// How far ahead of the server clock an event's occurred_at may be, in seconds.
-    #[arg(long, env = "CASETRAIL_CLOCK_SKEW_SECS", default_value_t = 300)]
-    clock_skew_secs: i64,
-    /// The largest request body accepted, in bytes.
-    #[arg(long, env = "CASETRAIL_BODY_LIMIT_BYTES", default_value_t = 1024 * 1024)]
-    body_limit_bytes: usize,
-    /// Whether indicator tables and the dashboard are public.
-    #[arg(long, env = "CASETRAIL_PUBLIC_INDICATORS", default_value_t = true, action = clap::ArgAction::Set)]
-    public_indicators: bool,
-    /// HTTP worker threads.
-    #[arg(long, env = "CASETRAIL_WORKERS", default_value_t = 2)]
-    workers: usize,
-    /// Log format: text or json.
-    #[arg(long, env = "CASETRAIL_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    log_format: String,
+    /// Address to listen on; port 0 picks a free port (the first line printed says which) [default: 127.0.0.1:8080].
+    #[arg(long, env = "CASETRAIL_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// How far ahead of the server clock an event's occurred_at may be, in seconds [default: 300].
+    #[arg(long, env = "CASETRAIL_CLOCK_SKEW_SECS")]
+    clock_skew_secs: Option<i64>,
+    /// The largest request body accepted, in bytes [default: 1048576].
+    #[arg(long, env = "CASETRAIL_BODY_LIMIT_BYTES")]
+    body_limit_bytes: Option<usize>,
+    /// Whether indicator tables and the dashboard are public [default: true].
+    #[arg(long, env = "CASETRAIL_PUBLIC_INDICATORS", action = clap::ArgAction::Set)]
+    public_indicators: Option<bool>,
+    /// HTTP worker threads [default: 2].
+    #[arg(long, env = "CASETRAIL_WORKERS")]
+    workers: Option<usize>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "CASETRAIL_LOG_FORMAT")]
+    log_format: Option<app::LogFormat>,
     #[command(flatten)]
     pub indicators: IndicatorArgs,
     #[command(flatten)]
     pub key: crate::audit_cmd::KeyArgs,
     /// Sign a checkpoint when this many seconds have passed since the last and events have arrived (0: never by
-    /// time).
-    #[arg(long, env = "CASETRAIL_CHECKPOINT_EVERY_SECS", default_value_t = 60)]
-    checkpoint_every_secs: u64,
-    /// Sign a checkpoint when this many events have arrived since the last (0: never by count).
-    #[arg(
-        long,
-        env = "CASETRAIL_CHECKPOINT_EVERY_EVENTS",
-        default_value_t = 10_000
-    )]
-    checkpoint_every_events: u64,
+    /// time) [default: 60].
+    #[arg(long, env = "CASETRAIL_CHECKPOINT_EVERY_SECS")]
+    checkpoint_every_secs: Option<u64>,
+    /// Sign a checkpoint when this many events have arrived since the last (0: never by count) [default: 10000].
+    #[arg(long, env = "CASETRAIL_CHECKPOINT_EVERY_EVENTS")]
+    checkpoint_every_events: Option<u64>,
     /// Seconds a request may take to arrive whole, its body included; a body still arriving then is answered 408
-    /// and its connection closed.
-    #[arg(long, env = "CASETRAIL_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
-    request_timeout_secs: u64,
+    /// and its connection closed [default: 30].
+    #[arg(long, env = "CASETRAIL_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
     /// Connections served at once; beyond it a request is answered 503 (with Retry-After) and its connection
-    /// closed. Kept below the process's file-descriptor limit.
-    #[arg(long, env = "CASETRAIL_MAX_CONNECTIONS", default_value_t = 1_000)]
-    max_connections: usize,
-    /// Live-stream subscribers served at once; beyond it: 503 with Retry-After.
-    #[arg(long, env = "CASETRAIL_MAX_SUBSCRIBERS", default_value_t = 1_000)]
-    max_subscribers: usize,
+    /// closed. Kept below the process's file-descriptor limit [default: 1000].
+    #[arg(long, env = "CASETRAIL_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Live-stream subscribers served at once; beyond it: 503 with Retry-After [default: 1000].
+    #[arg(long, env = "CASETRAIL_MAX_SUBSCRIBERS")]
+    max_subscribers: Option<usize>,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
 #[derive(Args, Clone)]
 pub struct IndicatorArgs {
-    /// Reporting cut of quarters and years: calendar, or decree-09 (the 15th of the month before to the 14th).
-    #[arg(long, env = "CASETRAIL_CUT", default_value = "calendar")]
-    pub cut: domain::calendar::Cut,
+    /// Reporting cut of quarters and years: calendar, or decree-09 (the 15th of the month before to the 14th)
+    /// [default: calendar].
+    #[arg(long, env = "CASETRAIL_CUT")]
+    pub cut: Option<domain::calendar::Cut>,
     /// A scorecard TOML file (criteria, thresholds, points, sources); the built-in default otherwise.
     #[arg(long, env = "CASETRAIL_SCORECARD")]
     pub scorecard: Option<std::path::PathBuf>,
-    /// Write an indicator snapshot every this many events (time travel replays from the nearest one).
-    #[arg(long, env = "CASETRAIL_SNAPSHOT_EVERY", default_value_t = 250_000)]
-    pub snapshot_every: u64,
+    /// Write an indicator snapshot every this many events (time travel replays from the nearest one)
+    /// [default: 250000].
+    #[arg(long = "snapshot-every", env = "CASETRAIL_SNAPSHOT_EVERY")]
+    pub snapshot_every_events: Option<u64>,
+}
+
+impl IndicatorArgs {
+    /// These flags as a settings layer.
+    pub fn layer(&self) -> app::Layer {
+        app::Layer {
+            cut: self.cut,
+            scorecard: self.scorecard.clone(),
+            snapshot_every_events: self.snapshot_every_events,
+            ..app::Layer::default()
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -98,131 +108,38 @@ pub enum TokenCommand {
     Revoke { name: String },
 }
 
-/// Settings a config file may give. Unknown keys are refused, so a typo is an error, not a silent default.
-#[derive(serde::Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    listen: Option<SocketAddr>,
-    data: Option<std::path::PathBuf>,
-    cache_mb: Option<u64>,
-    clock_skew_secs: Option<i64>,
-    body_limit_bytes: Option<usize>,
-    public_indicators: Option<bool>,
-    workers: Option<usize>,
-    log_format: Option<String>,
-    cut: Option<domain::calendar::Cut>,
-    scorecard: Option<std::path::PathBuf>,
-    snapshot_every: Option<u64>,
-    audit_key: Option<std::path::PathBuf>,
-    audit_origin: Option<String>,
-    checkpoint_every_secs: Option<u64>,
-    checkpoint_every_events: Option<u64>,
-    request_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-    max_subscribers: Option<usize>,
-}
-
-/// True when `id` was neither given as a flag nor in the environment.
-fn defaulted(matches: &clap::ArgMatches, id: &str) -> bool {
-    matches!(
-        matches.value_source(id),
-        None | Some(clap::parser::ValueSource::DefaultValue)
-    )
-}
-
-pub fn serve(
-    data: &Path,
-    cache_mb: u64,
-    mut args: ServeArgs,
-    top: &clap::ArgMatches,
-) -> Result<ExitCode> {
-    let sub = top.subcommand_matches("serve").expect("serve was matched");
-    let file: FileSettings = match &args.config {
-        None => FileSettings::default(),
-        Some(path) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
-        }
+pub fn serve(dir: &crate::commands::DataDir, args: ServeArgs) -> Result<ExitCode> {
+    let given = app::Layer {
+        listen: args.listen,
+        data: dir.given.then(|| dir.path.clone()),
+        cache_mb: dir.cache_mb_given,
+        log_format: args.log_format,
+        clock_skew_secs: args.clock_skew_secs,
+        body_limit_bytes: args.body_limit_bytes,
+        public_indicators: args.public_indicators,
+        workers: args.workers,
+        audit_key: args.key.audit_key.clone(),
+        audit_origin: args.key.audit_origin.clone(),
+        checkpoint_every_secs: args.checkpoint_every_secs,
+        checkpoint_every_events: args.checkpoint_every_events,
+        request_timeout_secs: args.request_timeout_secs,
+        max_connections: args.max_connections,
+        max_subscribers: args.max_subscribers,
+        ..args.indicators.layer()
     };
-    // Flags and environment first, then the file, then the defaults.
-    let data = match file.data {
-        Some(d) if defaulted(top, "data") => d,
-        _ => data.to_path_buf(),
-    };
-    let data = data.as_path();
-    let cache_mb = match file.cache_mb {
-        Some(c) if defaulted(top, "cache_mb") => c,
-        _ => cache_mb,
-    };
-    macro_rules! from_file {
-        ($($field:ident),*) => {$(
-            if let Some(v) = file.$field {
-                if defaulted(sub, stringify!($field)) {
-                    args.$field = v;
-                }
-            }
-        )*};
-    }
-    from_file!(
-        listen,
-        clock_skew_secs,
-        body_limit_bytes,
-        public_indicators,
-        workers,
-        log_format,
-        checkpoint_every_secs,
-        checkpoint_every_events,
-        request_timeout_secs,
-        max_connections,
-        max_subscribers
-    );
-    if let (Some(v), true) = (file.audit_key, defaulted(sub, "audit_key")) {
-        args.key.audit_key = Some(v);
-    }
-    if let (Some(v), true) = (file.audit_origin, defaulted(sub, "audit_origin")) {
-        args.key.audit_origin = Some(v);
-    }
-    if let (Some(v), true) = (file.cut, defaulted(sub, "cut")) {
-        args.indicators.cut = v;
-    }
-    if let (Some(v), true) = (file.scorecard, defaulted(sub, "scorecard")) {
-        args.indicators.scorecard = Some(v);
-    }
-    if let (Some(v), true) = (file.snapshot_every, defaulted(sub, "snapshot_every")) {
-        args.indicators.snapshot_every = v;
-    }
-    if !["text", "json"].contains(&args.log_format.as_str()) {
-        return Err(format!("log_format must be text or json, not {:?}", args.log_format).into());
-    }
+    let settings = app::Settings::layered(args.config.as_deref(), given)?;
     let subscriber = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CASETRAIL_LOG")
                 .unwrap_or_else(|_| "info".into()),
         );
-    if args.log_format == "json" {
+    if settings.log_format == app::LogFormat::Json {
         subscriber.json().init();
     } else {
         subscriber.init();
     }
-    let mut settings = app::Settings::new(data);
-    settings.listen = args.listen;
-    settings.cache_mb = cache_mb;
-    settings.clock_skew_secs = args.clock_skew_secs;
-    settings.body_limit_bytes = args.body_limit_bytes;
-    settings.public_indicators = args.public_indicators;
-    settings.workers = args.workers;
-    settings.cut = args.indicators.cut;
-    settings.scorecard = args.indicators.scorecard.clone();
-    settings.snapshot_every = args.indicators.snapshot_every;
-    settings.audit_key = Some(args.key.path(data));
-    settings.audit_origin = args.key.audit_origin.clone();
-    settings.checkpoint_every_secs = args.checkpoint_every_secs;
-    settings.checkpoint_every_events = args.checkpoint_every_events;
-    settings.request_timeout_secs = args.request_timeout_secs;
-    settings.max_connections = args.max_connections;
-    settings.max_subscribers = args.max_subscribers;
+    let data = settings.data.clone();
     run_until_stopped(settings, |running, log| {
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(
@@ -264,7 +181,7 @@ pub fn run_until_stopped(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn token(data: &Path, what: TokenCommand) -> Result<ExitCode> {
+pub fn token(data: &crate::commands::DataDir, what: TokenCommand) -> Result<ExitCode> {
     let log = crate::commands::open(data)?;
     match what {
         TokenCommand::Create { name, role, agency } => {

@@ -9,7 +9,6 @@ pub mod auth;
 mod dashboard;
 pub mod errors;
 mod extract;
-mod indicator_routes;
 mod limits;
 
 mod metrics;

@@ -94,12 +94,12 @@ pub struct Engine {
     pub reloads: u64,
     /// Every this many positions, resolved dossiers whose processing ended more than `settled_after` before the
     /// horizon leave memory too: only a return or a correction can follow, and they are rare that late.
-    sweep_every: u64,
+    sweep_every_events: u64,
     settled_after: Secs,
 }
 
 /// By default: sweep every 65,536 events; a dossier resolved 90 days before the log's time is settled.
-const SWEEP_EVERY: u64 = 1 << 16;
+const SWEEP_EVERY_EVENTS: u64 = 1 << 16;
 const SETTLED_AFTER_SECS: Secs = 90 * 86_400;
 
 impl Engine {
@@ -117,15 +117,15 @@ impl Engine {
             recorded_at: None,
             catalogue: Catalogue::default(),
             reloads: 0,
-            sweep_every: SWEEP_EVERY,
+            sweep_every_events: SWEEP_EVERY_EVENTS,
             settled_after: SETTLED_AFTER_SECS,
         }
     }
 
     /// Changes how often settled dossiers are dropped, and how long after their end (tests make both small, so
     /// that reading dossiers back is exercised often).
-    pub fn with_eviction(mut self, sweep_every: u64, settled_after: Secs) -> Engine {
-        self.sweep_every = sweep_every.max(1);
+    pub fn with_eviction(mut self, sweep_every_events: u64, settled_after: Secs) -> Engine {
+        self.sweep_every_events = sweep_every_events.max(1);
         self.settled_after = settled_after;
         self
     }
@@ -227,7 +227,7 @@ impl Engine {
         self.catalogue.apply(e);
         self.advance(secs(&e.recorded_at).max(secs(&e.event.occurred_at)));
         let Some(code) = dossier else {
-            if self.position % self.sweep_every == 0 {
+            if self.position % self.sweep_every_events == 0 {
                 self.sweep();
             }
             return Ok(());
@@ -253,7 +253,7 @@ impl Engine {
         if !new.is_closed() {
             self.lives.insert(code.to_owned(), new);
         }
-        if self.position % self.sweep_every == 0 {
+        if self.position % self.sweep_every_events == 0 {
             self.sweep();
         }
         Ok(())

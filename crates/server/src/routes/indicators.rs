@@ -12,6 +12,12 @@ use projections::indicators::render::{self, Format, Lang};
 use projections::indicators::Group;
 use serde::Deserialize;
 
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use crate::extract::resource;
+    cfg.service(resource("/v1/indicators", "GET").route(web::get().to(indicators)))
+        .service(resource("/v1/indicators/series", "GET").route(web::get().to(series)));
+}
+
 /// The parameters of a table and of a series: each its own (so that `/openapi.json` documents exactly what each
 /// operation reads, and marks what it requires), with the same shared ones.
 macro_rules! indicator_params {
