@@ -28,7 +28,7 @@ pub async fn follow(app: Arc<App>) {
                     }
                     let worker = app.clone();
                     let folded = tokio::task::spawn_blocking(move || {
-                        worker.indicators.catch_up(&worker.log, &events)
+                        worker.indicators.fold(&worker.log, &events)
                     })
                     .await;
                     if let Err(why) = folded.map_err(|e| e.to_string()).and_then(|r| r) {

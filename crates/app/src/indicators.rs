@@ -7,7 +7,7 @@ use base64::Engine as _;
 use chrono::Utc;
 use domain::calendar::Cut;
 use domain::{AgencyCode, KnownAt, Period, StoredEvent};
-use projections::indicators::render::{ScorecardName, Settings, Stamp, Table};
+use projections::indicators::render::{ScorecardName, Stamp, StampSettings, Table};
 use projections::indicators::scorecard::Scorecard;
 use projections::indicators::{Engine, Group};
 use serde::{Deserialize, Serialize};
@@ -196,7 +196,7 @@ const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub struct Indicators {
     live: RwLock<Engine>,
-    /// Signalled whenever the live engine moves on (`catch_up`), for questions waiting for it.
+    /// Signalled whenever the live engine moves on (`fold`), for questions waiting for it.
     moved: (std::sync::Mutex<()>, std::sync::Condvar),
     pub card: Scorecard,
     pub cut: Cut,
@@ -253,7 +253,7 @@ impl Indicators {
 
     /// Folds newly committed events into the live engine; writes a snapshot at every multiple of
     /// `snapshots.every_events`. Called by the follower, never by the writer.
-    pub fn catch_up(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
+    pub fn fold(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
         let mut due = None;
         let folded = {
             let mut engine = self.live.write().expect("indicator lock");
@@ -395,7 +395,7 @@ impl Indicators {
                 as_of: q.as_of,
                 known_at: q.known_at,
                 computed_at: Utc::now(),
-                settings: Settings {
+                settings: StampSettings {
                     cut: self.cut,
                     scorecard: ScorecardName {
                         name: self.card.name.clone(),

@@ -12,7 +12,7 @@
 //! store's single writer and awaits its answer.
 
 pub mod catalogue;
-mod error;
+pub mod error;
 pub mod follow;
 pub mod indicators;
 pub mod proofs;
@@ -20,7 +20,7 @@ pub mod reading;
 mod settings;
 pub mod tokens;
 
-pub use error::Error;
+pub use error::{Code, Error, CODES};
 pub use settings::{Layer, LogFormat, Settings, AUDIT_KEY_FILE, DEFAULT_DATA};
 
 use chrono::Utc;

@@ -6,15 +6,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod audit_cmd;
+mod batches;
 mod bench;
-mod bench_audit;
-mod bench_indicators;
-mod commands;
-mod gen;
-mod load;
-mod report;
-mod serve;
+mod cmd;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,7 +63,7 @@ enum Command {
     /// checkpoints (docs/audit.md).
     Audit {
         #[command(subcommand)]
-        what: audit_cmd::AuditCommand,
+        what: cmd::audit::AuditCommand,
     },
     /// Counts, sizes and the audit root.
     Stats,
@@ -79,11 +73,11 @@ enum Command {
     /// checkpoints; the old directory is kept beside it as `<data>.format1`.
     Upgrade,
     /// Run the HTTP service (docs/api.md) on the data directory. SIGTERM or Ctrl-C stops it gracefully.
-    Serve(serve::ServeArgs),
+    Serve(cmd::serve::ServeArgs),
     /// Manage API tokens while no server runs (a running server offers the same under /v1/tokens).
     Token {
         #[command(subcommand)]
-        what: serve::TokenCommand,
+        what: cmd::serve::TokenCommand,
     },
     /// Ask a running server for a health endpoint; exit 0 when it answers 200 (for container health checks,
     /// where no curl is installed).
@@ -115,7 +109,7 @@ enum Command {
         form: GeneratedForm,
     },
     /// An indicator table (indicators.md), offline from the data directory or from a server with --url.
-    Report(report::ReportArgs),
+    Report(cmd::report::ReportArgs),
     /// The demo: fill the data directory (on first run) with a generated province (2018-Q1 to 2019-Q4), check and
     /// describe it, make a token per role, and serve the dashboard and the API until Ctrl-C.
     Demo {
@@ -148,18 +142,18 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let data = commands::DataDir::new(cli.data, cli.cache_mb);
+    let data = cmd::DataDir::new(cli.data, cli.cache_mb);
     let result = match cli.command {
-        Command::Import { file, source } => commands::import(&data, &file, &source),
-        Command::Export { after, output } => commands::export(&data, after, output.as_deref()),
-        Command::Verify => commands::verify(&data),
-        Command::Stats => commands::stats(&data),
-        Command::Audit { what } => audit_cmd::run(&data, what),
-        Command::RebuildIndexes => commands::rebuild(&data),
-        Command::Upgrade => commands::upgrade(&data),
-        Command::Serve(args) => serve::serve(&data, args),
-        Command::Token { what } => serve::token(&data, what),
-        Command::Probe { url } => serve::probe(&url),
+        Command::Import { file, source } => cmd::import(&data, &file, &source),
+        Command::Export { after, output } => cmd::export(&data, after, output.as_deref()),
+        Command::Verify => cmd::verify(&data),
+        Command::Stats => cmd::stats(&data),
+        Command::Audit { what } => cmd::audit::run(&data, what),
+        Command::RebuildIndexes => cmd::rebuild(&data),
+        Command::Upgrade => cmd::upgrade(&data),
+        Command::Serve(args) => cmd::serve::serve(&data, args),
+        Command::Token { what } => cmd::serve::token(&data, what),
+        Command::Probe { url } => cmd::serve::probe(&url),
         Command::Bench { what } => bench::run(what, &data),
         Command::Generate {
             seed,
@@ -167,16 +161,16 @@ fn main() -> ExitCode {
             from,
             to,
             form,
-        } => commands::generate(&generator::Config::new(seed, dossiers, from, to), form),
-        Command::Demo { listen } => commands::demo(&data, listen),
-        Command::Report(args) => report::report(&data, args),
+        } => cmd::generate(&generator::Config::new(seed, dossiers, from, to), form),
+        Command::Demo { listen } => cmd::demo(&data, listen),
+        Command::Report(args) => cmd::report::report(&data, args),
         Command::AppendLoop {
             seed,
             prefix,
             events,
             threads,
             index_flush_ms,
-        } => commands::append_loop(&data, seed, &prefix, events, threads, index_flush_ms),
+        } => cmd::append_loop(&data, seed, &prefix, events, threads, index_flush_ms),
     };
     match result {
         Ok(code) => code,

@@ -14,6 +14,8 @@
 //! hold them, so that `casetrail import` reproduces the recording times and `known_at` questions mean something.
 //! The same configuration always yields the same bytes.
 
+pub mod lives;
+
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc, Weekday};
 use domain::calendar::{vietnam, Cut, PeriodKind};
 use domain::event::*;

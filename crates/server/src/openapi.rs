@@ -204,9 +204,7 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// A stable snake_case code: malformed_json, bad_parameter, unauthorized, forbidden, dossier_not_found,
-    /// invalid_transition, dossier_exists, version_conflict, id_reused, credential_exists, payload_too_large,
-    /// validation_failed, unavailable.
+    /// A stable snake_case code; the list is generated from `app::error::CODES` (`ProblemCodes`).
     pub code: String,
     /// Validation failures `{index, id, field, message}`, or refused events `{index, id, code, message,
     /// current_version?, position?}`.
@@ -338,6 +336,31 @@ impl Modify for DataIsAnyOf {
     }
 }
 
+/// The description of a problem's `code`: every stable code with its status and meaning, from the one table.
+struct ProblemCodes;
+
+impl Modify for ProblemCodes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let Some(problem) = components.schemas.get_mut("Problem") else {
+            return;
+        };
+        let mut lines = vec!["A stable snake_case code, one of:".to_string()];
+        for c in app::CODES {
+            let status = match c.status {
+                0 => "its own status".to_string(),
+                n => n.to_string(),
+            };
+            lines.push(format!("- `{}` ({status}): {}", c.code, c.description));
+        }
+        let mut json = serde_json::to_value(&*problem).expect("schemas serialize");
+        json["properties"]["code"]["description"] = serde_json::Value::String(lines.join("\n"));
+        *problem = serde_json::from_value(json).expect("the problem schema deserializes");
+    }
+}
+
 /// The indicator answers: their schemas come from the same column list that renders them
 /// (`projections::indicators::render::json_schemas`), and their 200 answers are JSON, CSV, XLSX or text.
 struct IndicatorAnswers;
@@ -417,7 +440,7 @@ impl Modify for BearerAuth {
     ),
     // The indicator parameters' schemas (`IntoParams` names them without collecting them).
     components(schemas(GroupParam, FormatParam, LangParam, domain::KnownAt)),
-    modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers),
+    modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers, &ProblemCodes),
     tags(
         (name = "events", description = "Writing and reading the log"),
         (name = "dossiers", description = "A dossier's state and trail"),

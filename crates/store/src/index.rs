@@ -13,7 +13,7 @@
 //! readers) and hands them to the indexer thread, which writes them as one run, with the watermark, then drops
 //! them from the tail. Readers look in the tail first, then in the merge tree, so that an entry is always in one
 //! of the two. At open, the events after the watermark are indexed again before anything is served
-//! ([`catch_up`]); writing an entry twice is harmless (the same id gets the same position, a head record skips
+//! ([`index_from_log`]); writing an entry twice is harmless (the same id gets the same position, a head record skips
 //! versions it already holds).
 
 use crate::lsm::Lsm;
@@ -321,7 +321,7 @@ impl Delta {
 
 /// Indexes the events after the watermark, from the log itself: what an open does before serving, and what
 /// `rebuild-indexes` does from position 0. `events` yields them in order; `progress` hears of each write.
-pub(crate) fn catch_up(
+pub(crate) fn index_from_log(
     trees: &IndexTrees,
     events: impl Iterator<Item = Result<StoredEvent, StoreError>>,
     chunk_events: usize,

@@ -67,7 +67,7 @@ struct Record {
 }
 
 /// What the group has decided so far, on top of what is committed.
-struct Group {
+struct CommitGroup {
     heads: HashMap<String, StreamHead>,
     ids: HashMap<Uuid, usize>,
     records: Vec<Record>,
@@ -165,7 +165,7 @@ impl Writer {
 
     fn commit_group(&mut self, jobs: Vec<Job>) {
         let now = StoredEvent::truncate_recorded_at((self.clock)());
-        let mut group = Group {
+        let mut group = CommitGroup {
             heads: HashMap::new(),
             ids: HashMap::new(),
             records: Vec::new(),
@@ -241,7 +241,7 @@ impl Writer {
     /// the group. A refused request leaves the group as it was.
     fn decide_request(
         &self,
-        group: &mut Group,
+        group: &mut CommitGroup,
         request: &AppendRequest,
         now: DateTime<Utc>,
     ) -> Result<AppendOutcome, AppendError> {
@@ -298,7 +298,7 @@ impl Writer {
     /// The event stored earlier with this id, if any: in this request, in the group, or in the log.
     fn earlier(
         &self,
-        group: &Group,
+        group: &CommitGroup,
         pending: &Pending,
         id: Uuid,
     ) -> Result<Option<StoredEvent>, StoreError> {
@@ -317,7 +317,7 @@ impl Writer {
     /// tree. Accepted, it joins `pending`; the outer error is a failed read, the inner a refusal.
     fn decide_new(
         &self,
-        group: &Group,
+        group: &CommitGroup,
         pending: &mut Pending,
         submitted: &domain::Submitted,
         source: &str,
@@ -393,7 +393,7 @@ impl Writer {
     fn agency_tree_kept(
         &self,
         event: &domain::Event,
-        group: &Group,
+        group: &CommitGroup,
         records: &[Record],
     ) -> Result<Result<(), domain::Rejection>, StoreError> {
         match (&event.data, &event.agency) {
@@ -409,7 +409,7 @@ impl Writer {
 
     /// Adds an accepted request's events to the group: their leaves hashed into the audit tree in order, their
     /// ids, their streams' heads.
-    fn merge(&self, group: &mut Group, pending: Pending) -> Result<(), StoreError> {
+    fn merge(&self, group: &mut CommitGroup, pending: Pending) -> Result<(), StoreError> {
         for record in pending.records {
             group
                 .growth
@@ -433,7 +433,7 @@ impl Writer {
     fn parent_of(
         &self,
         agency: &AgencyCode,
-        group: &Group,
+        group: &CommitGroup,
         records: &[Record],
     ) -> Result<Option<AgencyCode>, StoreError> {
         let stream = Stream::Agency(agency.clone()).key();
@@ -492,7 +492,7 @@ impl Writer {
     }
 
     /// Writes the group's blocks and audit data in one atomic batch, flushes, fsyncs; returns the new root.
-    fn write(&mut self, group: &Group) -> Result<Hash, StoreError> {
+    fn write(&mut self, group: &CommitGroup) -> Result<Hash, StoreError> {
         use crate::merkle::{key, pack, pack_prefixes, LEAVES, UPPER};
         let mut batch = sled::Batch::default();
         let bytes: Vec<&[u8]> = group.records.iter().map(|r| r.bytes.as_slice()).collect();

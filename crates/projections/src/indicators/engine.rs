@@ -11,7 +11,8 @@ use domain::StoredEvent;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub type Row = [i64; COLS];
+/// One agency-period cell of the engine: its counters, by column index (`COLS` of them). Not a table `Row`.
+pub type Tally = [i64; COLS];
 
 /// Strings numbered in order of first sight.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -79,7 +80,7 @@ pub struct Engine {
     pub(crate) agencies: Interner,
     pub(crate) procedures: Interner,
     /// Per agency, per period kind: period index → counters.
-    pub(crate) cells: Vec<[BTreeMap<i32, Row>; 3]>,
+    pub(crate) cells: Vec<[BTreeMap<i32, Tally>; 3]>,
     #[serde(with = "pairs")]
     pub(crate) usage: HashMap<UseKey, u32>,
     lives: HashMap<String, Life>,
@@ -381,7 +382,7 @@ impl Engine {
 
     /// The counters of one agency for one period: direct counts, with the open-dossier differences summed over
     /// every period up to it.
-    pub fn counters(&self, agency: u32, kind: PeriodKind, period: i32) -> Row {
+    pub fn counters(&self, agency: u32, kind: PeriodKind, period: i32) -> Tally {
         let Some(by_kind) = self.cells.get(agency as usize) else {
             return [0; COLS];
         };

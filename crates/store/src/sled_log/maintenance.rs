@@ -56,7 +56,7 @@ impl SledLog {
         // The audit data: recomputed from the events' bytes.
         let size = t.write_audit_data(|n| progress(n / 2))?;
         let mut records = index::record_cache();
-        index::catch_up(
+        index::index_from_log(
             &t.index,
             SledLog::events_of(t, 0),
             index::FLUSH_EVENTS * 4,

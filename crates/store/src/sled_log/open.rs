@@ -146,7 +146,7 @@ impl SledLog {
             // after an interrupted rebuild: the index is empty then, and the rebuild makes it again.)
             let from = trees.index.watermark().unwrap_or(0).min(size);
             if trees.meta().get(REBUILDING)?.is_none() {
-                let caught_up = index::catch_up(
+                let caught_up = index::index_from_log(
                     &trees.index,
                     SledLog::events_of(&trees, from),
                     usize::MAX,
@@ -187,7 +187,7 @@ impl SledLog {
             }
             if watermark < size {
                 let mut records = index::record_cache();
-                index::catch_up(
+                index::index_from_log(
                     &trees.index,
                     SledLog::events_of(&trees, watermark),
                     index::FLUSH_EVENTS * 4,

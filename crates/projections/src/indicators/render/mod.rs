@@ -35,11 +35,12 @@ pub struct Stamp {
     /// As asked: an instant, or a whole day in Vietnam time.
     pub known_at: Option<domain::KnownAt>,
     pub computed_at: DateTime<Utc>,
-    pub settings: Settings,
+    pub settings: StampSettings,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Settings {
+/// What a table was computed with: the reporting cut and the scorecard.
+pub struct StampSettings {
     pub cut: Cut,
     pub scorecard: ScorecardName,
 }

@@ -1,10 +1,14 @@
 //! `casetrail bench store`: durable append throughput by group size, group commit under concurrency, the cost of
 //! fsync, and full replay speed. Prints a Markdown table; docs/benchmarks.md keeps the figures.
 
-use crate::commands::Result;
-use crate::gen::Generator;
+pub mod audit;
+pub mod http;
+pub mod indicators;
+
+use crate::cmd::Result;
 use clap::Subcommand;
 use domain::{Event, StreamHead, Submitted};
+use generator::lives::LifeGenerator;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -88,7 +92,7 @@ pub enum What {
     },
 }
 
-pub fn run(what: What, data: &crate::commands::DataDir) -> Result<ExitCode> {
+pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
     match what {
         What::Store {
             events,
@@ -100,14 +104,14 @@ pub fn run(what: What, data: &crate::commands::DataDir) -> Result<ExitCode> {
             seconds,
             batch,
             dir,
-        } => crate::load::run(&dir, connections, seconds, batch),
+        } => crate::bench::http::run(&dir, connections, seconds, batch),
         What::Indicators {
             period,
             queries,
             history,
             snapshot_every,
             duckdb,
-        } => crate::bench_indicators::run(
+        } => crate::bench::indicators::run(
             data,
             period,
             queries,
@@ -122,9 +126,9 @@ pub fn run(what: What, data: &crate::commands::DataDir) -> Result<ExitCode> {
             clients,
             skip_write_path,
             dir,
-        } => crate::bench_audit::run(
+        } => crate::bench::audit::run(
             &dir,
-            crate::bench_audit::Options {
+            crate::bench::audit::Options {
                 events,
                 seconds,
                 rounds,
@@ -133,7 +137,7 @@ pub fn run(what: What, data: &crate::commands::DataDir) -> Result<ExitCode> {
             },
         ),
         What::Replay { runs } => {
-            let log = crate::commands::open(data)?;
+            let log = crate::cmd::open(data)?;
             let runs = runs.max(1);
             let show = |what: &str, rates: Vec<f64>| {
                 println!(
@@ -175,7 +179,7 @@ fn submitted(events: &[Event]) -> Vec<Submitted> {
 
 /// Appends `events` sequentially in groups of `group`; returns events per second.
 fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result<(f64, SledLog)> {
-    let mut config = crate::commands::scratch_config(dir);
+    let mut config = crate::cmd::scratch_config(dir);
     config.fsync = fsync;
     let log = SledLog::open(config)?;
     let batches: Vec<Vec<Submitted>> = events.chunks(group).map(submitted).collect();
@@ -191,7 +195,7 @@ fn sequential(dir: &Path, events: &[Event], group: usize, fsync: bool) -> Result
 
 /// `clients` threads each append single events; group commit batches them.
 fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
-    let log = Arc::new(SledLog::open(crate::commands::scratch_config(dir))?);
+    let log = Arc::new(SledLog::open(crate::cmd::scratch_config(dir))?);
     // Each client takes whole dossiers so that its events stay in order.
     let mut per_client: Vec<Vec<Event>> = vec![Vec::new(); clients];
     for e in events {
@@ -251,7 +255,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
 fn store(n: usize, dir: &Path, replays: usize) -> Result<ExitCode> {
     let tmp = tempdir(dir)?;
     eprintln!("generating {n} events…");
-    let events = Generator::for_2019(7).events(n);
+    let events = LifeGenerator::for_2019(7).events(n);
     let bytes: usize = events.iter().map(|e| e.to_json(None).len()).sum();
     let mut rows: Vec<(String, String)> = Vec::new();
     let mut row = |what: &str, value: String| {

@@ -2,11 +2,11 @@
 //! large log. See docs/benchmarks.md.
 
 use crate::bench::median;
-use crate::commands::Result;
-use crate::gen::Generator;
+use crate::cmd::Result;
 use chrono::TimeZone;
 use domain::event::*;
 use domain::{AgencyCode, DossierCode, Event, ProcedureCode, Submitted};
+use generator::lives::LifeGenerator;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::process::ExitCode;
@@ -97,7 +97,7 @@ fn write_path(
 ) -> Result<(f64, u64)> {
     let dir = under.join(format!("audit-write-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let log = Arc::new(SledLog::open(crate::commands::scratch_config(&dir))?);
+    let log = Arc::new(SledLog::open(crate::cmd::scratch_config(&dir))?);
     let notary = Arc::new(audit::Notary::new(
         audit::SigningKey::generate("bench.invalid/audit")?.0,
     ));
@@ -122,10 +122,10 @@ fn write_path(
         .map(|c| {
             let (log, appended) = (log.clone(), appended.clone());
             std::thread::spawn(move || {
-                let mut g = Generator::new(
+                let mut g = LifeGenerator::new(
                     seed * 1_000 + c as u64,
                     &format!("W{seed}x{c}"),
-                    crate::gen::vn()
+                    domain::calendar::vietnam()
                         .with_ymd_and_hms(2019, 1, 2, 8, 0, 0)
                         .single()
                         .expect("valid"),
@@ -168,7 +168,7 @@ fn target_events() -> Vec<Event> {
     let agency = AgencyCode::parse("000.01.00.H27").expect("valid");
     let dossier = DossierCode::parse(TARGET).expect("valid");
     let at = |day: i64| {
-        crate::gen::vn()
+        domain::calendar::vietnam()
             .with_ymd_and_hms(2019, 1, 2, 8, 0, 0)
             .single()
             .expect("valid")
@@ -221,7 +221,7 @@ fn target_events() -> Vec<Event> {
 /// dossiers appended in groups of 900 to 1,000 events, with the 20 events of [`TARGET`] spread evenly through it.
 fn large_log(dir: &Path, events: u64) -> Result<SledLog> {
     let path = dir.join(format!("audit-large-{events}"));
-    let log = SledLog::open(crate::commands::scratch_config(&path))?;
+    let log = SledLog::open(crate::cmd::scratch_config(&path))?;
     if log.head().size >= events {
         eprintln!("reusing {} ({} events)", path.display(), log.head().size);
         return Ok(log);
@@ -236,7 +236,7 @@ fn large_log(dir: &Path, events: u64) -> Result<SledLog> {
     let mut target = target_events().into_iter();
     let spacing = events / 20;
     let mut next_target_at = 1u64;
-    let mut g = Generator::for_2019(77);
+    let mut g = LifeGenerator::for_2019(77);
     let mut batch: Vec<Submitted> = Vec::with_capacity(1_100);
     let mut total = 0u64;
     while total < events {
@@ -277,7 +277,7 @@ fn large_log(dir: &Path, events: u64) -> Result<SledLog> {
         started.elapsed().as_secs_f64()
     );
     drop(log);
-    Ok(SledLog::open(crate::commands::scratch_config(&path))?)
+    Ok(SledLog::open(crate::cmd::scratch_config(&path))?)
 }
 
 fn millis(d: Duration) -> f64 {

@@ -1,6 +1,6 @@
 //! `casetrail bench http`: a load generator against the real server on loopback.
 
-use crate::commands::Result;
+use crate::cmd::Result;
 use std::io::BufRead;
 use std::path::Path;
 use std::process::{ExitCode, Stdio};
@@ -42,10 +42,10 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     let data = dir.join("data");
     // Credentials first, while no server holds the directory.
     let token = {
-        let log = SledLog::open(crate::commands::scratch_config(&data))?;
+        let log = SledLog::open(crate::cmd::scratch_config(&data))?;
         let role = domain::Role::Admin;
         app::tokens::issue(&log, "load".into(), role, None, chrono::Utc::now())
-            .map_err(crate::commands::explain)?
+            .map_err(crate::cmd::explain)?
             .token
     };
     let mut child = Server(

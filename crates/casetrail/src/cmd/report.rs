@@ -1,7 +1,7 @@
 //! `casetrail report`: an indicator table, offline from a data directory or from a running server.
 
-use crate::commands::Result;
-use crate::serve::IndicatorArgs;
+use crate::cmd::serve::IndicatorArgs;
+use crate::cmd::Result;
 use app::indicators::{Indicators, Query};
 use clap::Args;
 use domain::{AgencyCode, Period};
@@ -67,7 +67,7 @@ fn write_out(bytes: &[u8], output: Option<&Path>, format: Format) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn report(data: &crate::commands::DataDir, args: ReportArgs) -> Result<ExitCode> {
+pub fn report(data: &crate::cmd::DataDir, args: ReportArgs) -> Result<ExitCode> {
     if let Some(to) = args.to {
         if to.kind() != args.period.kind() || to < args.period {
             return Err(format!(
@@ -128,11 +128,11 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
     write_out(&bytes, args.output.as_deref(), args.format)
 }
 
-fn local(data: &crate::commands::DataDir, args: &ReportArgs) -> Result<ExitCode> {
+fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
-    let log = crate::commands::open(data)?;
+    let log = crate::cmd::open(data)?;
     let settings = app::Settings::layered(
         None,
         app::Layer {

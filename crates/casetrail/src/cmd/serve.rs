@@ -1,6 +1,6 @@
 //! `casetrail serve` and `casetrail token`.
 
-use crate::commands::Result;
+use crate::cmd::Result;
 use clap::{Args, Subcommand};
 use domain::{AgencyCode, Role};
 use std::net::SocketAddr;
@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub indicators: IndicatorArgs,
     #[command(flatten)]
-    pub key: crate::audit_cmd::KeyArgs,
+    pub key: crate::cmd::audit::KeyArgs,
     /// Sign a checkpoint when this many seconds have passed since the last and events have arrived (0: never by
     /// time) [default: 60].
     #[arg(long, env = "CASETRAIL_CHECKPOINT_EVERY_SECS")]
@@ -108,7 +108,7 @@ pub enum TokenCommand {
     Revoke { name: String },
 }
 
-pub fn serve(dir: &crate::commands::DataDir, args: ServeArgs) -> Result<ExitCode> {
+pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
     let given = app::Layer {
         listen: args.listen,
         data: dir.given.then(|| dir.path.clone()),
@@ -181,8 +181,8 @@ pub fn run_until_stopped(
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn token(data: &crate::commands::DataDir, what: TokenCommand) -> Result<ExitCode> {
-    let log = crate::commands::open(data)?;
+pub fn token(data: &crate::cmd::DataDir, what: TokenCommand) -> Result<ExitCode> {
+    let log = crate::cmd::open(data)?;
     match what {
         TokenCommand::Create { name, role, agency } => {
             let agency = agency
@@ -190,7 +190,7 @@ pub fn token(data: &crate::commands::DataDir, what: TokenCommand) -> Result<Exit
                 .transpose()
                 .map_err(|e| format!("--agency {e}"))?;
             let issued = app::tokens::issue(&log, name, role, agency, chrono::Utc::now())
-                .map_err(crate::commands::explain)?;
+                .map_err(crate::cmd::explain)?;
             let (credential, token) = (issued.credential, issued.token);
             let scope = credential
                 .agency

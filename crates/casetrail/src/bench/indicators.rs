@@ -1,7 +1,7 @@
 //! `casetrail bench indicators`: the figures of docs/benchmarks.md for the indicator tables.
 
 use crate::bench::median;
-use crate::commands::Result;
+use crate::cmd::Result;
 use app::indicators::{loader, Indicators, Query, Snapshots};
 use domain::calendar::Cut;
 use domain::Period;
@@ -32,14 +32,14 @@ fn millis(started: Instant) -> f64 {
 }
 
 pub fn run(
-    data: &crate::commands::DataDir,
+    data: &crate::cmd::DataDir,
     period: Period,
     queries: usize,
     history: usize,
     snapshot_every: u64,
     duckdb: Option<&Path>,
 ) -> Result<ExitCode> {
-    let log = crate::commands::open(data)?;
+    let log = crate::cmd::open(data)?;
     let size = log.head().size;
     println!("log: {size} events in {}", data.display());
 

@@ -1,7 +1,7 @@
 //! `casetrail audit`: the verifier key, checkpoints and bundles from a data directory, and the offline checks an
 //! auditor runs with nothing but files and a verifier key (docs/audit.md).
 
-use crate::commands::Result;
+use crate::cmd::Result;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -84,7 +84,7 @@ pub enum AuditCommand {
     },
 }
 
-pub fn run(data: &crate::commands::DataDir, what: AuditCommand) -> Result<ExitCode> {
+pub fn run(data: &crate::cmd::DataDir, what: AuditCommand) -> Result<ExitCode> {
     match what {
         AuditCommand::Key { key } => {
             println!("{}", key.load_or_create(data)?.verifier_key());
@@ -92,7 +92,7 @@ pub fn run(data: &crate::commands::DataDir, what: AuditCommand) -> Result<ExitCo
         }
         AuditCommand::Checkpoint { key } => {
             let key = key.load_or_create(data)?;
-            let log = crate::commands::open(data)?;
+            let log = crate::cmd::open(data)?;
             let c = audit::Notary::new(key).checkpoint_head(&log, chrono::Utc::now())?;
             print!("{}", c.note);
             Ok(ExitCode::SUCCESS)
@@ -105,7 +105,7 @@ pub fn run(data: &crate::commands::DataDir, what: AuditCommand) -> Result<ExitCo
             let code =
                 domain::DossierCode::parse(&dossier).map_err(|e| format!("{dossier:?}: {e}"))?;
             let key = key.load_or_create(data)?;
-            let log = crate::commands::open(data)?;
+            let log = crate::cmd::open(data)?;
             let bundle = audit::Notary::new(key)
                 .bundle(&log, code.as_str(), chrono::Utc::now())?
                 .ok_or_else(|| format!("no dossier {code} in {}", data.display()))?;

@@ -1,4 +1,6 @@
-//! A deterministic generator of valid dossier histories, for tests, the crash test and benchmarks.
+//! Independent dossier lives, for the crash test's and the store benchmarks' writers: many disjoint streams with
+//! no reference data, from several threads at once (each thread its own seed and code prefix). The province
+//! generator of this crate ([`crate::Generator`]) makes one coherent province instead.
 //!
 //! Each dossier gets a plausible life (receipt by counter, online or post; transfers; supplement requests; due
 //! extensions; resolution; return by some channel; now and then a withdrawal or a correction), with business
@@ -11,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-pub struct Generator {
+pub struct LifeGenerator {
     rng: StdRng,
     agencies: Vec<AgencyCode>,
     start: DateTime<FixedOffset>,
@@ -20,13 +22,18 @@ pub struct Generator {
     next_dossier: u64,
 }
 
-impl Generator {
+impl LifeGenerator {
     /// Dossiers received between `start` and `start + span_days`; codes begin with `prefix`.
-    pub fn new(seed: u64, prefix: &str, start: DateTime<FixedOffset>, span_days: i64) -> Generator {
+    pub fn new(
+        seed: u64,
+        prefix: &str,
+        start: DateTime<FixedOffset>,
+        span_days: i64,
+    ) -> LifeGenerator {
         let agencies = (1..=20)
             .map(|i| AgencyCode::parse(&format!("000.{i:02}.00.H27")).expect("valid agency code"))
             .collect();
-        Generator {
+        LifeGenerator {
             rng: StdRng::seed_from_u64(seed),
             agencies,
             start,
@@ -37,12 +44,12 @@ impl Generator {
     }
 
     /// A generator over 2019 with the default prefix.
-    pub fn for_2019(seed: u64) -> Generator {
-        let start = crate::gen::vn()
+    pub fn for_2019(seed: u64) -> LifeGenerator {
+        let start = domain::calendar::vietnam()
             .with_ymd_and_hms(2019, 1, 2, 8, 0, 0)
             .single()
             .expect("valid time");
-        Generator::new(seed, "D", start, 360)
+        LifeGenerator::new(seed, "D", start, 360)
     }
 
     /// A UUIDv7 (as `events.md` recommends to senders) for an event sent at `at`, with seeded random bits.
@@ -182,7 +189,7 @@ impl Generator {
         steps
             .into_iter()
             .map(|(agency, occurred_at, data)| Event {
-                id: Generator::id(&mut self.rng, occurred_at),
+                id: LifeGenerator::id(&mut self.rng, occurred_at),
                 dossier: Some(dossier.clone()),
                 agency: Some(agency),
                 occurred_at,
@@ -201,8 +208,4 @@ impl Generator {
         all.sort_by_key(|e| e.occurred_at);
         all
     }
-}
-
-pub fn vn() -> FixedOffset {
-    domain::calendar::vietnam()
 }

@@ -1,0 +1,125 @@
+//! The subcommands, a file each (or a few of a kind), and what they share: the data directory, opening the log,
+//! progress bars, and how an error is printed.
+
+pub mod audit;
+mod demo;
+mod import;
+mod log;
+pub mod report;
+pub mod serve;
+
+pub use demo::{demo, generate};
+pub use import::import;
+pub use log::{append_loop, export, rebuild, stats, upgrade, verify};
+
+use chrono::TimeZone;
+use domain::parse::{check_batch_ids, parse_envelope, Form, BATCH_EVENTS_MAX};
+use domain::{Submitted, ValidationError};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use store::{AppendError, AppendRequest, Config, EventLog, SledLog};
+
+pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// An app refusal as one line for the terminal: validation errors say what each field lacks.
+pub fn explain(e: app::Error) -> String {
+    match e {
+        app::Error::Validation(errors) => errors
+            .iter()
+            .map(|e| e.message.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
+    }
+}
+
+/// The data directory the command line names (`--data`), and sled's cache for it (`--cache-mb`). It dereferences
+/// to its path.
+pub struct DataDir {
+    pub path: std::path::PathBuf,
+    /// Whether `--data` (or `CASETRAIL_DATA`) named it, rather than the default.
+    pub given: bool,
+    /// `--cache-mb` (or `CASETRAIL_CACHE_MB`), if given.
+    pub cache_mb_given: Option<u64>,
+}
+
+impl DataDir {
+    pub fn new(path: Option<std::path::PathBuf>, cache_mb: Option<u64>) -> DataDir {
+        DataDir {
+            given: path.is_some(),
+            path: path.unwrap_or_else(|| app::DEFAULT_DATA.into()),
+            cache_mb_given: cache_mb,
+        }
+    }
+
+    /// The service's settings for this directory, every other one at its default.
+    pub fn settings(&self) -> app::Settings {
+        self.settings_at(&self.path)
+    }
+
+    /// The same settings for another directory (one a command builds beside this one).
+    pub fn settings_at(&self, path: &Path) -> app::Settings {
+        let mut settings = app::Settings::new(path);
+        if let Some(mb) = self.cache_mb_given {
+            settings.cache_mb = mb;
+        }
+        settings
+    }
+}
+
+impl AsRef<Path> for DataDir {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for DataDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl std::ops::Deref for DataDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+pub fn config(data: &DataDir) -> Config {
+    data.settings().store_config()
+}
+
+/// The store settings for a scratch directory a command makes for itself (benchmarks), with the default cache.
+pub fn scratch_config(path: &Path) -> Config {
+    app::Settings::new(path).store_config()
+}
+
+pub fn open(data: &DataDir) -> Result<SledLog> {
+    Ok(SledLog::open(config(data))?)
+}
+
+fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
+    if !data.join("db").exists() {
+        return Err(format!("{} holds no casetrail log", data.display()).into());
+    }
+    let mut config = config(data);
+    config.inspection = true;
+    Ok(SledLog::open(config)?)
+}
+
+fn bar(len: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template("{msg} [{bar:40}] {bytes}/{total_bytes} ({eta})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        ),
+        None => ProgressBar::new_spinner(),
+    };
+    bar.set_message(what.to_owned());
+    bar
+}
