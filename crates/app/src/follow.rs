@@ -1,6 +1,7 @@
 //! The followers: tasks that run beside the single writer for as long as the service runs, and never hold it up.
 //!
-//! [`follow`] folds every committed event once into the catalogue (reference events) and the indicator tables;
+//! [`follow`] folds every committed event once into the catalogue (reference events) and the indicator tables, and
+//! publishes how far the catalogue has folded (`App::catalogue_folded`): a write of reference data waits for that;
 //! [`sign_periodically`] signs checkpoints of the head on a schedule. Both wait on the log's commit watch.
 
 use crate::App;
@@ -26,12 +27,16 @@ pub async fn follow(app: Arc<App>) {
                     {
                         app.fold_reference(&events);
                     }
+                    app.catalogue_folded(after);
                     let worker = app.clone();
                     let folded = tokio::task::spawn_blocking(move || {
                         worker.indicators.fold(&worker.log, &events)
                     })
                     .await;
-                    if let Err(why) = folded.map_err(|e| e.to_string()).and_then(|r| r) {
+                    let folded = folded
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                    if let Err(why) = folded {
                         tracing::error!(%why, "the indicator tables could not follow the log");
                         break;
                     }

@@ -9,7 +9,7 @@ use domain::calendar::Cut;
 use domain::{AgencyCode, KnownAt, Period, StoredEvent};
 use projections::indicators::render::{ScorecardName, Stamp, StampSettings, Table};
 use projections::indicators::scorecard::Scorecard;
-use projections::indicators::{Engine, Group};
+use projections::indicators::{Engine, FoldError, Group};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -18,13 +18,24 @@ use store::{EventLog, SledLog};
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
 const SNAPSHOT_FORMAT: &str = "casetrail-indicators-3";
 
-/// What an indicator question can go wrong with, before any table is computed.
+/// What the indicator service can go wrong with.
 #[derive(Debug, thiserror::Error)]
 pub enum IndicatorError {
+    /// A question out of its domain (no period, a position past the log's head).
     #[error("{0}")]
     Invalid(String),
+    /// The log could not be read.
     #[error("{0}")]
-    Storage(String),
+    Store(#[from] store::StoreError),
+    /// The engine could not fold an event (a gap, or a dropped dossier that could not be read back).
+    #[error("{0}")]
+    Fold(#[from] FoldError),
+    /// A snapshot could not be written (the file system refused, or the engine did not encode).
+    #[error("{0}")]
+    Snapshot(String),
+    /// The scorecard file could not be read or is not a scorecard.
+    #[error("{0}")]
+    Scorecard(String),
 }
 
 /// One question: periods (one, or a series), a grouping, an optional scope, and a point in history.
@@ -127,7 +138,8 @@ impl Snapshots {
                 header.format, header.cut, header.position
             )));
         }
-        if header.root != root_at(log, position).map_err(Unusable::Unreadable)? {
+        let root = root_at(log, position).map_err(|e| Unusable::Unreadable(e.to_string()))?;
+        if header.root != root {
             return Err(foreign("its audit root is not this log's".into()));
         }
         let (_, mut engine): (SnapshotHeader, Engine) =
@@ -140,13 +152,17 @@ impl Snapshots {
     }
 
     /// Writes a snapshot durably (temporary file, fsync, rename).
-    pub fn save(&self, log: &SledLog, engine: &Engine) -> Result<(), String> {
+    pub fn save(&self, log: &SledLog, engine: &Engine) -> Result<(), IndicatorError> {
+        self.write(log, engine).map_err(IndicatorError::Snapshot)
+    }
+
+    fn write(&self, log: &SledLog, engine: &Engine) -> Result<(), String> {
         let position = engine.position();
         let header = SnapshotHeader {
             format: SNAPSHOT_FORMAT.into(),
             cut: engine.cut(),
             position,
-            root: root_at(log, position)?,
+            root: root_at(log, position).map_err(|e| e.to_string())?,
         };
         let bytes = postcard::to_allocvec(&(header, engine)).map_err(|e| e.to_string())?;
         std::fs::create_dir_all(&self.dir).map_err(|e| e.to_string())?;
@@ -165,8 +181,8 @@ impl Snapshots {
     }
 }
 
-fn root_at(log: &SledLog, position: u64) -> Result<String, String> {
-    let root = log.root_at(position).map_err(|e| e.to_string())?;
+fn root_at(log: &SledLog, position: u64) -> Result<String, store::StoreError> {
+    let root = log.root_at(position)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(root.0))
 }
 
@@ -176,7 +192,7 @@ pub fn loader(log: &SledLog) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>
 }
 
 /// Folds the log's events after the engine's position, up to `to`.
-pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), String> {
+pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), IndicatorError> {
     let mut load = loader(log);
     let mut failure = None;
     log.replay_to(engine.position(), to, |e| {
@@ -185,9 +201,8 @@ pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), String>
                 failure = Some(why);
             }
         }
-    })
-    .map_err(|e| e.to_string())?;
-    failure.map_or(Ok(()), Err)
+    })?;
+    failure.map_or(Ok(()), |e| Err(e.into()))
 }
 
 /// How long a live question waits for the live engine to reach the log's head; after it, the answer is from where
@@ -208,7 +223,10 @@ impl Indicators {
     /// when it had to fold more than `snapshots.every_events` events.
     /// The service opened as `settings` say: their cut, scorecard and snapshot spacing, snapshots in their data
     /// directory.
-    pub fn open_for(log: &SledLog, settings: &crate::Settings) -> Result<Indicators, String> {
+    pub fn open_for(
+        log: &SledLog,
+        settings: &crate::Settings,
+    ) -> Result<Indicators, IndicatorError> {
         let card = scorecard(settings.scorecard.as_deref())?;
         let snapshots =
             Snapshots::new(&settings.data, settings.cut, settings.snapshot_every_events);
@@ -220,7 +238,7 @@ impl Indicators {
         cut: Cut,
         card: Scorecard,
         snapshots: Snapshots,
-    ) -> Result<Indicators, String> {
+    ) -> Result<Indicators, IndicatorError> {
         let head = log.head().size;
         let mut engine = snapshots
             .nearest(log, cut, head)
@@ -253,7 +271,7 @@ impl Indicators {
 
     /// Folds newly committed events into the live engine; writes a snapshot at every multiple of
     /// `snapshots.every_events`. Called by the follower, never by the writer.
-    pub fn fold(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), String> {
+    pub fn fold(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), IndicatorError> {
         let mut due = None;
         let folded = {
             let mut engine = self.live.write().expect("indicator lock");
@@ -266,7 +284,7 @@ impl Indicators {
                 {
                     due = Some(engine.clone());
                 }
-                Ok::<(), String>(())
+                Ok::<(), FoldError>(())
             })
         };
         // Whatever was folded, questions waiting for it hear of it (a failure part way still moved the engine).
@@ -304,7 +322,7 @@ impl Indicators {
     }
 
     /// Writes a snapshot of the live engine unless the latest one is at its position already (at a stop).
-    pub fn save_if_newer(&self, log: &SledLog) -> Result<(), String> {
+    pub fn save_if_newer(&self, log: &SledLog) -> Result<(), IndicatorError> {
         let engine = self.live.read().expect("indicator lock").clone();
         let latest = self.snapshots.positions().last().copied().unwrap_or(0);
         if engine.position() > latest {
@@ -315,7 +333,7 @@ impl Indicators {
 
     /// The engine as of a position: the live one when it is there; the live one carried forward when it is behind
     /// (it follows the log asynchronously); else the nearest snapshot plus replay.
-    fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, String> {
+    fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, IndicatorError> {
         let behind = {
             let live = self.live.read().expect("indicator lock");
             if live.position() == position {
@@ -335,14 +353,13 @@ impl Indicators {
     }
 
     /// The last position known at `t` (0 when none): recording times never decrease along positions.
-    fn position_known_at(log: &SledLog, t: KnownAt, size: u64) -> Result<u64, String> {
+    fn position_known_at(log: &SledLog, t: KnownAt, size: u64) -> Result<u64, IndicatorError> {
         let (mut low, mut high) = (0u64, size); // invariant: position `low` known by t (0 = none), `high + 1` not
         while low < high {
             let middle = low + (high - low).div_ceil(2);
-            let e = log
-                .event(middle)
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("position {middle} is missing"))?;
+            let e = log.event(middle)?.ok_or_else(|| {
+                store::StoreError::IndexMismatch(format!("position {middle} is missing"))
+            })?;
             if t.counts(&e.recorded_at) {
                 low = middle;
             } else {
@@ -368,8 +385,7 @@ impl Indicators {
         }
         let mut position = q.as_of.unwrap_or(size);
         if let Some(t) = q.known_at {
-            position = position
-                .min(Self::position_known_at(log, t, size).map_err(IndicatorError::Storage)?);
+            position = position.min(Self::position_known_at(log, t, size)?);
         }
         // A live question waits (bounded) for the live engine to reach the head as it was when asked. A question
         // bounded by a position is never kept waiting: when the engine is behind, a copy is carried forward.
@@ -378,7 +394,7 @@ impl Indicators {
             self.wait_for(position);
         }
         let answer_from = |engine: &Engine, position: u64| -> Result<Answer, IndicatorError> {
-            let root = root_at(log, position).map_err(IndicatorError::Storage)?;
+            let root = root_at(log, position)?;
             let tables = q
                 .periods
                 .iter()
@@ -415,9 +431,7 @@ impl Indicators {
                 return answer_from(&live, at);
             }
         }
-        let mut engine = self
-            .engine_at(log, position)
-            .map_err(IndicatorError::Storage)?;
+        let mut engine = self.engine_at(log, position)?;
         if let Some(t) = q.known_at {
             engine.advance(t.last_second());
         }
@@ -426,12 +440,14 @@ impl Indicators {
 }
 
 /// The scorecard in a TOML file, or the built-in default.
-pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, String> {
+pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, IndicatorError> {
     match path {
         None => Ok(Scorecard::default_card()),
-        Some(path) => Scorecard::parse(
-            &std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| IndicatorError::Scorecard(format!("{}: {e}", path.display())))?;
+            Scorecard::parse(&text).map_err(IndicatorError::Scorecard)
+        }
     }
 }
 

@@ -27,6 +27,7 @@ use chrono::Utc;
 use domain::event::{EventData, EventType};
 use domain::{AgencyCode, Credential, DossierCode, ProcedureCode, Role, StoredEvent, Submitted};
 use projections::Catalogue;
+use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,6 +39,8 @@ pub struct App {
     pub log: Arc<SledLog>,
     /// Reference data (agencies, procedures, targets) folded from the log.
     catalogue: RwLock<Catalogue>,
+    /// The log position the catalogue has folded to: published by the follower, awaited by reference writes.
+    catalogue_at: tokio::sync::watch::Sender<u64>,
     /// The indicator tables, kept current by the follower.
     pub indicators: indicators::Indicators,
     pub settings: Settings,
@@ -51,6 +54,83 @@ pub struct App {
     /// Token revocations, one at a time (the last admin token is never revoked).
     revocations: Mutex<()>,
 }
+
+/// What the log says of one accepted event.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Receipt {
+    pub id: Uuid,
+    pub position: u64,
+    pub version: u64,
+    /// The event was already stored with the same content; this is its original receipt.
+    pub replayed: bool,
+}
+
+impl From<&store::Receipt> for Receipt {
+    fn from(r: &store::Receipt) -> Receipt {
+        Receipt {
+            id: r.id,
+            position: r.position,
+            version: r.version,
+            replayed: r.replayed,
+        }
+    }
+}
+
+/// A PUT that would change nothing writes nothing.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Unchanged {
+    pub unchanged: bool,
+}
+
+/// A dossier's current state.
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DossierView {
+    #[serde(flatten)]
+    pub state: domain::DossierState,
+    pub status: domain::Status,
+    /// On time or not, as of now (null without a due time).
+    pub on_time: Option<domain::Timeliness>,
+    /// The dossier stream's last version.
+    pub version: u64,
+}
+
+/// A dossier's trail: its stored events, in order.
+pub struct Trail {
+    pub dossier: DossierCode,
+    pub events: Vec<store::RawEvent>,
+}
+
+impl Trail {
+    /// `{"dossier": …, "events": [...]}`, each event its stored bytes with its leaf hash added as the last field:
+    /// the bytes are copied, never decoded and encoded again.
+    pub fn to_json(&self) -> Vec<u8> {
+        let size: usize = self.events.iter().map(|e| e.bytes.len() + 64).sum();
+        let mut out = Vec::with_capacity(size + 64);
+        out.extend_from_slice(b"{\"dossier\":");
+        out.extend_from_slice(&serde_json::to_vec(&self.dossier).expect("codes serialize"));
+        out.extend_from_slice(b",\"events\":[");
+        for (i, e) in self.events.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let object = e
+                .bytes
+                .strip_suffix(b"}")
+                .expect("a stored event is a JSON object");
+            out.extend_from_slice(object);
+            let leaf = store::record_hash(&e.bytes).to_string();
+            out.extend_from_slice(format!(",\"leaf_hash\":\"{leaf}\"}}").as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// How long a reference write waits for the follower to fold it into the catalogue.
+const CATALOGUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What a registration did: nothing, because the log says so already, or an append.
 pub enum Registered {
@@ -70,7 +150,8 @@ impl App {
                 }
             }
         }
-        let indicators = indicators::Indicators::open_for(&log, &settings)?;
+        let indicators =
+            indicators::Indicators::open_for(&log, &settings).map_err(|e| e.to_string())?;
         let (key, made) = audit::SigningKey::load_or_create(
             &settings.audit_key_path(),
             settings.audit_origin.as_deref(),
@@ -88,6 +169,7 @@ impl App {
             .collect();
         Ok(App {
             notary: audit::Notary::new(key),
+            catalogue_at: tokio::sync::watch::channel(log.head().size).0,
             log,
             catalogue: RwLock::new(catalogue),
             indicators,
@@ -101,6 +183,30 @@ impl App {
     /// The catalogue as it stands, to read.
     pub fn catalogue(&self) -> std::sync::RwLockReadGuard<'_, Catalogue> {
         self.catalogue.read().expect("catalogue lock")
+    }
+
+    /// Publishes that the catalogue has folded every event up to `position` (it never goes back).
+    pub fn catalogue_folded(&self, position: u64) {
+        self.catalogue_at.send_if_modified(|at| {
+            let moved = position > *at;
+            if moved {
+                *at = position;
+            }
+            moved
+        });
+    }
+
+    /// Waits until the follower has folded the catalogue up to `position`, for at most `CATALOGUE_WAIT`; after
+    /// that the write answers anyway (it is durable; the catalogue follows as soon as the follower does).
+    async fn catalogue_reaches(&self, position: u64) {
+        let mut at = self.catalogue_at.subscribe();
+        let reached = tokio::time::timeout(CATALOGUE_WAIT, at.wait_for(|at| *at >= position)).await;
+        if !matches!(reached, Ok(Ok(_))) {
+            tracing::warn!(
+                position,
+                "the follower has not folded a reference write into the catalogue yet"
+            );
+        }
     }
 
     /// Folds stored events into the catalogue (reference events only; applying one twice changes nothing).
@@ -157,7 +263,8 @@ impl App {
         self.write(events, &credential.name).await
     }
 
-    /// Appends and, when reference events were written, folds them into the catalogue before answering.
+    /// Appends and, when reference events were written, answers once the follower has folded them into the
+    /// catalogue, so that the caller's next request sees them.
     async fn write(&self, events: Vec<Submitted>, source: &str) -> Result<AppendOutcome, Error> {
         // Only reference events change the catalogue; a batch of dossier events (the hot path) needs no read-back.
         let references = events
@@ -171,22 +278,8 @@ impl App {
             })
             .await?;
         if references {
-            let written: Vec<u64> = outcome
-                .receipts
-                .iter()
-                .filter(|r| !r.replayed)
-                .map(|r| r.position)
-                .collect();
-            if let (Some(&first), Some(&last)) = (written.first(), written.last()) {
-                // Read back off the async threads: a sled read may wait on the disk.
-                let log = self.log.clone();
-                let stored = tokio::task::spawn_blocking(move || {
-                    log.read_after(first - 1, (last - first + 1) as usize)
-                })
-                .await;
-                if let Ok(Ok(stored)) = stored {
-                    self.fold_reference(&stored);
-                }
+            if let Some(last) = outcome.receipts.iter().map(|r| r.position).max() {
+                self.catalogue_reaches(last).await;
             }
         }
         Ok(outcome)
@@ -343,15 +436,43 @@ impl App {
         }
     }
 
-    /// A dossier's stored events, in order, if `credential` may see it.
-    pub fn trail(
+    /// The dossier's current state, if `credential` may see it, judged at `now` (or at its latest event if that
+    /// is later: a business time may run a few minutes ahead of the server clock, and the indicators' judging
+    /// instant is likewise never before an event's time).
+    pub fn dossier_view(
         &self,
         credential: &Credential,
         code: &DossierCode,
-    ) -> Result<(domain::DossierState, Vec<StoredEvent>), Error> {
+        now: chrono::DateTime<Utc>,
+    ) -> Result<DossierView, Error> {
+        let (d, version) = self.visible_dossier(credential, code)?;
+        Ok(DossierView {
+            status: d.status(),
+            on_time: d.timeliness(now.max(d.last_occurred_at.with_timezone(&Utc))),
+            state: d,
+            version,
+        })
+    }
+
+    /// Every token, never its secret.
+    pub fn token_list(&self) -> Result<tokens::TokenList, Error> {
+        let tokens = self
+            .log
+            .credentials()?
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        Ok(tokens::TokenList { tokens })
+    }
+
+    /// A dossier's stored events, in order, as stored, if `credential` may see it.
+    pub fn trail(&self, credential: &Credential, code: &DossierCode) -> Result<Trail, Error> {
         let (d, _) = self.visible_dossier(credential, code)?;
-        let events = self.log.stream(d.dossier.as_str())?;
-        Ok((d, events))
+        let events = self.log.stream_raw(d.dossier.as_str())?;
+        Ok(Trail {
+            dossier: d.dossier,
+            events,
+        })
     }
 
     /// An indicator answer (a table or a series), from the live engine or replayed from history.
@@ -365,7 +486,7 @@ impl App {
                 indicators::IndicatorError::Invalid(detail) => {
                     Error::bad_parameter("as_of", detail)
                 }
-                indicators::IndicatorError::Storage(detail) => Error::Unavailable(detail),
+                other => Error::Unavailable(other.to_string()),
             })
     }
 
@@ -414,4 +535,56 @@ fn reference_event(
                 .collect(),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trail as it was built before it was spliced from stored bytes: each event decoded to a JSON value, its
+    /// leaf hash added, and the whole encoded again.
+    fn trail_by_values(dossier: &DossierCode, events: &[StoredEvent]) -> Vec<u8> {
+        let with_leaves: Vec<Value> = events
+            .iter()
+            .map(|e| {
+                let bytes = e.canonical_bytes();
+                let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+                v["leaf_hash"] = json!(store::record_hash(&bytes).to_string());
+                v
+            })
+            .collect();
+        serde_json::to_vec(&json!({ "dossier": dossier, "events": with_leaves })).unwrap()
+    }
+
+    #[test]
+    fn a_trail_spliced_from_stored_bytes_is_byte_identical_to_one_encoded_again() {
+        let period = domain::Period::Quarter {
+            year: 2019,
+            quarter: 1,
+        };
+        let events: Vec<StoredEvent> =
+            generator::generate(&generator::Config::new(3, 300, period, period));
+        let mut by_dossier: HashMap<DossierCode, Vec<StoredEvent>> = HashMap::new();
+        for e in events {
+            if let Some(d) = e.event.dossier.clone() {
+                by_dossier.entry(d).or_default().push(e);
+            }
+        }
+        assert!(by_dossier.len() > 100);
+        for (dossier, events) in by_dossier {
+            let trail = Trail {
+                dossier: dossier.clone(),
+                events: events.iter().map(store::RawEvent::of).collect(),
+            };
+            assert_eq!(
+                String::from_utf8(trail.to_json()).unwrap(),
+                String::from_utf8(trail_by_values(&dossier, &events)).unwrap()
+            );
+        }
+        let empty = Trail {
+            dossier: DossierCode::parse("D-1").unwrap(),
+            events: vec![],
+        };
+        assert_eq!(empty.to_json(), trail_by_values(&empty.dossier, &[]));
+    }
 }

@@ -42,6 +42,24 @@ impl Filter {
         })
     }
 
+    /// Whether this filter keeps nothing out.
+    pub fn is_empty(&self) -> bool {
+        self.ty.is_none() && self.agency.is_none()
+    }
+
+    /// [`Filter::keeps`] of an event's stored bytes, read without decoding the rest.
+    pub fn keeps_raw(&self, e: &store::RawEvent) -> Result<bool, Error> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let peek = domain::event::Peek::of(&e.bytes).map_err(Error::Internal)?;
+        Ok(self.ty.is_none_or(|t| peek.ty == t.as_str())
+            && self
+                .agency
+                .as_ref()
+                .is_none_or(|a| peek.agency.as_deref() == Some(a.as_str())))
+    }
+
     pub fn keeps(&self, e: &StoredEvent) -> bool {
         self.ty.is_none_or(|t| e.event.event_type() == t)
             && self

@@ -4,6 +4,7 @@ use crate::Error;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use domain::{AgencyCode, Credential, Role};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use store::SledLog;
 
@@ -25,10 +26,59 @@ pub fn token_sha256(token: &str) -> String {
         .collect()
 }
 
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenCreated {
+    pub name: String,
+    pub role: Role,
+    pub agency: Option<AgencyCode>,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenInfo {
+    pub name: String,
+    pub role: Role,
+    pub agency: Option<AgencyCode>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl From<Credential> for TokenInfo {
+    fn from(c: Credential) -> TokenInfo {
+        TokenInfo {
+            name: c.name,
+            role: c.role,
+            agency: c.agency,
+            created_at: c.created_at,
+            revoked_at: c.revoked_at,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenList {
+    pub tokens: Vec<TokenInfo>,
+}
+
 /// A token just made: the credential as stored, and the token itself, which is shown this once.
 pub struct Issued {
     pub credential: Credential,
     pub token: String,
+}
+
+impl From<Issued> for TokenCreated {
+    fn from(i: Issued) -> TokenCreated {
+        TokenCreated {
+            name: i.credential.name,
+            role: i.credential.role,
+            agency: i.credential.agency,
+            token: i.token,
+        }
+    }
 }
 
 /// Makes a token for `name` with `role` (and, for ingest, the agency whose subtree it writes), checks it, and

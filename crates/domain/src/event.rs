@@ -495,6 +495,22 @@ impl Event {
     }
 }
 
+/// The type and agency of an event, read from its canonical bytes without decoding the rest: what a filter or a
+/// live stream's `event:` line needs of bytes that are sent on as they are stored.
+#[derive(Debug, Deserialize)]
+pub struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    pub ty: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub agency: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl<'a> Peek<'a> {
+    pub fn of(bytes: &'a [u8]) -> Result<Peek<'a>, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a stored event: {e}"))
+    }
+}
+
 /// A source name: the name of the credential that wrote an event (or of the tool that imported it).
 pub fn check_source(s: &str) -> Result<(), String> {
     let n = s.chars().count();

@@ -6,8 +6,10 @@ pub use app::catalogue::{CatalogueAgency, CatalogueProcedure, CatalogueView};
 pub use app::proofs::{
     AuditHead, AuditKey, CheckpointList, CheckpointView, ConsistencyAnswer, InclusionAnswer,
 };
+pub use app::tokens::{TokenCreated, TokenInfo, TokenList};
+pub use app::{DossierView, Receipt, Unchanged};
 use domain::event::*;
-use domain::{AgencyCode, DossierCode, DossierState, Role, Status};
+use domain::{AgencyCode, DossierCode, Role};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -163,28 +165,6 @@ pub struct Trail {
     pub events: Vec<TrailEvent>,
 }
 
-/// What the log says of one accepted event.
-#[derive(ToSchema, Serialize)]
-pub struct Receipt {
-    pub id: Uuid,
-    pub position: u64,
-    pub version: u64,
-    /// The event was already stored with the same content; this is its original receipt.
-    pub replayed: bool,
-}
-
-/// A dossier's current state.
-#[derive(ToSchema, Serialize)]
-pub struct DossierView {
-    #[serde(flatten)]
-    pub state: DossierState,
-    pub status: Status,
-    /// On time or not, as of now (null without a due time).
-    pub on_time: Option<domain::Timeliness>,
-    /// The dossier stream's last version.
-    pub version: u64,
-}
-
 /// A page of the global log.
 #[derive(ToSchema, Serialize)]
 #[allow(dead_code)]
@@ -193,6 +173,42 @@ pub struct EventsPage {
     /// The cursor for the next page (`after=`); null at the head.
     pub next_after: Option<u64>,
     pub log_size: u64,
+}
+
+/// The problems of an operation that needs a token of some roles: written once, named in each operation.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TokenProblems {
+    #[response(
+        status = 401,
+        description = "No token, or an unknown or revoked one",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "The role or scope does not cover this",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
+}
+
+/// The problems of an audit operation (auditor and admin tokens only).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum AuditorProblems {
+    #[response(
+        status = 401,
+        description = "No token, or an unknown or revoked one",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "Not an auditor or admin token",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
 }
 
 /// An error (RFC 9457).
@@ -245,13 +261,6 @@ pub struct TargetBody {
     pub postal_rate_min: Option<f64>,
 }
 
-/// A PUT that would change nothing writes nothing.
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct Unchanged {
-    pub unchanged: bool,
-}
-
 #[derive(ToSchema, Serialize)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
@@ -260,32 +269,6 @@ pub struct TokenRequest {
     pub role: Role,
     /// Required for ingest tokens, refused for the others.
     pub agency: Option<AgencyCode>,
-}
-
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct TokenCreated {
-    pub name: String,
-    pub role: Role,
-    pub agency: Option<AgencyCode>,
-    /// Shown once; only its hash is stored.
-    pub token: String,
-}
-
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct TokenInfo {
-    pub name: String,
-    pub role: Role,
-    pub agency: Option<AgencyCode>,
-    pub created_at: chrono::DateTime<chrono::Utc>,
-    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(ToSchema, Serialize)]
-#[allow(dead_code)]
-pub struct TokenList {
-    pub tokens: Vec<TokenInfo>,
 }
 
 /// One event of a bundle.

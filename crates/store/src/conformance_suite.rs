@@ -40,6 +40,14 @@ pub fn conformance<L: EventLog>(mut fresh: impl FnMut() -> L) {
         ("a batch carries 1 to 1,000 events", batch_bounds),
         ("read_after pages through the log", pages),
         (
+            "stream_before is the stream's events before a position, at every position",
+            stream_before,
+        ),
+        (
+            "raw reads are the canonical bytes of what the decoded reads give",
+            raw_reads,
+        ),
+        (
             "the root at every size is RFC 6962 over the canonical bytes",
             roots,
         ),
@@ -162,6 +170,63 @@ fn gapless<L: EventLog>(log: &L) {
             (1..=versions.len() as u64).collect::<Vec<_>>(),
             "versions of {d}"
         );
+    }
+}
+
+fn stream_before<L: EventLog>(log: &L) {
+    // Three interleaved streams, so that each has events on both sides of most positions.
+    append(log, &[received(1, "D1", 0), received(2, "D2", 1)]).unwrap();
+    append(log, &[supplement(3, "D1", 0), received(4, "D3", 2)]).unwrap();
+    append(log, &[supplement(5, "D2", 1)]).unwrap();
+    append(log, &[received(6, "D4", 3), supplement(7, "D3", 3)]).unwrap();
+    let size = log.head().size;
+    for d in ["D1", "D2", "D3", "D4", "D5"] {
+        let whole = log.stream(d).unwrap();
+        for position in 0..=size + 2 {
+            let expected: Vec<u64> = whole
+                .iter()
+                .filter(|e| e.position < position)
+                .map(|e| e.position)
+                .collect();
+            let got: Vec<u64> = log
+                .stream_before(d, position)
+                .unwrap()
+                .iter()
+                .map(|e| e.position)
+                .collect();
+            assert_eq!(got, expected, "{d} before {position}");
+        }
+    }
+}
+
+fn raw_reads<L: EventLog>(log: &L) {
+    append(log, &[received(1, "D1", 0), received(2, "D2", 1)]).unwrap();
+    append(log, &[supplement(3, "D1", 0)]).unwrap();
+    append(log, &[supplement(4, "D2", 1), received(5, "D3", 2)]).unwrap();
+    let size = log.head().size;
+    for after in 0..=size + 1 {
+        for limit in [1, 2, 100] {
+            let decoded: Vec<crate::RawEvent> = log
+                .read_after(after, limit)
+                .unwrap()
+                .iter()
+                .map(crate::RawEvent::of)
+                .collect();
+            assert_eq!(
+                log.read_raw_after(after, limit).unwrap(),
+                decoded,
+                "after {after}, {limit}"
+            );
+        }
+    }
+    for d in ["D1", "D2", "D3", "D4"] {
+        let decoded: Vec<crate::RawEvent> = log
+            .stream(d)
+            .unwrap()
+            .iter()
+            .map(crate::RawEvent::of)
+            .collect();
+        assert_eq!(log.stream_raw(d).unwrap(), decoded, "{d}");
     }
 }
 

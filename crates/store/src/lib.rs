@@ -22,6 +22,22 @@ mod trees;
 mod writer;
 
 pub use conformance_suite::conformance;
+
+/// An event as stored: its position and its canonical bytes (the bytes its leaf hash is of).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    pub position: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl RawEvent {
+    pub fn of(e: &StoredEvent) -> RawEvent {
+        RawEvent {
+            position: e.position,
+            bytes: e.canonical_bytes(),
+        }
+    }
+}
 pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
 pub use metrics::{Buckets, WriterMetrics};
@@ -113,6 +129,21 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Every event of a stream (a dossier code, `agency/<code>`, …), in version order.
     fn stream(&self, stream: &str) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// [`EventLog::read_after`], as each event's position and stored canonical bytes: what is sent on as it is
+    /// stored (NDJSON, live streams) need not be decoded and encoded again.
+    fn read_raw_after(&self, after: u64, limit: usize) -> Result<Vec<RawEvent>, StoreError> {
+        Ok(self
+            .read_after(after, limit)?
+            .iter()
+            .map(RawEvent::of)
+            .collect())
+    }
+
+    /// [`EventLog::stream`], as stored canonical bytes.
+    fn stream_raw(&self, stream: &str) -> Result<Vec<RawEvent>, StoreError> {
+        Ok(self.stream(stream)?.iter().map(RawEvent::of).collect())
+    }
 
     /// A stream's events stored before `position`, in order: what a read model that dropped the stream folds
     /// again to continue from `position`.

@@ -135,6 +135,25 @@ impl Trees {
 
     /// The events at `positions` (ascending), decoding each block once.
     pub fn events_at(&self, positions: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
+        self.at(positions, Trees::decode)
+    }
+
+    /// The stored bytes at each of `positions`, undecoded.
+    pub fn raw_at(&self, positions: &[u64]) -> Result<Vec<crate::RawEvent>, StoreError> {
+        self.at(positions, |position, bytes| {
+            Ok(crate::RawEvent {
+                position,
+                bytes: bytes.to_vec(),
+            })
+        })
+    }
+
+    /// `read` of the stored bytes at each of `positions`, reading each block once for a run of positions in it.
+    fn at<T>(
+        &self,
+        positions: &[u64],
+        read: impl Fn(u64, &[u8]) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::with_capacity(positions.len());
         let mut block: Option<Block> = None;
         for &p in positions {
@@ -147,7 +166,7 @@ impl Trees {
             let bytes = block.as_ref().and_then(|b| b.get(p)).ok_or_else(|| {
                 StoreError::IndexMismatch(format!("an index names missing position {p}"))
             })?;
-            out.push(Trees::decode(p, bytes)?);
+            out.push(read(p, bytes)?);
         }
         Ok(out)
     }

@@ -122,5 +122,9 @@ proptest! {
         prop_assert_eq!(&parsed.event, &stored.event);
         let fields = parsed.stored.unwrap();
         prop_assert_eq!((fields.position, fields.version, fields.recorded_at, fields.source.as_str()), (position, version, stored.recorded_at, "vendor-a"));
+        // A peek at the bytes reads the same type and agency as the decoded event has.
+        let peek = domain::event::Peek::of(&bytes).unwrap();
+        prop_assert_eq!(peek.ty.as_ref(), stored.event.event_type().as_str());
+        prop_assert_eq!(peek.agency.as_deref(), stored.event.agency.as_ref().map(|a| a.as_str()));
     }
 }

@@ -63,6 +63,17 @@ impl Interner {
 /// Reads a dossier's stored events before a position, for a dossier the engine no longer holds in memory.
 pub type Loader<'a> = dyn FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + 'a;
 
+/// Why the engine could not fold an event. The engine is left as it was before that event.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FoldError {
+    /// Events must come in log order, without gaps (one already folded is ignored).
+    #[error("the indicator engine is at position {at} and was handed position {handed}")]
+    OutOfOrder { at: u64, handed: u64 },
+    /// A dropped dossier's earlier events could not be read back (the loader's reason).
+    #[error("{0}")]
+    Reload(String),
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub(crate) struct UseKey {
     kind: u8,
@@ -197,15 +208,15 @@ impl Engine {
 
     /// Folds the next stored event. Events at or before the engine's position are ignored, so a follower may
     /// hand an event over twice. The loader is called only for an event of a dossier the engine has dropped.
-    pub fn apply(&mut self, e: &StoredEvent, load: &mut Loader<'_>) -> Result<(), String> {
+    pub fn apply(&mut self, e: &StoredEvent, load: &mut Loader<'_>) -> Result<(), FoldError> {
         if e.position <= self.position {
             return Ok(());
         }
         if e.position != self.position + 1 {
-            return Err(format!(
-                "the indicator engine is at position {} and was handed position {}",
-                self.position, e.position
-            ));
+            return Err(FoldError::OutOfOrder {
+                at: self.position,
+                handed: e.position,
+            });
         }
         let dossier = match (&e.event.dossier, e.event.event_type().is_dossier_event()) {
             (Some(code), true) => Some(code.as_str()),
@@ -217,7 +228,7 @@ impl Engine {
                 if !self.lives.contains_key(code)
                     && !matches!(e.event.data, EventData::Received(_)) =>
             {
-                let earlier = load(code, e.position)?;
+                let earlier = load(code, e.position).map_err(FoldError::Reload)?;
                 self.reloads += 1;
                 Some(self.fold_life(&earlier))
             }
@@ -417,7 +428,7 @@ impl Engine {
     }
 
     /// Folds every event from a source, in order: a rebuild.
-    pub fn fold_all<I>(&mut self, events: I, load: &mut Loader<'_>) -> Result<(), String>
+    pub fn fold_all<I>(&mut self, events: I, load: &mut Loader<'_>) -> Result<(), FoldError>
     where
         I: IntoIterator<Item = StoredEvent>,
     {

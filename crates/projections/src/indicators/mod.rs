@@ -9,5 +9,5 @@ pub mod scheme;
 pub mod scorecard;
 pub mod table;
 
-pub use engine::{Engine, Loader};
+pub use engine::{Engine, FoldError, Loader};
 pub use table::{Counts, Group, Row};

@@ -8,7 +8,6 @@ use crate::State;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
 use domain::{DossierCode, Role};
-use serde_json::{json, Value};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/v1/dossiers/{dossier}", "GET").route(web::get().to(dossier)))
@@ -28,8 +27,7 @@ fn dossier_code(code: &str) -> Result<DossierCode, Error> {
     responses(
         (status = 200, description = "The dossier's current state", body = DossierView),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        TokenProblems,
         (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -40,16 +38,8 @@ pub(crate) async fn dossier(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(DOSSIER_READERS)?.clone();
     let code = dossier_code(&path)?;
-    let (d, version) =
-        crate::off_workers(&state, move |s| s.visible_dossier(&credential, &code)).await?;
-    Ok(HttpResponse::Ok().json(DossierView {
-        status: d.status(),
-        // Judged now, or at the dossier's latest event if that is later (a business time may run a few minutes
-        // ahead of the server clock): the indicators' judging instant is likewise never before an event's time.
-        on_time: d.timeliness(Utc::now().max(d.last_occurred_at.with_timezone(&Utc))),
-        state: d,
-        version,
-    }))
+    let view = move |s: &State| s.dossier_view(&credential, &code, Utc::now());
+    Ok(HttpResponse::Ok().json(crate::off_workers(&state, view).await?))
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}/events", tag = "dossiers",
@@ -57,8 +47,7 @@ pub(crate) async fn dossier(
     responses(
         (status = 200, description = "Every stored event of the dossier, in order, with its leaf hash", body = Trail),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        TokenProblems,
         (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -69,15 +58,8 @@ pub(crate) async fn trail(
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(TRAIL_READERS)?.clone();
     let code = dossier_code(&path)?;
-    let (d, events) = crate::off_workers(&state, move |s| s.trail(&credential, &code)).await?;
-    let with_leaves: Vec<Value> = events
-        .iter()
-        .map(|e| {
-            let bytes = e.canonical_bytes();
-            let mut v: Value = serde_json::from_slice(&bytes).expect("canonical bytes are JSON");
-            v["leaf_hash"] = json!(store::record_hash(&bytes).to_string());
-            v
-        })
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "dossier": d.dossier, "events": with_leaves })))
+    let trail = crate::off_workers(&state, move |s| s.trail(&credential, &code)).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(trail.to_json()))
 }

@@ -33,8 +33,7 @@ const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
         (status = 201, description = "Written: every event is on disk", body = [Receipt]),
         (status = 200, description = "Every event was already stored with the same content: the original receipts", body = [Receipt]),
         (status = 400, description = "Not JSON, or not an event", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        TokenProblems,
         (status = 404, description = "Every refused event is a first event that is not dossier.received", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Refused by a stream rule, the expected version, or a reused id; every refused event is listed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit, or more than 1,000 events", body = Problem, content_type = "application/problem+json"),
@@ -89,8 +88,7 @@ pub(crate) struct EventsQuery {
         (status = 200, description = "A page (JSON), or every matching event up to the head (Accept: application/x-ndjson)", body = EventsPage,
          content((EventsPage = "application/json"), (StoredEnvelope = "application/x-ndjson"))),
         (status = 400, description = "A parameter out of its domain", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")
+        TokenProblems
     ),
     security(("bearer" = [])))]
 pub(crate) async fn events(
@@ -124,43 +122,43 @@ fn ndjson_to_head(
     filter: Filter,
 ) -> HttpResponse {
     let head = state.log.head().size;
+    let filter = std::sync::Arc::new(filter);
     let stream = futures_util::stream::unfold(
-        (state.clone(), after, 0usize, filter),
-        move |(state, after, sent, filter)| async move {
-            if after >= head || sent >= limit {
-                return None;
-            }
-            let reading = state.clone();
-            let page = match crate::off_workers(&reading, move |s| {
-                s.log
-                    .read_after(after, PAGE_EVENTS_MAX.min((head - after) as usize))
-            })
-            .await
-            {
-                Ok(page) if !page.is_empty() => page,
-                Ok(_) => return None,
-                Err(e) => {
-                    return Some((
+        (state.clone(), after, 0usize),
+        move |(state, after, sent)| {
+            let filter = filter.clone();
+            async move {
+                if after >= head || sent >= limit {
+                    return None;
+                }
+                // The stored bytes are sent as they are: read, filtered and joined on the blocking pool.
+                let page = crate::off_workers(&state, move |s| {
+                    let max = PAGE_EVENTS_MAX.min((head - after) as usize);
+                    let page = s.log.read_raw_after(after, max)?;
+                    let mut out = Vec::with_capacity(page.len() * 320);
+                    let mut n = sent;
+                    for e in &page {
+                        if n >= limit {
+                            break;
+                        }
+                        if filter.keeps_raw(e)? {
+                            out.extend_from_slice(&e.bytes);
+                            out.push(b'\n');
+                            n += 1;
+                        }
+                    }
+                    Ok::<_, ApiError>((page.last().map(|e| e.position), out, n))
+                })
+                .await;
+                match page {
+                    Ok((Some(next), out, n)) => Some((Ok(web::Bytes::from(out)), (state, next, n))),
+                    Ok((None, ..)) => None,
+                    Err(e) => Some((
                         Err(actix_web::error::ErrorInternalServerError(e.to_string())),
-                        (state, head, sent, filter),
-                    ))
+                        (state, head, sent),
+                    )),
                 }
-            };
-            let next = page.last().expect("not empty").position;
-            let mut out = Vec::with_capacity(page.len() * 320);
-            let mut n = sent;
-            for e in page.iter().filter(|e| filter.keeps(e)) {
-                if n >= limit {
-                    break;
-                }
-                out.extend_from_slice(&e.canonical_bytes());
-                out.push(b'\n');
-                n += 1;
             }
-            Some((
-                Ok::<_, actix_web::Error>(web::Bytes::from(out)),
-                (state, next, n, filter),
-            ))
         },
     );
     HttpResponse::Ok()
@@ -185,8 +183,7 @@ pub(crate) struct LiveQuery {
         (status = 200, description = "Server-Sent Events: `id` is the position, `event` the type, `data` the stored envelope", content_type = "text/event-stream"),
         (status = 400, description = "`after` or `Last-Event-ID` is not a position", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`max_subscribers` streams are open (`too_many_subscribers`, with Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")
+        TokenProblems
     ),
     security(("bearer" = [])))]
 pub(crate) async fn live(
@@ -247,14 +244,17 @@ impl Follow {
                             .expect("never closed");
                         let after = f.after;
                         crate::off_workers(&f.state, move |s| {
-                            let page = s.log.read_after(after, 500)?;
+                            // The stored bytes are sent as they are; only the type is read from them.
+                            let page = s.log.read_raw_after(after, 500)?;
                             let mut out = String::with_capacity(page.len() * 400);
                             for e in &page {
+                                let peek =
+                                    domain::event::Peek::of(&e.bytes).map_err(Error::Internal)?;
                                 out.push_str(&format!(
                                     "id: {}\nevent: {}\ndata: {}\n\n",
                                     e.position,
-                                    e.event.event_type(),
-                                    String::from_utf8_lossy(&e.canonical_bytes())
+                                    peek.ty,
+                                    String::from_utf8_lossy(&e.bytes)
                                 ));
                             }
                             Ok::<_, ApiError>((page.last().map(|e| e.position), out))

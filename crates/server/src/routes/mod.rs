@@ -80,16 +80,7 @@ pub(super) async fn read_json(
 
 pub(super) fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
     let replayed = outcome.all_replayed();
-    let receipts: Vec<Receipt> = outcome
-        .receipts
-        .iter()
-        .map(|r| Receipt {
-            id: r.id,
-            position: r.position,
-            version: r.version,
-            replayed: r.replayed,
-        })
-        .collect();
+    let receipts: Vec<Receipt> = outcome.receipts.iter().map(Receipt::from).collect();
     // `api.md`: 201 with the receipts; 200 with the original receipts when every event was already stored.
     if replayed {
         HttpResponse::Ok().json(receipts)

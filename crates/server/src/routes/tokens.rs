@@ -9,7 +9,7 @@ use crate::State;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::*;
 use domain::{AgencyCode, Role};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -25,8 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Created; the token is shown this once", body = TokenCreated),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+        TokenProblems,
         (status = 409, description = "A token of that name exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
@@ -41,9 +40,7 @@ pub(crate) async fn create_token(
     let body = read_json(&req, payload, &state).await?;
     let (name, role, agency) = token_request(&body)?;
     let issued = crate::off_workers(&state, move |s| s.issue_token(name, role, agency)).await?;
-    let c = issued.credential;
-    Ok(HttpResponse::Created()
-        .json(json!({ "name": c.name, "role": c.role, "agency": c.agency, "token": issued.token })))
+    Ok(HttpResponse::Created().json(TokenCreated::from(issued)))
 }
 
 /// The name, role and scope a token request asks for; unknown fields are refused.
@@ -68,26 +65,19 @@ fn token_request(body: &Value) -> Result<(String, Role, Option<AgencyCode>), Api
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    responses((status = 200, description = "Every token, never its secret", body = TokenList), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Every token, never its secret", body = TokenList), TokenProblems),
     security(("bearer" = [])))]
 pub(crate) async fn list_tokens(
     caller: Caller,
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(&[Role::Admin])?;
-    let list: Vec<Value> = crate::off_workers(&state, |s| s.log.credentials())
-        .await?
-        .into_iter()
-        .map(|c| json!({ "name": c.name, "role": c.role, "agency": c.agency, "created_at": c.created_at, "revoked_at": c.revoked_at }))
-        .collect();
-    Ok(HttpResponse::Ok().json(json!({ "tokens": list })))
+    Ok(HttpResponse::Ok().json(crate::off_workers(&state, |s| s.token_list()).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
     params(("name" = CredentialName, Path, description = "The token's name")),
-    responses((status = 204, description = "Revoked"), (status = 401, description = "No token, or an unknown or revoked one", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The role or scope does not cover this", body = Problem, content_type = "application/problem+json"),
+    responses((status = 204, description = "Revoked"), TokenProblems,
         (status = 400, description = "Not a token name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live token of that name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last live admin token (`last_admin`): create another first", body = Problem, content_type = "application/problem+json")),

@@ -295,6 +295,28 @@ impl EventLog for SledLog {
         self.trees.events_at(&positions)
     }
 
+    fn read_raw_after(&self, after: u64, limit: usize) -> Result<Vec<crate::RawEvent>, StoreError> {
+        let size = self.head().size;
+        self.scan_raw(after)
+            .take_while(|e| e.as_ref().map_or(true, |(p, _)| *p <= size))
+            .take(limit)
+            .map(|e| e.map(|(position, bytes)| crate::RawEvent { position, bytes }))
+            .collect()
+    }
+
+    fn stream_raw(&self, stream: &str) -> Result<Vec<crate::RawEvent>, StoreError> {
+        let size = self.head().size;
+        let positions = index::stream_positions(&self.trees.index, &self.tail, stream, size)?;
+        self.trees.raw_at(&positions)
+    }
+
+    /// Only the positions before `position` are read and decoded, not the whole stream.
+    fn stream_before(&self, stream: &str, position: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let size = self.head().size.min(position.saturating_sub(1));
+        let positions = index::stream_positions(&self.trees.index, &self.tail, stream, size)?;
+        self.trees.events_at(&positions)
+    }
+
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
         if self.write_failure().is_some() {
             // A failed group may have reached sled's memory but not the disk or the committed head; fold the
