@@ -39,7 +39,7 @@ async fn blocking<T: Send + 'static>(
 #[utoipa::path(get, path = "/v1/audit/key", tag = "audit",
     responses(
         (status = 200, description = "The verifier key checkpoints are signed with", body = AuditKey),
-        AuditorProblems
+        Unauthenticated, NotAnAuditor
     ),
     security(("bearer" = [])))]
 pub(crate) async fn key(caller: Caller, state: web::Data<State>) -> Result<HttpResponse, ApiError> {
@@ -50,7 +50,7 @@ pub(crate) async fn key(caller: Caller, state: web::Data<State>) -> Result<HttpR
 #[utoipa::path(get, path = "/v1/audit/head", tag = "audit",
     responses(
         (status = 200, description = "The committed size and root, and the latest signed checkpoint (null before the first)", body = AuditHead),
-        AuditorProblems
+        Unauthenticated, NotAnAuditor
     ),
     security(("bearer" = [])))]
 pub(crate) async fn head(
@@ -76,7 +76,7 @@ pub(crate) struct CheckpointsQuery {
     responses(
         (status = 200, description = "Stored signed checkpoints by size: what an auditor compares with the ones kept", body = CheckpointList),
         (status = 400, description = "A parameter out of its domain", body = Problem, content_type = "application/problem+json"),
-        AuditorProblems
+        Unauthenticated, NotAnAuditor
     ),
     security(("bearer" = [])))]
 pub(crate) async fn checkpoints(
@@ -93,7 +93,7 @@ pub(crate) async fn checkpoints(
     responses(
         (status = 201, description = "A checkpoint of the head, signed and stored now", body = CheckpointView),
         (status = 200, description = "The latest stored checkpoint is of the head's size already: that one", body = CheckpointView),
-        AuditorProblems,
+        Unauthenticated, NotAnAuditor,
         (status = 503, description = "The store cannot write now", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -126,7 +126,7 @@ pub(crate) struct ProofQuery {
     responses(
         (status = 200, description = "The inclusion proof, and the signed checkpoint of that size if one was issued", body = InclusionAnswer),
         (status = 400, description = "No such position, or a size that does not hold it", body = Problem, content_type = "application/problem+json"),
-        AuditorProblems
+        Unauthenticated, NotAnAuditor
     ),
     security(("bearer" = [])))]
 pub(crate) async fn proof(
@@ -155,7 +155,7 @@ pub(crate) struct ConsistencyQuery {
     responses(
         (status = 200, description = "The consistency proof, and the signed checkpoint of size `to` if one was issued: save it and give it to `casetrail audit verify-consistency`", body = ConsistencyAnswer),
         (status = 400, description = "Sizes out of order or past the log", body = Problem, content_type = "application/problem+json"),
-        AuditorProblems
+        Unauthenticated, NotAnAuditor
     ),
     security(("bearer" = [])))]
 pub(crate) async fn consistency(
@@ -173,7 +173,7 @@ pub(crate) async fn consistency(
     responses(
         (status = 200, description = "The dossier's stored events, an inclusion proof for each, and the signed checkpoint they lead to; check it with `casetrail audit verify-bundle`", body = BundleSchema),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
-        AuditorProblems,
+        Unauthenticated, NotAnAuditor,
         (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]

@@ -175,41 +175,35 @@ pub struct EventsPage {
     pub log_size: u64,
 }
 
-/// The problems of an operation that needs a token of some roles: written once, named in each operation.
+/// 401 for an operation that needs a token: written once, named in each operation's answers.
 #[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No token, or an unknown or revoked one",
+    content_type = "application/problem+json"
+)]
 #[allow(dead_code)]
-pub enum TokenProblems {
-    #[response(
-        status = 401,
-        description = "No token, or an unknown or revoked one",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(Problem),
-    #[response(
-        status = 403,
-        description = "The role or scope does not cover this",
-        content_type = "application/problem+json"
-    )]
-    Forbidden(Problem),
-}
+pub struct Unauthenticated(Problem);
 
-/// The problems of an audit operation (auditor and admin tokens only).
+/// 403 for an operation some roles (or an ingest token's scope) may not use.
 #[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The role or scope does not cover this",
+    content_type = "application/problem+json"
+)]
 #[allow(dead_code)]
-pub enum AuditorProblems {
-    #[response(
-        status = 401,
-        description = "No token, or an unknown or revoked one",
-        content_type = "application/problem+json"
-    )]
-    Unauthorized(Problem),
-    #[response(
-        status = 403,
-        description = "Not an auditor or admin token",
-        content_type = "application/problem+json"
-    )]
-    Forbidden(Problem),
-}
+pub struct NotCovered(Problem);
+
+/// 403 for an audit operation (auditor and admin tokens only).
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "Not an auditor or admin token",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)]
+pub struct NotAnAuditor(Problem);
 
 /// An error (RFC 9457).
 #[derive(ToSchema, Serialize)]

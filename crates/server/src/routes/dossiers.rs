@@ -27,7 +27,7 @@ fn dossier_code(code: &str) -> Result<DossierCode, Error> {
     responses(
         (status = 200, description = "The dossier's current state", body = DossierView),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -47,7 +47,7 @@ pub(crate) async fn dossier(
     responses(
         (status = 200, description = "Every stored event of the dossier, in order, with its leaf hash", body = Trail),
         (status = 400, description = "Not a dossier code", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 404, description = "No such dossier", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]

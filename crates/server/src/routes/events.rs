@@ -33,7 +33,7 @@ const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
         (status = 201, description = "Written: every event is on disk", body = [Receipt]),
         (status = 200, description = "Every event was already stored with the same content: the original receipts", body = [Receipt]),
         (status = 400, description = "Not JSON, or not an event", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 404, description = "Every refused event is a first event that is not dossier.received", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Refused by a stream rule, the expected version, or a reused id; every refused event is listed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit, or more than 1,000 events", body = Problem, content_type = "application/problem+json"),
@@ -88,7 +88,7 @@ pub(crate) struct EventsQuery {
         (status = 200, description = "A page (JSON), or every matching event up to the head (Accept: application/x-ndjson)", body = EventsPage,
          content((EventsPage = "application/json"), (StoredEnvelope = "application/x-ndjson"))),
         (status = 400, description = "A parameter out of its domain", body = Problem, content_type = "application/problem+json"),
-        TokenProblems
+        Unauthenticated, NotCovered
     ),
     security(("bearer" = [])))]
 pub(crate) async fn events(
@@ -183,7 +183,7 @@ pub(crate) struct LiveQuery {
         (status = 200, description = "Server-Sent Events: `id` is the position, `event` the type, `data` the stored envelope", content_type = "text/event-stream"),
         (status = 400, description = "`after` or `Last-Event-ID` is not a position", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`max_subscribers` streams are open (`too_many_subscribers`, with Retry-After)", body = Problem, content_type = "application/problem+json"),
-        TokenProblems
+        Unauthenticated, NotCovered
     ),
     security(("bearer" = [])))]
 pub(crate) async fn live(

@@ -111,65 +111,14 @@ async fn answer(
     if !state.settings.public_indicators {
         caller.require(&[Role::Analyst, Role::Auditor, Role::Admin])?;
     }
-    let periods = if series {
-        let from = period("from", p.first.as_deref())?;
-        let to = period("to", p.last.as_deref())?;
-        app::indicators::series(from, to).map_err(|e| bad("to", e))?
-    } else {
-        vec![period("period", p.first.as_deref())?]
-    };
-    let group: Group = p
-        .group
-        .as_deref()
-        .unwrap_or("agency")
-        .parse()
-        .map_err(|e: String| bad("group", e))?;
-    let scope = p
-        .agency
-        .as_deref()
-        .map(AgencyCode::parse)
-        .transpose()
-        .map_err(|e| bad("agency", e))?;
-    let known_at = p
-        .known_at
-        .as_deref()
-        .map(str::parse::<KnownAt>)
-        .transpose()
-        .map_err(|e| bad("known_at", e))?;
-    let format: Format = p
-        .format
-        .as_deref()
-        .unwrap_or("json")
-        .parse()
-        .map_err(|e: String| bad("format", e))?;
-    let lang: Lang = p
-        .lang
-        .as_deref()
-        .unwrap_or("vi")
-        .parse()
-        .map_err(|e: String| bad("lang", e))?;
-    let query = Query {
-        periods,
-        group,
-        scope: scope.clone(),
-        as_of: p.as_of,
-        known_at,
-    };
+    let (query, format, lang) = p.parse(series)?;
+    let (group, scope) = (query.group, query.scope.clone());
     // A table from the live engine takes milliseconds; one from history replays events: off the async threads.
     let worker = state.clone();
     let answer = web::block(move || worker.answer_indicators(&query))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     let card = &state.indicators.card;
-    let name = format!(
-        "casetrail-{}-{}-{}",
-        answer
-            .tables
-            .first()
-            .map_or(String::new(), |t| t.period.to_string()),
-        group,
-        answer.stamp.position
-    );
     let body = render::render(
         format,
         &answer.stamp,
@@ -178,17 +127,72 @@ async fn answer(
         &answer.tables,
         card,
         lang,
-    )
-    .map_err(Error::Internal)?;
+    );
     let mut response = HttpResponse::Ok();
     response.content_type(content_type(format));
     if matches!(format, Format::Csv | Format::Xlsx) {
-        response.insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"{name}.{}\"", format.extension()),
-        ));
+        let disposition = format!(
+            "attachment; filename=\"{}.{}\"",
+            file_name(&answer, group),
+            format.extension()
+        );
+        response.insert_header((header::CONTENT_DISPOSITION, disposition));
     }
-    Ok(response.body(body))
+    Ok(response.body(body.map_err(Error::Internal)?))
+}
+
+/// `casetrail-<first period>-<group>-<position>`: what a downloaded table is called.
+fn file_name(answer: &app::indicators::Answer, group: Group) -> String {
+    let period = answer
+        .tables
+        .first()
+        .map_or(String::new(), |t| t.period.to_string());
+    format!("casetrail-{period}-{group}-{}", answer.stamp.position)
+}
+
+/// A parameter with a default, parsed; its error names it.
+fn parsed<T: std::str::FromStr<Err = String>>(
+    name: &'static str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<T, ApiError> {
+    value
+        .unwrap_or(default)
+        .parse()
+        .map_err(|e: String| bad(name, e))
+}
+
+impl IndicatorParams {
+    /// The question, the format and the header language; a parameter out of its domain is named, in the order
+    /// the parameters are read (periods, group, agency, known_at, format, lang).
+    fn parse(self, series: bool) -> Result<(Query, Format, Lang), ApiError> {
+        let periods = if series {
+            let from = period("from", self.first.as_deref())?;
+            let to = period("to", self.last.as_deref())?;
+            app::indicators::series(from, to).map_err(|e| bad("to", e))?
+        } else {
+            vec![period("period", self.first.as_deref())?]
+        };
+        let group: Group = parsed("group", self.group.as_deref(), "agency")?;
+        let scope = self.agency.as_deref().map(AgencyCode::parse).transpose();
+        let scope = scope.map_err(|e| bad("agency", e))?;
+        let known_at = self
+            .known_at
+            .as_deref()
+            .map(str::parse::<KnownAt>)
+            .transpose();
+        let known_at = known_at.map_err(|e| bad("known_at", e))?;
+        let format: Format = parsed("format", self.format.as_deref(), "json")?;
+        let lang: Lang = parsed("lang", self.lang.as_deref(), "vi")?;
+        let query = Query {
+            periods,
+            group,
+            scope,
+            as_of: self.as_of,
+            known_at,
+        };
+        Ok((query, format, lang))
+    }
 }
 
 /// The indicator table for one period (`indicators.md`): one row per agency, subtree, level or the province,

@@ -28,7 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 201, description = "Registered: an agency.registered event", body = [Receipt]),
         (status = 200, description = "Already registered exactly so: nothing written", body = Unchanged),
         (status = 400, description = "Not an agency code, or not JSON", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 409, description = "The parent is the agency itself or one of its descendants (`agency_cycle`, with the cycle's path)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
@@ -63,7 +63,7 @@ fn registered(r: app::Registered) -> HttpResponse {
         (status = 201, description = "Offered: a procedure.offered event", body = [Receipt]),
         (status = 200, description = "Already offered exactly so: nothing written", body = Unchanged),
         (status = 400, description = "Bad codes, or not JSON", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
@@ -94,7 +94,7 @@ pub(crate) async fn put_procedure(
     responses(
         (status = 201, description = "Set: a target.set event", body = [Receipt]),
         (status = 400, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]

@@ -25,7 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     responses(
         (status = 201, description = "Created; the token is shown this once", body = TokenCreated),
         (status = 400, description = "The body is not JSON", body = Problem, content_type = "application/problem+json"),
-        TokenProblems,
+        Unauthenticated, NotCovered,
         (status = 409, description = "A token of that name exists", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field missing or out of its domain", body = Problem, content_type = "application/problem+json")
     ),
@@ -65,7 +65,7 @@ fn token_request(body: &Value) -> Result<(String, Role, Option<AgencyCode>), Api
 }
 
 #[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
-    responses((status = 200, description = "Every token, never its secret", body = TokenList), TokenProblems),
+    responses((status = 200, description = "Every token, never its secret", body = TokenList), Unauthenticated, NotCovered),
     security(("bearer" = [])))]
 pub(crate) async fn list_tokens(
     caller: Caller,
@@ -77,7 +77,7 @@ pub(crate) async fn list_tokens(
 
 #[utoipa::path(delete, path = "/v1/tokens/{name}", tag = "tokens",
     params(("name" = CredentialName, Path, description = "The token's name")),
-    responses((status = 204, description = "Revoked"), TokenProblems,
+    responses((status = 204, description = "Revoked"), Unauthenticated, NotCovered,
         (status = 400, description = "Not a token name", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No live token of that name", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The last live admin token (`last_admin`): create another first", body = Problem, content_type = "application/problem+json")),
