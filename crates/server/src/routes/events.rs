@@ -196,16 +196,7 @@ pub(crate) async fn live(
     // An unreadable Last-Event-ID is refused: ignoring it would replay the whole log from position 0.
     let last_id = crate::extract::integer_header(&req, "Last-Event-ID", i64::MAX as u64)?;
     let after = last_id.or(query.after).unwrap_or(0);
-    let Some(subscriber) = state.subscribe() else {
-        return Err(Error::TooManySubscribers(state.settings.max_subscribers).into());
-    };
-    let follow = Follow {
-        state: state.clone(),
-        after,
-        commits: state.log.watch(),
-        stopping: state.stopping.subscribe(),
-        _subscriber: subscriber,
-    };
+    let follow = Follow::new(&state, after)?;
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -223,6 +214,20 @@ struct Follow {
 }
 
 impl Follow {
+    /// A live stream from after `after`, unless `max_subscribers` are connected already.
+    fn new(state: &web::Data<State>, after: u64) -> Result<Follow, ApiError> {
+        let Some(subscriber) = state.subscribe() else {
+            return Err(Error::TooManySubscribers(state.settings.max_subscribers).into());
+        };
+        Ok(Follow {
+            state: state.clone(),
+            after,
+            commits: state.log.watch(),
+            stopping: state.stopping.subscribe(),
+            _subscriber: subscriber,
+        })
+    }
+
     /// Everything after `after`, then each commit as it happens, until the server stops.
     fn into_stream(self) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
         futures_util::stream::unfold(self, |mut f| async move {

@@ -119,11 +119,22 @@ async fn answer(
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     let card = &state.indicators.card;
+    respond(&answer, (format, lang), group, scope.as_ref(), card)
+}
+
+/// The answer rendered in `format` (with headers in `lang`), as a download when it is a file.
+fn respond(
+    answer: &app::indicators::Answer,
+    (format, lang): (Format, Lang),
+    group: Group,
+    scope: Option<&AgencyCode>,
+    card: &projections::indicators::scorecard::Scorecard,
+) -> Result<HttpResponse, ApiError> {
     let body = render::render(
         format,
         &answer.stamp,
         group,
-        scope.as_ref(),
+        scope,
         &answer.tables,
         card,
         lang,
@@ -133,7 +144,7 @@ async fn answer(
     if matches!(format, Format::Csv | Format::Xlsx) {
         let disposition = format!(
             "attachment; filename=\"{}.{}\"",
-            file_name(&answer, group),
+            file_name(answer, group),
             format.extension()
         );
         response.insert_header((header::CONTENT_DISPOSITION, disposition));
