@@ -4,7 +4,6 @@
 //! Handlers stay thin: parse, check the caller, call the log, map the answer. The write path is the store's single
 //! writer; this crate only queues appends and waits for their answers.
 
-mod audit_routes;
 pub mod auth;
 mod dashboard;
 pub mod errors;
@@ -116,7 +115,6 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))
             .configure(routes::configure)
-            .configure(audit_routes::configure)
             .configure(dashboard::configure)
             .default_service(web::to(extract::route_not_found))
     };

@@ -1,6 +1,7 @@
 //! The v1 routes, a file per resource, each with its own `configure`. Each handler: extract, check the caller,
 //! make one `App` call, map the answer. What several share (reading a body, the receipts answer) is here.
 
+pub(crate) mod audit;
 pub(crate) mod dossiers;
 pub(crate) mod events;
 pub(crate) mod indicators;
@@ -17,7 +18,7 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use store::AppendOutcome;
 
-/// Every v1 resource but the audit's, in the order they are matched.
+/// Every v1 resource, in the order they are matched.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     events::configure(cfg);
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     reference::configure(cfg);
     indicators::configure(cfg);
     tokens::configure(cfg);
+    audit::configure(cfg);
 }
 
 /// Reads a body up to the limit: a declared length over it is refused before anything is read, and a body

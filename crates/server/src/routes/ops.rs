@@ -3,7 +3,6 @@
 use crate::extract::resource;
 use crate::State;
 use actix_web::{web, HttpResponse};
-use serde_json::json;
 use store::EventLog;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -25,22 +24,49 @@ pub(crate) async fn openapi_json() -> HttpResponse {
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is alive")))]
 pub(crate) async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({ "status": "ok" }))
+    HttpResponse::Ok().json(Health::status("ok"))
+}
+
+/// What the health and readiness checks answer: a status, with the log's size when ready, or why not.
+#[derive(serde::Serialize)]
+struct Health {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+impl Health {
+    fn status(status: &'static str) -> Health {
+        Health {
+            status,
+            log_size: None,
+            detail: None,
+        }
+    }
+
+    fn unavailable(detail: String) -> HttpResponse {
+        let detail = Some(detail);
+        HttpResponse::ServiceUnavailable().json(Health {
+            detail,
+            ..Health::status("unavailable")
+        })
+    }
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "The store answers"), (status = 503, description = "The store does not answer")))]
 pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
     if let Some(why) = state.log.write_failure() {
-        return HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "detail": why }));
+        return Health::unavailable(why.to_string());
     }
     let probe = crate::off_workers(&state, |s| s.log.stream_head("readyz-probe").map(|_| ())).await;
     match probe {
-        Ok(()) => {
-            HttpResponse::Ok().json(json!({ "status": "ready", "log_size": state.log.head().size }))
-        }
-        Err(e) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "detail": e.to_string() })),
+        Ok(()) => HttpResponse::Ok().json(Health {
+            log_size: Some(state.log.head().size),
+            ..Health::status("ready")
+        }),
+        Err(e) => Health::unavailable(e.to_string()),
     }
 }
 
