@@ -33,9 +33,12 @@ pub enum IndicatorError {
     /// A snapshot could not be written (the file system refused, or the engine did not encode).
     #[error("{0}")]
     Snapshot(String),
-    /// The scorecard file could not be read or is not a scorecard.
+    /// The scorecard file could not be read.
     #[error("{0}")]
-    Scorecard(String),
+    ScorecardFile(String),
+    /// The scorecard file is not a scorecard.
+    #[error("{0}")]
+    Scorecard(#[from] projections::indicators::scorecard::ScorecardError),
 }
 
 /// One question: periods (one, or a series), a grouping, an optional scope, and a point in history.
@@ -445,8 +448,8 @@ pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, IndicatorError> {
         None => Ok(Scorecard::default_card()),
         Some(path) => {
             let text = std::fs::read_to_string(path)
-                .map_err(|e| IndicatorError::Scorecard(format!("{}: {e}", path.display())))?;
-            Scorecard::parse(&text).map_err(IndicatorError::Scorecard)
+                .map_err(|e| IndicatorError::ScorecardFile(format!("{}: {e}", path.display())))?;
+            Ok(Scorecard::parse(&text)?)
         }
     }
 }
