@@ -13,6 +13,7 @@ mod limits;
 mod metrics;
 pub mod openapi;
 mod routes;
+mod schemas;
 mod wire;
 
 use actix_web::web;

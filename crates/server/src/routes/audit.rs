@@ -6,7 +6,7 @@
 
 use crate::auth::Caller;
 use crate::errors::{ApiError, Error};
-use crate::openapi::*;
+use crate::schemas::*;
 use crate::State;
 use actix_web::{web, HttpResponse};
 use domain::{DossierCode, Role};

@@ -3,7 +3,7 @@
 use crate::auth::Caller;
 use crate::errors::{ApiError, Error};
 use crate::extract::resource;
-use crate::openapi::*;
+use crate::schemas::*;
 use crate::State;
 use actix_web::{web, HttpResponse};
 use chrono::Utc;

@@ -5,7 +5,7 @@ use super::{read_json, receipts_response};
 use crate::auth::Caller;
 use crate::errors::{ApiError, Error};
 use crate::extract::{resource, Query};
-use crate::openapi::*;
+use crate::schemas::*;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -2,7 +2,7 @@
 
 use crate::auth::Caller;
 use crate::errors::{ApiError, Error};
-use crate::openapi::Problem;
+use crate::schemas::Problem;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
@@ -28,7 +28,7 @@ macro_rules! indicator_params {
         pub(crate) struct $name {
             $($(#[$field_meta])* #[param(required = true, value_type = domain::Period)] $field: Option<String>,)*
             /// `agency` (default), `subtree`, `level` or `province`.
-            #[param(value_type = Option<crate::openapi::GroupParam>)]
+            #[param(value_type = Option<crate::schemas::GroupParam>)]
             group: Option<String>,
             /// Only this agency and what is registered below it.
             #[param(value_type = Option<domain::AgencyCode>)]
@@ -41,10 +41,10 @@ macro_rules! indicator_params {
             #[param(value_type = Option<domain::KnownAt>)]
             known_at: Option<String>,
             /// `json` (default), `csv`, `xlsx`, or `text` (the main columns, aligned, for terminals).
-            #[param(value_type = Option<crate::openapi::FormatParam>)]
+            #[param(value_type = Option<crate::schemas::FormatParam>)]
             format: Option<String>,
             /// Column headers of CSV and XLSX: `vi` (default) or `en`.
-            #[param(value_type = Option<crate::openapi::LangParam>)]
+            #[param(value_type = Option<crate::schemas::LangParam>)]
             lang: Option<String>,
         }
 

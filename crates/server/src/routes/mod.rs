@@ -10,7 +10,7 @@ pub(crate) mod reference;
 pub(crate) mod tokens;
 
 use crate::errors::{ApiError, Error};
-use crate::openapi::Receipt;
+use crate::schemas::Receipt;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};

@@ -4,7 +4,7 @@ use super::{body_field, check_fields, read_json};
 use crate::auth::Caller;
 use crate::errors::{ApiError, Error};
 use crate::extract::resource;
-use crate::openapi::*;
+use crate::schemas::*;
 use crate::State;
 use actix_web::{web, HttpRequest, HttpResponse};
 use domain::event::*;

@@ -1,0 +1,293 @@
+//! The types the API description names: the app's answer types (re-exported), and description types for what is
+//! not a Rust value on the wire (request bodies, events sent as stored bytes, problems). Routes import these;
+//! `openapi.rs` assembles the document from the routes and these, so nothing here depends on a route.
+
+pub use app::catalogue::CatalogueView;
+pub use app::proofs::{
+    AuditHead, AuditKey, CheckpointList, CheckpointView, ConsistencyAnswer, InclusionAnswer,
+};
+pub use app::tokens::{TokenCreated, TokenList};
+pub use app::{DossierView, Receipt, Unchanged};
+use domain::event::*;
+use domain::{AgencyCode, DossierCode, Role};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// An event as a sender posts it (`events.md` §1). Unknown fields are refused.
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct Envelope {
+    /// Chosen by the sender (UUIDv7 recommended); the idempotency key, for ever.
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub ty: EventType,
+    /// The dossier code: for dossier events only.
+    pub dossier: Option<DossierCode>,
+    /// Where the event happened; optional only for `target.set`.
+    pub agency: Option<AgencyCode>,
+    /// Business time, RFC 3339 with an explicit offset.
+    pub occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    pub data: EventData,
+    /// 0: the stream must not exist yet; n: its last version must be n.
+    pub expected_version: Option<u64>,
+}
+
+/// One event, or a batch of 1 to 1,000 (all or nothing).
+#[derive(Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Submission {
+    One(Envelope),
+    Batch(Vec<Envelope>),
+}
+
+impl utoipa::PartialSchema for Submission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Ref};
+        let envelope = Ref::from_schema_name("Envelope");
+        OneOfBuilder::new()
+            .item(envelope.clone())
+            .item(
+                ArrayBuilder::new()
+                    .items(envelope)
+                    .min_items(Some(1))
+                    .max_items(Some(domain::parse::BATCH_EVENTS_MAX)),
+            )
+            .description(Some("One event, or a batch of 1 to 1,000 (all or nothing)"))
+            .into()
+    }
+}
+
+impl ToSchema for Submission {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "Envelope".into(),
+            <Envelope as utoipa::PartialSchema>::schema(),
+        ));
+        <Envelope as ToSchema>::schemas(schemas);
+    }
+}
+
+/// A token's name (recorded as `source` on every event it writes): 1 to 64 of A-Z a-z 0-9 . _ - @ :
+#[derive(Serialize)]
+#[allow(dead_code)]
+pub struct CredentialName(String);
+
+impl utoipa::PartialSchema for CredentialName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .min_length(Some(1))
+            .max_length(Some(64))
+            .pattern(Some("^[A-Za-z0-9._@:-]{1,64}$"))
+            .description(Some("1 to 64 of A-Z a-z 0-9 . _ - @ :"))
+            .into()
+    }
+}
+
+impl ToSchema for CredentialName {}
+
+/// How an indicator table groups its rows.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum GroupParam {
+    Agency,
+    Subtree,
+    Level,
+    Province,
+}
+
+/// How an indicator answer is rendered (`table` is another name for `text`).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormatParam {
+    Json,
+    Csv,
+    Xlsx,
+    Text,
+    Table,
+}
+
+/// The language of CSV and XLSX column headers.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum LangParam {
+    Vi,
+    En,
+}
+
+/// An event as the log stores it: the envelope and the stored fields.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct StoredEnvelope {
+    /// Global, gapless, from 1.
+    pub position: u64,
+    /// Per stream, gapless, from 1.
+    pub version: u64,
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub ty: EventType,
+    pub dossier: Option<DossierCode>,
+    pub agency: Option<AgencyCode>,
+    pub occurred_at: chrono::DateTime<chrono::FixedOffset>,
+    /// Server clock, UTC; never decreasing along positions.
+    pub recorded_at: chrono::DateTime<chrono::Utc>,
+    /// The name of the token that wrote it.
+    pub source: String,
+    pub data: EventData,
+}
+
+/// A stored event in a dossier's trail, with its leaf hash in the audit tree.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct TrailEvent {
+    #[serde(flatten)]
+    pub event: StoredEnvelope,
+    /// Base64 of SHA-256(0x00 ‖ the canonical bytes), RFC 6962's leaf hash.
+    pub leaf_hash: String,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Trail {
+    pub dossier: DossierCode,
+    pub events: Vec<TrailEvent>,
+}
+
+/// A page of the global log.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct EventsPage {
+    pub events: Vec<StoredEnvelope>,
+    /// The cursor for the next page (`after=`); null at the head.
+    pub next_after: Option<u64>,
+    pub log_size: u64,
+}
+
+/// 401 for an operation that needs a token: written once, named in each operation's answers.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No token, or an unknown or revoked one",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)]
+pub struct Unauthenticated(Problem);
+
+/// 403 for an operation some roles (or an ingest token's scope) may not use.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The role or scope does not cover this",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)]
+pub struct NotCovered(Problem);
+
+/// 403 for an audit operation (auditor and admin tokens only).
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "Not an auditor or admin token",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)]
+pub struct NotAnAuditor(Problem);
+
+/// An error (RFC 9457).
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub ty: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// A stable snake_case code; the list is generated from `app::error::CODES` (`ProblemCodes`).
+    pub code: String,
+    /// Validation failures `{index, id, field, message}`, or refused events `{index, id, code, message,
+    /// current_version?, position?}`.
+    pub errors: Option<Vec<serde_json::Value>>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AgencyBody {
+    pub name: domain::Text,
+    pub level: AgencyLevel,
+    pub parent: Option<AgencyCode>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ProcedureBody {
+    pub name: domain::Text,
+    pub online_level: OfferLevel,
+    pub postal_receive: bool,
+    pub postal_return: bool,
+    pub effective_from: chrono::NaiveDate,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TargetBody {
+    pub agency: TargetScope,
+    pub from_period: domain::Period,
+    /// Default 0.20.
+    #[schema(minimum = 0, maximum = 1)]
+    pub online_rate_min: Option<f64>,
+    /// Default 0.10.
+    #[schema(minimum = 0, maximum = 1)]
+    pub postal_rate_min: Option<f64>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TokenRequest {
+    pub name: CredentialName,
+    pub role: Role,
+    /// Required for ingest tokens, refused for the others.
+    pub agency: Option<AgencyCode>,
+}
+
+/// One event of a bundle.
+#[derive(ToSchema, Serialize)]
+#[schema(as = BundleEvent)]
+#[allow(dead_code)]
+pub struct BundleEventSchema {
+    pub position: u64,
+    /// SHA-256(0x00 ‖ canonical), base64.
+    pub leaf_hash: String,
+    /// The stored envelope's canonical bytes, exactly as hashed, as a string.
+    pub canonical: String,
+    /// The audit path from the leaf to the checkpoint's root, base64 hashes.
+    pub proof: Vec<String>,
+}
+
+/// A dossier bundle (`casetrail-bundle-v1`): the dossier's events, versions 1..n in log order, each with its
+/// inclusion proof against the signed checkpoint it carries. Unknown fields are refused by the verifier.
+#[derive(ToSchema, Serialize)]
+#[schema(as = Bundle)]
+#[allow(dead_code)]
+pub struct BundleSchema {
+    /// `casetrail-bundle-v1`.
+    pub format: String,
+    pub dossier: String,
+    /// The signed checkpoint (C2SP signed note).
+    pub checkpoint: String,
+    pub events: Vec<BundleEventSchema>,
+}
