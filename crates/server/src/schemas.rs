@@ -174,35 +174,30 @@ pub struct EventsPage {
     pub log_size: u64,
 }
 
-/// 401 for an operation that needs a token: written once, named in each operation's answers.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 401,
-    description = "No token, or an unknown or revoked one",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)]
-pub struct Unauthenticated(Problem);
+/// A problem answer written once and named in each operation's answers: a status, its description, and a
+/// problem document as the body.
+macro_rules! problem_answer {
+    ($(#[$doc:meta])* $name:ident, $status:literal, $description:literal) => {
+        $(#[$doc])*
+        #[derive(utoipa::IntoResponses)]
+        #[response(status = $status, description = $description, content_type = "application/problem+json")]
+        #[allow(dead_code)]
+        pub struct $name(Problem);
+    };
+}
 
-/// 403 for an operation some roles (or an ingest token's scope) may not use.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 403,
-    description = "The role or scope does not cover this",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)]
-pub struct NotCovered(Problem);
-
-/// 403 for an audit operation (auditor and admin tokens only).
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 403,
-    description = "Not an auditor or admin token",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)]
-pub struct NotAnAuditor(Problem);
+problem_answer!(
+    /// 401 for an operation that needs a token.
+    Unauthenticated, 401, "No token, or an unknown or revoked one"
+);
+problem_answer!(
+    /// 403 for an operation some roles (or an ingest token's scope) may not use.
+    NotCovered, 403, "The role or scope does not cover this"
+);
+problem_answer!(
+    /// 403 for an audit operation (auditor and admin tokens only).
+    NotAnAuditor, 403, "Not an auditor or admin token"
+);
 
 /// An error (RFC 9457).
 #[derive(ToSchema, Serialize)]
