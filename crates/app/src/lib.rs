@@ -266,7 +266,7 @@ impl App {
     /// Appends and, when reference events were written, answers once the follower has folded them into the
     /// catalogue, so that the caller's next request sees them.
     async fn write(&self, events: Vec<Submitted>, source: &str) -> Result<AppendOutcome, Error> {
-        // Only reference events change the catalogue; a batch of dossier events (the hot path) needs no read-back.
+        // Only reference events change the catalogue; a batch of dossier events (the hot path) waits for nothing.
         let references = events
             .iter()
             .any(|s| !s.event.event_type().is_dossier_event());

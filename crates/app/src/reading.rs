@@ -53,19 +53,21 @@ impl Filter {
             return Ok(true);
         }
         let peek = domain::event::Peek::of(&e.bytes).map_err(Error::Internal)?;
-        Ok(self.ty.is_none_or(|t| peek.ty == t.as_str())
-            && self
-                .agency
-                .as_ref()
-                .is_none_or(|a| peek.agency.as_deref() == Some(a.as_str())))
+        Ok(self.matches(&peek.ty, peek.agency.as_deref()))
     }
 
     pub fn keeps(&self, e: &StoredEvent) -> bool {
-        self.ty.is_none_or(|t| e.event.event_type() == t)
+        let agency = e.event.agency.as_ref().map(AgencyCode::as_str);
+        self.matches(e.event.event_type().as_str(), agency)
+    }
+
+    /// The one test both forms go through: an event of type `ty` at `agency`.
+    fn matches(&self, ty: &str, agency: Option<&str>) -> bool {
+        self.ty.is_none_or(|t| t.as_str() == ty)
             && self
                 .agency
                 .as_ref()
-                .is_none_or(|a| e.event.agency.as_ref() == Some(a))
+                .is_none_or(|a| Some(a.as_str()) == agency)
     }
 }
 

@@ -173,6 +173,12 @@ impl Settings {
                     self.$field = v;
                 }
             )*};
+            // Settings that are optional themselves: a layer that names one sets it.
+            (optional: $($field:ident),*) => {$(
+                if layer.$field.is_some() {
+                    self.$field = layer.$field;
+                }
+            )*};
         }
         apply!(
             listen,
@@ -191,15 +197,7 @@ impl Settings {
             max_connections,
             max_subscribers
         );
-        if let Some(v) = layer.scorecard {
-            self.scorecard = Some(v);
-        }
-        if let Some(v) = layer.audit_key {
-            self.audit_key = Some(v);
-        }
-        if let Some(v) = layer.audit_origin {
-            self.audit_origin = Some(v);
-        }
+        apply!(optional: scorecard, audit_key, audit_origin);
     }
 }
 

@@ -5,11 +5,11 @@
 //! covers what was asked) signs and stores it on a blocking thread, never in the writer.
 
 use crate::auth::Caller;
-use crate::errors::{ApiError, Error};
+use crate::errors::ApiError;
 use crate::schemas::*;
 use crate::State;
 use actix_web::{web, HttpResponse};
-use domain::{DossierCode, Role};
+use domain::Role;
 use serde::Deserialize;
 
 pub const AUDITORS: &[Role] = &[Role::Auditor, Role::Admin];
@@ -26,14 +26,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/v1/audit/proof", "GET").route(web::get().to(proof)))
         .service(resource("/v1/audit/consistency", "GET").route(web::get().to(consistency)))
         .service(resource("/v1/dossiers/{dossier}/bundle", "GET").route(web::get().to(bundle)));
-}
-
-/// Store work (which may sign and store a checkpoint: a flush and an fsync) off the async workers.
-async fn blocking<T: Send + 'static>(
-    state: &web::Data<State>,
-    work: impl FnOnce(&State) -> Result<T, Error> + Send + 'static,
-) -> Result<T, ApiError> {
-    crate::off_workers(state, work).await
 }
 
 #[utoipa::path(get, path = "/v1/audit/key", tag = "audit",
@@ -58,7 +50,7 @@ pub(crate) async fn head(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    Ok(HttpResponse::Ok().json(blocking(&state, |s| s.audit_head()).await?))
+    Ok(HttpResponse::Ok().json(crate::off_workers(&state, |s| s.audit_head()).await?))
 }
 
 #[derive(Deserialize)]
@@ -86,7 +78,8 @@ pub(crate) async fn checkpoints(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let (after, limit) = (query.after, query.limit);
-    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.checkpoints(after, limit)).await?))
+    Ok(HttpResponse::Ok()
+        .json(crate::off_workers(&state, move |s| s.checkpoints(after, limit)).await?))
 }
 
 #[utoipa::path(post, path = "/v1/audit/checkpoints", tag = "audit",
@@ -102,7 +95,7 @@ pub(crate) async fn issue(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let (new, c) = blocking(&state, |s| s.issue_checkpoint()).await?;
+    let (new, c) = crate::off_workers(&state, |s| s.issue_checkpoint()).await?;
     if new {
         Ok(HttpResponse::Created().json(c))
     } else {
@@ -136,7 +129,8 @@ pub(crate) async fn proof(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let (position, size) = (query.position, query.size);
-    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.inclusion(position, size)).await?))
+    Ok(HttpResponse::Ok()
+        .json(crate::off_workers(&state, move |s| s.inclusion(position, size)).await?))
 }
 
 #[derive(Deserialize)]
@@ -165,7 +159,10 @@ pub(crate) async fn consistency(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
     let (from, to) = (query.from, query.to);
-    Ok(HttpResponse::Ok().json(blocking(&state, move |s| s.consistency(from, to)).await?))
+    Ok(
+        HttpResponse::Ok()
+            .json(crate::off_workers(&state, move |s| s.consistency(from, to)).await?),
+    )
 }
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}/bundle", tag = "audit",
@@ -183,8 +180,8 @@ pub(crate) async fn bundle(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(AUDITORS)?;
-    let code = DossierCode::parse(&path).map_err(|e| Error::bad_parameter("dossier", e))?;
-    let bundle = blocking(&state, {
+    let code = super::dossier_code(&path)?;
+    let bundle = crate::off_workers(&state, {
         let code = code.clone();
         move |s| s.bundle(&code)
     })

@@ -1,7 +1,7 @@
 //! A dossier's state and its trail.
 
 use crate::auth::Caller;
-use crate::errors::{ApiError, Error};
+use crate::errors::ApiError;
 use crate::extract::resource;
 use crate::schemas::*;
 use crate::State;
@@ -16,11 +16,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 const TRAIL_READERS: &[Role] = &[Role::Ingest, Role::Auditor, Role::Admin];
 const DOSSIER_READERS: &[Role] = &[Role::Ingest, Role::Analyst, Role::Auditor, Role::Admin];
-
-/// The dossier code of a path.
-fn dossier_code(code: &str) -> Result<DossierCode, Error> {
-    DossierCode::parse(code).map_err(|detail| Error::bad_parameter("dossier", detail))
-}
 
 #[utoipa::path(get, path = "/v1/dossiers/{dossier}", tag = "dossiers",
     params(("dossier" = DossierCode, Path, description = "The dossier code")),
@@ -37,7 +32,7 @@ pub(crate) async fn dossier(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(DOSSIER_READERS)?.clone();
-    let code = dossier_code(&path)?;
+    let code = super::dossier_code(&path)?;
     let view = move |s: &State| s.dossier_view(&credential, &code, Utc::now());
     Ok(HttpResponse::Ok().json(crate::off_workers(&state, view).await?))
 }
@@ -57,7 +52,7 @@ pub(crate) async fn trail(
     state: web::Data<State>,
 ) -> Result<HttpResponse, ApiError> {
     let credential = caller.require(TRAIL_READERS)?.clone();
-    let code = dossier_code(&path)?;
+    let code = super::dossier_code(&path)?;
     let trail = crate::off_workers(&state, move |s| s.trail(&credential, &code)).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/json")

@@ -80,6 +80,11 @@ pub(super) async fn read_json(
         .map_err(|e| Error::MalformedJson(format!("the body is not JSON: {e}")).into())
 }
 
+/// The dossier code of a path.
+pub(super) fn dossier_code(code: &str) -> Result<domain::DossierCode, Error> {
+    domain::DossierCode::parse(code).map_err(|detail| Error::bad_parameter("dossier", detail))
+}
+
 pub(super) fn receipts_response(outcome: AppendOutcome) -> HttpResponse {
     let replayed = outcome.all_replayed();
     let receipts: Vec<Receipt> = outcome.receipts.iter().map(Receipt::from).collect();
