@@ -316,17 +316,41 @@ fn trends_catalogue_and_the_audit_view() {
         c.goto(&format!("{}/dashboard/", s.base)).await.unwrap();
         rendered(c, "rendered", 0).await;
 
-        // Trends: one point per quarter with dossiers, for the province, and for a chosen agency too.
+        // Trends: one point per quarter with dossiers, for the province, and for a chosen agency too (the charts
+        // are uPlot's; each says how many points each series has).
         c.find(Locator::Css("#tabs button[data-view=trends]")).await.unwrap().click().await.unwrap();
         let n = rendered(c, "charted", 0).await;
-        let points = |class: &'static str| async move {
-            c.execute(&format!("return [...document.querySelectorAll('#chart-online path.{class}')].map(p => Number(p.dataset.points))"), vec![]).await.unwrap()
+        let points = |series: &'static str| async move {
+            // uPlot's data: the quarters, then the province's series, then the agency's.
+            let index = if series == "province" { 1 } else { 2 };
+            c.execute(&format!("const u = window.casetrailCharts['chart-online']; \
+                 return [document.getElementById('chart-online').dataset.{series} ?? null, u.data[{index}]?.length ?? null]"),
+                vec![]).await.unwrap()
         };
-        assert_eq!(points("province").await, json!([8]), "2018-Q1 to 2019-Q4");
-        assert_eq!(points("agency").await, json!([]));
+        assert_eq!(points("province").await[0], json!("8"), "2018-Q1 to 2019-Q4");
+        assert_eq!(points("province").await[1], json!(8));
+        assert_eq!(points("agency").await[0], json!(null));
         c.execute("const a = document.getElementById('trend-agency'); a.value = '000.00.21.H27'; a.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
         rendered(c, "charted", n).await;
-        assert_eq!(points("agency").await, json!([8]));
+        assert_eq!(points("agency").await, json!(["8", 8]));
+        assert!(c.current_url().await.unwrap().query().unwrap().contains("agency=000.00.21.H27"), "the address names the agency");
+        // Hovering a quarter shows its values: the legend holds the quarter and each series' rate, the API's.
+        let (_, series) = outside(|| s.get("/v1/indicators/series?from=2018-Q1&to=2019-Q4&group=province", None));
+        let rate = series["periods"][3]["rows"][0]["online_rate"].clone();
+        let hovered = c.execute(r#"const u = window.casetrailCharts['chart-online'];
+            u.setCursor({ left: u.valToPos(3, 'x'), top: u.valToPos(1, 'y') });
+            return [[...u.root.querySelectorAll('.u-legend .u-value')].map(e => e.textContent), (100 * arguments[0]).toFixed(2) + ' %']"#,
+            vec![rate]).await.unwrap();
+        assert_eq!(hovered[0][0], json!("2018-Q4"));
+        assert_eq!(hovered[0][1], hovered[1], "the province's rate for 2018-Q4");
+        // Round ticks on the rate axis (0 and multiples of a round step), and the target line labelled.
+        let ticks = c.execute("return window.casetrailCharts['chart-online'].axes[1]._splits", vec![]).await.unwrap();
+        let ticks: Vec<f64> = ticks.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let step = ticks[1] - ticks[0];
+        assert!([0.5, 1.0, 2.0, 2.5, 5.0, 10.0, 20.0, 25.0].iter().any(|r| (step - r).abs() < 1e-9), "{ticks:?}");
+        assert!(ticks.iter().all(|t| (t / step - (t / step).round()).abs() < 1e-9), "{ticks:?}");
+        let label = c.execute("return document.getElementById('chart-online').dataset.target", vec![]).await.unwrap();
+        assert_eq!(label, json!("Chỉ tiêu 20 %"));
         snap(c, "trends").await;
 
         // The catalogue: every procedure in force, as the public catalogue lists it.
@@ -424,5 +448,87 @@ fn with_public_tables_off_the_dashboard_asks_for_a_token_and_then_shows_them() {
         });
         assert_eq!(status, 200);
         assert_eq!(bytes, csv.len() as u64, "the downloaded CSV is the API's");
+    });
+}
+
+#[test]
+fn profiles_addresses_the_form_and_a_published_table_checked() {
+    let p = Province::start();
+    let s = &p.server;
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let b = browser(1280, 900).await;
+        let c = &b.client;
+        c.goto(&format!("{}/dashboard/", s.base)).await.unwrap();
+        let mut n = rendered(c, "rendered", 0).await;
+
+        // The profiles offered are the API's, the default chosen; another one changes the table to the API's
+        // answer under it, its rates printed as that profile prints them, and the stamp names it.
+        let (_, profiles) = outside(|| s.get("/v1/indicators/profiles", None));
+        let ids: Vec<Value> = profiles["profiles"].as_array().unwrap().iter().map(|p| p["id"].clone()).collect();
+        let offered = c.execute("return [...document.getElementById('profile').options].map(o => o.value)", vec![]).await.unwrap();
+        assert_eq!(offered, json!(ids));
+        assert_eq!(c.execute("return document.getElementById('profile').value", vec![]).await.unwrap(), json!("national"));
+        c.execute("const p = document.getElementById('profile'); p.value = 'kon-tum'; p.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        let (_, answer) = outside(|| s.get(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27&profile=kon-tum", p.period), None));
+        let (_, national) = outside(|| s.get(&format!("/v1/indicators?period={}&group=subtree&agency=000.00.00.H27", p.period), None));
+        assert_ne!(answer["rows"][0]["online_rate"], national["rows"][0]["online_rate"], "the profile makes a difference");
+        same_numbers(&table(c).await, &answer, "under kon-tum");
+        let texts = c.execute("return [...document.querySelectorAll('#table tbody tr')].map(tr => [tr.dataset.agency, tr.querySelector('td[data-key=online_rate]').textContent])", vec![]).await.unwrap();
+        for pair in texts.as_array().unwrap() {
+            let row = answer["rows"].as_array().unwrap().iter().find(|r| r["agency"] == pair[0]).unwrap();
+            assert_eq!(pair[1].as_str().unwrap(), format!("{} %", row["printed"]["online_rate"].as_str().unwrap()));
+        }
+        let stamp: String = c.execute("return document.getElementById('stamp').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(stamp.contains("kon-tum") && stamp.contains("decree-09"), "{stamp}");
+
+        // A drill-down and "as known on": the address then reproduces the view in a fresh page.
+        let district = "000.00.21.H27";
+        c.find(Locator::Css(&format!("#table tr[data-agency='{district}'] td[data-key=name]"))).await.unwrap().click().await.unwrap();
+        n = rendered(c, "rendered", n).await;
+        c.execute("const k = document.getElementById('known-at'); k.value = '2019-11-01'; k.dispatchEvent(new Event('change'))", vec![]).await.unwrap();
+        rendered(c, "rendered", n).await;
+        let url = c.current_url().await.unwrap();
+        let query = url.query().unwrap().to_owned();
+        for part in ["view=overview", "period=2019-Q4", &format!("path={}", district.replace('.', ".")), "profile=kon-tum", "known_at=2019-11-01"] {
+            assert!(query.contains(part), "{part} in {query}");
+        }
+        let before = table(c).await;
+        let link: String = c.execute("return document.getElementById('permalink').href", vec![]).await.unwrap().as_str().unwrap().into();
+        assert_eq!(link, url.as_str());
+        c.goto(url.as_str()).await.unwrap();
+        rendered(c, "rendered", 0).await;
+        assert_eq!(table(c).await, before, "the address reproduces the table");
+        assert_eq!(c.execute("return document.getElementById('profile').value", vec![]).await.unwrap(), json!("kon-tum"));
+
+        // The official form of the view on screen, as the API gives it.
+        let form: String = c.execute("return document.getElementById('form').href", vec![]).await.unwrap().as_str().unwrap().into();
+        for part in ["/v1/indicators/form?", "period=2019-Q4", &format!("agency={district}"), "profile=kon-tum", "known_at=2019-11-01", "format=xlsx"] {
+            assert!(form.contains(part), "{part} in {form}");
+        }
+        let (status, kind, bytes) = outside(|| {
+            let r = reqwest::blocking::get(&form).unwrap();
+            let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (r.status().as_u16(), kind, r.bytes().unwrap())
+        });
+        assert_eq!(status, 200);
+        assert!(kind.contains("spreadsheetml"), "{kind}");
+        assert!(bytes.starts_with(b"PK"), "a workbook");
+
+        // A published table checked by upload: the seed letter's 7.68 % is named a slip, with 7.62 %.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("letter.csv");
+        std::fs::write(&file, generator::published::SEED_LETTER_CSV).unwrap();
+        c.find(Locator::Css("#tabs button[data-view=check]")).await.unwrap().click().await.unwrap();
+        assert!(c.current_url().await.unwrap().query().unwrap().contains("view=check"));
+        c.find(Locator::Id("check-file")).await.unwrap().send_keys(file.to_str().unwrap()).await.unwrap();
+        c.execute("document.getElementById('check-period').value = ''", vec![]).await.unwrap();
+        c.find(Locator::Css("#check-form button[type=submit]")).await.unwrap().click().await.unwrap();
+        rendered(c, "checked", 0).await;
+        let slip = c.execute("const d = document.querySelector('#check-table [data-verdict=slip]'); return d && [d.dataset.rate, d.dataset.correct]", vec![]).await.unwrap();
+        assert_eq!(slip, json!(["online_rate", "7.62"]));
+        let summary: String = c.execute("return document.getElementById('check-summary').textContent", vec![]).await.unwrap().as_str().unwrap().into();
+        assert!(summary.contains('1'), "{summary}");
+        snap(c, "check").await;
     });
 }

@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod dashboard;
 mod http;
+mod reports;
 mod upgrade;
 
 pub use common::{casetrail, marked, processes_in, Proc, BIN};

@@ -173,11 +173,16 @@ fn answers_as_before(dir: &Path, data: &Path) {
             "report", "--period", "2019", "--group", "level", "--lang", "en",
         ],
     );
-    // The table and the position and root it was computed at; not the moment it was computed.
+    // The table and the position and root it was computed at; not the moment it was computed. Tables now name
+    // their report profile (a first line, and the stamp): the default, national, whose table is the older one's.
     let uncomputed = |t: &str| t.split(" · computed").next().unwrap().to_owned();
-    assert!(stdout(&report).contains(" · root "), "{}", stderr(&report));
+    let now = stdout(&report);
+    assert!(now.contains(" · root "), "{}", stderr(&report));
+    let (named, table) = now.split_once('\n').unwrap();
+    assert!(named.starts_with("Profile: national ("), "{named}");
+    assert!(table.contains(" · profile national · computed "), "{table}");
     assert_eq!(
-        uncomputed(&stdout(&report)),
+        uncomputed(&table.replace(" · profile national", "")),
         uncomputed(&expected(dir, "report.txt"))
     );
     // A dossier's bundle: its events, their proofs, and the checkpoint format 1 signed at the head, kept.

@@ -7,16 +7,17 @@ use base64::Engine as _;
 use chrono::Utc;
 use domain::calendar::Cut;
 use domain::{AgencyCode, KnownAt, Period, StoredEvent};
-use projections::indicators::render::{ScorecardName, Stamp, StampSettings, Table};
+use projections::indicators::render::{ProfileName, ScorecardName, Stamp, StampSettings, Table};
 use projections::indicators::scorecard::Scorecard;
-use projections::indicators::{Engine, FoldError, Group};
+use projections::indicators::{Engine, FoldError, Group, Profile, Profiles};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use store::{EventLog, SledLog};
 
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
-const SNAPSHOT_FORMAT: &str = "casetrail-indicators-3";
+const SNAPSHOT_FORMAT: &str = "casetrail-indicators-4";
 
 /// What the indicator service can go wrong with.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +40,12 @@ pub enum IndicatorError {
     /// The scorecard file is not a scorecard.
     #[error("{0}")]
     Scorecard(#[from] projections::indicators::scorecard::ScorecardError),
+    /// A profile file could not be read, or is not a profile.
+    #[error("{0}")]
+    ProfileFile(String),
+    /// The question names a profile the service does not offer.
+    #[error("{0}")]
+    UnknownProfile(String),
 }
 
 /// One question: periods (one, or a series), a grouping, an optional scope, and a point in history.
@@ -49,11 +56,15 @@ pub struct Query {
     pub scope: Option<AgencyCode>,
     pub as_of: Option<u64>,
     pub known_at: Option<KnownAt>,
+    /// The report profile's id; the default (`national`) when `None`.
+    pub profile: Option<String>,
 }
 
 pub struct Answer {
     pub stamp: Stamp,
     pub tables: Vec<Table>,
+    /// The profile the tables follow.
+    pub profile: Profile,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +86,8 @@ enum Unusable {
 
 /// Snapshots of the engine, one file per position, in `<data>/indicator-snapshots/<cut>/`.
 pub struct Snapshots {
+    /// `<data>/indicator-snapshots`.
+    base: PathBuf,
     dir: PathBuf,
     /// Write one whenever the live engine passes a multiple of this many events.
     pub every_events: u64,
@@ -82,9 +95,20 @@ pub struct Snapshots {
 
 impl Snapshots {
     pub fn new(data: &Path, cut: Cut, every_events: u64) -> Snapshots {
+        let base = data.join("indicator-snapshots");
         Snapshots {
-            dir: data.join("indicator-snapshots").join(cut.to_string()),
+            dir: base.join(cut.to_string()),
+            base,
             every_events: every_events.max(1),
+        }
+    }
+
+    /// The snapshots of another cut, beside these.
+    pub fn of_cut(&self, cut: Cut) -> Snapshots {
+        Snapshots {
+            dir: self.base.join(cut.to_string()),
+            base: self.base.clone(),
+            every_events: self.every_events,
         }
     }
 
@@ -219,6 +243,11 @@ pub struct Indicators {
     pub card: Scorecard,
     pub cut: Cut,
     pub snapshots: Snapshots,
+    /// The report profiles offered: the built-in ones, then those of `settings.profiles`.
+    pub profiles: Profiles,
+    /// An engine per other cut a profile asked for: made on first use (from its nearest snapshot), then carried
+    /// forward by each question, so only the first question of a cut replays the whole log.
+    others: Mutex<BTreeMap<Cut, Engine>>,
 }
 
 impl Indicators {
@@ -233,7 +262,9 @@ impl Indicators {
         let card = scorecard(settings.scorecard.as_deref())?;
         let snapshots =
             Snapshots::new(&settings.data, settings.cut, settings.snapshot_every_events);
-        Indicators::open(log, settings.cut, card, snapshots)
+        let mut service = Indicators::open(log, settings.cut, card, snapshots)?;
+        service.profiles = profiles(settings.profiles.as_deref())?;
+        Ok(service)
     }
 
     pub fn open(
@@ -265,7 +296,60 @@ impl Indicators {
             card,
             cut,
             snapshots,
+            profiles: Profiles::built_in(),
+            others: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// The profile a question names, or the default.
+    pub fn profile(&self, id: Option<&str>) -> Result<&Profile, IndicatorError> {
+        match id {
+            None => Ok(self.profiles.default_profile()),
+            Some(id) => self.profiles.get(id).ok_or_else(|| {
+                IndicatorError::UnknownProfile(format!(
+                    "no report profile {id:?}; there are: {}",
+                    self.profiles.ids().join(", ")
+                ))
+            }),
+        }
+    }
+
+    /// The engine of another cut than the live one, at a position: the one kept for that cut carried forward when
+    /// it is not past the position (and kept so), else its nearest snapshot plus replay.
+    fn other_engine_at(
+        &self,
+        log: &SledLog,
+        cut: Cut,
+        position: u64,
+    ) -> Result<Engine, IndicatorError> {
+        let snapshots = self.snapshots.of_cut(cut);
+        let mut others = self.others.lock().expect("indicator engines lock");
+        if let Some(kept) = others.get_mut(&cut) {
+            if kept.position() <= position {
+                let from = kept.position();
+                replay(kept, log, position)?;
+                if kept.position() / snapshots.every_events > from / snapshots.every_events {
+                    snapshots.save(log, kept)?;
+                }
+                return Ok(kept.clone());
+            }
+            drop(others);
+            let mut engine = snapshots
+                .nearest(log, cut, position)
+                .unwrap_or_else(|| Engine::new(cut));
+            replay(&mut engine, log, position)?;
+            return Ok(engine);
+        }
+        let mut engine = snapshots
+            .nearest(log, cut, position)
+            .unwrap_or_else(|| Engine::new(cut));
+        let from = engine.position();
+        replay(&mut engine, log, position)?;
+        if engine.position() - from >= snapshots.every_events {
+            snapshots.save(log, &engine)?;
+        }
+        others.insert(cut, engine.clone());
+        Ok(engine)
     }
 
     pub fn position(&self) -> u64 {
@@ -376,6 +460,8 @@ impl Indicators {
         if q.periods.is_empty() {
             return Err(IndicatorError::Invalid("no period asked for".into()));
         }
+        let profile = self.profile(q.profile.as_deref())?;
+        let cut = profile.cut_or(self.cut);
         // The committed head, not the live engine's position: the engine follows commits asynchronously, and a
         // question about anything acknowledged must be answered for exactly that, never refused or cut short.
         let size = log.head().size;
@@ -393,7 +479,7 @@ impl Indicators {
         // A live question waits (bounded) for the live engine to reach the head as it was when asked. A question
         // bounded by a position is never kept waiting: when the engine is behind, a copy is carried forward.
         let live_question = q.as_of.is_none() && q.known_at.is_none();
-        if live_question {
+        if live_question && cut == self.cut {
             self.wait_for(position);
         }
         let answer_from = |engine: &Engine, position: u64| -> Result<Answer, IndicatorError> {
@@ -403,7 +489,7 @@ impl Indicators {
                 .iter()
                 .map(|&period| Table {
                     period,
-                    rows: engine.table(period, q.group, q.scope.as_ref()),
+                    rows: engine.table_under(period, q.group, q.scope.as_ref(), profile.defs),
                 })
                 .collect();
             let stamp = Stamp {
@@ -415,15 +501,27 @@ impl Indicators {
                 known_at: q.known_at,
                 computed_at: Utc::now(),
                 settings: StampSettings {
-                    cut: self.cut,
+                    cut,
                     scorecard: ScorecardName {
                         name: self.card.name.clone(),
                         sha256: self.card.sha256.clone(),
                     },
+                    profile: ProfileName::of(profile),
                 },
             };
-            Ok(Answer { stamp, tables })
+            Ok(Answer {
+                stamp,
+                tables,
+                profile: profile.clone(),
+            })
         };
+        if cut != self.cut {
+            let mut engine = self.other_engine_at(log, cut, position)?;
+            if let Some(t) = q.known_at {
+                engine.advance(t.last_second());
+            }
+            return answer_from(&engine, position);
+        }
         if q.known_at.is_none() {
             let live = self.live.read().expect("indicator lock");
             let at = live.position();
@@ -452,6 +550,54 @@ pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, IndicatorError> {
             Ok(Scorecard::parse(&text)?)
         }
     }
+}
+
+/// The official form of every table of an answer (`by` agency: the answer's rows are agencies; `by` level: levels).
+pub fn forms(
+    answer: &Answer,
+    by: projections::indicators::form::FormBy,
+    lang: projections::indicators::render::Lang,
+) -> Result<Vec<projections::indicators::form::FormTable>, projections::indicators::form::FormError>
+{
+    answer
+        .tables
+        .iter()
+        .map(|t| projections::indicators::form::FormTable::build(t, by, lang))
+        .collect()
+}
+
+/// `casetrail-form-<period>-<by>-<profile>-<position>`: what a downloaded form is called.
+pub fn form_file_name(answer: &Answer, by: projections::indicators::form::FormBy) -> String {
+    let period = answer
+        .tables
+        .first()
+        .map_or(String::new(), |t| t.period.to_string());
+    format!(
+        "casetrail-form-{period}-{by}-{}-{}",
+        answer.profile.id, answer.stamp.position
+    )
+}
+
+/// The built-in report profiles, then every `*.toml` file of `dir` (in name order), each a profile.
+pub fn profiles(dir: Option<&Path>) -> Result<Profiles, IndicatorError> {
+    let mut all = Profiles::built_in();
+    let Some(dir) = dir else {
+        return Ok(all);
+    };
+    let failed = |e: String| IndicatorError::ProfileFile(format!("{}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| failed(e.to_string()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let named = |e: String| IndicatorError::ProfileFile(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| named(e.to_string()))?;
+        let profile = Profile::parse(&text).map_err(|e| named(e.to_string()))?;
+        all.add(profile).map_err(|e| named(e.to_string()))?;
+    }
+    Ok(all)
 }
 
 /// The most periods one series may hold (twenty years of months).

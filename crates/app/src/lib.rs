@@ -12,6 +12,7 @@
 //! store's single writer and awaits its answer.
 
 pub mod catalogue;
+pub mod check;
 pub mod error;
 pub mod follow;
 pub mod indicators;
@@ -486,8 +487,27 @@ impl App {
                 indicators::IndicatorError::Invalid(detail) => {
                     Error::bad_parameter("as_of", detail)
                 }
+                indicators::IndicatorError::UnknownProfile(detail) => {
+                    Error::bad_parameter("profile", detail)
+                }
                 other => Error::Unavailable(other.to_string()),
             })
+    }
+
+    /// A published table checked: its sums, its printed percentages, and its counts against the log when a
+    /// period is named.
+    pub fn check_report(
+        &self,
+        csv: &[u8],
+        question: &check::CheckQuestion,
+    ) -> Result<projections::indicators::check::CheckReport, Error> {
+        check::check_published(&self.indicators, &self.log, csv, question).map_err(|e| match e {
+            indicators::IndicatorError::Invalid(detail) => Error::bad_parameter("table", detail),
+            indicators::IndicatorError::UnknownProfile(detail) => {
+                Error::bad_parameter("profile", detail)
+            }
+            other => Error::Unavailable(other.to_string()),
+        })
     }
 
     /// What a graceful stop leaves behind: a snapshot of the live indicator tables (so that the next start need

@@ -30,10 +30,13 @@ pub struct Settings {
     pub workers: usize,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout_secs: u64,
-    /// The reporting cut of quarters and years: calendar (default) or decree-09.
+    /// The reporting cut of months, quarters and years: calendar (default), decree-09, month-before or day-N.
+    /// A report profile that names its own cut is computed under that one.
     pub cut: domain::calendar::Cut,
     /// A scorecard TOML file; the default scorecard when `None`.
     pub scorecard: Option<PathBuf>,
+    /// A directory of report-profile TOML files, offered beside the built-in ones.
+    pub profiles: Option<PathBuf>,
     /// Write an indicator snapshot every this many events.
     pub snapshot_every_events: u64,
     /// The checkpoint signing key's file; `<data>/audit-signing.key` when `None` (made there on first start).
@@ -67,6 +70,7 @@ impl Settings {
             shutdown_timeout_secs: 30,
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
+            profiles: None,
             snapshot_every_events: 250_000,
             audit_key: None,
             audit_origin: None,
@@ -135,6 +139,7 @@ pub struct Layer {
     pub workers: Option<usize>,
     pub cut: Option<domain::calendar::Cut>,
     pub scorecard: Option<PathBuf>,
+    pub profiles: Option<PathBuf>,
     #[serde(alias = "snapshot_every")]
     pub snapshot_every_events: Option<u64>,
     pub audit_key: Option<PathBuf>,
@@ -197,7 +202,7 @@ impl Settings {
             max_connections,
             max_subscribers
         );
-        apply!(optional: scorecard, audit_key, audit_origin);
+        apply!(optional: scorecard, profiles, audit_key, audit_origin);
     }
 }
 

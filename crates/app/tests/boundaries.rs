@@ -83,6 +83,7 @@ fn counts(
                 scope: None,
                 as_of: None,
                 known_at,
+                profile: None,
             },
         )
         .unwrap();

@@ -48,6 +48,7 @@ fn q1(as_of: Option<u64>) -> Query {
         scope: None,
         as_of,
         known_at: None,
+        profile: None,
     }
 }
 

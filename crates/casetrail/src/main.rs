@@ -110,6 +110,10 @@ enum Command {
     },
     /// An indicator table (indicators.md), offline from the data directory or from a server with --url.
     Report(cmd::report::ReportArgs),
+    /// Check a table as a province published it (CSV): whether each row adds up, whether each printed percentage
+    /// equals its counts under some profile (naming which, rounded or truncated), and with --period whether the
+    /// counts equal the log's. A slip is named with the correct value. Exits 3 when something does not hold.
+    CheckReport(cmd::check::CheckArgs),
     /// The demo: fill the data directory (on first run) with a generated province (2018-Q1 to 2019-Q4), check and
     /// describe it, make a token per role, and serve the dashboard and the API until Ctrl-C.
     Demo {
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
         } => cmd::generate(&generator::Config::new(seed, dossiers, from, to), form),
         Command::Demo { listen } => cmd::demo(&data, listen),
         Command::Report(args) => cmd::report::report(&data, args),
+        Command::CheckReport(args) => cmd::check::check_report(&data, args),
         Command::AppendLoop {
             seed,
             prefix,

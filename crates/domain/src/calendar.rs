@@ -117,36 +117,82 @@ impl Serialize for KnownAt {
 }
 
 /// How periods are cut.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+///
+/// `Calendar` is the default. The other cuts start the period named after a month on a day of the month before:
+/// `Decree09` on the 15th (Decree 09/2019/NĐ-CP's reporting cut), `Day(n)` on the `n`th (1 to 28; the 21st is
+/// Vĩnh Phúc's month, the 1st "the month before"). `Day(15)` is never built: [`Cut::starting_on`] gives `Decree09`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Cut {
     /// Calendar months, quarters and years.
     #[default]
     Calendar,
     /// Decree 09/2019's reporting cut: periods end on the 14th.
-    #[serde(rename = "decree-09")]
     Decree09,
+    /// Periods start on this day of the month before the one they are named after (1 to 28, never 15).
+    Day(u8),
+}
+
+impl Cut {
+    /// The cut whose periods start on day `n` of the month before (1 to 28).
+    pub fn starting_on(n: u8) -> Result<Cut, String> {
+        match n {
+            15 => Ok(Cut::Decree09),
+            1..=28 => Ok(Cut::Day(n)),
+            _ => Err(format!(
+                "a period may start on day 1 to 28 of the month before, not {n}"
+            )),
+        }
+    }
+
+    /// The day of the month before on which periods start; `None` for calendar periods.
+    pub fn start_day(self) -> Option<u32> {
+        match self {
+            Cut::Calendar => None,
+            Cut::Decree09 => Some(15),
+            Cut::Day(n) => Some(n as u32),
+        }
+    }
 }
 
 impl FromStr for Cut {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        let day = |n: &str| n.parse::<u8>().ok().and_then(|n| Cut::starting_on(n).ok());
         match s {
             "calendar" => Ok(Cut::Calendar),
             "decree-09" => Ok(Cut::Decree09),
-            _ => Err(format!(
-                "unknown reporting cut {s:?}; expected calendar or decree-09"
-            )),
+            "month-before" => Ok(Cut::Day(1)),
+            _ => s.strip_prefix("day-").and_then(day).ok_or_else(|| {
+                format!(
+                    "unknown reporting cut {s:?}; expected calendar, decree-09 (= day-15), month-before (= day-1) \
+                     or day-N with N from 1 to 28"
+                )
+            }),
         }
     }
 }
 
 impl fmt::Display for Cut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Cut::Calendar => "calendar",
-            Cut::Decree09 => "decree-09",
-        })
+        match self {
+            Cut::Calendar => f.write_str("calendar"),
+            Cut::Decree09 => f.write_str("decree-09"),
+            Cut::Day(1) => f.write_str("month-before"),
+            Cut::Day(n) => write!(f, "day-{n}"),
+        }
+    }
+}
+
+impl Serialize for Cut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cut {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -184,9 +230,9 @@ impl Period {
     /// The period of `kind` that contains the instant `t`, under `cut`.
     pub fn containing<Tz: TimeZone>(t: &DateTime<Tz>, kind: PeriodKind, cut: Cut) -> Period {
         let date = vietnam_date(t);
-        // Under the decree-09 cut a date on or after the 15th belongs to the next month's period.
-        let (year, month) = match cut {
-            Cut::Decree09 if date.day() >= 15 => {
+        // Under a cut starting on day n, a date on or after the nth belongs to the next month's period.
+        let (year, month) = match cut.start_day() {
+            Some(n) if date.day() >= n => {
                 if date.month() == 12 {
                     (date.year() + 1, 1)
                 } else {
@@ -262,11 +308,11 @@ impl Period {
 
 /// The first instant, Vietnam time, of the period that starts with calendar month (y, m) under `cut`.
 fn boundary(y: i32, m: u32, cut: Cut) -> DateTime<Utc> {
-    let date = match cut {
-        Cut::Calendar => NaiveDate::from_ymd_opt(y, m, 1),
-        // The decree-09 period named after month m starts on the 15th of the month before.
-        Cut::Decree09 if m == 1 => NaiveDate::from_ymd_opt(y - 1, 12, 15),
-        Cut::Decree09 => NaiveDate::from_ymd_opt(y, m - 1, 15),
+    let date = match cut.start_day() {
+        None => NaiveDate::from_ymd_opt(y, m, 1),
+        // The period named after month m starts on day n of the month before.
+        Some(n) if m == 1 => NaiveDate::from_ymd_opt(y - 1, 12, n),
+        Some(n) => NaiveDate::from_ymd_opt(y, m - 1, n),
     }
     .expect("period bounds are valid dates");
     day_start(date)
@@ -448,6 +494,31 @@ mod tests {
         );
     }
 
+    /// Vĩnh Phúc's months run from the 21st to the 20th; "the month before" starts a period a whole month early.
+    #[test]
+    fn cuts_on_other_days() {
+        let day21: Cut = "day-21".parse().unwrap();
+        let m = |s: &str| Period::containing(&t(s), PeriodKind::Month, day21);
+        assert_eq!(m("2021-03-20T23:30:00+07:00"), p("2021-03"));
+        assert_eq!(m("2021-03-21T00:30:00+07:00"), p("2021-04"));
+        assert_eq!(p("2021-01").start(day21), t("2020-12-21T00:00:00+07:00"));
+        let before: Cut = "month-before".parse().unwrap();
+        assert_eq!(p("2021-Q1").start(before), t("2020-12-01T00:00:00+07:00"));
+        assert_eq!(p("2021-Q1").end(before), t("2021-03-01T00:00:00+07:00"));
+        for (text, cut) in [
+            ("decree-09", Cut::Decree09),
+            ("day-15", Cut::Decree09),
+            ("day-21", Cut::Day(21)),
+            ("calendar", Cut::Calendar),
+        ] {
+            assert_eq!(text.parse::<Cut>().unwrap(), cut);
+            assert_eq!(cut.to_string().parse::<Cut>().unwrap(), cut);
+        }
+        for bad in ["day-0", "day-29", "day-", "day-x", "decree", ""] {
+            assert!(bad.parse::<Cut>().is_err(), "{bad} parsed");
+        }
+    }
+
     #[test]
     fn periods_print_and_parse() {
         for s in ["2019-03", "2019-Q1", "2019", "2019-12", "2020-Q4"] {
@@ -489,10 +560,11 @@ mod tests {
         /// Every instant lies in exactly the period that `containing` names, and inside that period's bounds;
         /// consecutive periods tile time with no gap or overlap.
         #[test]
-        fn containing_agrees_with_bounds(secs in 0i64..4_000_000_000, kind in 0..3u8, decree in proptest::bool::ANY) {
+        fn containing_agrees_with_bounds(secs in 0i64..4_000_000_000, kind in 0..3u8, decree in proptest::bool::ANY, day in 0u8..=28) {
             let instant = DateTime::from_timestamp(secs, 0).unwrap();
             let kind = [PeriodKind::Month, PeriodKind::Quarter, PeriodKind::Year][kind as usize];
-            let cut = if decree { Cut::Decree09 } else { Cut::Calendar };
+            // Day 0 stands for the decree-09 flag as before; any other day is a cut starting on it.
+            let cut = match day { 0 if decree => Cut::Decree09, 0 => Cut::Calendar, n => Cut::starting_on(n).unwrap() };
             let period = Period::containing(&instant, kind, cut);
             proptest::prop_assert!(period.start(cut) <= instant && instant < period.end(cut));
             proptest::prop_assert_eq!(period.end(cut), period.next().start(cut));

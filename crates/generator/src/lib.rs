@@ -15,6 +15,7 @@
 //! The same configuration always yields the same bytes.
 
 pub mod lives;
+pub mod published;
 
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc, Weekday};
 use domain::calendar::{vietnam, Cut, PeriodKind};

@@ -1,5 +1,7 @@
-// casetrail's dashboard: plain JavaScript over the v1 API, no library and nothing fetched from elsewhere.
+// casetrail's dashboard: plain JavaScript over the v1 API, nothing fetched from elsewhere. The one library, uPlot
+// (MIT, vendor/uPlot.LICENSE), draws the trend charts and is served from this binary too.
 // Every number shown comes from /v1/indicators (or its series) as the API answers it; this file only lays it out.
+// Every view has an address that reproduces it: view, period, drill-down path, profile, "as known on", trend agency.
 "use strict";
 
 const TEXT = {
@@ -19,6 +21,13 @@ const TEXT = {
     not_found: "Không có hồ sơ này.", below: "đơn vị chưa đạt chỉ tiêu trực tuyến hoặc bưu chính",
     of: "trên", stamp: "Vị trí nhật ký", computed: "tính lúc", version: "phiên bản", position: "vị trí",
     recorded: "ghi nhận", by: "bởi", no_data: "Không có số liệu.",
+    profile: "Cách tính", form: "Tải biểu mẫu (XLSX)", link: "Liên kết tới bảng này", tab_check: "Kiểm tra bảng công bố",
+    check_file: "Bảng đã công bố (CSV)", check_period: "Kỳ (để đối chiếu với nhật ký)", check: "Kiểm tra",
+    check_row: "Dòng", check_sums: "Cộng", check_rates: "Tỷ lệ in", check_log: "Đối chiếu nhật ký",
+    adds_up: "khớp", not_adding: "KHÔNG KHỚP", reproduced: "đúng", slip: "SAI", should_be: "đúng ra là",
+    unchecked: "không kiểm tra được", counts_equal: "khớp số liệu", counts_differ: "KHÁC", casetrail_has: "casetrail có",
+    check_summary: "dòng; tổng không khớp", slips: "tỷ lệ in sai", differing: "số liệu khác nhật ký",
+    consistent: "cách tính phù hợp nhất", source: "Nguồn", on_time_rate: "Tỷ lệ đúng hạn",
   },
   en: {
     title: "casetrail — online and postal dossier indicators", tab_overview: "Overview", tab_trends: "Trends",
@@ -37,13 +46,25 @@ const TEXT = {
     below: "agencies below their online or postal target", of: "of", stamp: "Log position",
     computed: "computed", version: "version", position: "position", recorded: "recorded", by: "by",
     no_data: "No figures.",
+    profile: "Profile", form: "Download the form (XLSX)", link: "Link to this table", tab_check: "Check a published table",
+    check_file: "Published table (CSV)", check_period: "Period (to compare with the log)", check: "Check",
+    check_row: "Line", check_sums: "Sums", check_rates: "Printed rates", check_log: "Against the log",
+    adds_up: "adds up", not_adding: "DOES NOT ADD UP", reproduced: "reproduced", slip: "A SLIP", should_be: "should be",
+    unchecked: "not checked", counts_equal: "counts equal", counts_differ: "DIFFERENT", casetrail_has: "casetrail has",
+    check_summary: "rows; sums not adding up", slips: "slips", differing: "counts differing from the log",
+    consistent: "most consistent profile", source: "Source", on_time_rate: "On-time rate",
   },
 };
 
 const state = {
   lang: localStorage.getItem("casetrail.lang") || "vi",
   token: sessionStorage.getItem("casetrail.token") || "",
+  view: "overview",
   period: null,
+  profile: "",       // the report profile's id; "" until the profiles are known
+  profiles: [],
+  defaultProfile: "",
+  trendAgency: "",
   knownAt: "",
   belowOnly: false,
   path: [],          // drill-down: agency codes from the province down
@@ -57,6 +78,8 @@ const state = {
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[state.lang][key] ?? key;
 const pct = (r) => (r === null || r === undefined ? t("none") : (100 * r).toFixed(2) + " %");
+// A rate as the profile prints it (the API's `printed`: its rounding, its decimals).
+const printed = (r, key) => (r?.printed?.[key] == null ? t("none") : r.printed[key] + " %");
 
 async function api(path, { blob = false } = {}) {
   const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
@@ -98,10 +121,44 @@ function nameOf(code) {
 
 // ---------------------------------------------------------------- overview
 
-function indicatorQuery(extra = "") {
+function indicatorQuery(extra = "", group = "subtree") {
   const root = state.path[state.path.length - 1];
   const agency = root ? `&agency=${encodeURIComponent(root)}` : "";
-  return `period=${state.period}&group=subtree${agency}&lang=${state.lang}${extra}`;
+  const profile = state.profile ? `&profile=${encodeURIComponent(state.profile)}` : "";
+  return `period=${state.period}${group ? "&group=" + group : ""}${agency}&lang=${state.lang}${profile}${extra}`;
+}
+
+// ---------------------------------------------------------------- the address of a view
+
+function address() {
+  const q = new URLSearchParams();
+  q.set("view", state.view);
+  if (state.period) q.set("period", state.period);
+  if (state.path.length) q.set("path", state.path.join(","));
+  if (state.profile && state.profile !== state.defaultProfile) q.set("profile", state.profile);
+  if (state.knownAt) q.set("known_at", state.knownAt);
+  if (state.trendAgency) q.set("agency", state.trendAgency);
+  return `${location.pathname}?${q}`;
+}
+
+function remember() {
+  history.replaceState(null, "", address());
+  $("permalink").href = location.href;
+}
+
+function recall() {
+  const q = new URLSearchParams(location.search);
+  state.view = ["overview", "trends", "catalogue", "audit", "check"].includes(q.get("view")) ? q.get("view") : "overview";
+  state.path = (q.get("path") || "").split(",").filter(Boolean);
+  state.profile = q.get("profile") || "";
+  state.knownAt = q.get("known_at") || "";
+  state.trendAgency = q.get("agency") || "";
+  return q.get("period");
+}
+
+function describeProfile() {
+  const p = state.profiles.find((p) => p.id === state.profile);
+  $("profile-note").textContent = p ? `${state.lang === "vi" ? p.title_vi : p.title_en} — ${t("source")}: ${p.source}` : "";
 }
 
 async function loadOverview() {
@@ -114,8 +171,13 @@ async function loadOverview() {
     const then = await api(`/v1/indicators?${indicatorQuery(`&known_at=${state.knownAt}`)}`);
     for (const r of then.rows) state.known.set(r.agency, r);
   }
+  const known = state.knownAt ? `&known_at=${state.knownAt}` : "";
   $("csv").href = `/v1/indicators?${indicatorQuery("&format=csv")}`;
   $("xlsx").href = `/v1/indicators?${indicatorQuery("&format=xlsx")}`;
+  $("form").href = `/v1/indicators/form?${indicatorQuery("&format=xlsx" + known, "")}`;
+  $("stamp").textContent += ` · ${t("profile")} ${answer.stamp.settings.profile.id} · cut ${answer.stamp.settings.cut}`;
+  describeProfile();
+  remember();
   renderOverview();
 }
 
@@ -124,11 +186,11 @@ const COLUMNS = [
   { key: "agency", label: "code", text: true, narrow: true, value: (r) => r.agency },
   { key: "received", label: "received", value: (r) => r.received },
   { key: "received_online", label: "online", value: (r) => r.received_online },
-  { key: "online_rate", label: "online_rate", value: (r) => r.online_rate, show: pct, known: true },
+  { key: "online_rate", label: "online_rate", value: (r) => r.online_rate, show: (v, r) => printed(r, "online_rate"), known: true },
   { key: "online_target", label: "online_target", narrow: true, value: (r) => r.online_target, show: pct },
   { key: "online_met", label: "online_met", value: (r) => r.online_met, show: verdict },
   { key: "postal_dossiers", label: "postal", value: (r) => r.postal_dossiers },
-  { key: "postal_rate", label: "postal_rate", value: (r) => r.postal_rate, show: pct, known: true },
+  { key: "postal_rate", label: "postal_rate", value: (r) => r.postal_rate, show: (v, r) => printed(r, "postal_rate"), known: true },
   { key: "postal_target", label: "postal_target", narrow: true, value: (r) => r.postal_target, show: pct },
   { key: "postal_met", label: "postal_met", value: (r) => r.postal_met, show: verdict },
 ];
@@ -165,7 +227,7 @@ function renderOverview() {
   body.replaceChildren(...[total, ...children].filter(Boolean).map((r) => row(r, r === total)));
   const belowCount = children.filter(below).length;
   $("summary").textContent = total
-    ? `${total.name}: ${total.received_online} ${t("of")} ${total.received} ${t("online").toLowerCase()} (${pct(total.online_rate)}), ${total.postal_dossiers} ${t("postal").toLowerCase()} (${pct(total.postal_rate)}); ${belowCount} ${t("below")}.`
+    ? `${total.name}: ${total.received_online} ${t("of")} ${total.received} ${t("online").toLowerCase()} (${printed(total, "online_rate")}), ${total.postal_dossiers} ${t("postal").toLowerCase()} (${printed(total, "postal_rate")}); ${belowCount} ${t("below")}.`
     : t("no_data");
   renderCrumbs();
   done("rendered");
@@ -181,7 +243,7 @@ function row(r, isTotal) {
   const tr = el("tr", { "data-agency": r.agency ?? "", class: (isTotal ? "total " : "") + (below(r) ? "below" : "") });
   for (const c of COLUMNS) {
     const value = c.value(r);
-    const shown = c.show ? c.show(value) : value ?? t("none");
+    const shown = c.show ? c.show(value, r) : value ?? t("none");
     const classes = [c.text ? "text" : "", c.narrow ? "hide-narrow" : "", value === true ? "met" : value === false ? "not-met" : ""];
     const drillable = c.key === "name" && !isTotal && r.agencies > 1;
     if (drillable) classes.push("drill");
@@ -191,7 +253,7 @@ function row(r, isTotal) {
     tr.append(td);
     if (c.known && state.knownAt) {
       const then = state.known.get(r.agency);
-      tr.append(el("td", { class: "known", "data-key": c.key + "_known", "data-value": JSON.stringify(then ? c.value(then) ?? null : null) }, then ? pct(c.value(then)) : t("none")));
+      tr.append(el("td", { class: "known", "data-key": c.key + "_known", "data-value": JSON.stringify(then ? c.value(then) ?? null : null) }, then ? printed(then, c.key) : t("none")));
     }
   }
   return tr;
@@ -224,56 +286,76 @@ async function loadTrends() {
   if (!select.options.length) {
     select.append(el("option", { value: "" }, t("province")));
     for (const a of state.agencies.filter((a) => a.level !== "province")) select.append(el("option", { value: a.agency }, a.name));
+    select.value = state.trendAgency;
   }
+  state.trendAgency = select.value;
+  remember();
   const periods = [...$("period").options].map((o) => o.value).filter((p) => /Q/.test(p)).sort();
   if (!periods.length) return;
-  const range = `from=${periods[0]}&to=${periods[periods.length - 1]}`;
+  const profile = state.profile ? `&profile=${encodeURIComponent(state.profile)}` : "";
+  const range = `from=${periods[0]}&to=${periods[periods.length - 1]}${profile}`;
   const whole = await api(`/v1/indicators/series?${range}&group=province`);
-  const lines = [{ name: "province", points: whole.periods.map((p) => [p.period, p.rows[0]]) }];
+  const lines = [{ name: "province", label: t("province"), colour: "#2457a6", points: whole.periods.map((p) => [p.period, p.rows[0]]) }];
   if (select.value) {
     const one = await api(`/v1/indicators/series?${range}&group=subtree&agency=${encodeURIComponent(select.value)}`);
-    lines.push({ name: "agency", points: one.periods.map((p) => [p.period, p.rows.find((r) => r.agency === select.value)]) });
+    lines.push({ name: "agency", label: nameOf(select.value), colour: "#e08a00", points: one.periods.map((p) => [p.period, p.rows.find((r) => r.agency === select.value)]) });
   }
-  chart($("chart-online"), lines, "online_rate", "online_target");
-  chart($("chart-postal"), lines, "postal_rate", "postal_target");
+  chart("chart-online", lines, "online_rate", "online_target");
+  chart("chart-postal", lines, "postal_rate", "postal_target");
   done("charted");
 }
 
-function chart(svg, lines, key, targetKey) {
-  const W = 640, H = 260, L = 44, R = 36, T = 24, B = 40;
+// The trend charts, drawn by uPlot: one point per quarter and series, round ticks on the rate axis, the target as
+// a labelled dashed line, and the values of the quarter under the cursor in the legend. The charts are kept on
+// `window.casetrailCharts` (by element id) for scripts and the browser tests.
+const charts = (window.casetrailCharts = {});
+
+function chart(id, lines, key, targetKey) {
+  const holder = $(id);
+  charts[id]?.destroy();
+  holder.replaceChildren();
   const periods = lines[0].points.map((p) => p[0]);
-  const values = lines.flatMap((l) => l.points.map((p) => p[1]?.[key] ?? 0));
-  const target = lines[0].points.find((p) => p[1]?.[targetKey] != null)?.[1][targetKey] ?? 0;
-  const top = Math.max(0.05, target * 1.25, ...values);
-  const x = (i) => L + (periods.length < 2 ? 0 : (i * (W - L - R)) / (periods.length - 1));
-  const y = (v) => T + (H - T - B) * (1 - v / top);
-  const ns = "http://www.w3.org/2000/svg";
-  const make = (tag, attrs) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); return n; };
-  svg.replaceChildren();
-  for (let i = 0; i <= 4; i++) {
-    const v = (top * i) / 4;
-    svg.append(make("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "#eee" }));
-    const label = make("text", { x: 4, y: y(v) + 4 }); label.textContent = (100 * v).toFixed(0) + "%"; svg.append(label);
-  }
-  periods.forEach((p, i) => {
-    if (periods.length > 12 && i % 2) return;
-    const label = make("text", { x: x(i) - 16, y: H - 14 }); label.textContent = p; svg.append(label);
-  });
-  svg.append(make("line", { class: "target", x1: L, x2: W - R, y1: y(target), y2: y(target) }));
-  const legend = [["#2457a6", t("province")], ...(lines.length > 1 ? [["#e08a00", t("legend_agency")]] : []), ["#b3261e", t("legend_target")]];
-  legend.forEach(([colour, label], i) => {
-    svg.append(make("rect", { x: L + i * 150, y: 6, width: 10, height: 10, fill: colour }));
-    const text = make("text", { x: L + i * 150 + 14, y: 15 }); text.textContent = label; svg.append(text);
-  });
-  for (const line of lines) {
-    const d = line.points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[1]?.[key] ?? 0).toFixed(1)}`).join(" ");
-    svg.append(make("path", { class: line.name, d, "data-points": line.points.length }));
-    line.points.forEach((p, i) => {
-      const dot = make("circle", { cx: x(i), cy: y(p[1]?.[key] ?? 0), r: 2.5, fill: line.name === "province" ? "#2457a6" : "#e08a00" });
-      const tip = make("title", {}); tip.textContent = `${p[0]}: ${pct(p[1]?.[key])}`; dot.append(tip);
-      svg.append(dot);
-    });
-  }
+  const percent = (r) => (r?.[key] == null ? null : 100 * r[key]);
+  const data = [periods.map((_, i) => i), ...lines.map((l) => l.points.map((p) => percent(p[1])))];
+  const target = 100 * (lines[0].points.find((p) => p[1]?.[targetKey] != null)?.[1][targetKey] ?? 0);
+  const top = Math.max(5, target * 1.25, ...data.slice(1).flat().filter((v) => v != null));
+  const label = `${t("target")} ${+target.toFixed(2)} %`;
+  const shown = (v) => (v == null ? t("none") : v.toFixed(2) + " %");
+  const opts = {
+    width: Math.max(280, Math.min(holder.clientWidth || 640, 900)),
+    height: 280,
+    scales: { x: { time: false }, y: { range: () => [0, top] } },
+    axes: [
+      { values: (u, splits) => splits.map((i) => periods[i] ?? ""), incrs: [1, 2, 4, 8], space: 56 },
+      { values: (u, ticks) => ticks.map((v) => `${+v.toFixed(2)} %`), size: 60 },
+    ],
+    series: [
+      { label: t("period"), value: (u, i) => periods[i] ?? "" },
+      ...lines.map((l) => ({ label: l.label, stroke: l.colour, width: 2, points: { size: 6 }, value: (u, v) => shown(v) })),
+    ],
+    hooks: { draw: [(u) => drawTarget(u, target, label)] },
+  };
+  charts[id] = new uPlot(opts, data, holder);
+  holder.dataset.target = label;
+  for (const l of lines) holder.dataset[l.name] = String(l.points.length);
+  if (lines.length < 2) delete holder.dataset.agency;
+}
+
+function drawTarget(u, target, label) {
+  const ctx = u.ctx, r = devicePixelRatio, y = u.valToPos(target, "y", true);
+  const { left, width } = u.bbox;
+  ctx.save();
+  ctx.strokeStyle = ctx.fillStyle = "#b3261e";
+  ctx.lineWidth = r;
+  ctx.setLineDash([6 * r, 4 * r]);
+  ctx.beginPath();
+  ctx.moveTo(left, y);
+  ctx.lineTo(left + width, y);
+  ctx.stroke();
+  ctx.font = `${12 * r}px system-ui, sans-serif`;
+  ctx.textAlign = "right";
+  ctx.fillText(label, left + width - 4 * r, y - 5 * r);
+  ctx.restore();
 }
 
 // ---------------------------------------------------------------- catalogue
@@ -291,6 +373,53 @@ async function loadCatalogue() {
       el("td", { class: "text" }, yes(p.postal_return)))));
   $("catalogue-table").tBodies[0].replaceChildren(...rows);
   done("catalogued");
+}
+
+// ---------------------------------------------------------------- check a published table
+
+async function checkTable(event) {
+  event.preventDefault();
+  const file = $("check-file").files[0];
+  $("check-result").replaceChildren();
+  if (!file) return;
+  const period = $("check-period").value.trim();
+  const q = new URLSearchParams();
+  if (period) q.set("period", period);
+  if (state.profile && state.profile !== state.defaultProfile) q.set("profile", state.profile);
+  const headers = { "Content-Type": "text/csv" };
+  if (state.token) headers.Authorization = "Bearer " + state.token;
+  try {
+    const response = await fetch(`/v1/indicators/check?${q}`, { method: "POST", headers, body: await file.text() });
+    const answer = await response.json();
+    if (!response.ok) throw Object.assign(new Error(answer.detail || response.statusText), { status: response.status });
+    renderCheck(answer);
+  } catch (error) {
+    $("check-result").replaceChildren(el("p", { class: "error" }, error.status === 401 || error.status === 403 ? t("needs_token") : error.message));
+  }
+  done("checked");
+}
+
+function renderCheck(report) {
+  const reading = (r) => `${r.numerator} / ${r.denominator} ${r.definition}, ${r.rounding}${r.profiles.length ? " (" + r.profiles.join(", ") + ")" : ""}`;
+  const rows = report.rows.map((row) => {
+    const sums = row.sums.map((s) => el("div", { class: s.holds ? "met" : "not-met" }, `${s.rule}: ${s.left} / ${s.right} ${s.holds ? t("adds_up") : t("not_adding")}`));
+    const rates = Object.entries(row.rates).map(([rate, v]) => {
+      const name = t(rate) ?? rate;
+      if (v.verdict === "reproduced") return el("div", { class: "met", "data-rate": rate, "data-verdict": "reproduced" }, `${name} ${v.printed} %: ${t("reproduced")} — ${v.readings.map(reading).join("; ")}`);
+      if (v.verdict === "slip") return el("div", { class: "not-met", "data-rate": rate, "data-verdict": "slip", "data-correct": v.correct }, `${name} ${v.printed} %: ${t("slip")}, ${t("should_be")} ${v.correct} % — ${reading(v.under)}`);
+      return el("div", { "data-rate": rate, "data-verdict": "unchecked" }, `${name} ${v.printed} %: ${t("unchecked")}`);
+    });
+    const log = row.against_log == null ? [] : row.against_log.every((c) => c.equal)
+      ? [el("div", { class: "met" }, `${t("counts_equal")} (${row.against_log.length})`)]
+      : row.against_log.filter((c) => !c.equal).map((c) => el("div", { class: "not-met" }, `${c.quantity} ${c.published}: ${t("counts_differ")}, ${t("casetrail_has")} ${c.casetrail}`));
+    return el("tr", { "data-line": row.line }, el("td", {}, row.line), el("td", { class: "text" }, row.name),
+      el("td", { class: "text" }, ...sums), el("td", { class: "text" }, ...rates), el("td", { class: "text" }, ...log));
+  });
+  const table = el("table", { id: "check-table" },
+    el("thead", {}, el("tr", {}, ...["check_row", "name", "check_sums", "check_rates", "check_log"].map((k) => el("th", { class: "text" }, t(k))))),
+    el("tbody", {}, ...rows));
+  const summary = el("p", { id: "check-summary" }, `${report.rows.length} ${t("check_summary")} ${report.sums_failed}; ${t("slips")} ${report.slips}; ${t("differing")} ${report.counts_differing}; ${t("consistent")}: ${report.profile ?? t("none")}.`);
+  $("check-result").replaceChildren(summary, el("div", { class: "scroll" }, table));
 }
 
 // ---------------------------------------------------------------- audit
@@ -329,7 +458,7 @@ async function download(event) {
     if (!response.ok) throw Object.assign(new Error(response.statusText), { status: response.status });
     const blob = await response.blob();
     const name = /filename="?([^";]+)/.exec(response.headers.get("content-disposition") || "")?.[1]
-      || (href.includes("format=xlsx") ? "indicators.xlsx" : "indicators.csv");
+      || (href.includes("/form?") ? "form.xlsx" : href.includes("format=xlsx") ? "indicators.xlsx" : "indicators.csv");
     const link = el("a", { href: URL.createObjectURL(blob), download: name });
     document.body.append(link);
     link.click();
@@ -361,17 +490,28 @@ function show(error) {
 }
 
 function switchView(view) {
+  state.view = view;
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.view === view);
   for (const s of document.querySelectorAll("main .view")) s.hidden = s.id !== view;
+  if (view === "check" && !$("check-period").value) $("check-period").value = state.period ?? "";
+  remember();
   const load = { overview: loadOverview, trends: loadTrends, catalogue: loadCatalogue }[view];
-  if (load) load().catch(show);
+  if (load) return load().catch(show);
 }
 
 async function start() {
   translate();
   $("token").value = state.token;
+  const asked = recall();
   const catalogue = await api("/v1/catalogue");
   state.agencies = catalogue.agencies;
+  const profiles = await api("/v1/indicators/profiles");
+  state.profiles = profiles.profiles;
+  state.defaultProfile = profiles.default;
+  if (!state.profiles.some((p) => p.id === state.profile)) state.profile = profiles.default;
+  $("profile").replaceChildren(...state.profiles.map((p) => el("option", { value: p.id }, p.id)));
+  $("profile").value = state.profile;
+  $("known-at").value = state.knownAt;
   // The periods offered: every quarter from 2015 to this one that has dossiers, the latest chosen.
   const now = new Date();
   const thisQuarter = `${now.getFullYear()}-Q${Math.floor(now.getMonth() / 3) + 1}`;
@@ -379,16 +519,23 @@ async function start() {
   const withData = series.periods.filter((p) => p.rows[0]?.received > 0).map((p) => p.period);
   const select = $("period");
   select.replaceChildren(...withData.map((p) => el("option", { value: p }, p)));
-  state.period = new URLSearchParams(location.search).get("period") || withData[withData.length - 1] || thisQuarter;
+  state.period = asked || withData[withData.length - 1] || thisQuarter;
   if (!withData.includes(state.period)) select.append(el("option", { value: state.period }, state.period));
   select.value = state.period;
-  await loadOverview();
+  await switchView(state.view);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("#tabs button")) b.addEventListener("click", () => switchView(b.dataset.view));
   $("period").addEventListener("change", (e) => { state.period = e.target.value; loadOverview().catch(show); });
   $("known-at").addEventListener("change", (e) => { state.knownAt = e.target.value; loadOverview().catch(show); });
+  $("profile").addEventListener("change", (e) => {
+    state.profile = e.target.value;
+    const active = document.querySelector("#tabs button.active").dataset.view;
+    switchView(active);
+  });
+  $("check-form").addEventListener("submit", checkTable);
+  $("form").addEventListener("click", download);
   $("below-only").addEventListener("change", (e) => { state.belowOnly = e.target.checked; renderOverview(); });
   $("trend-agency").addEventListener("change", () => loadTrends().catch(show));
   $("lookup").addEventListener("submit", lookUp);

@@ -1,4 +1,4 @@
-//! The dashboard: three files compiled into the binary and served as they are, so that it works with no internet
+//! The dashboard: its files (and the one library it uses, uPlot, with its licence) compiled into the binary and served as they are, so that it works with no internet
 //! access and no file beside the binary. Its data comes from the same v1 API every client uses, in the browser,
 //! with the same rules (public indicator tables while `public_indicators` is on; a token for the rest).
 
@@ -8,6 +8,10 @@ use actix_web::{web, HttpResponse};
 const INDEX: &str = include_str!("../dashboard/index.html");
 const SCRIPT: &str = include_str!("../dashboard/app.js");
 const STYLE: &str = include_str!("../dashboard/app.css");
+/// uPlot (https://github.com/leeoniya/uPlot), MIT, vendored unmodified (version in the file's first line).
+const CHARTS: &str = include_str!("../dashboard/vendor/uPlot.iife.min.js");
+const CHARTS_STYLE: &str = include_str!("../dashboard/vendor/uPlot.min.css");
+const CHARTS_LICENCE: &str = include_str!("../dashboard/vendor/uPlot.LICENSE");
 
 /// Only this origin: no script, style, image or connection elsewhere (the page must work offline, and a
 /// compromised third party must not read a token typed into it).
@@ -28,6 +32,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/dashboard/app.css", "GET")
                 .route(web::get().to(|| file(STYLE, "text/css; charset=utf-8"))),
+        )
+        .service(
+            resource("/dashboard/vendor/uPlot.iife.min.js", "GET")
+                .route(web::get().to(|| file(CHARTS, "text/javascript; charset=utf-8"))),
+        )
+        .service(
+            resource("/dashboard/vendor/uPlot.min.css", "GET")
+                .route(web::get().to(|| file(CHARTS_STYLE, "text/css; charset=utf-8"))),
+        )
+        .service(
+            resource("/dashboard/vendor/uPlot.LICENSE", "GET")
+                .route(web::get().to(|| file(CHARTS_LICENCE, "text/plain; charset=utf-8"))),
         );
 }
 

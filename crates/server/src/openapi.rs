@@ -64,7 +64,11 @@ impl Modify for IndicatorAnswers {
                 serde_json::from_value(schema).expect("indicator schemas deserialize"),
             );
         }
-        for path in ["/v1/indicators", "/v1/indicators/series"] {
+        for path in [
+            "/v1/indicators",
+            "/v1/indicators/series",
+            "/v1/indicators/form",
+        ] {
             let Some(item) = openapi.paths.paths.get_mut(path) else {
                 continue;
             };
@@ -75,8 +79,12 @@ impl Modify for IndicatorAnswers {
                 continue;
             };
             let mut json = serde_json::to_value(&*ok).expect("responses serialize");
+            let answer = match path {
+                "/v1/indicators/form" => serde_json::json!({ "type": "object" }),
+                _ => serde_json::json!({ "$ref": "#/components/schemas/IndicatorAnswer" }),
+            };
             json["content"] = serde_json::json!({
-                "application/json": { "schema": { "$ref": "#/components/schemas/IndicatorAnswer" } },
+                "application/json": { "schema": answer },
                 "text/csv": { "schema": { "type": "string" } },
                 "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": { "schema": { "type": "string", "format": "binary" } },
                 "text/plain": { "schema": { "type": "string" } }
@@ -117,6 +125,9 @@ impl Modify for BearerAuth {
         crate::routes::reference::catalogue,
         crate::routes::indicators::indicators,
         crate::routes::indicators::series,
+        crate::routes::indicators::profiles,
+        crate::routes::indicators::form,
+        crate::routes::indicators::check,
         crate::routes::tokens::create_token,
         crate::routes::tokens::list_tokens,
         crate::routes::tokens::revoke_token,
@@ -129,7 +140,7 @@ impl Modify for BearerAuth {
         crate::routes::audit::bundle,
     ),
     // The indicator parameters' schemas (`IntoParams` names them without collecting them).
-    components(schemas(GroupParam, FormatParam, LangParam, domain::KnownAt)),
+    components(schemas(GroupParam, FormatParam, LangParam, FormByParam, ProfileParam, domain::KnownAt)),
     modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers, &ProblemCodes),
     tags(
         (name = "events", description = "Writing and reading the log"),

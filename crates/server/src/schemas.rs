@@ -117,6 +117,28 @@ pub enum FormatParam {
     Table,
 }
 
+/// A report profile's id: the built-in ones (a server started with `--profiles` offers more; see
+/// `GET /v1/indicators/profiles`).
+#[derive(ToSchema)]
+#[schema(rename_all = "kebab-case")]
+#[allow(dead_code)]
+pub enum ProfileParam {
+    National,
+    KonTum,
+    VinhPhuc,
+    OverResolved,
+    FormFolded,
+}
+
+/// The rows of the official form: one per agency with level subtotals, or one per level.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum FormByParam {
+    Agency,
+    Level,
+}
+
 /// The language of CSV and XLSX column headers.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]

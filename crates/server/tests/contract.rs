@@ -28,9 +28,10 @@ static VALIDATORS: std::sync::LazyLock<
     .collect();
     all.insert("token name", parameter("/v1/tokens/{name}", "name"));
     all.insert("known_at", parameter("/v1/indicators", "known_at"));
-    for name in ["group", "format", "lang"] {
+    for name in ["group", "format", "lang", "profile"] {
         all.insert(name, parameter("/v1/indicators", name));
     }
+    all.insert("by", parameter("/v1/indicators/form", "by"));
     all
 });
 
@@ -143,6 +144,7 @@ proptest! {
         s in prop_oneof![
             prop::sample::select(vec![
                 "agency", "subtree", "level", "province", "json", "csv", "xlsx", "text", "table", "vi", "en",
+                "national", "kon-tum", "vinh-phuc", "over-resolved", "form-folded", "field", "Kon-Tum",
                 "Agency", "JSON", "tables", "xls", "vn", "", " csv",
             ]).prop_map(str::to_owned),
             tricky_string(),
@@ -152,5 +154,9 @@ proptest! {
         agree("group", &s, s.parse::<projections::indicators::Group>().map(drop));
         agree("format", &s, s.parse::<Format>().map(drop));
         agree("lang", &s, s.parse::<Lang>().map(drop));
+        agree("by", &s, s.parse::<projections::indicators::form::FormBy>().map(drop));
+        // The documented profiles are the built-in ones, each accepted, and nothing else.
+        let built_in = projections::indicators::Profiles::built_in();
+        agree("profile", &s, built_in.get(&s).map(drop).ok_or_else(|| "no such profile".to_owned()));
     }
 }

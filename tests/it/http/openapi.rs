@@ -74,7 +74,7 @@ fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 25, "operations documented");
+    assert_eq!(operations, 28, "operations documented");
 }
 
 #[test]
@@ -213,6 +213,8 @@ fn valid_value(path: &str, name: &str, schema: &Value) -> String {
         "known_at" => "2019-04-05".into(),
         "format" => "json".into(),
         "lang" => "vi".into(),
+        "profile" => "national".into(),
+        "by" => "agency".into(),
         "type" => "dossier.received".into(),
         "dossier" => "D-SWEEP".into(),
         "procedure" => "1.001234".into(),
@@ -336,7 +338,34 @@ fn malformed_parameters_and_bodies_are_problems_everywhere() {
                     checked += 1;
                 }
             }
-            if op.get("requestBody").is_some() {
+            // A CSV body (a published table to check) that is no table of counts: a 400 problem naming it.
+            if op["requestBody"]["content"].get("text/csv").is_some() {
+                let resp = client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("{}{}", s.base, path),
+                    )
+                    .bearer_auth(&s.admin)
+                    .header("content-type", "text/csv")
+                    .body("{not a table\n\u{0}")
+                    .send()
+                    .unwrap();
+                assert!(
+                    is_problem(&resp),
+                    "{method} {path} with a body that is no table"
+                );
+                let answer: Value = resp.json().unwrap();
+                assert_eq!(
+                    (answer["status"].as_u64(), answer["parameter"].as_str()),
+                    (Some(400), Some("table")),
+                    "{method} {path}"
+                );
+                checked += 1;
+            }
+            if op["requestBody"]["content"]
+                .get("application/json")
+                .is_some()
+            {
                 for body in ["{not json", "[", "\u{0}"] {
                     let resp = send(None, Some(body));
                     let status = resp.status().as_u16();

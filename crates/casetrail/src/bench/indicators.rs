@@ -148,6 +148,7 @@ pub fn run(
             scope: None,
             as_of: Some(rng.gen_range(1..=size)),
             known_at: None,
+            profile: None,
         };
         let started = Instant::now();
         indicators.answer(&log, &q).map_err(|e| e.to_string())?;

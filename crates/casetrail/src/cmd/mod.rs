@@ -2,6 +2,7 @@
 //! progress bars, and how an error is printed.
 
 pub mod audit;
+pub mod check;
 mod demo;
 mod import;
 mod log;
@@ -122,4 +123,20 @@ fn bar(len: Option<u64>, what: &str) -> ProgressBar {
     };
     bar.set_message(what.to_owned());
     bar
+}
+
+/// Sends a request to a casetrail server and returns the body of a 2xx answer; any other answer is an error
+/// carrying the problem's `detail` (or the body as it came).
+pub fn answered(base: &str, request: reqwest::blocking::RequestBuilder) -> Result<Vec<u8>> {
+    let response = request.send().map_err(|e| format!("{base}: {e}"))?;
+    let status = response.status();
+    let bytes = response.bytes().map_err(|e| format!("{base}: {e}"))?;
+    if !status.is_success() {
+        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["detail"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(format!("{base} answered {status}: {detail}").into());
+    }
+    Ok(bytes.to_vec())
 }

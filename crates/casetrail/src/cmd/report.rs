@@ -5,6 +5,7 @@ use crate::cmd::Result;
 use app::indicators::{Indicators, Query};
 use clap::Args;
 use domain::{AgencyCode, Period};
+use projections::indicators::form::{render_form, FormBy};
 use projections::indicators::render::{self, Format, Lang};
 use projections::indicators::Group;
 use std::io::Write;
@@ -37,6 +38,17 @@ pub struct ReportArgs {
     /// Count only events recorded by this instant (RFC 3339) or by the end of this day (YYYY-MM-DD, Vietnam time).
     #[arg(long)]
     known_at: Option<String>,
+    /// A report profile's id (national, kon-tum, vinh-phuc, over-resolved, form-folded, or one of --profiles):
+    /// the definitions of the rates, the form's classes, the rounding and the period cut [default: national].
+    #[arg(long)]
+    profile: Option<String>,
+    /// The official dossier-count form (Circular 01/2020/TT-VPCP) instead of the indicator table: xlsx (the form
+    /// with its merged headers), csv or json; its identities are checked before it is written.
+    #[arg(long)]
+    form: bool,
+    /// The form's rows: agency (one per agency, a subtotal per level) or level.
+    #[arg(long, default_value = "agency", requires = "form")]
+    by: FormBy,
     /// Ask a running server instead of reading the data directory.
     #[arg(long)]
     url: Option<String>,
@@ -85,14 +97,24 @@ pub fn report(data: &crate::cmd::DataDir, args: ReportArgs) -> Result<ExitCode> 
 
 fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
     let base = url.trim_end_matches('/');
-    let (path, mut params) = match args.to {
-        Some(to) => (
+    let (path, mut params) = match (args.form, args.to) {
+        (true, to) => {
+            let mut p = vec![
+                ("period", args.period.to_string()),
+                ("by", args.by.to_string()),
+            ];
+            p.extend(to.map(|to| ("to", to.to_string())));
+            ("/v1/indicators/form", p)
+        }
+        (false, Some(to)) => (
             "/v1/indicators/series",
             vec![("from", args.period.to_string()), ("to", to.to_string())],
         ),
-        None => ("/v1/indicators", vec![("period", args.period.to_string())]),
+        (false, None) => ("/v1/indicators", vec![("period", args.period.to_string())]),
     };
-    params.push(("group", args.group.to_string()));
+    if !args.form {
+        params.push(("group", args.group.to_string()));
+    }
     params.push(("format", args.format.extension().replace("txt", "text")));
     params.push((
         "lang",
@@ -110,21 +132,15 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
     if let Some(t) = &args.known_at {
         params.push(("known_at", t.clone()));
     }
+    if let Some(p) = &args.profile {
+        params.push(("profile", p.clone()));
+    }
     let client = reqwest::blocking::Client::new();
     let mut request = client.get(format!("{base}{path}")).query(&params);
     if let Some(token) = &args.token {
         request = request.bearer_auth(token);
     }
-    let response = request.send().map_err(|e| format!("{base}: {e}"))?;
-    let status = response.status();
-    let bytes = response.bytes().map_err(|e| format!("{base}: {e}"))?;
-    if !status.is_success() {
-        let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v["detail"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-        return Err(format!("{base} answered {status}: {detail}").into());
-    }
+    let bytes = crate::cmd::answered(base, request)?;
     write_out(&bytes, args.output.as_deref(), args.format)
 }
 
@@ -150,14 +166,25 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         .as_deref()
         .map(str::parse::<domain::KnownAt>)
         .transpose()?;
+    let group = match (args.form, args.by) {
+        (false, _) => args.group,
+        (true, FormBy::Agency) => Group::Agency,
+        (true, FormBy::Level) => Group::Level,
+    };
     let query = Query {
         periods,
-        group: args.group,
+        group,
         scope: args.agency.clone(),
         as_of: args.as_of,
         known_at,
+        profile: args.profile.clone(),
     };
     let answer = indicators.answer(&log, &query).map_err(|e| e.to_string())?;
+    if args.form {
+        let forms = app::indicators::forms(&answer, args.by, args.lang)?;
+        let bytes = render_form(args.format, &answer.stamp, &forms, args.lang)?;
+        return write_out(&bytes, args.output.as_deref(), args.format);
+    }
     let bytes = render::render(
         args.format,
         &answer.stamp,

@@ -63,13 +63,17 @@ pub struct ServeArgs {
 /// How indicator tables are computed; shared by `serve` and `report`.
 #[derive(Args, Clone)]
 pub struct IndicatorArgs {
-    /// Reporting cut of quarters and years: calendar, or decree-09 (the 15th of the month before to the 14th)
-    /// [default: calendar].
+    /// Reporting cut of months, quarters and years: calendar; decree-09 (the 15th of the month before to the
+    /// 14th); day-N (from day N of the month before); month-before (= day-1) [default: calendar]. A report
+    /// profile that names its own cut uses that one.
     #[arg(long, env = "CASETRAIL_CUT")]
     pub cut: Option<domain::calendar::Cut>,
     /// A scorecard TOML file (criteria, thresholds, points, sources); the built-in default otherwise.
     #[arg(long, env = "CASETRAIL_SCORECARD")]
     pub scorecard: Option<std::path::PathBuf>,
+    /// A directory of report-profile TOML files (docs/indicators.md), offered beside the built-in ones.
+    #[arg(long, env = "CASETRAIL_PROFILES")]
+    pub profiles: Option<std::path::PathBuf>,
     /// Write an indicator snapshot every this many events (time travel replays from the nearest one)
     /// [default: 250000].
     #[arg(long = "snapshot-every", env = "CASETRAIL_SNAPSHOT_EVERY")]
@@ -82,6 +86,7 @@ impl IndicatorArgs {
         app::Layer {
             cut: self.cut,
             scorecard: self.scorecard.clone(),
+            profiles: self.profiles.clone(),
             snapshot_every_events: self.snapshot_every_events,
             ..app::Layer::default()
         }

@@ -91,6 +91,7 @@ pub struct Engine {
     pub(crate) agencies: Interner,
     pub(crate) procedures: Interner,
     /// Per agency, per period kind: period index → counters.
+    #[serde(with = "tallies")]
     pub(crate) cells: Vec<[BTreeMap<i32, Tally>; 3]>,
     #[serde(with = "pairs")]
     pub(crate) usage: HashMap<UseKey, u32>,
@@ -399,13 +400,17 @@ impl Engine {
         };
         let periods = &by_kind[kind_slot(kind)];
         let mut row = periods.get(&period).copied().unwrap_or([0; COLS]);
-        let (mut in_time, mut late) = (0, 0);
+        let (mut in_time, mut late, mut waiting_in_time, mut waiting_late) = (0, 0, 0, 0);
         for (_, r) in periods.range(..=period) {
             in_time += r[Col::TailInTime as usize] - r[Col::TailInTimeEnd as usize];
             late += r[Col::TailLate as usize];
+            waiting_in_time += r[Col::TailWaitingInTime as usize];
+            waiting_late += r[Col::TailWaitingLate as usize];
         }
         row[Col::OpenInTime as usize] += in_time;
         row[Col::OpenLate as usize] += late;
+        row[Col::WaitingInTime as usize] += waiting_in_time;
+        row[Col::WaitingLate as usize] += waiting_late;
         row
     }
 
@@ -442,6 +447,46 @@ impl Engine {
     pub fn after_restore(&mut self) {
         self.agencies.reindex();
         self.procedures.reindex();
+    }
+}
+
+/// The counters with each tally as a list: serde's derive stops at arrays of 32.
+mod tallies {
+    use super::{Tally, COLS};
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+
+    type Cells = Vec<[BTreeMap<i32, Tally>; 3]>;
+
+    pub fn serialize<S: Serializer>(cells: &Cells, s: S) -> Result<S::Ok, S::Error> {
+        let lists: Vec<[Vec<(i32, &[i64])>; 3]> = cells
+            .iter()
+            .map(|kinds| {
+                kinds
+                    .each_ref()
+                    .map(|m| m.iter().map(|(p, t)| (*p, &t[..])).collect())
+            })
+            .collect();
+        lists.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Cells, D::Error> {
+        let lists = Vec::<[Vec<(i32, Vec<i64>)>; 3]>::deserialize(d)?;
+        lists
+            .into_iter()
+            .map(|kinds| {
+                let mut out: [BTreeMap<i32, Tally>; 3] = Default::default();
+                for (slot, list) in kinds.into_iter().enumerate() {
+                    for (period, values) in list {
+                        let tally: Tally = values.try_into().map_err(|v: Vec<i64>| {
+                            D::Error::custom(format!("a tally of {} counters, not {COLS}", v.len()))
+                        })?;
+                        out[slot].insert(period, tally);
+                    }
+                }
+                Ok(out)
+            })
+            .collect()
     }
 }
 

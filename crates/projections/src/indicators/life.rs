@@ -40,12 +40,27 @@ pub enum Col {
     Withdrawn,
     TransferredIn,
     TransferredOut,
+    /// Withdrawn, counted in the period its processing ended (its resolution, if that came first).
+    WithdrawnAtEnd,
+    /// Returned without a resolution (the return ended processing), by its verdict: a part of `Resolved…`.
+    UnresolvedEarly,
+    UnresolvedOnTime,
+    UnresolvedLate,
+    /// Open at the end of the period and waiting for documents, in time or late: a part of `Open…`.
+    WaitingInTime,
+    WaitingLate,
+    /// Dossiers whose due date (moved by its pauses) falls in the period: met (processing ended by then), or
+    /// missed (ended after it, or open and past it as the log knows).
+    DueMet,
+    DueMissed,
     TailInTime,
     TailInTimeEnd,
     TailLate,
+    TailWaitingInTime,
+    TailWaitingLate,
 }
 
-pub const COLS: usize = Col::TailLate as usize + 1;
+pub const COLS: usize = Col::TailWaitingLate as usize + 1;
 
 /// Which use of a procedure a dossier shows (procedure coverage, indicators.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -326,33 +341,97 @@ impl Life {
             }
         }
         match (self.withdrawn, self.ended()) {
-            (Some(at), _) => cell(scheme.index(at), Col::Withdrawn),
-            (None, Some(end)) => cell(
-                scheme.index(end),
-                match self.class_at_end(end) {
-                    Class::Early => Col::ResolvedEarly,
-                    Class::OnTime => Col::ResolvedOnTime,
-                    Class::Late => Col::ResolvedLate,
-                },
-            ),
+            (Some(at), end) => {
+                cell(scheme.index(at), Col::Withdrawn);
+                cell(scheme.index(end.unwrap_or(at)), Col::WithdrawnAtEnd);
+            }
+            (None, Some(end)) => {
+                let class = self.class_at_end(end);
+                let period = scheme.index(end);
+                cell(
+                    period,
+                    match class {
+                        Class::Early => Col::ResolvedEarly,
+                        Class::OnTime => Col::ResolvedOnTime,
+                        Class::Late => Col::ResolvedLate,
+                    },
+                );
+                if self.resolved.is_none() {
+                    cell(
+                        period,
+                        match class {
+                            Class::Early => Col::UnresolvedEarly,
+                            Class::OnTime => Col::UnresolvedOnTime,
+                            Class::Late => Col::UnresolvedLate,
+                        },
+                    );
+                }
+                if let Some(due) = self.due {
+                    let clock = self.clock_at(end);
+                    let pending = clock.pending_since.map_or(0, |since| (end - since).max(0));
+                    let met = class != Class::Late;
+                    cell(
+                        scheme.index(due + clock.paused + pending),
+                        if met { Col::DueMet } else { Col::DueMissed },
+                    );
+                }
+            }
             (None, None) => {}
         }
         // Open at the end of each period from receipt until processing ended; judged at the period's last second.
-        let open_col = |late: bool| if late { Col::OpenLate } else { Col::OpenInTime };
+        let mut open_at_end = |period: i32| {
+            let t = scheme.end(period) - 1;
+            let clock = self.clock_at(t);
+            let late = clock.late_open_at(t);
+            cell(period, if late { Col::OpenLate } else { Col::OpenInTime });
+            if clock.pending_since.is_some() {
+                cell(
+                    period,
+                    if late {
+                        Col::WaitingLate
+                    } else {
+                        Col::WaitingInTime
+                    },
+                );
+            }
+        };
         match self.ended() {
             Some(end) => {
                 for period in received..scheme.index(end) {
-                    cell(period, open_col(self.late_at(scheme.end(period) - 1)));
+                    open_at_end(period);
                 }
             }
             None => {
                 let tail_from = scheme.index(self.last_change).max(received);
                 for period in received..tail_from {
-                    cell(period, open_col(self.late_at(scheme.end(period) - 1)));
+                    open_at_end(period);
                 }
                 let tail_col = |late: bool| if late { Col::TailLate } else { Col::TailInTime };
-                match self.tail() {
-                    Tail::Constant(late) => cell(tail_from, tail_col(late)),
+                let waiting = self.pauses.last().is_some_and(|p| p.until.is_none());
+                let tail = self.tail();
+                // Missed its due date, as the log knows at `horizon` (a timer recounts it when that changes).
+                let late_now = match tail {
+                    Tail::Constant(late) => late,
+                    Tail::LateFrom(x) => x <= horizon,
+                };
+                if let (Some(due), true) = (self.due, late_now) {
+                    cell(
+                        scheme.index(due + self.paused_by(self.last_change)),
+                        Col::DueMissed,
+                    );
+                }
+                match tail {
+                    Tail::Constant(late) => {
+                        cell(tail_from, tail_col(late));
+                        if waiting {
+                            let col = if late {
+                                Col::TailWaitingLate
+                            } else {
+                                Col::TailWaitingInTime
+                            };
+                            cell(tail_from, col);
+                        }
+                    }
                     Tail::LateFrom(x) if x <= self.last_change => cell(tail_from, Col::TailLate),
                     Tail::LateFrom(x) => {
                         cell(tail_from, Col::TailInTime);

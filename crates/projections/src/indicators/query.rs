@@ -2,6 +2,7 @@
 
 use super::engine::Engine;
 use super::life::{Col, Use};
+use super::profile::Definitions;
 use super::scheme::vietnam_day;
 use super::table::{group_rows, Counts, Group, Row};
 use crate::catalogue::Offer;
@@ -64,6 +65,14 @@ impl Engine {
             c.withdrawn = v(Col::Withdrawn);
             c.transferred_in = v(Col::TransferredIn);
             c.transferred_out = v(Col::TransferredOut);
+            c.withdrawn_at_end = v(Col::WithdrawnAtEnd);
+            c.unresolved_early = v(Col::UnresolvedEarly);
+            c.unresolved_on_time = v(Col::UnresolvedOnTime);
+            c.unresolved_late = v(Col::UnresolvedLate);
+            c.waiting_in_time = v(Col::WaitingInTime);
+            c.waiting_late = v(Col::WaitingLate);
+            c.due_met = v(Col::DueMet);
+            c.due_missed = v(Col::DueMissed);
         }
         // Procedure coverage: the offers in force on the period's last day.
         let used = |procedure: &str, usage: Use| match (
@@ -108,8 +117,19 @@ impl Engine {
             .collect()
     }
 
-    /// The rows of a grouping for a period.
+    /// The rows of a grouping for a period, under the national definitions.
     pub fn table(&self, period: Period, group: Group, scope: Option<&AgencyCode>) -> Vec<Row> {
+        self.table_under(period, group, scope, Definitions::default())
+    }
+
+    /// The rows of a grouping for a period, under a profile's definitions (its cut is the engine's).
+    pub fn table_under(
+        &self,
+        period: Period,
+        group: Group,
+        scope: Option<&AgencyCode>,
+        defs: Definitions,
+    ) -> Vec<Row> {
         group_rows(
             &self.catalogue,
             &self.per_agency(period),
@@ -117,6 +137,7 @@ impl Engine {
             scope,
             period,
             self.cut(),
+            defs,
         )
     }
 }

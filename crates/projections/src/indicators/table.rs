@@ -1,6 +1,7 @@
 //! The answer's shape: counts per row (numerators and denominators only), rows per grouping, and the ratios and
 //! targets derived from them when the answer is rendered.
 
+use super::profile::{Definitions, Form, Fraction};
 use crate::catalogue::Catalogue;
 use domain::calendar::Cut;
 use domain::event::{AgencyLevel, TargetScope};
@@ -63,6 +64,14 @@ counts!(
     procedures_postal_receive_used,
     procedures_postal_return,
     procedures_postal_return_used,
+    withdrawn_at_end,
+    unresolved_early,
+    unresolved_on_time,
+    unresolved_late,
+    waiting_in_time,
+    waiting_late,
+    due_met,
+    due_missed,
 );
 
 impl Counts {
@@ -135,6 +144,8 @@ pub struct Row {
     pub counts: Counts,
     pub online_target: f64,
     pub postal_target: f64,
+    /// The profile's definitions the row's rates and form follow.
+    pub defs: Definitions,
 }
 
 /// A ratio: `None` when the denominator is zero.
@@ -150,60 +161,66 @@ pub fn meets(num: i64, den: i64, target: f64) -> Option<bool> {
 }
 
 impl Row {
-    pub fn online_rate(&self) -> Option<f64> {
-        ratio(self.counts.received_online, self.counts.received)
-    }
-    pub fn postal_rate(&self) -> Option<f64> {
-        ratio(self.counts.postal_dossiers, self.counts.received)
-    }
-    pub fn postal_receive_rate(&self) -> Option<f64> {
-        ratio(self.counts.postal_received, self.counts.received)
-    }
-    pub fn postal_return_rate(&self) -> Option<f64> {
-        ratio(self.counts.postal_returned, self.counts.returned)
-    }
-    pub fn on_time_rate(&self) -> Option<f64> {
+    /// A ratio column's two sides under the row's profile, by the name a scorecard gives it.
+    pub fn fraction(&self, name: &str) -> Result<Fraction, String> {
         let c = &self.counts;
-        ratio(
-            c.resolved_early + c.resolved_on_time + c.open_in_time,
-            c.resolved() + c.open(),
-        )
-    }
-    pub fn online_met(&self) -> Option<bool> {
-        meets(
-            self.counts.received_online,
-            self.counts.received,
-            self.online_target,
-        )
-    }
-    pub fn postal_met(&self) -> Option<bool> {
-        meets(
-            self.counts.postal_dossiers,
-            self.counts.received,
-            self.postal_target,
-        )
-    }
-
-    /// A ratio by the name a scorecard gives it.
-    pub fn ratio_named(&self, name: &str) -> Result<Option<f64>, String> {
-        let c = &self.counts;
+        let base = self.defs.rate_base(c);
+        let f = |num, den| Fraction { num, den };
         Ok(match name {
-            "online_rate" => self.online_rate(),
-            "postal_rate" => self.postal_rate(),
-            "postal_receive_rate" => self.postal_receive_rate(),
-            "postal_return_rate" => self.postal_return_rate(),
-            "on_time_rate" => self.on_time_rate(),
-            "procedures_online_rate" => ratio(c.procedures_online, c.procedures_offered),
-            "procedures_online_used_rate" => ratio(c.procedures_online_used, c.procedures_online),
-            "procedures_postal_receive_used_rate" => ratio(
+            "online_rate" => f(c.received_online, base),
+            "postal_rate" => f(c.postal_dossiers, base),
+            "postal_receive_rate" => f(c.postal_received, base),
+            "postal_return_rate" => f(c.postal_returned, c.returned),
+            "on_time_rate" => self.defs.on_time(c),
+            "procedures_online_rate" => f(c.procedures_online, c.procedures_offered),
+            "procedures_online_used_rate" => f(c.procedures_online_used, c.procedures_online),
+            "procedures_postal_receive_used_rate" => f(
                 c.procedures_postal_receive_used,
                 c.procedures_postal_receive,
             ),
             "procedures_postal_return_used_rate" => {
-                ratio(c.procedures_postal_return_used, c.procedures_postal_return)
+                f(c.procedures_postal_return_used, c.procedures_postal_return)
             }
             _ => return Err(format!("no ratio column named {name:?}")),
         })
+    }
+
+    fn known(&self, name: &str) -> Fraction {
+        self.fraction(name).expect("a known ratio column")
+    }
+
+    pub fn online_rate(&self) -> Option<f64> {
+        self.known("online_rate").value()
+    }
+    pub fn postal_rate(&self) -> Option<f64> {
+        self.known("postal_rate").value()
+    }
+    pub fn postal_receive_rate(&self) -> Option<f64> {
+        self.known("postal_receive_rate").value()
+    }
+    pub fn postal_return_rate(&self) -> Option<f64> {
+        self.known("postal_return_rate").value()
+    }
+    pub fn on_time_rate(&self) -> Option<f64> {
+        self.known("on_time_rate").value()
+    }
+    pub fn online_met(&self) -> Option<bool> {
+        let r = self.known("online_rate");
+        meets(r.num, r.den, self.online_target)
+    }
+    pub fn postal_met(&self) -> Option<bool> {
+        let r = self.known("postal_rate");
+        meets(r.num, r.den, self.postal_target)
+    }
+
+    /// The row on the official form, under its profile's classes.
+    pub fn form(&self) -> Form {
+        Form::of(&self.counts, &self.defs)
+    }
+
+    /// A ratio by the name a scorecard gives it.
+    pub fn ratio_named(&self, name: &str) -> Result<Option<f64>, String> {
+        Ok(self.fraction(name)?.value())
     }
 }
 
@@ -269,6 +286,7 @@ pub fn group_rows(
     scope: Option<&AgencyCode>,
     period: Period,
     cut: Cut,
+    defs: Definitions,
 ) -> Vec<Row> {
     let in_scope: Vec<&(AgencyCode, Counts)> = per_agency
         .iter()
@@ -291,6 +309,7 @@ pub fn group_rows(
             counts,
             online_target,
             postal_target,
+            defs,
         }
     };
     let general = targets_for(catalogue, None, period, cut);
@@ -352,6 +371,7 @@ pub fn group_rows(
                         counts: sum,
                         online_target: general.0,
                         postal_target: general.1,
+                        defs,
                     })
                 })
                 .collect()
@@ -370,6 +390,7 @@ pub fn group_rows(
                 counts: sum,
                 online_target: general.0,
                 postal_target: general.1,
+                defs,
             }]
         }
     }

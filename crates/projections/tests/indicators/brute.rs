@@ -266,37 +266,91 @@ impl World {
                 }
             }
             match (d.withdrawn, d.end()) {
-                (Some(w), _) if within(w) => c.withdrawn += 1,
-                (None, Some(e)) if within(e) => {
+                (Some(w), end) => {
+                    if within(w) {
+                        c.withdrawn += 1;
+                    }
+                    // Counted apart in the period its processing ended: the resolution, if one came first.
+                    if within(end.unwrap_or(w)) {
+                        c.withdrawn_at_end += 1;
+                    }
+                }
+                (None, Some(e)) => {
                     let paused: i64 = d
                         .pauses()
                         .iter()
                         .filter(|(s, _)| *s <= e)
                         .map(|(s, u)| (u.unwrap_or(e).min(e) - *s).num_seconds().max(0))
                         .sum();
-                    match d.due {
-                        _ if d.requests.len() > 1 => c.resolved_late += 1,
-                        None => c.resolved_on_time += 1,
+                    // 0 early, 1 on time, 2 late.
+                    let class = match d.due {
+                        _ if d.requests.len() > 1 => 2,
+                        None => 1,
                         Some(due) => {
                             let due = vietnam_date(&(due + Duration::seconds(paused)));
                             let day = vietnam_date(&e);
-                            if day < due {
-                                c.resolved_early += 1;
-                            } else if day == due {
-                                c.resolved_on_time += 1;
-                            } else {
-                                c.resolved_late += 1;
+                            match day.cmp(&due) {
+                                std::cmp::Ordering::Less => 0,
+                                std::cmp::Ordering::Equal => 1,
+                                std::cmp::Ordering::Greater => 2,
                             }
+                        }
+                    };
+                    if within(e) {
+                        *[
+                            &mut c.resolved_early,
+                            &mut c.resolved_on_time,
+                            &mut c.resolved_late,
+                        ][class] += 1;
+                        if d.resolved.is_none() {
+                            *[
+                                &mut c.unresolved_early,
+                                &mut c.unresolved_on_time,
+                                &mut c.unresolved_late,
+                            ][class] += 1;
+                        }
+                    }
+                    // The due date, moved by the pauses up to the end, decides which period judges it.
+                    if d.due
+                        .is_some_and(|due| within(due + Duration::seconds(paused)))
+                    {
+                        if class == 2 {
+                            c.due_missed += 1;
+                        } else {
+                            c.due_met += 1;
                         }
                     }
                 }
-                _ => {}
+                (None, None) => {
+                    // Open: missed its due date once it is late as the log knows (the finished pauses move it).
+                    let finished: i64 = d
+                        .pauses()
+                        .iter()
+                        .filter_map(|(s, u)| u.map(|u| (u - *s).num_seconds()))
+                        .sum();
+                    if d.due
+                        .is_some_and(|due| within(due + Duration::seconds(finished)))
+                        && d.late_when_open_at(self.horizon)
+                    {
+                        c.due_missed += 1;
+                    }
+                }
             }
             if d.open_at(judged) {
-                if d.late_when_open_at(judged) {
+                let late = d.late_when_open_at(judged);
+                if late {
                     c.open_late += 1;
                 } else {
                     c.open_in_time += 1;
+                }
+                let waiting = d
+                    .pauses()
+                    .iter()
+                    .any(|(s, u)| *s <= judged && u.is_none_or(|u| u > judged));
+                match (waiting, late) {
+                    (true, true) => c.waiting_late += 1,
+                    (true, false) => c.waiting_in_time += 1,
+                    _ => {}
                 }
             }
             if d.open_at(before_start) {

@@ -2,6 +2,7 @@
 
 mod brute;
 mod cases;
+mod profiles;
 mod verdicts;
 
 use brute::World;
@@ -140,8 +141,16 @@ proptest! {
         decree in any::<bool>(),
         batch in 1usize..200,
         known_at_share in 0.0f64..1.0,
+        other_cut in 0u8..4,
     ) {
-        let cut = if decree { Cut::Decree09 } else { Cut::Calendar };
+        // Calendar and decree-09 as before; now and then a cut of a report profile (Vĩnh Phúc's 21st, the month
+        // before) instead.
+        let cut = match (other_cut, decree) {
+            (2, _) => Cut::Day(21),
+            (3, _) => Cut::Day(1),
+            (_, true) => Cut::Decree09,
+            (_, false) => Cut::Calendar,
+        };
         let (from, to) = (Period::Quarter { year: 2018, quarter: 4 }, Period::Quarter { year: 2019, quarter: 2 });
         let events = generator::generate(&generator::Config::new(seed, dossiers, from, to));
         let dir = tempfile::tempdir().unwrap();

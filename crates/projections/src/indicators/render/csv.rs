@@ -13,13 +13,19 @@ pub fn csv_text(s: &str) -> String {
     }
 }
 
-/// CSV: a header row, then one line per row of every period. Ratios are percentages with two decimals; an
-/// undefined ratio or verdict is an empty field.
-pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, String> {
+/// CSV: a header row, then one line per row of every period, the profile's id in the last column. Rates are
+/// percentages printed under the profile's rounding; an undefined ratio or verdict is an empty field.
+pub fn csv(
+    stamp: &Stamp,
+    tables: &[Table],
+    card: &Scorecard,
+    lang: Lang,
+) -> Result<Vec<u8>, String> {
     let mut w = ::csv::Writer::from_writer(Vec::new());
     let mut head = vec![period_header(lang)];
     head.extend(COLUMNS.iter().map(|c| header(c, lang)));
     head.extend(score_headers(card, lang));
+    head.push(profile_header(lang));
     w.write_record(&head).map_err(|e| e.to_string())?;
     for t in tables {
         for row in &t.rows {
@@ -28,7 +34,7 @@ pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, St
                 record.push(match (c.get)(row) {
                     Cell::Text(t) => csv_text(&t.unwrap_or_default()),
                     Cell::Int(n) => n.to_string(),
-                    Cell::Ratio(r) => r.map_or_else(String::new, |r| format!("{:.2}", r * 100.0)),
+                    cell @ (Cell::Ratio(_) | Cell::Rate(..)) => cell.percent().unwrap_or_default(),
                     Cell::Verdict(v) => v.map_or("", |v| verdict(v, lang)).to_owned(),
                 });
             }
@@ -41,6 +47,7 @@ pub fn csv(tables: &[Table], card: &Scorecard, lang: Lang) -> Result<Vec<u8>, St
                     .map(|(_, s)| s.map_or_else(String::new, |s| format!("{:.3}", s + 0.0))),
             );
             record.push(format!("{:.3}", total + 0.0));
+            record.push(csv_text(&stamp.settings.profile.id));
             w.write_record(&record).map_err(|e| e.to_string())?;
         }
     }

@@ -6,15 +6,26 @@ fn cell_json(cell: Cell) -> Value {
     match cell {
         Cell::Text(t) => t.map_or(Value::Null, Value::String),
         Cell::Int(n) => json!(n),
-        Cell::Ratio(r) => r.map_or(Value::Null, |r| json!(r)),
+        cell @ (Cell::Ratio(_) | Cell::Rate(..)) => {
+            cell.fraction().map_or(Value::Null, |r| json!(r))
+        }
         Cell::Verdict(v) => v.map_or(Value::Null, Value::Bool),
     }
 }
 
 fn row_json(row: &Row, card: &Scorecard) -> Value {
     let mut out = Map::new();
+    // Each rate as the row's profile prints it, for whoever shows it (the dashboard).
+    let mut printed = Map::new();
     for c in COLUMNS {
-        let value = cell_json((c.get)(row));
+        let cell = (c.get)(row);
+        if let Cell::Rate(..) = cell {
+            printed.insert(
+                c.key.to_owned(),
+                cell.percent().map_or(Value::Null, Value::String),
+            );
+        }
+        let value = cell_json(cell);
         match c.key.split_once('/') {
             Some((parent, child)) => {
                 let nested = out
@@ -41,6 +52,7 @@ fn row_json(row: &Row, card: &Scorecard) -> Value {
     }
     out.insert("scores".into(), Value::Object(scores));
     out.insert("score_total".into(), json!(total));
+    out.insert("printed".into(), Value::Object(printed));
     Value::Object(out)
 }
 
@@ -110,7 +122,7 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
         let schema = match (c.get)(&row) {
             Cell::Text(_) => json!({ "type": ["string", "null"], "description": c.en }),
             Cell::Int(_) => json!({ "type": "integer", "minimum": 0, "description": c.en }),
-            Cell::Ratio(_) => {
+            Cell::Ratio(_) | Cell::Rate(..) => {
                 json!({ "type": ["number", "null"], "description": format!("{} (a fraction; null when its denominator is 0)", c.en) })
             }
             Cell::Verdict(_) => {
@@ -143,6 +155,11 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
                 "description": "Each scorecard criterion's score, by id (null when its ratio is)" }),
     );
     properties.insert("score_total".into(), json!({ "type": "number" }));
+    properties.insert(
+        "printed".into(),
+        json!({ "type": "object", "additionalProperties": { "type": ["string", "null"] },
+                "description": "Each rate as a percentage printed under the profile's rounding (null when undefined)" }),
+    );
     required.extend(["scores".to_owned(), "score_total".to_owned()]);
     let row_schema = json!({ "type": "object", "properties": properties, "required": required });
     let instant = json!({ "type": ["string", "null"], "format": "date-time" });
@@ -161,9 +178,11 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
             "computed_at": { "type": "string", "format": "date-time" },
             "settings": {
                 "type": "object",
-                "required": ["cut", "scorecard"],
+                "required": ["cut", "scorecard", "profile"],
                 "properties": {
-                    "cut": { "type": "string", "enum": ["calendar", "decree-09"] },
+                    "profile": { "type": "object", "required": ["id", "title", "sha256"],
+                                 "properties": { "id": { "type": "string" }, "title": { "type": "string" }, "sha256": { "type": "string" } } },
+                    "cut": { "type": "string", "pattern": "^(calendar|decree-09|month-before|day-([1-9]|1[0-9]|2[0-8]))$" },
                     "scorecard": { "type": "object", "required": ["name", "sha256"],
                                    "properties": { "name": { "type": "string" }, "sha256": { "type": "string" } } }
                 }

@@ -2,6 +2,7 @@
 //! columns and what every format shares here, one file per format (`json`, `csv`, `xlsx`, `text`). How an answer
 //! travels (HTTP content types) is the server's business.
 
+use super::profile::{Fraction, Rounding};
 use super::scorecard::Scorecard;
 use super::table::{level_name, Group, Row};
 use chrono::{DateTime, Utc};
@@ -18,6 +19,7 @@ mod xlsx;
 pub use csv::{csv, csv_text};
 pub use json::{json, json_schemas};
 pub use text::text;
+pub(crate) use xlsx::stamp_pairs;
 pub use xlsx::xlsx;
 
 /// What an answer was computed from (indicators.md §5).
@@ -39,10 +41,29 @@ pub struct Stamp {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
-/// What a table was computed with: the reporting cut and the scorecard.
+/// What a table was computed with: the reporting cut, the scorecard and the report profile.
 pub struct StampSettings {
     pub cut: Cut,
     pub scorecard: ScorecardName,
+    pub profile: ProfileName,
+}
+
+/// The profile a table follows, as its stamp names it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProfileName {
+    pub id: String,
+    pub title: String,
+    pub sha256: String,
+}
+
+impl ProfileName {
+    pub fn of(p: &super::profile::Profile) -> ProfileName {
+        ProfileName {
+            id: p.id.clone(),
+            title: p.title_en.clone(),
+            sha256: p.sha256.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,8 +100,39 @@ impl std::str::FromStr for Lang {
 enum Cell {
     Text(Option<String>),
     Int(i64),
+    /// A fraction given as such (a target).
     Ratio(Option<f64>),
+    /// A rate: its two sides, printed under the row's profile's rounding.
+    Rate(Fraction, Rounding),
     Verdict(Option<bool>),
+}
+
+impl Cell {
+    /// The value as a fraction (`None` when undefined).
+    fn fraction(&self) -> Option<f64> {
+        match self {
+            Cell::Ratio(r) => *r,
+            Cell::Rate(f, _) => f.value(),
+            _ => None,
+        }
+    }
+
+    /// A ratio printed as a percentage (no sign): a rate under its profile's rounding, a target with two decimals.
+    fn percent(&self) -> Option<String> {
+        match self {
+            Cell::Ratio(r) => r.map(|r| format!("{:.2}", r * 100.0)),
+            Cell::Rate(f, rounding) => rounding.percent(f.num, f.den),
+            _ => None,
+        }
+    }
+}
+
+/// A rate column's cell.
+fn rate(r: &Row, name: &str) -> Cell {
+    Cell::Rate(
+        r.fraction(name).expect("a known ratio column"),
+        r.defs.rounding,
+    )
 }
 
 struct Column {
@@ -170,7 +222,7 @@ const COLUMNS: &[Column] = &[
         "online_rate",
         "Online rate",
         "Tỷ lệ trực tuyến",
-        |r| Cell::Ratio(r.online_rate())
+        |r| rate(r, "online_rate")
     ),
     col!(
         "online_target",
@@ -203,19 +255,19 @@ const COLUMNS: &[Column] = &[
         |r| Cell::Int(r.counts.postal_dossiers)
     ),
     col!("postal_rate", "Postal rate", "Tỷ lệ BCCI", |r| {
-        Cell::Ratio(r.postal_rate())
+        rate(r, "postal_rate")
     }),
     col!(
         "postal_receive_rate",
         "Postal receipt rate",
         "Tỷ lệ tiếp nhận qua BCCI",
-        |r| Cell::Ratio(r.postal_receive_rate())
+        |r| rate(r, "postal_receive_rate")
     ),
     col!(
         "postal_return_rate",
         "Postal return rate",
         "Tỷ lệ trả kết quả qua BCCI",
-        |r| Cell::Ratio(r.postal_return_rate())
+        |r| rate(r, "postal_return_rate")
     ),
     col!("postal_target", "Postal target", "Chỉ tiêu BCCI", |r| {
         Cell::Ratio(Some(r.postal_target))
@@ -290,7 +342,7 @@ const COLUMNS: &[Column] = &[
         "on_time_rate",
         "On-time rate",
         "Tỷ lệ đúng hạn",
-        |r| Cell::Ratio(r.on_time_rate())
+        |r| rate(r, "on_time_rate")
     ),
     col!("withdrawn", "Withdrawn", "Rút hồ sơ", |r| Cell::Int(
         r.counts.withdrawn
@@ -357,7 +409,7 @@ fn header(c: &Column, lang: Lang) -> String {
         Lang::En => c.en,
     };
     match (c.get)(&dummy_row()) {
-        Cell::Ratio(_) => format!("{text} (%)"),
+        Cell::Ratio(_) | Cell::Rate(..) => format!("{text} (%)"),
         _ => text.to_owned(),
     }
 }
@@ -374,6 +426,15 @@ fn dummy_row() -> Row {
         counts: Default::default(),
         online_target: 0.0,
         postal_target: 0.0,
+        defs: Default::default(),
+    }
+}
+
+/// The header of the column naming the profile, the last of every CSV and XLSX table.
+fn profile_header(lang: Lang) -> String {
+    match lang {
+        Lang::Vi => "Cách tính".into(),
+        Lang::En => "Profile".into(),
     }
 }
 
@@ -420,7 +481,7 @@ fn starts_a_formula(s: &str) -> bool {
 
 /// Untrusted text (names, codes, a scorecard's titles) as a spreadsheet cell: control characters become spaces.
 /// JSON answers keep the text as it is.
-fn cell_text(s: &str) -> String {
+pub(crate) fn cell_text(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
@@ -479,14 +540,18 @@ pub fn render(
             bytes.push(b'\n');
             bytes
         }
-        Format::Csv => csv(tables, card, lang)?,
+        Format::Csv => csv(stamp, tables, card, lang)?,
         Format::Xlsx => xlsx(stamp, group, tables, card, lang)?,
         Format::Text => format!(
-            "{}position {} · root {} · cut {} · computed {}\n",
+            "{}: {} ({})\n{}position {} · root {} · cut {} · profile {} · computed {}\n",
+            profile_header(lang),
+            stamp.settings.profile.id,
+            stamp.settings.profile.title,
             text(tables, lang),
             stamp.position,
             stamp.root,
             stamp.settings.cut,
+            stamp.settings.profile.id,
             stamp.computed_at.to_rfc3339()
         )
         .into_bytes(),

@@ -36,8 +36,8 @@ pub fn text(tables: &[Table], lang: Lang) -> String {
                 line.push(match (c.get)(row) {
                     Cell::Text(t) => cell_text(&t.unwrap_or_default()),
                     Cell::Int(n) => n.to_string(),
-                    Cell::Ratio(r) => {
-                        r.map_or_else(|| "—".to_owned(), |r| format!("{:.2}", r * 100.0))
+                    cell @ (Cell::Ratio(_) | Cell::Rate(..)) => {
+                        cell.percent().unwrap_or_else(|| "—".to_owned())
                     }
                     Cell::Verdict(v) => v.map_or("—", |v| verdict(v, lang)).to_owned(),
                 });

@@ -44,6 +44,7 @@ pub fn xlsx(
         let mut head = vec![period_header(lang)];
         head.extend(COLUMNS.iter().map(|c| header(c, lang)));
         head.extend(score_headers(card, lang));
+        head.push(profile_header(lang));
         for (i, h) in head.iter().enumerate() {
             sheet
                 .write_string_with_format(0, i as u16, h, &bold)
@@ -67,6 +68,13 @@ pub fn xlsx(
                                 .write_number_with_format(r, col, x, &percent)
                                 .map_err(err)?;
                         }
+                        Cell::Rate(f, rounding) => {
+                            if let Some((value, format)) = rate_cell(f, rounding) {
+                                sheet
+                                    .write_number_with_format(r, col, value, &format)
+                                    .map_err(err)?;
+                            }
+                        }
                         Cell::Verdict(Some(v)) => {
                             sheet.write_string(r, col, verdict(v, lang)).map_err(err)?;
                         }
@@ -87,6 +95,7 @@ pub fn xlsx(
                 sheet
                     .write_number_with_format(r, col, total, &score_format)
                     .map_err(err)?;
+                xlsx_text(sheet, r, col + 1, &stamp.settings.profile.id).map_err(err)?;
                 r += 1;
             }
         }
@@ -144,11 +153,19 @@ fn stamp_facts(stamp: &Stamp, group: Group, tables: &[Table]) -> Vec<(&'static s
                 .map_or(String::new(), |t| t.period.to_string())
         ),
     };
-    let opt = |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| t.to_rfc3339());
-    vec![
+    let mut facts = vec![
         ("casetrail", "indicator table".to_owned()),
         ("period", periods),
         ("group", group.to_string()),
+    ];
+    facts.extend(stamp_pairs(stamp));
+    facts
+}
+
+/// What a stamp says, as (name, text) pairs: the facts sheet of a workbook and its document properties.
+pub(crate) fn stamp_pairs(stamp: &Stamp) -> Vec<(&'static str, String)> {
+    let opt = |t: Option<DateTime<Utc>>| t.map_or_else(String::new, |t| t.to_rfc3339());
+    vec![
         ("position", stamp.position.to_string()),
         ("root", stamp.root.clone()),
         ("recorded_at", opt(stamp.recorded_at)),
@@ -165,5 +182,25 @@ fn stamp_facts(stamp: &Stamp, group: Group, tables: &[Table]) -> Vec<(&'static s
         ("cut", stamp.settings.cut.to_string()),
         ("scorecard", stamp.settings.scorecard.name.clone()),
         ("scorecard_sha256", stamp.settings.scorecard.sha256.clone()),
+        ("profile", stamp.settings.profile.id.clone()),
+        ("profile_title", stamp.settings.profile.title.clone()),
+        ("profile_sha256", stamp.settings.profile.sha256.clone()),
     ]
+}
+
+/// A rate as a workbook cell: under ties to even (the national profile) the exact fraction shown with two decimals,
+/// as before profiles; under half-up or truncation the printed value itself, so that the sheet shows exactly what
+/// the profile prints (a spreadsheet's own display always rounds half up).
+fn rate_cell(f: Fraction, rounding: Rounding) -> Option<(f64, rust_xlsxwriter::Format)> {
+    let decimals = rounding.decimals as usize;
+    let pattern = match decimals {
+        0 => "0%".to_owned(),
+        d => format!("0.{}%", "0".repeat(d)),
+    };
+    let format = rust_xlsxwriter::Format::new().set_num_format(pattern);
+    let value = match rounding.mode {
+        super::super::profile::RoundMode::HalfEven => f.value()?,
+        _ => rounding.percent(f.num, f.den)?.parse::<f64>().ok()? / 100.0,
+    };
+    Some((value, format))
 }

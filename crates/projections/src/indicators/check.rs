@@ -1,0 +1,917 @@
+//! A check of a published table: does each row add up, does each printed percentage equal its counts under some
+//! definition (which, and rounded or truncated), and, when the log covers the period, are the counts casetrail's?
+//!
+//! The table is CSV as a province published it: a header row, then rows of counts and printed percentages. Columns
+//! are recognised by the official form's numbers (`(3)`, `(4) Trực tuyến`…), by casetrail's keys (`received`,
+//! `online`, `carried_over`, `online_rate`…) or by their Vietnamese names; numbers may carry thousands separators
+//! (`56,039`, `56.039`) and percentages a decimal comma or a `%` (`22,33 %`). Columns it does not know are named in
+//! the answer, never guessed at.
+
+use super::profile::{Form, OnTime as OnTimeRule, Profile, RateBase, RoundMode, Rounding};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A count a published row may give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    /// Received in the period (new dossiers only).
+    Received,
+    /// (3) new + carried over.
+    ReceivedTotal,
+    /// (4)
+    Online,
+    /// (5)
+    DirectAndPostal,
+    /// (6)
+    CarriedOver,
+    /// (7)
+    Resolved,
+    /// (8)
+    Early,
+    /// (9)
+    OnTime,
+    /// (10)
+    Late,
+    /// (11)
+    InProgress,
+    /// (12)
+    InTime,
+    /// (13)
+    Overdue,
+    /// Dossiers through the post, either direction.
+    Postal,
+    /// Dossiers falling due in the period, and those of them resolved by then.
+    DueTotal,
+    DueMet,
+}
+
+/// A percentage a published row may print.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rate {
+    OnlineRate,
+    PostalRate,
+    OnTimeRate,
+}
+
+const FORM_NUMBERS: [(u8, Quantity); 11] = [
+    (3, Quantity::ReceivedTotal),
+    (4, Quantity::Online),
+    (5, Quantity::DirectAndPostal),
+    (6, Quantity::CarriedOver),
+    (7, Quantity::Resolved),
+    (8, Quantity::Early),
+    (9, Quantity::OnTime),
+    (10, Quantity::Late),
+    (11, Quantity::InProgress),
+    (12, Quantity::InTime),
+    (13, Quantity::Overdue),
+];
+
+/// What a column holds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum ColumnKind {
+    Name,
+    Agency,
+    Level,
+    Count(Quantity),
+    Printed(Rate),
+    /// Our own form's trailing columns (line kind, period, profile, position): known, not checked.
+    Ignored,
+}
+
+fn normalise(header: &str) -> String {
+    header
+        .trim()
+        .trim_start_matches('\u{feff}')
+        .to_lowercase()
+        .replace(['_', '-'], " ")
+        .replace("(%)", "")
+        .replace('%', "")
+        .trim()
+        .to_owned()
+}
+
+fn column_kind(header: &str) -> Option<ColumnKind> {
+    use ColumnKind::*;
+    use Quantity::*;
+    let h = normalise(header);
+    // A form column number first: "(4) Trực tuyến", "(4)".
+    if let Some(rest) = h.strip_prefix('(') {
+        if let Some((n, _)) = rest.split_once(')') {
+            if let Ok(n) = n.trim().parse::<u8>() {
+                return match n {
+                    1 => Some(Ignored),
+                    2 => Some(Name),
+                    _ => FORM_NUMBERS
+                        .iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, q)| Count(*q)),
+                };
+            }
+        }
+    }
+    Some(match h.as_str() {
+        "name" | "unit" | "đơn vị" | "tên" | "tên đơn vị" | "cơ quan" => Name,
+        "agency" | "agency code" | "mã cơ quan" | "mã đơn vị" => Agency,
+        "level" | "cấp" => Level,
+        "received"
+        | "new"
+        | "tiếp nhận"
+        | "mới tiếp nhận"
+        | "số mới tiếp nhận"
+        | "tiếp nhận mới" => Count(Received),
+        "received total"
+        | "total"
+        | "tổng số"
+        | "tổng số hồ sơ"
+        | "tổng số hồ sơ nhận giải quyết" => Count(ReceivedTotal),
+        "online" | "received online" | "trực tuyến" | "tiếp nhận trực tuyến" => {
+            Count(Online)
+        }
+        "direct and postal"
+        | "counter and postal"
+        | "trực tiếp, dịch vụ bưu chính công ích"
+        | "trực tiếp và bưu chính" => Count(DirectAndPostal),
+        "carried over" | "từ kỳ trước" | "kỳ trước chuyển sang" => Count(CarriedOver),
+        "resolved" | "đã giải quyết" | "tổng số đã giải quyết" => Count(Resolved),
+        "early" | "resolved early" | "trước hạn" | "giải quyết trước hạn" => {
+            Count(Early)
+        }
+        "on time" | "resolved on time" | "đúng hạn" | "giải quyết đúng hạn" => {
+            Count(OnTime)
+        }
+        "late" | "resolved late" | "quá hạn" | "giải quyết quá hạn" => Count(Late),
+        "in progress" | "đang giải quyết" | "tổng số đang giải quyết" => {
+            Count(InProgress)
+        }
+        "in time" | "open in time" | "trong hạn" | "chưa đến hạn" => Count(InTime),
+        "overdue" | "open late" | "đang giải quyết quá hạn" => Count(Overdue),
+        "postal" | "postal dossiers" | "bưu chính" | "bcci" => Count(Postal),
+        "due total" | "falling due" | "đến hạn" | "hồ sơ đến hạn" => Count(DueTotal),
+        "due met" | "đến hạn đã giải quyết đúng hạn" => Count(DueMet),
+        "online rate" | "tỷ lệ trực tuyến" => Printed(Rate::OnlineRate),
+        "postal rate" | "tỷ lệ bcci" | "tỷ lệ bưu chính" => Printed(Rate::PostalRate),
+        "on time rate" | "tỷ lệ đúng hạn" => Printed(Rate::OnTimeRate),
+        "loại dòng"
+        | "line"
+        | "kỳ báo cáo"
+        | "period"
+        | "cách tính"
+        | "profile"
+        | "vị trí nhật ký"
+        | "log position"
+        | "stt"
+        | "no." => Ignored,
+        _ => return None,
+    })
+}
+
+/// One row as published.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PublishedRow {
+    /// The CSV line (the header is line 1).
+    pub line: usize,
+    pub name: String,
+    pub agency: Option<String>,
+    pub level: Option<String>,
+    pub counts: BTreeMap<Quantity, i64>,
+    /// Each percentage as printed, normalised to a decimal point ("22,33 %" → "22.33").
+    pub printed: BTreeMap<Rate, String>,
+}
+
+impl PublishedRow {
+    fn get(&self, q: Quantity) -> Option<i64> {
+        self.counts.get(&q).copied()
+    }
+
+    /// New dossiers: given, or (3) − (6), or (4) + (5).
+    fn new_dossiers(&self) -> Option<i64> {
+        use Quantity::*;
+        self.get(Received)
+            .or_else(|| Some(self.get(ReceivedTotal)? - self.get(CarriedOver)?))
+            .or_else(|| Some(self.get(Online)? + self.get(DirectAndPostal)?))
+    }
+
+    /// New + carried over: (3), or new + (6).
+    fn total(&self) -> Option<i64> {
+        use Quantity::*;
+        self.get(ReceivedTotal)
+            .or_else(|| Some(self.new_dossiers()? + self.get(CarriedOver)?))
+    }
+
+    fn is_total(&self) -> bool {
+        let n = self.name.trim().to_lowercase();
+        n.starts_with("tổng")
+            || n == "total"
+            || n == "cộng"
+            || n == "toàn tỉnh"
+            || n == "province total"
+    }
+}
+
+/// A published table, read.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Published {
+    pub rows: Vec<PublishedRow>,
+    /// Headers not recognised (left unread).
+    pub unread: Vec<String>,
+}
+
+fn count(s: &str) -> Result<Option<i64>, String> {
+    let t: String = s
+        .chars()
+        .filter(|c| !matches!(c, ',' | '.' | ' ' | '\u{a0}'))
+        .collect();
+    if t.is_empty() || t == "-" || t == "—" {
+        return Ok(None);
+    }
+    t.parse::<i64>()
+        .map(Some)
+        .map_err(|_| format!("{s:?} is not a count"))
+}
+
+fn percent(s: &str) -> Result<Option<String>, String> {
+    let t: String = s
+        .chars()
+        .filter(|c| !matches!(c, '%' | ' ' | '\u{a0}'))
+        .collect();
+    if t.is_empty() || t == "-" || t == "—" {
+        return Ok(None);
+    }
+    let t = t.replace(',', ".");
+    let ok = t.split('.').count() <= 2
+        && !t.starts_with('.')
+        && t.chars().all(|c| c.is_ascii_digit() || c == '.');
+    if !ok {
+        return Err(format!("{s:?} is not a percentage"));
+    }
+    Ok(Some(t))
+}
+
+impl Published {
+    /// Reads a published table from CSV. A cell that is not a number where a number belongs is an error naming
+    /// its line and column; a table with no column this check knows is one too.
+    pub fn parse(csv_bytes: &[u8]) -> Result<Published, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_reader(csv_bytes);
+        let headers = reader
+            .headers()
+            .map_err(|e| format!("the header row: {e}"))?
+            .clone();
+        let kinds: Vec<Option<ColumnKind>> = headers.iter().map(column_kind).collect();
+        let unread: Vec<String> = headers
+            .iter()
+            .zip(&kinds)
+            .filter(|(_, k)| k.is_none())
+            .map(|(h, _)| h.to_owned())
+            .collect();
+        let useful = kinds
+            .iter()
+            .any(|k| matches!(k, Some(ColumnKind::Count(_) | ColumnKind::Printed(_))));
+        if !useful {
+            return Err(format!(
+                "no column of counts or percentages was recognised (headers: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        let mut rows = Vec::new();
+        for (i, record) in reader.records().enumerate() {
+            let line = i + 2;
+            let record = record.map_err(|e| format!("line {line}: {e}"))?;
+            if record.iter().all(|f| f.trim().is_empty()) {
+                continue;
+            }
+            let mut row = PublishedRow {
+                line,
+                name: String::new(),
+                agency: None,
+                level: None,
+                counts: BTreeMap::new(),
+                printed: BTreeMap::new(),
+            };
+            for (j, field) in record.iter().enumerate() {
+                let at = |e: String| {
+                    format!(
+                        "line {line}, column {:?}: {e}",
+                        &headers[j.min(headers.len() - 1)]
+                    )
+                };
+                match kinds.get(j).copied().flatten() {
+                    Some(ColumnKind::Name) => row.name = field.trim().to_owned(),
+                    Some(ColumnKind::Agency) => {
+                        row.agency = Some(field.trim().to_owned()).filter(|s| !s.is_empty())
+                    }
+                    Some(ColumnKind::Level) => {
+                        row.level = Some(field.trim().to_owned()).filter(|s| !s.is_empty())
+                    }
+                    Some(ColumnKind::Count(q)) => {
+                        if let Some(n) = count(field).map_err(at)? {
+                            row.counts.insert(q, n);
+                        }
+                    }
+                    Some(ColumnKind::Printed(r)) => {
+                        if let Some(p) = percent(field).map_err(at)? {
+                            row.printed.insert(r, p);
+                        }
+                    }
+                    Some(ColumnKind::Ignored) | None => {}
+                }
+            }
+            if row.name.is_empty() {
+                row.name = row
+                    .agency
+                    .clone()
+                    .or(row.level.clone())
+                    .unwrap_or_else(|| format!("line {line}"));
+            }
+            rows.push(row);
+        }
+        Ok(Published { rows, unread })
+    }
+}
+
+/// A way to compute a printed rate: its numerator and denominator from a row, in words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Definition {
+    rate: Rate,
+    /// The online/postal denominator, or the on-time rule.
+    base: Option<RateBase>,
+    on_time: Option<OnTimeRule>,
+}
+
+impl Definition {
+    fn all(rate: Rate) -> Vec<Definition> {
+        match rate {
+            Rate::OnTimeRate => [
+                OnTimeRule::Decision766,
+                OnTimeRule::OverResolved,
+                OnTimeRule::FallingDue,
+                OnTimeRule::ComplementOfLate,
+            ]
+            .into_iter()
+            .map(|o| Definition {
+                rate,
+                base: None,
+                on_time: Some(o),
+            })
+            .collect(),
+            _ => [RateBase::Received, RateBase::ReceivedAndCarried]
+                .into_iter()
+                .map(|b| Definition {
+                    rate,
+                    base: Some(b),
+                    on_time: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn of(profile: &Profile, rate: Rate) -> Definition {
+        match rate {
+            Rate::OnTimeRate => Definition {
+                rate,
+                base: None,
+                on_time: Some(profile.defs.on_time),
+            },
+            _ => Definition {
+                rate,
+                base: Some(profile.defs.rate_base),
+                on_time: None,
+            },
+        }
+    }
+
+    fn words(&self) -> &'static str {
+        match (self.base, self.on_time) {
+            (Some(RateBase::Received), _) => "over new dossiers",
+            (Some(RateBase::ReceivedAndCarried), _) => "over new + carried over",
+            (_, Some(OnTimeRule::Decision766)) => {
+                "(early + on time + in time) / (resolved + in progress), Decision 766"
+            }
+            (_, Some(OnTimeRule::OverResolved)) => "(early + on time) / resolved",
+            (_, Some(OnTimeRule::FallingDue)) => "met / falling due in the period",
+            (_, Some(OnTimeRule::ComplementOfLate)) => {
+                "100 % − (late + overdue) / (new + carried over)"
+            }
+            _ => "",
+        }
+    }
+
+    /// The two sides from a published row, when it gives what they need.
+    fn fraction(&self, r: &PublishedRow) -> Option<(i64, i64)> {
+        use Quantity::*;
+        let numerator = |q| r.get(q);
+        match (self.rate, self.base, self.on_time) {
+            (Rate::OnlineRate | Rate::PostalRate, Some(base), _) => {
+                let num = numerator(if self.rate == Rate::OnlineRate {
+                    Online
+                } else {
+                    Postal
+                })?;
+                let den = match base {
+                    RateBase::Received => r.new_dossiers()?,
+                    RateBase::ReceivedAndCarried => r.total()?,
+                };
+                Some((num, den))
+            }
+            (_, _, Some(rule)) => {
+                let (early, on_time) = (r.get(Early)?, r.get(OnTime)?);
+                let resolved = || {
+                    r.get(Resolved)
+                        .or_else(|| Some(early + on_time + r.get(Late)?))
+                };
+                let in_progress = || {
+                    r.get(InProgress)
+                        .or_else(|| Some(r.get(InTime)? + r.get(Overdue)?))
+                };
+                match rule {
+                    OnTimeRule::Decision766 => Some((
+                        early + on_time + r.get(InTime)?,
+                        resolved()? + in_progress()?,
+                    )),
+                    OnTimeRule::OverResolved => Some((early + on_time, resolved()?)),
+                    OnTimeRule::FallingDue => Some((r.get(DueMet)?, r.get(DueTotal)?)),
+                    OnTimeRule::ComplementOfLate => {
+                        let total = r.total()?;
+                        Some((total - r.get(Late)? - r.get(Overdue)?, total))
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+}
+
+fn mode_words(mode: RoundMode) -> &'static str {
+    match mode {
+        RoundMode::HalfUp => "rounded half up",
+        RoundMode::HalfEven => "rounded, a half to even",
+        RoundMode::Truncate => "truncated",
+    }
+}
+
+/// One way a printed percentage was reproduced.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub definition: String,
+    pub numerator: i64,
+    pub denominator: i64,
+    /// How it was printed: "rounded half up", "truncated", …
+    pub rounding: String,
+    /// The profiles that print it so.
+    pub profiles: Vec<String>,
+}
+
+/// The verdict on one printed percentage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum RateVerdict {
+    /// The counts give it under these readings.
+    Reproduced {
+        printed: String,
+        readings: Vec<Reading>,
+    },
+    /// No reading gives it: a slip, with the value the counts give under the table's own definition.
+    Slip {
+        printed: String,
+        correct: String,
+        under: Reading,
+    },
+    /// The row lacks the counts to check it.
+    Unchecked { printed: String, missing: String },
+}
+
+/// A sum of a row that should hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SumCheck {
+    pub rule: String,
+    pub left: i64,
+    pub right: i64,
+    pub holds: bool,
+}
+
+/// A count against casetrail's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CountCheck {
+    pub quantity: Quantity,
+    pub published: i64,
+    pub casetrail: i64,
+    pub equal: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RowCheck {
+    pub line: usize,
+    pub name: String,
+    pub sums: Vec<SumCheck>,
+    pub rates: BTreeMap<Rate, RateVerdict>,
+    /// Against the log, when it covers the period and the row was matched to an agency or a level.
+    pub against_log: Option<Vec<CountCheck>>,
+}
+
+/// The whole answer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub rows: Vec<RowCheck>,
+    /// Each rate's definition most rows were printed by, used to give the correct value of a slip.
+    pub table_definitions: BTreeMap<Rate, String>,
+    /// The profile most consistent with the printed percentages, if any reproduces them.
+    pub profile: Option<String>,
+    pub unread_columns: Vec<String>,
+    pub sums_failed: usize,
+    pub slips: usize,
+    pub counts_differing: usize,
+}
+
+impl CheckReport {
+    /// Whether everything checked holds.
+    pub fn clean(&self) -> bool {
+        self.sums_failed == 0 && self.slips == 0 && self.counts_differing == 0
+    }
+}
+
+/// The decimals a printed percentage has.
+fn decimals_of(printed: &str) -> u8 {
+    printed
+        .split_once('.')
+        .map_or(0, |(_, d)| d.len().min(4) as u8)
+}
+
+fn readings(row: &PublishedRow, rate: Rate, printed: &str, profiles: &[Profile]) -> Vec<Reading> {
+    let decimals = decimals_of(printed);
+    let mut out: Vec<Reading> = Vec::new();
+    for def in Definition::all(rate) {
+        let Some((num, den)) = def.fraction(row) else {
+            continue;
+        };
+        let mut mine: Vec<Reading> = Vec::new();
+        for mode in [RoundMode::HalfUp, RoundMode::Truncate, RoundMode::HalfEven] {
+            let r = Rounding { mode, decimals };
+            if r.percent(num, den).as_deref() != Some(printed) {
+                continue;
+            }
+            let names: Vec<String> = profiles
+                .iter()
+                .filter(|p| Definition::of(p, rate) == def && p.defs.rounding == r)
+                .map(|p| p.id.clone())
+                .collect();
+            // Half up and a half to even print alike but on exact ties: one reading, both rules' profiles.
+            let half_up = mode_words(RoundMode::HalfUp);
+            match mine
+                .iter_mut()
+                .find(|x| mode == RoundMode::HalfEven && x.rounding == half_up)
+            {
+                Some(x) => x.profiles.extend(names),
+                None => mine.push(Reading {
+                    definition: def.words().to_owned(),
+                    numerator: num,
+                    denominator: den,
+                    rounding: mode_words(mode).to_owned(),
+                    profiles: names,
+                }),
+            }
+        }
+        out.extend(mine);
+    }
+    out
+}
+
+fn sums(row: &PublishedRow) -> Vec<SumCheck> {
+    use Quantity::*;
+    let g = |q| row.get(q);
+    let rules: [(&str, Option<i64>, Option<i64>); 4] = [
+        (
+            "(3) = (4) + (5) + (6)",
+            g(ReceivedTotal),
+            (|| Some(g(Online)? + g(DirectAndPostal)? + g(CarriedOver)?))(),
+        ),
+        (
+            "(7) = (8) + (9) + (10)",
+            g(Resolved),
+            (|| Some(g(Early)? + g(OnTime)? + g(Late)?))(),
+        ),
+        (
+            "(11) = (12) + (13)",
+            g(InProgress),
+            (|| Some(g(InTime)? + g(Overdue)?))(),
+        ),
+        (
+            "(3) = (7) + (11)",
+            g(ReceivedTotal),
+            (|| Some(g(Resolved)? + g(InProgress)?))(),
+        ),
+    ];
+    rules
+        .into_iter()
+        .filter_map(|(rule, left, right)| {
+            let (left, right) = (left?, right?);
+            Some(SumCheck {
+                rule: rule.to_owned(),
+                left,
+                right,
+                holds: left == right,
+            })
+        })
+        .collect()
+}
+
+/// The form's counts of a casetrail row, as the quantities a published row may give.
+pub fn quantities_of(form: &Form, counts: &super::table::Counts) -> BTreeMap<Quantity, i64> {
+    use Quantity::*;
+    BTreeMap::from([
+        (Received, form.online + form.direct_and_postal),
+        (ReceivedTotal, form.received_total),
+        (Online, form.online),
+        (DirectAndPostal, form.direct_and_postal),
+        (CarriedOver, form.carried_over),
+        (Resolved, form.resolved),
+        (Early, form.early),
+        (OnTime, form.on_time),
+        (Late, form.late),
+        (InProgress, form.in_progress),
+        (InTime, form.in_time),
+        (Overdue, form.overdue),
+        (Postal, counts.postal_dossiers),
+        (DueTotal, counts.due_met + counts.due_missed),
+        (DueMet, counts.due_met),
+    ])
+}
+
+/// Checks a published table. `profiles` are those offered (their definitions name the readings); `ours` gives
+/// casetrail's quantities for a published row when the log covers its period and the row could be matched.
+pub fn check(
+    published: &Published,
+    profiles: &[Profile],
+    mut ours: impl FnMut(&PublishedRow) -> Option<BTreeMap<Quantity, i64>>,
+) -> CheckReport {
+    let rates = [Rate::OnlineRate, Rate::PostalRate, Rate::OnTimeRate];
+    // Each row's readings, then the definition most rows agree on, per rate.
+    let all: Vec<BTreeMap<Rate, Vec<Reading>>> = published
+        .rows
+        .iter()
+        .map(|row| {
+            row.printed
+                .iter()
+                .map(|(rate, printed)| (*rate, readings(row, *rate, printed, profiles)))
+                .collect()
+        })
+        .collect();
+    let mut table_definitions = BTreeMap::new();
+    let mut table_rounding: BTreeMap<Rate, String> = BTreeMap::new();
+    for rate in rates {
+        let mut votes: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for r in all.iter().filter_map(|m| m.get(&rate)) {
+            for reading in r {
+                *votes
+                    .entry((reading.definition.clone(), reading.rounding.clone()))
+                    .or_default() += 1;
+            }
+        }
+        if let Some(((d, rounding), _)) = votes.into_iter().max_by_key(|(_, n)| *n) {
+            table_definitions.insert(rate, d);
+            table_rounding.insert(rate, rounding);
+        }
+    }
+    // The profile reproducing the most printed percentages.
+    let mut profile_votes: BTreeMap<String, usize> = BTreeMap::new();
+    for reading in all.iter().flat_map(|m| m.values()).flatten() {
+        for p in &reading.profiles {
+            *profile_votes.entry(p.clone()).or_default() += 1;
+        }
+    }
+    let profile = profile_votes
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(p, _)| p);
+    let national = profiles.first();
+    let mut report = CheckReport {
+        rows: Vec::new(),
+        table_definitions: table_definitions.clone(),
+        profile,
+        unread_columns: published.unread.clone(),
+        sums_failed: 0,
+        slips: 0,
+        counts_differing: 0,
+    };
+    for (row, found) in published.rows.iter().zip(all) {
+        let sums = sums(row);
+        report.sums_failed += sums.iter().filter(|s| !s.holds).count();
+        let mut verdicts = BTreeMap::new();
+        for (rate, printed) in &row.printed {
+            let readings = found.get(rate).cloned().unwrap_or_default();
+            let verdict = if !readings.is_empty() {
+                RateVerdict::Reproduced {
+                    printed: printed.clone(),
+                    readings,
+                }
+            } else {
+                // The table's own definition, else the national one.
+                let def = Definition::all(*rate)
+                    .into_iter()
+                    .find(|d| table_definitions.get(rate).is_some_and(|w| w == d.words()))
+                    .or_else(|| national.map(|p| Definition::of(p, *rate)));
+                // The table's own rounding, else the national profile's.
+                let mode = match table_rounding.get(rate).map(String::as_str) {
+                    Some("truncated") => RoundMode::Truncate,
+                    Some("rounded, a half to even") => RoundMode::HalfEven,
+                    Some(_) => RoundMode::HalfUp,
+                    None => national.map_or(RoundMode::HalfUp, |p| p.defs.rounding.mode),
+                };
+                let rounding = Rounding {
+                    mode,
+                    decimals: decimals_of(printed),
+                };
+                match def.and_then(|d| Some((d, d.fraction(row)?))) {
+                    Some((d, (num, den))) if den != 0 => {
+                        report.slips += 1;
+                        RateVerdict::Slip {
+                            printed: printed.clone(),
+                            correct: rounding.percent(num, den).unwrap_or_default(),
+                            under: Reading {
+                                definition: d.words().to_owned(),
+                                numerator: num,
+                                denominator: den,
+                                rounding: mode_words(mode).to_owned(),
+                                profiles: profiles
+                                    .iter()
+                                    .filter(|p| {
+                                        Definition::of(p, *rate) == d && p.defs.rounding == rounding
+                                    })
+                                    .map(|p| p.id.clone())
+                                    .collect(),
+                            },
+                        }
+                    }
+                    _ => RateVerdict::Unchecked {
+                        printed: printed.clone(),
+                        missing: "the row lacks the counts of every definition of this rate".into(),
+                    },
+                }
+            };
+            verdicts.insert(*rate, verdict);
+        }
+        let against_log = ours(row).map(|theirs| {
+            row.counts
+                .iter()
+                .filter_map(|(q, n)| {
+                    let c = *theirs.get(q)?;
+                    Some(CountCheck {
+                        quantity: *q,
+                        published: *n,
+                        casetrail: c,
+                        equal: c == *n,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        if let Some(checks) = &against_log {
+            report.counts_differing += checks.iter().filter(|c| !c.equal).count();
+        }
+        report.rows.push(RowCheck {
+            line: row.line,
+            name: row.name.clone(),
+            sums,
+            rates: verdicts,
+            against_log,
+        });
+    }
+    // A total row: each count the sum of the other rows'.
+    if let Some(total) = published.rows.iter().find(|r| r.is_total()) {
+        let others: Vec<&PublishedRow> = published.rows.iter().filter(|r| !r.is_total()).collect();
+        let checks = report
+            .rows
+            .iter_mut()
+            .find(|r| r.line == total.line)
+            .map(|r| &mut r.sums);
+        if let (Some(checks), false) = (checks, others.is_empty()) {
+            for (q, n) in &total.counts {
+                let parts: Option<i64> = others.iter().map(|r| r.get(*q)).sum();
+                if let Some(sum) = parts {
+                    let holds = sum == *n;
+                    report.sums_failed += usize::from(!holds);
+                    checks.push(SumCheck {
+                        rule: format!(
+                            "total {} = the sum of the rows",
+                            serde_json::to_string(q)
+                                .unwrap_or_default()
+                                .trim_matches('"')
+                        ),
+                        left: *n,
+                        right: sum,
+                        holds,
+                    });
+                }
+            }
+        }
+    }
+    report
+}
+
+fn rate_name(rate: Rate) -> &'static str {
+    match rate {
+        Rate::OnlineRate => "online rate",
+        Rate::PostalRate => "postal rate",
+        Rate::OnTimeRate => "on-time rate",
+    }
+}
+
+fn reading_words(r: &Reading) -> String {
+    let profiles = match r.profiles.as_slice() {
+        [] => "no built-in profile".to_owned(),
+        p => format!("profile {}", p.join(", ")),
+    };
+    format!(
+        "{} / {} {}, {} ({profiles})",
+        r.numerator, r.denominator, r.definition, r.rounding
+    )
+}
+
+/// The answer as text, row by row, for a terminal.
+pub fn text(report: &CheckReport) -> String {
+    let mut out = String::new();
+    for row in &report.rows {
+        out.push_str(&format!("line {} · {}\n", row.line, row.name));
+        for s in &row.sums {
+            let mark = if s.holds {
+                "adds up"
+            } else {
+                "DOES NOT ADD UP"
+            };
+            out.push_str(&format!(
+                "  {}: {} and {}: {mark}\n",
+                s.rule, s.left, s.right
+            ));
+        }
+        for (rate, verdict) in &row.rates {
+            let name = rate_name(*rate);
+            match verdict {
+                RateVerdict::Reproduced { printed, readings } => {
+                    let ways: Vec<String> = readings.iter().map(reading_words).collect();
+                    out.push_str(&format!(
+                        "  {name} {printed} %: reproduced as {}\n",
+                        ways.join("; or ")
+                    ));
+                }
+                RateVerdict::Slip {
+                    printed,
+                    correct,
+                    under,
+                } => out.push_str(&format!(
+                    "  {name} {printed} %: A SLIP, the counts give {correct} % ({})\n",
+                    reading_words(under)
+                )),
+                RateVerdict::Unchecked { printed, missing } => {
+                    out.push_str(&format!("  {name} {printed} %: not checked: {missing}\n"))
+                }
+            }
+        }
+        match &row.against_log {
+            Some(checks) => {
+                let differing: Vec<String> = checks
+                    .iter()
+                    .filter(|c| !c.equal)
+                    .map(|c| {
+                        format!(
+                            "{} {} where casetrail has {}",
+                            serde_json::to_string(&c.quantity)
+                                .unwrap_or_default()
+                                .trim_matches('"'),
+                            c.published,
+                            c.casetrail
+                        )
+                    })
+                    .collect();
+                if differing.is_empty() {
+                    out.push_str(&format!(
+                        "  against the log: the {} counts equal casetrail's\n",
+                        checks.len()
+                    ));
+                } else {
+                    out.push_str(&format!(
+                        "  against the log: DIFFERENT: {}\n",
+                        differing.join(", ")
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+    if !report.unread_columns.is_empty() {
+        out.push_str(&format!(
+            "columns not read: {}\n",
+            report.unread_columns.join(", ")
+        ));
+    }
+    out.push_str(&format!(
+        "{} rows: {} sums not adding up, {} slips, {} counts differing from the log; most consistent profile: {}\n",
+        report.rows.len(),
+        report.sums_failed,
+        report.slips,
+        report.counts_differing,
+        report.profile.as_deref().unwrap_or("none")
+    ));
+    out
+}

@@ -1,0 +1,142 @@
+//! The report commands through the real binary: `check-report` on Kon Tum's published table (offline, against the
+//! log, and through a server with `--url`), and `report --form` on the same quarter (docs/reports.md).
+
+use super::{casetrail, stderr, stdout};
+use std::io::Write;
+
+/// A data directory holding Kon Tum's first quarter of 2023 (`generator::published`), imported as `casetrail
+/// export` writes events; and the published table beside it.
+fn kon_tum(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let file = dir.join("kon-tum.ndjson");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for e in generator::published::kon_tum_2023_q1() {
+        out.write_all(&e.canonical_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    drop(out);
+    let data = dir.join("data");
+    let imported = casetrail(&data, &["import", file.to_str().unwrap()]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let table = dir.join("published.csv");
+    std::fs::write(&table, generator::published::KON_TUM_2023_Q1_CSV).unwrap();
+    (data, table)
+}
+
+#[test]
+fn check_report_and_the_form_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, table) = kon_tum(dir.path());
+    let table = table.to_str().unwrap();
+
+    // The table alone: the slip named, exit 3.
+    let alone = casetrail(&dir.path().join("nowhere"), &["check-report", table]);
+    assert_eq!(alone.status.code(), Some(3), "{}", stderr(&alone));
+    let text = stdout(&alone);
+    assert!(
+        text.contains("online rate 37.76 %: A SLIP, the counts give 37.20 %"),
+        "{text}"
+    );
+    assert!(text.contains("online rate 13.05 %: reproduced as 3399 / 26030 over new + carried over, truncated (profile kon-tum)"), "{text}");
+    assert!(text.contains("most consistent profile: kon-tum"), "{text}");
+    assert!(
+        !dir.path().join("nowhere").exists(),
+        "checking a table alone opens no data directory"
+    );
+
+    // Against the log: the counts are casetrail's (the profile's own cut, the 15th, is used).
+    let against = casetrail(
+        &data,
+        &[
+            "check-report",
+            table,
+            "--period",
+            "2023-Q1",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(against.status.code(), Some(3), "{}", stderr(&against));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&against)).unwrap();
+    assert_eq!(
+        (
+            report["slips"].as_u64(),
+            report["counts_differing"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{report}"
+    );
+    assert!(report["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["against_log"].as_array().is_some_and(|c| !c.is_empty())));
+
+    // The form by level under Kon Tum's profile: the published counts (offline here, through the server below).
+    let args = [
+        "report",
+        "--period",
+        "2023-Q1",
+        "--form",
+        "--by",
+        "level",
+        "--profile",
+        "kon-tum",
+        "--format",
+        "csv",
+        "--lang",
+        "en",
+    ];
+    let offline = casetrail(&data, &args);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    let csv = stdout(&offline);
+    let total = csv.lines().find(|l| l.contains(",Total,")).unwrap();
+    assert!(
+        total.starts_with(",Total,56039,12516,38613,4910,"),
+        "{total}"
+    );
+    // Rows by procedure field are refused with the reason.
+    let field = casetrail(
+        &data,
+        &["report", "--period", "2023-Q1", "--form", "--by", "field"],
+    );
+    assert!(!field.status.success());
+    assert!(stderr(&field).contains("lĩnh vực"), "{}", stderr(&field));
+
+    // The same through a running server.
+    let (_server, base) = super::common::spawn(&data, &[]);
+    let remote = casetrail(
+        &data,
+        &[
+            "check-report",
+            table,
+            "--period",
+            "2023-Q1",
+            "--format",
+            "json",
+            "--url",
+            &base,
+        ],
+    );
+    assert_eq!(remote.status.code(), Some(3), "{}", stderr(&remote));
+    let remote: serde_json::Value = serde_json::from_str(&stdout(&remote)).unwrap();
+    assert_eq!(remote, report, "offline and remote answer alike");
+
+    // A table that adds up and prints its rates right is clean: exit 0.
+    let right = dir.path().join("right.csv");
+    std::fs::write(
+        &right,
+        generator::published::KON_TUM_2023_Q1_CSV.replace("\"37,76\"", "\"37,20\""),
+    )
+    .unwrap();
+    let clean = casetrail(
+        &data,
+        &["check-report", right.to_str().unwrap(), "--url", &base],
+    );
+    assert_eq!(clean.status.code(), Some(0), "{}", stdout(&clean));
+
+    let mut with_url = args.to_vec();
+    with_url.extend(["--url", &base]);
+    let remote = casetrail(&data, &with_url);
+    assert!(remote.status.success(), "{}", stderr(&remote));
+    assert_eq!(stdout(&remote), csv, "the server's form is the offline one");
+}
