@@ -336,13 +336,13 @@ fn trends_catalogue_and_the_audit_view() {
         assert!(c.current_url().await.unwrap().query().unwrap().contains("agency=000.00.21.H27"), "the address names the agency");
         // Hovering a quarter shows its values: the legend holds the quarter and each series' rate, the API's.
         let (_, series) = outside(|| s.get("/v1/indicators/series?from=2018-Q1&to=2019-Q4&group=province", None));
-        let rate = series["periods"][3]["rows"][0]["online_rate"].clone();
+        let printed = series["periods"][3]["rows"][0]["printed"]["online_rate"].as_str().unwrap().to_owned();
         let hovered = c.execute(r#"const u = window.casetrailCharts['chart-online'];
             u.setCursor({ left: u.valToPos(3, 'x'), top: u.valToPos(1, 'y') });
-            return [[...u.root.querySelectorAll('.u-legend .u-value')].map(e => e.textContent), (100 * arguments[0]).toFixed(2) + ' %']"#,
-            vec![rate]).await.unwrap();
-        assert_eq!(hovered[0][0], json!("2018-Q4"));
-        assert_eq!(hovered[0][1], hovered[1], "the province's rate for 2018-Q4");
+            return [...u.root.querySelectorAll('.u-legend .u-value')].map(e => e.textContent)"#,
+            vec![]).await.unwrap();
+        assert_eq!(hovered[0], json!("2018-Q4"));
+        assert_eq!(hovered[1], json!(format!("{printed} %")), "the province's rate for 2018-Q4, as the API prints it");
         // Round ticks on the rate axis (0 and multiples of a round step), and the target line labelled.
         let ticks = c.execute("return window.casetrailCharts['chart-online'].axes[1]._splits", vec![]).await.unwrap();
         let ticks: Vec<f64> = ticks.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();

@@ -41,11 +41,6 @@ fn level_named(row: &PublishedRow) -> Option<AgencyLevel> {
     }
 }
 
-fn is_total(row: &PublishedRow) -> bool {
-    let n = row.name.trim().to_lowercase();
-    n.starts_with("tổng") || n == "total" || n == "cộng" || n == "toàn tỉnh"
-}
-
 /// Checks a published table (CSV bytes). The log's counts are read only when a period is named.
 pub fn check_published(
     service: &Indicators,
@@ -88,26 +83,28 @@ pub fn check_published(
     let levels = ask(Group::Level)?;
     let province = ask(Group::Province)?;
     let of = |r: &Row| quantities_of(&r.form(), &r.counts);
-    Ok(check(
-        &published,
-        profiles,
-        |row| -> Option<BTreeMap<Quantity, i64>> {
-            if let Some(code) = &row.agency {
-                return agencies
-                    .iter()
-                    .find(|r| r.key.agency.as_ref().is_some_and(|a| a.as_str() == code))
-                    .map(of);
-            }
-            if is_total(row) {
-                return province.first().map(of);
-            }
-            if let Some(level) = level_named(row) {
-                return levels.iter().find(|r| r.key.level == Some(level)).map(of);
-            }
-            agencies
+    // A row is matched by its agency code; else as the total; else, unless the table marks it a level line, by an
+    // agency's registered name; else by the level its level cell or its name names.
+    let matched = |row: &PublishedRow| -> Option<BTreeMap<Quantity, i64>> {
+        if let Some(code) = &row.agency {
+            return agencies
                 .iter()
-                .find(|r| r.key.name.trim() == row.name.trim())
-                .map(of)
-        },
-    ))
+                .find(|r| r.key.agency.as_ref().is_some_and(|a| a.as_str() == code))
+                .map(of);
+        }
+        if row.is_total() {
+            return province.first().map(of);
+        }
+        if row.kind.as_deref() != Some("level") {
+            let named = agencies
+                .iter()
+                .find(|r| r.key.name.trim() == row.name.trim());
+            if named.is_some() || row.kind.as_deref() == Some("agency") {
+                return named.map(of);
+            }
+        }
+        let level = level_named(row)?;
+        levels.iter().find(|r| r.key.level == Some(level)).map(of)
+    };
+    Ok(check(&published, profiles, matched))
 }

@@ -232,6 +232,32 @@ pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), Indicat
     failure.map_or(Ok(()), |e| Err(e.into()))
 }
 
+/// Folds the log's events up to `to`, writing a snapshot at each multiple of `snapshots.every_events` it reaches.
+/// A snapshot that cannot be written is logged, not fatal: the engine is right without it.
+fn replay_saving(
+    engine: &mut Engine,
+    log: &SledLog,
+    to: u64,
+    snapshots: &Snapshots,
+) -> Result<(), IndicatorError> {
+    let every = snapshots.every_events;
+    while engine.position() < to {
+        let (before, next) = (engine.position(), (engine.position() / every + 1) * every);
+        replay(engine, log, next.min(to))?;
+        if engine.position() == before {
+            return Err(IndicatorError::Invalid(format!(
+                "the log ends before position {to}"
+            )));
+        }
+        if engine.position() == next {
+            if let Err(why) = snapshots.save(log, engine) {
+                tracing::warn!(%why, "could not write an indicator snapshot");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How long a live question waits for the live engine to reach the log's head; after it, the answer is from where
 /// the engine stands, and its stamp says which position that is.
 const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -246,8 +272,9 @@ pub struct Indicators {
     /// The report profiles offered: the built-in ones, then those of `settings.profiles`.
     pub profiles: Profiles,
     /// An engine per other cut a profile asked for: made on first use (from its nearest snapshot), then carried
-    /// forward by each question, so only the first question of a cut replays the whole log.
-    others: Mutex<BTreeMap<Cut, Engine>>,
+    /// forward by each question, so only the first question of a cut replays the whole log. Each behind its own
+    /// lock: questions under one cut wait for each other, never for another cut's.
+    others: Mutex<BTreeMap<Cut, std::sync::Arc<Mutex<Engine>>>>,
 }
 
 impl Indicators {
@@ -315,7 +342,8 @@ impl Indicators {
     }
 
     /// The engine of another cut than the live one, at a position: the one kept for that cut carried forward when
-    /// it is not past the position (and kept so), else its nearest snapshot plus replay.
+    /// it is not past the position (writing that cut's snapshots as it passes each multiple of
+    /// `snapshots.every_events`), else the cut's nearest snapshot plus a replay.
     fn other_engine_at(
         &self,
         log: &SledLog,
@@ -323,32 +351,28 @@ impl Indicators {
         position: u64,
     ) -> Result<Engine, IndicatorError> {
         let snapshots = self.snapshots.of_cut(cut);
-        let mut others = self.others.lock().expect("indicator engines lock");
-        if let Some(kept) = others.get_mut(&cut) {
-            if kept.position() <= position {
-                let from = kept.position();
-                replay(kept, log, position)?;
-                if kept.position() / snapshots.every_events > from / snapshots.every_events {
-                    snapshots.save(log, kept)?;
-                }
-                return Ok(kept.clone());
+        let slot = self
+            .others
+            .lock()
+            .expect("indicator engines lock")
+            .entry(cut)
+            .or_insert_with(|| std::sync::Arc::new(Mutex::new(Engine::new(cut))))
+            .clone();
+        let mut kept = slot.lock().expect("indicator engine lock");
+        if kept.position() == 0 {
+            if let Some(nearest) = snapshots.nearest(log, cut, position) {
+                *kept = nearest;
             }
-            drop(others);
-            let mut engine = snapshots
-                .nearest(log, cut, position)
-                .unwrap_or_else(|| Engine::new(cut));
-            replay(&mut engine, log, position)?;
-            return Ok(engine);
         }
+        if kept.position() <= position {
+            replay_saving(&mut kept, log, position, &snapshots)?;
+            return Ok(kept.clone());
+        }
+        drop(kept);
         let mut engine = snapshots
             .nearest(log, cut, position)
             .unwrap_or_else(|| Engine::new(cut));
-        let from = engine.position();
         replay(&mut engine, log, position)?;
-        if engine.position() - from >= snapshots.every_events {
-            snapshots.save(log, &engine)?;
-        }
-        others.insert(cut, engine.clone());
         Ok(engine)
     }
 
@@ -562,7 +586,7 @@ pub fn forms(
     answer
         .tables
         .iter()
-        .map(|t| projections::indicators::form::FormTable::build(t, by, lang))
+        .map(|t| projections::indicators::form::FormTable::build(t, by, lang, answer.profile.defs))
         .collect()
 }
 

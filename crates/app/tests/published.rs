@@ -6,7 +6,7 @@ use app::indicators::{forms, Indicators, Query};
 use calamine::{DataType, Reader};
 use domain::{Period, Submitted};
 use projections::indicators::check::Quantity;
-use projections::indicators::form::{form_json, form_xlsx, FormBy};
+use projections::indicators::form::{form_csv, form_json, form_xlsx, FormBy};
 use projections::indicators::render::Lang;
 use projections::indicators::Group;
 use store::{AppendRequest, EventLog, SledLog};
@@ -132,6 +132,24 @@ fn the_form_as_a_workbook_equals_its_json() {
         assert_eq!(total["columns"]["5"], 38_613);
         assert_eq!(total["columns"]["6"], 4_910);
         assert_eq!(json["tables"][0]["identities"]["hold"], true);
+
+        // casetrail's own form CSV, checked against the log: it adds up, and every count is the log's.
+        let csv = form_csv(&answer.stamp, &f, Lang::Vi).unwrap();
+        let question = CheckQuestion {
+            period: Some(Q1),
+            ..CheckQuestion::default()
+        };
+        let report = check_published(&service, &log, &csv, &question).unwrap();
+        assert!(report.clean(), "{by:?}: {report:#?}");
+        assert_eq!(
+            report.profile.as_deref(),
+            Some("kon-tum"),
+            "the profile the CSV names"
+        );
+        assert!(report
+            .rows
+            .iter()
+            .all(|r| r.against_log.as_ref().is_some_and(|c| !c.is_empty())));
 
         let bytes = form_xlsx(&answer.stamp, &f, Lang::Vi).unwrap();
         let mut book = calamine::Xlsx::new(std::io::Cursor::new(bytes)).unwrap();

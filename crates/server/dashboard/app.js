@@ -288,6 +288,7 @@ async function loadTrends() {
     for (const a of state.agencies.filter((a) => a.level !== "province")) select.append(el("option", { value: a.agency }, a.name));
     select.value = state.trendAgency;
   }
+  select.options[0].textContent = t("province");
   state.trendAgency = select.value;
   remember();
   const periods = [...$("period").options].map((o) => o.value).filter((p) => /Q/.test(p)).sort();
@@ -320,7 +321,6 @@ function chart(id, lines, key, targetKey) {
   const target = 100 * (lines[0].points.find((p) => p[1]?.[targetKey] != null)?.[1][targetKey] ?? 0);
   const top = Math.max(5, target * 1.25, ...data.slice(1).flat().filter((v) => v != null));
   const label = `${t("target")} ${+target.toFixed(2)} %`;
-  const shown = (v) => (v == null ? t("none") : v.toFixed(2) + " %");
   const opts = {
     width: Math.max(280, Math.min(holder.clientWidth || 640, 900)),
     height: 280,
@@ -331,7 +331,9 @@ function chart(id, lines, key, targetKey) {
     ],
     series: [
       { label: t("period"), value: (u, i) => periods[i] ?? "" },
-      ...lines.map((l) => ({ label: l.label, stroke: l.colour, width: 2, points: { size: 6 }, value: (u, v) => shown(v) })),
+      // The value of the quarter under the pointer, as the profile prints it (the API's `printed`).
+      ...lines.map((l) => ({ label: l.label, stroke: l.colour, width: 2, points: { size: 6 },
+        value: (u, v, s, i) => (i == null || v == null ? t("none") : printed(l.points[i]?.[1], key)) })),
     ],
     hooks: { draw: [(u) => drawTarget(u, target, label)] },
   };
@@ -420,6 +422,7 @@ function renderCheck(report) {
     el("tbody", {}, ...rows));
   const summary = el("p", { id: "check-summary" }, `${report.rows.length} ${t("check_summary")} ${report.sums_failed}; ${t("slips")} ${report.slips}; ${t("differing")} ${report.counts_differing}; ${t("consistent")}: ${report.profile ?? t("none")}.`);
   $("check-result").replaceChildren(summary, el("div", { class: "scroll" }, table));
+  state.checked = report;
 }
 
 // ---------------------------------------------------------------- audit
@@ -494,6 +497,7 @@ function switchView(view) {
   for (const b of document.querySelectorAll("#tabs button")) b.classList.toggle("active", b.dataset.view === view);
   for (const s of document.querySelectorAll("main .view")) s.hidden = s.id !== view;
   if (view === "check" && !$("check-period").value) $("check-period").value = state.period ?? "";
+  if (view === "check" && state.checked) renderCheck(state.checked); // again, in the language now chosen
   remember();
   const load = { overview: loadOverview, trends: loadTrends, catalogue: loadCatalogue }[view];
   if (load) return load().catch(show);

@@ -88,8 +88,17 @@ fn local(data: &crate::cmd::DataDir, args: &CheckArgs, table: &[u8]) -> Result<C
         },
     )?;
     let Some(period) = args.period else {
-        // No period: the table alone, no log needed.
+        // No period: the table alone, no log needed (a profile named must still exist).
         let profiles = app::indicators::profiles(settings.profiles.as_deref())?;
+        if let Some(id) = &args.profile {
+            if profiles.get(id).is_none() {
+                return Err(format!(
+                    "no report profile {id:?}; there are: {}",
+                    profiles.ids().join(", ")
+                )
+                .into());
+            }
+        }
         let published = Published::parse(table)?;
         return Ok(check::check(&published, profiles.all(), |_| None));
     };

@@ -26,9 +26,10 @@ pub struct ReportArgs {
     /// Only this agency and what is registered below it.
     #[arg(long, value_parser = |s: &str| AgencyCode::parse(s))]
     agency: Option<AgencyCode>,
-    /// table (aligned text), csv, xlsx or json.
-    #[arg(long, default_value = "table")]
-    format: Format,
+    /// table (aligned text), csv, xlsx or json [default: from --output's extension (.xlsx, .csv, .json), else
+    /// table; the form has no text form and comes as csv then].
+    #[arg(long)]
+    format: Option<Format>,
     /// Column headers: vi or en.
     #[arg(long, default_value = "vi")]
     lang: Lang,
@@ -79,6 +80,22 @@ fn write_out(bytes: &[u8], output: Option<&Path>, format: Format) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+impl ReportArgs {
+    /// The format asked for, or the one `--output`'s extension names, or text.
+    fn format(&self) -> Format {
+        let by_extension = || {
+            let extension = self
+                .output
+                .as_ref()?
+                .extension()?
+                .to_str()?
+                .to_ascii_lowercase();
+            extension.parse::<Format>().ok()
+        };
+        self.format.or_else(by_extension).unwrap_or(Format::Text)
+    }
+}
+
 pub fn report(data: &crate::cmd::DataDir, args: ReportArgs) -> Result<ExitCode> {
     if let Some(to) = args.to {
         if to.kind() != args.period.kind() || to < args.period {
@@ -115,7 +132,7 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
     if !args.form {
         params.push(("group", args.group.to_string()));
     }
-    params.push(("format", args.format.extension().replace("txt", "text")));
+    params.push(("format", args.format().extension().replace("txt", "text")));
     params.push((
         "lang",
         match args.lang {
@@ -141,7 +158,7 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
         request = request.bearer_auth(token);
     }
     let bytes = crate::cmd::answered(base, request)?;
-    write_out(&bytes, args.output.as_deref(), args.format)
+    write_out(&bytes, args.output.as_deref(), args.format())
 }
 
 fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
@@ -182,11 +199,11 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
     let answer = indicators.answer(&log, &query).map_err(|e| e.to_string())?;
     if args.form {
         let forms = app::indicators::forms(&answer, args.by, args.lang)?;
-        let bytes = render_form(args.format, &answer.stamp, &forms, args.lang)?;
-        return write_out(&bytes, args.output.as_deref(), args.format);
+        let bytes = render_form(args.format(), &answer.stamp, &forms, args.lang)?;
+        return write_out(&bytes, args.output.as_deref(), args.format());
     }
     let bytes = render::render(
-        args.format,
+        args.format(),
         &answer.stamp,
         args.group,
         args.agency.as_ref(),
@@ -194,5 +211,5 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         &indicators.card,
         args.lang,
     )?;
-    write_out(&bytes, args.output.as_deref(), args.format)
+    write_out(&bytes, args.output.as_deref(), args.format())
 }

@@ -12,7 +12,7 @@ use store::{EventLog, SledLog};
 #[derive(Args)]
 pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
-    /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard,
+    /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard, profiles,
     /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events, request_timeout_secs,
     /// max_connections, max_subscribers). Flags and CASETRAIL_…
     /// variables override it.

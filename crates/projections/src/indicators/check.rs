@@ -44,6 +44,10 @@ pub enum Quantity {
     /// Dossiers falling due in the period, and those of them resolved by then.
     DueTotal,
     DueMet,
+    /// (14), (15), (16): the classes a profile keeps apart.
+    Withdrawn,
+    Unresolved,
+    Waiting,
 }
 
 /// A percentage a published row may print.
@@ -55,7 +59,7 @@ pub enum Rate {
     OnTimeRate,
 }
 
-const FORM_NUMBERS: [(u8, Quantity); 11] = [
+const FORM_NUMBERS: [(u8, Quantity); 14] = [
     (3, Quantity::ReceivedTotal),
     (4, Quantity::Online),
     (5, Quantity::DirectAndPostal),
@@ -67,6 +71,9 @@ const FORM_NUMBERS: [(u8, Quantity); 11] = [
     (11, Quantity::InProgress),
     (12, Quantity::InTime),
     (13, Quantity::Overdue),
+    (14, Quantity::Withdrawn),
+    (15, Quantity::Unresolved),
+    (16, Quantity::Waiting),
 ];
 
 /// What a column holds.
@@ -77,14 +84,21 @@ enum ColumnKind {
     Level,
     Count(Quantity),
     Printed(Rate),
-    /// Our own form's trailing columns (line kind, period, profile, position): known, not checked.
+    /// What a line is (`agency`, `level`, `total`): casetrail's own form CSV says so.
+    LineKind,
+    /// The profile a table names (casetrail's own CSVs end with it).
+    Profile,
+    /// Other columns of casetrail's own CSVs (period, position…): known, not checked.
     Ignored,
 }
 
 fn normalise(header: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     header
         .trim()
         .trim_start_matches('\u{feff}')
+        .nfc()
+        .collect::<String>()
         .to_lowercase()
         .replace(['_', '-'], " ")
         .replace("(%)", "")
@@ -146,24 +160,32 @@ fn column_kind(header: &str) -> Option<ColumnKind> {
         "in progress" | "đang giải quyết" | "tổng số đang giải quyết" => {
             Count(InProgress)
         }
-        "in time" | "open in time" | "trong hạn" | "chưa đến hạn" => Count(InTime),
-        "overdue" | "open late" | "đang giải quyết quá hạn" => Count(Overdue),
-        "postal" | "postal dossiers" | "bưu chính" | "bcci" => Count(Postal),
+        "in time"
+        | "open in time"
+        | "open, in time"
+        | "trong hạn"
+        | "chưa đến hạn"
+        | "đang giải quyết trong hạn" => Count(InTime),
+        "overdue" | "open late" | "open, late" | "đang giải quyết quá hạn" => {
+            Count(Overdue)
+        }
+        "postal"
+        | "postal dossiers"
+        | "bưu chính"
+        | "bcci"
+        | "bcci: hồ sơ (cả hai chiều)"
+        | "postal: dossiers, either direction" => Count(Postal),
+        "withdrawn" | "rút hồ sơ" => Count(Withdrawn),
         "due total" | "falling due" | "đến hạn" | "hồ sơ đến hạn" => Count(DueTotal),
         "due met" | "đến hạn đã giải quyết đúng hạn" => Count(DueMet),
         "online rate" | "tỷ lệ trực tuyến" => Printed(Rate::OnlineRate),
         "postal rate" | "tỷ lệ bcci" | "tỷ lệ bưu chính" => Printed(Rate::PostalRate),
         "on time rate" | "tỷ lệ đúng hạn" => Printed(Rate::OnTimeRate),
-        "loại dòng"
-        | "line"
-        | "kỳ báo cáo"
-        | "period"
-        | "cách tính"
-        | "profile"
-        | "vị trí nhật ký"
-        | "log position"
-        | "stt"
-        | "no." => Ignored,
+        "loại dòng" | "line" => LineKind,
+        "cách tính" | "profile" => Profile,
+        "kỳ báo cáo" | "period" | "vị trí nhật ký" | "log position" | "stt" | "no." => {
+            Ignored
+        }
         _ => return None,
     })
 }
@@ -179,6 +201,8 @@ pub struct PublishedRow {
     pub counts: BTreeMap<Quantity, i64>,
     /// Each percentage as printed, normalised to a decimal point ("22,33 %" → "22.33").
     pub printed: BTreeMap<Rate, String>,
+    /// What the line is, when the table says so (`agency`, `level`, `total`: casetrail's own form CSV).
+    pub kind: Option<String>,
 }
 
 impl PublishedRow {
@@ -201,13 +225,27 @@ impl PublishedRow {
             .or_else(|| Some(self.new_dossiers()? + self.get(CarriedOver)?))
     }
 
-    fn is_total(&self) -> bool {
+    /// The dossiers in the columns a profile keeps apart, (14) to (16), as far as the row gives them.
+    fn apart(&self) -> i64 {
+        use Quantity::*;
+        [Withdrawn, Unresolved, Waiting]
+            .iter()
+            .filter_map(|q| self.get(*q))
+            .sum()
+    }
+
+    /// A total line: the table says so, or its name does ("Tổng cộng", "Tổng số", "Cộng", "Toàn tỉnh", "Total",
+    /// "Province total").
+    pub fn is_total(&self) -> bool {
+        if let Some(kind) = &self.kind {
+            return kind == "total";
+        }
         let n = self.name.trim().to_lowercase();
         n.starts_with("tổng")
-            || n == "total"
+            || n.starts_with("total")
+            || n.ends_with(" total")
             || n == "cộng"
             || n == "toàn tỉnh"
-            || n == "province total"
     }
 }
 
@@ -215,21 +253,39 @@ impl PublishedRow {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Published {
     pub rows: Vec<PublishedRow>,
-    /// Headers not recognised (left unread).
+    /// Headers not read, each with why (not recognised, or a second column of a name already read).
     pub unread: Vec<String>,
+    /// The profile the table names (a `Cách tính` / `Profile` column), if any.
+    pub profile: Option<String>,
+    /// How the file was read, when not as UTF-8 with commas (a Windows code page, semicolons…).
+    pub notes: Vec<String>,
 }
 
+/// Cells that say "no figure here".
+fn missing(t: &str) -> bool {
+    matches!(
+        t.to_lowercase().as_str(),
+        "" | "-" | "—" | "–" | "x" | "n/a" | "na" | "không"
+    )
+}
+
+/// A whole count, with or without thousands separators ("56,039", "56.039", "56 039"). A separator must be
+/// followed by exactly three digits, so "12.5" is refused rather than read as 125.
 fn count(s: &str) -> Result<Option<i64>, String> {
     let t: String = s
         .chars()
-        .filter(|c| !matches!(c, ',' | '.' | ' ' | '\u{a0}'))
+        .filter(|c| !matches!(c, ' ' | '\u{a0}' | '\u{202f}'))
         .collect();
-    if t.is_empty() || t == "-" || t == "—" {
+    if missing(&t) {
         return Ok(None);
     }
-    t.parse::<i64>()
-        .map(Some)
-        .map_err(|_| format!("{s:?} is not a count"))
+    let groups: Vec<&str> = t.split(['.', ',']).collect();
+    let grouped = groups.len() == 1 || groups[1..].iter().all(|g| g.len() == 3);
+    let digits = groups.concat();
+    match (grouped, digits.parse::<i64>()) {
+        (true, Ok(n)) if n >= 0 => Ok(Some(n)),
+        _ => Err(format!("{s:?} is not a whole count")),
+    }
 }
 
 fn percent(s: &str) -> Result<Option<String>, String> {
@@ -237,7 +293,7 @@ fn percent(s: &str) -> Result<Option<String>, String> {
         .chars()
         .filter(|c| !matches!(c, '%' | ' ' | '\u{a0}'))
         .collect();
-    if t.is_empty() || t == "-" || t == "—" {
+    if missing(&t) {
         return Ok(None);
     }
     let t = t.replace(',', ".");
@@ -251,23 +307,57 @@ fn percent(s: &str) -> Result<Option<String>, String> {
 }
 
 impl Published {
-    /// Reads a published table from CSV. A cell that is not a number where a number belongs is an error naming
-    /// its line and column; a table with no column this check knows is one too.
-    pub fn parse(csv_bytes: &[u8]) -> Result<Published, String> {
+    /// Reads a published table from CSV: UTF-8 (a byte-order mark is skipped), else Windows-1258, the Vietnamese
+    /// code page spreadsheets on Windows save in; fields separated by commas, or by semicolons or tabs when the
+    /// header row has more of those (a spreadsheet with a decimal comma saves so). A cell that is not a number where
+    /// a number belongs is an error naming its line and column; so is a table with no row, or with no column this
+    /// check knows.
+    pub fn parse(bytes: &[u8]) -> Result<Published, String> {
+        use unicode_normalization::UnicodeNormalization;
+        let mut notes = Vec::new();
+        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+        let text: String = match std::str::from_utf8(bytes) {
+            Ok(t) => t.nfc().collect(),
+            Err(_) => {
+                notes.push("read as Windows-1258 (the file is not UTF-8)".to_owned());
+                let (t, _, _) = encoding_rs::WINDOWS_1258.decode(bytes);
+                t.nfc().collect()
+            }
+        };
+        let first = text.lines().next().unwrap_or_default();
+        let delimiter = [b';', b'\t']
+            .into_iter()
+            .filter(|d| first.matches(*d as char).count() > first.matches(',').count())
+            .max_by_key(|d| first.matches(*d as char).count())
+            .unwrap_or(b',');
+        if delimiter != b',' {
+            notes.push(format!("fields separated by {:?}", delimiter as char));
+        }
         let mut reader = csv::ReaderBuilder::new()
             .flexible(true)
-            .from_reader(csv_bytes);
+            .delimiter(delimiter)
+            .from_reader(text.as_bytes());
         let headers = reader
             .headers()
             .map_err(|e| format!("the header row: {e}"))?
             .clone();
-        let kinds: Vec<Option<ColumnKind>> = headers.iter().map(column_kind).collect();
-        let unread: Vec<String> = headers
-            .iter()
-            .zip(&kinds)
-            .filter(|(_, k)| k.is_none())
-            .map(|(h, _)| h.to_owned())
-            .collect();
+        let mut kinds: Vec<Option<ColumnKind>> = headers.iter().map(column_kind).collect();
+        let mut unread = Vec::new();
+        for (i, h) in headers.iter().enumerate() {
+            let earlier = kinds[..i].iter().any(|k| k == &kinds[i]);
+            match kinds[i] {
+                None => unread.push(format!("{h} (not a column this check knows)")),
+                Some(ColumnKind::Count(_) | ColumnKind::Printed(_) | ColumnKind::Name)
+                    if earlier =>
+                {
+                    unread.push(format!(
+                        "{h} (a second column read as the same thing: number the form's columns, e.g. \"(7) {h}\", to tell them apart)"
+                    ));
+                    kinds[i] = None;
+                }
+                _ => {}
+            }
+        }
         let useful = kinds
             .iter()
             .any(|k| matches!(k, Some(ColumnKind::Count(_) | ColumnKind::Printed(_))));
@@ -278,6 +368,7 @@ impl Published {
             ));
         }
         let mut rows = Vec::new();
+        let mut profile = None;
         for (i, record) in reader.records().enumerate() {
             let line = i + 2;
             let record = record.map_err(|e| format!("line {line}: {e}"))?;
@@ -291,6 +382,7 @@ impl Published {
                 level: None,
                 counts: BTreeMap::new(),
                 printed: BTreeMap::new(),
+                kind: None,
             };
             for (j, field) in record.iter().enumerate() {
                 let at = |e: String| {
@@ -299,14 +391,13 @@ impl Published {
                         &headers[j.min(headers.len() - 1)]
                     )
                 };
+                let text = || Some(field.trim().to_owned()).filter(|s| !s.is_empty());
                 match kinds.get(j).copied().flatten() {
                     Some(ColumnKind::Name) => row.name = field.trim().to_owned(),
-                    Some(ColumnKind::Agency) => {
-                        row.agency = Some(field.trim().to_owned()).filter(|s| !s.is_empty())
-                    }
-                    Some(ColumnKind::Level) => {
-                        row.level = Some(field.trim().to_owned()).filter(|s| !s.is_empty())
-                    }
+                    Some(ColumnKind::Agency) => row.agency = text(),
+                    Some(ColumnKind::Level) => row.level = text(),
+                    Some(ColumnKind::LineKind) => row.kind = text().map(|k| k.to_lowercase()),
+                    Some(ColumnKind::Profile) => profile = profile.or_else(text),
                     Some(ColumnKind::Count(q)) => {
                         if let Some(n) = count(field).map_err(at)? {
                             row.counts.insert(q, n);
@@ -329,7 +420,15 @@ impl Published {
             }
             rows.push(row);
         }
-        Ok(Published { rows, unread })
+        if rows.is_empty() {
+            return Err("the table has a header row but no rows".into());
+        }
+        Ok(Published {
+            rows,
+            unread,
+            profile,
+            notes,
+        })
     }
 }
 
@@ -435,7 +534,7 @@ impl Definition {
                     OnTimeRule::OverResolved => Some((early + on_time, resolved()?)),
                     OnTimeRule::FallingDue => Some((r.get(DueMet)?, r.get(DueTotal)?)),
                     OnTimeRule::ComplementOfLate => {
-                        let total = r.total()?;
+                        let total = r.total()? - r.apart();
                         Some((total - r.get(Late)? - r.get(Overdue)?, total))
                     }
                 }
@@ -521,6 +620,8 @@ pub struct CheckReport {
     /// The profile most consistent with the printed percentages, if any reproduces them.
     pub profile: Option<String>,
     pub unread_columns: Vec<String>,
+    /// How the file was read, when not plainly (a Windows code page, semicolons).
+    pub notes: Vec<String>,
     pub sums_failed: usize,
     pub slips: usize,
     pub counts_differing: usize,
@@ -599,13 +700,21 @@ fn sums(row: &PublishedRow) -> Vec<SumCheck> {
             (|| Some(g(InTime)? + g(Overdue)?))(),
         ),
         (
-            "(3) = (7) + (11)",
+            "",
             g(ReceivedTotal),
-            (|| Some(g(Resolved)? + g(InProgress)?))(),
+            (|| Some(g(Resolved)? + g(InProgress)? + row.apart()))(),
         ),
     ];
+    // (3) = (7) + (11), with the kept-apart columns the row gives.
+    let apart: Vec<String> = [(14, Withdrawn), (15, Unresolved), (16, Waiting)]
+        .iter()
+        .filter(|(_, q)| g(*q).is_some())
+        .map(|(n, _)| format!(" + ({n})"))
+        .collect();
+    let last = format!("(3) = (7) + (11){}", apart.concat());
     rules
         .into_iter()
+        .map(|(rule, l, r)| (if rule.is_empty() { last.as_str() } else { rule }, l, r))
         .filter_map(|(rule, left, right)| {
             let (left, right) = (left?, right?);
             Some(SumCheck {
@@ -659,6 +768,31 @@ pub fn check(
                 .collect()
         })
         .collect();
+    // The profile the table names (casetrail's own CSVs do), when it is one offered.
+    let named = published
+        .profile
+        .as_ref()
+        .and_then(|id| profiles.iter().find(|p| &p.id == id));
+    let national = profiles.first();
+    // Ties go to the named profile's reading, then the national one's, then rounding half up (the common way),
+    // then a half to even, then truncation: never to whichever sorts last.
+    let preference = |rate: Rate, definition: &str, rounding: &str| -> usize {
+        let is = |p: Option<&Profile>| {
+            p.is_some_and(|p| {
+                Definition::of(p, rate).words() == definition
+                    && mode_words(p.defs.rounding.mode) == rounding
+            })
+        };
+        let mode = [RoundMode::HalfUp, RoundMode::HalfEven, RoundMode::Truncate]
+            .iter()
+            .position(|m| mode_words(*m) == rounding)
+            .unwrap_or(3);
+        match (is(named), is(national)) {
+            (true, _) => 0,
+            (_, true) => 1,
+            _ => 2 + mode,
+        }
+    };
     let mut table_definitions = BTreeMap::new();
     let mut table_rounding: BTreeMap<Rate, String> = BTreeMap::new();
     for rate in rates {
@@ -670,28 +804,39 @@ pub fn check(
                     .or_default() += 1;
             }
         }
-        if let Some(((d, rounding), _)) = votes.into_iter().max_by_key(|(_, n)| *n) {
+        let best = votes.into_iter().min_by_key(|((d, rounding), n)| {
+            (std::cmp::Reverse(*n), preference(rate, d, rounding))
+        });
+        if let Some(((d, rounding), _)) = best {
             table_definitions.insert(rate, d);
             table_rounding.insert(rate, rounding);
         }
     }
-    // The profile reproducing the most printed percentages.
+    // The profile reproducing the most printed percentages: the one the table names if it does, else the only one
+    // with the most (a tie names none, so that counts are never compared under a profile picked by chance).
     let mut profile_votes: BTreeMap<String, usize> = BTreeMap::new();
     for reading in all.iter().flat_map(|m| m.values()).flatten() {
         for p in &reading.profiles {
             *profile_votes.entry(p.clone()).or_default() += 1;
         }
     }
-    let profile = profile_votes
-        .into_iter()
-        .max_by_key(|(_, n)| *n)
-        .map(|(p, _)| p);
-    let national = profiles.first();
+    let most = profile_votes.values().copied().max().unwrap_or(0);
+    let leaders: Vec<&String> = profile_votes
+        .iter()
+        .filter(|(_, n)| **n == most)
+        .map(|(p, _)| p)
+        .collect();
+    let profile = match (named, leaders.as_slice()) {
+        (Some(p), _) => Some(p.id.clone()),
+        (None, [one]) => Some((*one).clone()),
+        _ => None,
+    };
     let mut report = CheckReport {
         rows: Vec::new(),
         table_definitions: table_definitions.clone(),
         profile,
         unread_columns: published.unread.clone(),
+        notes: published.notes.clone(),
         sums_failed: 0,
         slips: 0,
         counts_differing: 0,
@@ -778,9 +923,21 @@ pub fn check(
             against_log,
         });
     }
-    // A total row: each count the sum of the other rows'.
+    // A total row: each count the sum of the other rows' (of its agencies when the table marks its lines, so that
+    // level subtotals are not counted twice; else of its levels; else of every other row).
     if let Some(total) = published.rows.iter().find(|r| r.is_total()) {
-        let others: Vec<&PublishedRow> = published.rows.iter().filter(|r| !r.is_total()).collect();
+        let marked = |kind: &str| {
+            published
+                .rows
+                .iter()
+                .any(|r| r.kind.as_deref() == Some(kind))
+        };
+        let kind = ["agency", "level"].into_iter().find(|k| marked(k));
+        let others: Vec<&PublishedRow> = published
+            .rows
+            .iter()
+            .filter(|r| !r.is_total() && kind.is_none_or(|k| r.kind.as_deref() == Some(k)))
+            .collect();
         let checks = report
             .rows
             .iter_mut()
@@ -899,11 +1056,11 @@ pub fn text(report: &CheckReport) -> String {
             None => {}
         }
     }
-    if !report.unread_columns.is_empty() {
-        out.push_str(&format!(
-            "columns not read: {}\n",
-            report.unread_columns.join(", ")
-        ));
+    for note in &report.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    for column in &report.unread_columns {
+        out.push_str(&format!("column not read: {column}\n"));
     }
     out.push_str(&format!(
         "{} rows: {} sums not adding up, {} slips, {} counts differing from the log; most consistent profile: {}\n",
@@ -914,4 +1071,91 @@ pub fn text(report: &CheckReport) -> String {
         report.profile.as_deref().unwrap_or("none")
     ));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::indicators::Profiles;
+
+    fn checked(csv: &str) -> CheckReport {
+        check(
+            &Published::parse(csv.as_bytes()).unwrap(),
+            Profiles::built_in().all(),
+            |_| None,
+        )
+    }
+
+    #[test]
+    fn spreadsheets_as_saved_in_vietnam_are_read() {
+        // Semicolons and a decimal comma, as a spreadsheet with a Vietnamese locale saves CSV; "N/A" is no figure.
+        let r = checked(
+            "Đơn vị;Tổng số;Trực tuyến;Tỷ lệ trực tuyến (%)\nSở;100;23;23,00\nHuyện;N/A;5;\n",
+        );
+        assert_eq!(r.rows.len(), 2);
+        assert!(r.notes.iter().any(|n| n.contains(';')), "{:?}", r.notes);
+        assert!(matches!(
+            r.rows[0].rates[&Rate::OnlineRate],
+            RateVerdict::Reproduced { .. }
+        ));
+        // Windows-1258 (the tone marks as combining characters): read, and said so.
+        // "Đơn vị,Trực tuyến\nSở,5\n" in Windows-1258: base letters with their hooks and horns, tones combining.
+        let bytes = b"\xd0\xf5\x6e\x20\x76\x69\xf2\x2c\x54\x72\xfd\xf2\x63\x20\x74\x75\x79\xea\xec\x6e\x0a\x53\xf5\xd2\x2c\x35\x0a";
+        let p = Published::parse(bytes).unwrap();
+        assert_eq!(p.rows[0].counts[&Quantity::Online], 5);
+        assert!(p.notes[0].contains("Windows-1258"));
+    }
+
+    #[test]
+    fn what_cannot_be_read_is_refused_or_named() {
+        assert!(Published::parse("Đơn vị,Trực tuyến\n".as_bytes())
+            .unwrap_err()
+            .contains("no rows"));
+        assert!(Published::parse("Đơn vị,Trực tuyến\nSở,12.5\n".as_bytes())
+            .unwrap_err()
+            .contains("whole count"));
+        for (text, n) in [
+            ("56.039", 56_039),
+            ("56,039", 56_039),
+            ("1 234", 1_234),
+            ("7", 7),
+        ] {
+            assert_eq!(count(text), Ok(Some(n)), "{text}");
+        }
+        // The form's unnumbered headers repeat: the second "Tổng số" is not read over the first, and says why.
+        let p =
+            Published::parse("Đơn vị,Tổng số,Trực tuyến,Tổng số\nSở,10,3,99\n".as_bytes()).unwrap();
+        assert_eq!(p.rows[0].counts[&Quantity::ReceivedTotal], 10);
+        assert!(
+            p.unread.iter().any(|u| u.contains("second column")),
+            "{:?}",
+            p.unread
+        );
+    }
+
+    #[test]
+    fn ties_go_to_rounding_half_up_not_to_the_alphabet() {
+        // 10.00 % is reproduced every way; 7,629 of 100,000 printed 7.00 is a slip: 7.63 rounded half up.
+        let r = checked("Đơn vị,Tiếp nhận,Trực tuyến,Tỷ lệ trực tuyến (%)\nA,100,10,10.00\nB,100000,7629,7.00\n");
+        match &r.rows[1].rates[&Rate::OnlineRate] {
+            RateVerdict::Slip { correct, .. } => assert_eq!(correct, "7.63"),
+            other => panic!("{other:?}"),
+        }
+        // Several profiles reproduce it equally: none is named as the table's.
+        assert_eq!(r.profile, None);
+    }
+
+    #[test]
+    fn the_kept_apart_columns_join_the_last_identity() {
+        let r = checked("(2),(3),(4),(5),(6),(7),(8),(9),(10),(11),(12),(13),(14)\nSở,10,2,7,1,6,1,4,1,3,2,1,1\n");
+        let last = r.rows[0]
+            .sums
+            .iter()
+            .find(|s| s.rule.starts_with("(3) = (7)"))
+            .unwrap();
+        assert_eq!(
+            (last.rule.as_str(), last.holds),
+            ("(3) = (7) + (11) + (14)", true)
+        );
+    }
 }

@@ -109,8 +109,13 @@ fn level_label(level: Option<AgencyLevel>, lang: Lang) -> String {
 impl FormTable {
     /// The form from a table's rows: agency rows (`by` agency) or level rows (`by` level), under the rows' profile.
     /// Every identity of every line, and every subtotal and the total against the lines they sum, is checked.
-    pub fn build(table: &Table, by: FormBy, lang: Lang) -> Result<FormTable, FormError> {
-        let defs = table.rows.first().map(|r| r.defs).unwrap_or_default();
+    pub fn build(
+        table: &Table,
+        by: FormBy,
+        lang: Lang,
+        defs: super::profile::Definitions,
+    ) -> Result<FormTable, FormError> {
+        let apart = defs.apart_columns();
         let line = |kind, number: String, name: String, row: Option<&Row>, counts: &Counts| Line {
             kind,
             number,
@@ -196,7 +201,7 @@ impl FormTable {
         }
         lines.push(total_line);
         for l in &lines {
-            for identity in l.form.identities() {
+            for identity in l.form.identities(&apart) {
                 if !identity.holds() {
                     problems.push(format!(
                         "{} {}: {} gives {} and {}",
@@ -208,15 +213,6 @@ impl FormTable {
         if !problems.is_empty() {
             return Err(FormError(problems));
         }
-        use super::profile::{UnresolvedClass, WaitingClass, WithdrawnClass};
-        let apart = [
-            (14, defs.withdrawn == WithdrawnClass::Apart),
-            (15, defs.returned_unresolved == UnresolvedClass::Apart),
-            (16, defs.supplement_waiting == WaitingClass::Apart),
-        ]
-        .into_iter()
-        .filter_map(|(n, kept)| kept.then_some(n))
-        .collect();
         Ok(FormTable {
             period: table.period,
             by,
@@ -231,7 +227,7 @@ impl FormTable {
             .iter()
             .flat_map(|l| {
                 l.form
-                    .identities()
+                    .identities(&self.apart)
                     .into_iter()
                     .map(move |i| (format!("{} {}", l.number, l.name), i))
             })
@@ -482,10 +478,11 @@ pub fn form_xlsx(stamp: &Stamp, forms: &[FormTable], lang: Lang) -> Result<Vec<u
         sheet
             .merge_range(1, 0, 1, last, &cell_text(&bounds), &Format::new())
             .map_err(err)?;
-        let profile = format!(
-            "{profile_word}: {} — {}",
-            stamp.settings.profile.id, stamp.settings.profile.title
-        );
+        let title = match lang {
+            Lang::Vi => &stamp.settings.profile.title_vi,
+            Lang::En => &stamp.settings.profile.title,
+        };
+        let profile = format!("{profile_word}: {} — {title}", stamp.settings.profile.id);
         sheet
             .merge_range(2, 0, 2, last, &cell_text(&profile), &Format::new())
             .map_err(err)?;
@@ -587,9 +584,12 @@ pub fn form_xlsx(stamp: &Stamp, forms: &[FormTable], lang: Lang) -> Result<Vec<u
                     .map_err(err)?;
             }
         }
-        for col in 0..=last {
+        // The column numbers: (1) and (2), then each printed column's own number (a kept-apart class keeps its
+        // number on the form, as in the CSV and JSON).
+        let labels = (1..=2).chain(columns.iter().map(|c| c.number));
+        for (col, n) in (0u16..).zip(labels) {
             sheet
-                .write_string_with_format(numbers, col, format!("({})", col + 1), &head)
+                .write_string_with_format(numbers, col, format!("({n})"), &head)
                 .map_err(err)?;
         }
         let mut r = numbers + 1;

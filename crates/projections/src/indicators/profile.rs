@@ -417,44 +417,33 @@ impl Form {
         f
     }
 
-    /// The form's identities, each with both sides. (3) = (7) + (11) holds as such under a profile that folds every
-    /// class; under one that keeps classes apart, the kept-apart columns join the right-hand side.
-    pub fn identities(&self) -> Vec<Identity> {
-        let id = |rule: &str, left: i64, right: i64| Identity {
-            rule: rule.to_owned(),
-            left,
-            right,
-        };
-        let apart = self.withdrawn + self.unresolved + self.waiting;
+    /// The form's identities, each with both sides, for a profile keeping the columns `apart` (of 14, 15, 16)
+    /// apart: (3) = (7) + (11) holds as such under a profile that folds every class; otherwise the kept-apart
+    /// columns join its right-hand side.
+    pub fn identities(&self, apart: &[u8]) -> Vec<Identity> {
+        let id = |rule: String, left: i64, right: i64| Identity { rule, left, right };
+        let kept: String = apart.iter().map(|n| format!(" + ({n})")).collect();
         vec![
             id(
-                "(3) = (4) + (5) + (6)",
+                "(3) = (4) + (5) + (6)".into(),
                 self.received_total,
                 self.online + self.direct_and_postal + self.carried_over,
             ),
             id(
-                "(7) = (8) + (9) + (10)",
+                "(7) = (8) + (9) + (10)".into(),
                 self.resolved,
                 self.early + self.on_time + self.late,
             ),
             id(
-                "(11) = (12) + (13)",
+                "(11) = (12) + (13)".into(),
                 self.in_progress,
                 self.in_time + self.overdue,
             ),
-            if apart == 0 {
-                id(
-                    "(3) = (7) + (11)",
-                    self.received_total,
-                    self.resolved + self.in_progress,
-                )
-            } else {
-                id(
-                    "(3) = (7) + (11) + (14) + (15) + (16)",
-                    self.received_total,
-                    self.resolved + self.in_progress + apart,
-                )
-            },
+            id(
+                format!("(3) = (7) + (11){kept}"),
+                self.received_total,
+                self.resolved + self.in_progress + self.withdrawn + self.unresolved + self.waiting,
+            ),
         ]
     }
 }
@@ -473,6 +462,18 @@ impl Fraction {
 }
 
 impl Definitions {
+    /// The form's columns of the classes kept apart: 14 (withdrawn), 15 (returned unresolved), 16 (waiting).
+    pub fn apart_columns(&self) -> Vec<u8> {
+        [
+            (14, self.withdrawn == WithdrawnClass::Apart),
+            (15, self.returned_unresolved == UnresolvedClass::Apart),
+            (16, self.supplement_waiting == WaitingClass::Apart),
+        ]
+        .into_iter()
+        .filter_map(|(n, kept)| kept.then_some(n))
+        .collect()
+    }
+
     /// The denominator of the online and postal rates.
     pub fn rate_base(&self, c: &Counts) -> i64 {
         match self.rate_base {
@@ -488,8 +489,9 @@ impl Definitions {
             OnTime::Decision766 => (f.early + f.on_time + f.in_time, f.resolved + f.in_progress),
             OnTime::OverResolved => (f.early + f.on_time, f.resolved),
             OnTime::FallingDue => (c.due_met, c.due_met + c.due_missed),
+            // The kept-apart classes are in neither side (as under the other rules), not counted on time.
             OnTime::ComplementOfLate => {
-                let all = c.received + c.carried_over;
+                let all = c.received + c.carried_over - f.withdrawn - f.unresolved - f.waiting;
                 (all - f.late - f.overdue, all)
             }
         };

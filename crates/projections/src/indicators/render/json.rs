@@ -180,8 +180,8 @@ pub fn json_schemas() -> Vec<(&'static str, Value)> {
                 "type": "object",
                 "required": ["cut", "scorecard", "profile"],
                 "properties": {
-                    "profile": { "type": "object", "required": ["id", "title", "sha256"],
-                                 "properties": { "id": { "type": "string" }, "title": { "type": "string" }, "sha256": { "type": "string" } } },
+                    "profile": { "type": "object", "required": ["id", "title", "title_vi", "sha256"],
+                                 "properties": { "id": { "type": "string" }, "title": { "type": "string" }, "title_vi": { "type": "string" }, "sha256": { "type": "string" } } },
                     "cut": { "type": "string", "pattern": "^(calendar|decree-09|month-before|day-([1-9]|1[0-9]|2[0-8]))$" },
                     "scorecard": { "type": "object", "required": ["name", "sha256"],
                                    "properties": { "name": { "type": "string" }, "sha256": { "type": "string" } } }

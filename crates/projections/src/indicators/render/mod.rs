@@ -52,7 +52,9 @@ pub struct StampSettings {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProfileName {
     pub id: String,
+    /// Its English title, and its Vietnamese one.
     pub title: String,
+    pub title_vi: String,
     pub sha256: String,
 }
 
@@ -61,6 +63,7 @@ impl ProfileName {
         ProfileName {
             id: p.id.clone(),
             title: p.title_en.clone(),
+            title_vi: p.title_vi.clone(),
             sha256: p.sha256.clone(),
         }
     }
@@ -546,7 +549,10 @@ pub fn render(
             "{}: {} ({})\n{}position {} · root {} · cut {} · profile {} · computed {}\n",
             profile_header(lang),
             stamp.settings.profile.id,
-            stamp.settings.profile.title,
+            match lang {
+                Lang::Vi => &stamp.settings.profile.title_vi,
+                Lang::En => &stamp.settings.profile.title,
+            },
             text(tables, lang),
             stamp.position,
             stamp.root,
