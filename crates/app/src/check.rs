@@ -8,7 +8,7 @@ use projections::indicators::check::{
     check, quantities_of, CheckReport, Published, PublishedRow, Quantity,
 };
 use projections::indicators::{Group, Row};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use store::SledLog;
 
 /// What the check is asked.
@@ -58,53 +58,105 @@ pub fn check_published(
     let Some(period) = question.period else {
         return Ok(first);
     };
-    let profile = match &question.profile {
-        Some(p) => Some(p.clone()),
-        None => first.profile.clone(),
+    let profile = question
+        .profile
+        .clone()
+        .or(first.profile.clone())
+        .unwrap_or_else(|| service.profiles.default_profile().id.clone());
+    // Every period the rows are of (a series names each row's; otherwise the one asked), and each grouping's rows.
+    let period_of = |row: &PublishedRow| {
+        row.period
+            .as_deref()
+            .and_then(|p| p.parse::<Period>().ok())
+            .unwrap_or(period)
     };
-    let ask = |group: Group| -> Result<Vec<Row>, IndicatorError> {
-        let q = Query {
-            periods: vec![period],
-            group,
-            scope: question.scope.clone(),
-            as_of: None,
-            known_at: None,
-            profile: profile.clone(),
-        };
-        let answer = service.answer(log, &q)?;
-        Ok(answer
-            .tables
-            .into_iter()
-            .next()
-            .map(|t| t.rows)
-            .unwrap_or_default())
-    };
-    let agencies = ask(Group::Agency)?;
-    let levels = ask(Group::Level)?;
-    let province = ask(Group::Province)?;
-    let of = |r: &Row| quantities_of(&r.form(), &r.counts);
-    // A row is matched by its agency code; else as the total; else, unless the table marks it a level line, by an
-    // agency's registered name; else by the level its level cell or its name names.
-    let matched = |row: &PublishedRow| -> Option<BTreeMap<Quantity, i64>> {
+    let mut tables: HashMap<(Period, Group), Vec<Row>> = HashMap::new();
+    for p in published
+        .rows
+        .iter()
+        .map(period_of)
+        .collect::<BTreeSet<Period>>()
+    {
+        for group in [Group::Agency, Group::Subtree, Group::Level, Group::Province] {
+            let q = Query {
+                periods: vec![p],
+                group,
+                scope: question.scope.clone(),
+                as_of: None,
+                known_at: None,
+                profile: Some(profile.clone()),
+            };
+            let rows = service
+                .answer(log, &q)?
+                .tables
+                .into_iter()
+                .next()
+                .map(|t| t.rows);
+            tables.insert((p, group), rows.unwrap_or_default());
+        }
+    }
+    let of = |r: &Row| Some(quantities_of(&r.form(), &r.counts));
+    // A row is matched by its agency code (to the agency's subtree when the row sums several agencies); else as
+    // the total; else, unless the table marks it a level line, by an agency's registered name (one agency only);
+    // else by the level its level cell or its name names.
+    let matched = |row: &PublishedRow| -> Option<(String, Option<BTreeMap<Quantity, i64>>)> {
+        let rows = |group| &tables[&(period_of(row), group)];
         if let Some(code) = &row.agency {
-            return agencies
+            let subtree = row.agencies.is_some_and(|n| n > 1);
+            let group = if subtree {
+                Group::Subtree
+            } else {
+                Group::Agency
+            };
+            let found = rows(group)
                 .iter()
-                .find(|r| r.key.agency.as_ref().is_some_and(|a| a.as_str() == code))
-                .map(of);
+                .find(|r| r.key.agency.as_ref().is_some_and(|a| a.as_str() == code));
+            let what = if subtree { "subtree of" } else { "agency" };
+            return Some((format!("{what} {code}"), found.and_then(of)));
         }
         if row.is_total() {
-            return province.first().map(of);
+            return Some((
+                "the province".into(),
+                rows(Group::Province).first().and_then(of),
+            ));
         }
         if row.kind.as_deref() != Some("level") {
-            let named = agencies
+            let named: Vec<&Row> = rows(Group::Agency)
                 .iter()
-                .find(|r| r.key.name.trim() == row.name.trim());
-            if named.is_some() || row.kind.as_deref() == Some("agency") {
-                return named.map(of);
+                .filter(|r| r.key.name.trim() == row.name.trim())
+                .collect();
+            match named.as_slice() {
+                [one] => {
+                    let code = one
+                        .key
+                        .agency
+                        .as_ref()
+                        .map_or_else(String::new, |a| a.to_string());
+                    return Some((format!("agency {code}, by its name"), of(one)));
+                }
+                [] if row.kind.as_deref() == Some("agency") => return None,
+                [] => {}
+                many => {
+                    return Some((
+                        format!("no agency: {} agencies are named so", many.len()),
+                        None,
+                    ))
+                }
             }
         }
         let level = level_named(row)?;
-        levels.iter().find(|r| r.key.level == Some(level)).map(of)
+        let found = rows(Group::Level)
+            .iter()
+            .find(|r| r.key.level == Some(level));
+        Some((
+            format!(
+                "level {}",
+                projections::indicators::table::level_name(level)
+            ),
+            found.and_then(of),
+        ))
     };
-    Ok(check(&published, profiles, matched))
+    let mut report = check(&published, profiles, matched);
+    report.compared_under = Some(profile);
+    Ok(report)
 }

@@ -203,3 +203,81 @@ fn the_form_as_a_workbook_equals_its_json() {
         }
     }
 }
+
+/// casetrail's own indicator CSVs, under every built-in profile and grouping, a single quarter and a series of
+/// months, checked against the log they came from: every sum adds up, every printed rate is reproduced from the
+/// columns beside it, and every count is the log's (a generated province: withdrawals, supplements, transfers).
+#[test]
+fn every_table_casetrail_writes_checks_clean_against_its_log() {
+    use projections::indicators::render::{csv, Lang};
+    let dir = tempfile::tempdir().unwrap();
+    let log = SledLog::open(store::Config::new(dir.path().join("db"))).unwrap();
+    let events = generator::generate(&generator::Config::new(
+        5,
+        1_500,
+        Period::Quarter {
+            year: 2019,
+            quarter: 1,
+        },
+        Period::Quarter {
+            year: 2019,
+            quarter: 2,
+        },
+    ));
+    for chunk in events.chunks(1_000) {
+        log.append_blocking(AppendRequest {
+            events: chunk.iter().cloned().map(Submitted::from).collect(),
+            source: "test".into(),
+        })
+        .unwrap();
+    }
+    let service = Indicators::open_for(&log, &app::Settings::new(dir.path())).unwrap();
+    let months: Vec<Period> = ["2019-04", "2019-05", "2019-06"]
+        .iter()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    for profile in service.profiles.ids() {
+        for group in [Group::Agency, Group::Subtree, Group::Level, Group::Province] {
+            for periods in [
+                vec![Period::Quarter {
+                    year: 2019,
+                    quarter: 2,
+                }],
+                months.clone(),
+            ] {
+                let q = Query {
+                    periods: periods.clone(),
+                    group,
+                    scope: None,
+                    as_of: None,
+                    known_at: None,
+                    profile: Some(profile.into()),
+                };
+                let answer = service.answer(&log, &q).unwrap();
+                let table = csv(&answer.stamp, &answer.tables, &service.card, Lang::Vi).unwrap();
+                let question = CheckQuestion {
+                    period: Some(periods[0]),
+                    ..CheckQuestion::default()
+                };
+                let report = check_published(&service, &log, &table, &question).unwrap();
+                let what = format!("{profile} {group} {} period(s)", periods.len());
+                assert!(
+                    report.clean(),
+                    "{what}: {}",
+                    projections::indicators::check::text(&report)
+                );
+                assert_eq!(report.compared_under.as_deref(), Some(profile), "{what}");
+                let compared: usize = report
+                    .rows
+                    .iter()
+                    .map(|r| r.against_log.as_ref().map_or(0, Vec::len))
+                    .sum();
+                assert!(compared > 0, "{what}: nothing compared");
+                assert!(
+                    report.rows.iter().all(|r| r.matched.is_some()),
+                    "{what}: a row not matched"
+                );
+            }
+        }
+    }
+}

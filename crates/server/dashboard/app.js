@@ -28,6 +28,7 @@ const TEXT = {
     unchecked: "không kiểm tra được", counts_equal: "khớp số liệu", counts_differ: "KHÁC", casetrail_has: "casetrail có",
     check_summary: "dòng; tổng không khớp", slips: "tỷ lệ in sai", differing: "số liệu khác nhật ký",
     consistent: "cách tính phù hợp nhất", source: "Nguồn", on_time_rate: "Tỷ lệ đúng hạn",
+    not_read: "Cột không đọc", compared_under: "Đối chiếu nhật ký theo cách tính",
   },
   en: {
     title: "casetrail — online and postal dossier indicators", tab_overview: "Overview", tab_trends: "Trends",
@@ -53,6 +54,7 @@ const TEXT = {
     unchecked: "not checked", counts_equal: "counts equal", counts_differ: "DIFFERENT", casetrail_has: "casetrail has",
     check_summary: "rows; sums not adding up", slips: "slips", differing: "counts differing from the log",
     consistent: "most consistent profile", source: "Source", on_time_rate: "On-time rate",
+    not_read: "Column not read", compared_under: "Counts compared with the log under",
   },
 };
 
@@ -227,7 +229,7 @@ function renderOverview() {
   body.replaceChildren(...[total, ...children].filter(Boolean).map((r) => row(r, r === total)));
   const belowCount = children.filter(below).length;
   $("summary").textContent = total
-    ? `${total.name}: ${total.received_online} ${t("of")} ${total.received} ${t("online").toLowerCase()} (${printed(total, "online_rate")}), ${total.postal_dossiers} ${t("postal").toLowerCase()} (${printed(total, "postal_rate")}); ${belowCount} ${t("below")}.`
+    ? `${total.name}: ${total.received} ${t("received").toLowerCase()}, ${total.received_online} ${t("online").toLowerCase()} (${printed(total, "online_rate")}), ${total.postal_dossiers} ${t("postal").toLowerCase()} (${printed(total, "postal_rate")}); ${belowCount} ${t("below")}.`
     : t("no_data");
   renderCrumbs();
   done("rendered");
@@ -391,7 +393,8 @@ async function checkTable(event) {
   const headers = { "Content-Type": "text/csv" };
   if (state.token) headers.Authorization = "Bearer " + state.token;
   try {
-    const response = await fetch(`/v1/indicators/check?${q}`, { method: "POST", headers, body: await file.text() });
+    // The file's bytes as they are: the server reads UTF-8 or Windows-1258 (a text() here would force UTF-8).
+    const response = await fetch(`/v1/indicators/check?${q}`, { method: "POST", headers, body: file });
     const answer = await response.json();
     if (!response.ok) throw Object.assign(new Error(answer.detail || response.statusText), { status: response.status });
     renderCheck(answer);
@@ -411,9 +414,10 @@ function renderCheck(report) {
       if (v.verdict === "slip") return el("div", { class: "not-met", "data-rate": rate, "data-verdict": "slip", "data-correct": v.correct }, `${name} ${v.printed} %: ${t("slip")}, ${t("should_be")} ${v.correct} % — ${reading(v.under)}`);
       return el("div", { "data-rate": rate, "data-verdict": "unchecked" }, `${name} ${v.printed} %: ${t("unchecked")}`);
     });
-    const log = row.against_log == null ? [] : row.against_log.every((c) => c.equal)
-      ? [el("div", { class: "met" }, `${t("counts_equal")} (${row.against_log.length})`)]
-      : row.against_log.filter((c) => !c.equal).map((c) => el("div", { class: "not-met" }, `${c.quantity} ${c.published}: ${t("counts_differ")}, ${t("casetrail_has")} ${c.casetrail}`));
+    const matched = row.matched ? [el("div", { class: "when" }, row.matched)] : [];
+    const log = row.against_log == null ? matched : row.against_log.every((c) => c.equal)
+      ? [...matched, el("div", { class: "met" }, `${t("counts_equal")} (${row.against_log.length})`)]
+      : [...matched, ...row.against_log.filter((c) => !c.equal).map((c) => el("div", { class: "not-met" }, `${c.quantity} ${c.published}: ${t("counts_differ")}, ${t("casetrail_has")} ${c.casetrail}`))];
     return el("tr", { "data-line": row.line }, el("td", {}, row.line), el("td", { class: "text" }, row.name),
       el("td", { class: "text" }, ...sums), el("td", { class: "text" }, ...rates), el("td", { class: "text" }, ...log));
   });
@@ -421,7 +425,10 @@ function renderCheck(report) {
     el("thead", {}, el("tr", {}, ...["check_row", "name", "check_sums", "check_rates", "check_log"].map((k) => el("th", { class: "text" }, t(k))))),
     el("tbody", {}, ...rows));
   const summary = el("p", { id: "check-summary" }, `${report.rows.length} ${t("check_summary")} ${report.sums_failed}; ${t("slips")} ${report.slips}; ${t("differing")} ${report.counts_differing}; ${t("consistent")}: ${report.profile ?? t("none")}.`);
-  $("check-result").replaceChildren(summary, el("div", { class: "scroll" }, table));
+  const remarks = [...report.notes, ...report.unread_columns.map((c) => `${t("not_read")}: ${c}`)]
+    .concat(report.compared_under ? [`${t("compared_under")}: ${report.compared_under}`] : [])
+    .map((n) => el("li", {}, n));
+  $("check-result").replaceChildren(summary, el("ul", { id: "check-notes", class: "stamp" }, ...remarks), el("div", { class: "scroll" }, table));
   state.checked = report;
 }
 

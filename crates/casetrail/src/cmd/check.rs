@@ -71,7 +71,10 @@ pub fn check_report(data: &crate::cmd::DataDir, args: CheckArgs) -> Result<ExitC
             serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
         }
     };
-    print!("{out}");
+    // A closed pipe (`| head`) ends the output quietly.
+    let mut stdout = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes())
+        .and_then(|_| std::io::Write::flush(&mut stdout));
     Ok(if report.clean() {
         ExitCode::SUCCESS
     } else {

@@ -86,8 +86,12 @@ enum ColumnKind {
     Printed(Rate),
     /// What a line is (`agency`, `level`, `total`): casetrail's own form CSV says so.
     LineKind,
+    /// How many agencies a row sums (casetrail's indicator tables): more than one is a subtree.
+    Agencies,
     /// The profile a table names (casetrail's own CSVs end with it).
     Profile,
+    /// The period of a row.
+    Period,
     /// Other columns of casetrail's own CSVs (period, position…): known, not checked.
     Ignored,
 }
@@ -176,16 +180,24 @@ fn column_kind(header: &str) -> Option<ColumnKind> {
         | "bcci: hồ sơ (cả hai chiều)"
         | "postal: dossiers, either direction" => Count(Postal),
         "withdrawn" | "rút hồ sơ" => Count(Withdrawn),
-        "due total" | "falling due" | "đến hạn" | "hồ sơ đến hạn" => Count(DueTotal),
-        "due met" | "đến hạn đã giải quyết đúng hạn" => Count(DueMet),
+        "due total"
+        | "falling due"
+        | "falling due in the period"
+        | "đến hạn"
+        | "hồ sơ đến hạn"
+        | "đến hạn trong kỳ" => Count(DueTotal),
+        "due met"
+        | "falling due: resolved on time"
+        | "đến hạn đã giải quyết đúng hạn"
+        | "đến hạn: giải quyết đúng hạn" => Count(DueMet),
+        "agencies summed" | "số cơ quan cộng gộp" => Agencies,
         "online rate" | "tỷ lệ trực tuyến" => Printed(Rate::OnlineRate),
         "postal rate" | "tỷ lệ bcci" | "tỷ lệ bưu chính" => Printed(Rate::PostalRate),
         "on time rate" | "tỷ lệ đúng hạn" => Printed(Rate::OnTimeRate),
         "loại dòng" | "line" => LineKind,
         "cách tính" | "profile" => Profile,
-        "kỳ báo cáo" | "period" | "vị trí nhật ký" | "log position" | "stt" | "no." => {
-            Ignored
-        }
+        "kỳ báo cáo" | "period" => Period,
+        "vị trí nhật ký" | "log position" | "stt" | "no." => Ignored,
         _ => return None,
     })
 }
@@ -203,6 +215,10 @@ pub struct PublishedRow {
     pub printed: BTreeMap<Rate, String>,
     /// What the line is, when the table says so (`agency`, `level`, `total`: casetrail's own form CSV).
     pub kind: Option<String>,
+    /// How many agencies the row sums, when the table says so (casetrail's indicator tables).
+    pub agencies: Option<i64>,
+    /// The period the row is of, when the table says so (a series; casetrail's CSVs).
+    pub period: Option<String>,
 }
 
 impl PublishedRow {
@@ -242,6 +258,8 @@ impl PublishedRow {
         }
         let n = self.name.trim().to_lowercase();
         n.starts_with("tổng")
+            // casetrail's own province row (the level grouping's province-level row names its level)
+            || (n == "province" && self.level.is_none())
             || n.starts_with("total")
             || n.ends_with(" total")
             || n == "cộng"
@@ -351,7 +369,7 @@ impl Published {
                     if earlier =>
                 {
                     unread.push(format!(
-                        "{h} (a second column read as the same thing: number the form's columns, e.g. \"(7) {h}\", to tell them apart)"
+                        "{h} (a second column read as the same thing: give the form's columns their numbers, \"(N) {h}\", to tell them apart)"
                     ));
                     kinds[i] = None;
                 }
@@ -383,6 +401,8 @@ impl Published {
                 counts: BTreeMap::new(),
                 printed: BTreeMap::new(),
                 kind: None,
+                agencies: None,
+                period: None,
             };
             for (j, field) in record.iter().enumerate() {
                 let at = |e: String| {
@@ -398,6 +418,8 @@ impl Published {
                     Some(ColumnKind::Level) => row.level = text(),
                     Some(ColumnKind::LineKind) => row.kind = text().map(|k| k.to_lowercase()),
                     Some(ColumnKind::Profile) => profile = profile.or_else(text),
+                    Some(ColumnKind::Period) => row.period = text(),
+                    Some(ColumnKind::Agencies) => row.agencies = count(field).map_err(at)?,
                     Some(ColumnKind::Count(q)) => {
                         if let Some(n) = count(field).map_err(at)? {
                             row.counts.insert(q, n);
@@ -516,6 +538,7 @@ impl Definition {
                 };
                 Some((num, den))
             }
+            (_, _, Some(OnTimeRule::FallingDue)) => Some((r.get(DueMet)?, r.get(DueTotal)?)),
             (_, _, Some(rule)) => {
                 let (early, on_time) = (r.get(Early)?, r.get(OnTime)?);
                 let resolved = || {
@@ -532,7 +555,7 @@ impl Definition {
                         resolved()? + in_progress()?,
                     )),
                     OnTimeRule::OverResolved => Some((early + on_time, resolved()?)),
-                    OnTimeRule::FallingDue => Some((r.get(DueMet)?, r.get(DueTotal)?)),
+                    OnTimeRule::FallingDue => unreachable!("answered above"),
                     OnTimeRule::ComplementOfLate => {
                         let total = r.total()? - r.apart();
                         Some((total - r.get(Late)? - r.get(Overdue)?, total))
@@ -607,7 +630,10 @@ pub struct RowCheck {
     pub name: String,
     pub sums: Vec<SumCheck>,
     pub rates: BTreeMap<Rate, RateVerdict>,
-    /// Against the log, when it covers the period and the row was matched to an agency or a level.
+    /// What the row was matched to in the log ("agency 000.00.21.H27", "level district", "the province"…), or why
+    /// it could not be ("2 agencies are named so").
+    pub matched: Option<String>,
+    /// Against the log, when it covers the period and the row was matched to one agency, subtree or level.
     pub against_log: Option<Vec<CountCheck>>,
 }
 
@@ -615,6 +641,8 @@ pub struct RowCheck {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub rows: Vec<RowCheck>,
+    /// The profile the counts were compared with the log under (with a period).
+    pub compared_under: Option<String>,
     /// Each rate's definition most rows were printed by, used to give the correct value of a slip.
     pub table_definitions: BTreeMap<Rate, String>,
     /// The profile most consistent with the printed percentages, if any reproduces them.
@@ -754,7 +782,7 @@ pub fn quantities_of(form: &Form, counts: &super::table::Counts) -> BTreeMap<Qua
 pub fn check(
     published: &Published,
     profiles: &[Profile],
-    mut ours: impl FnMut(&PublishedRow) -> Option<BTreeMap<Quantity, i64>>,
+    mut ours: impl FnMut(&PublishedRow) -> Option<(String, Option<BTreeMap<Quantity, i64>>)>,
 ) -> CheckReport {
     let rates = [Rate::OnlineRate, Rate::PostalRate, Rate::OnTimeRate];
     // Each row's readings, then the definition most rows agree on, per rate.
@@ -773,6 +801,12 @@ pub fn check(
         .profile
         .as_ref()
         .and_then(|id| profiles.iter().find(|p| &p.id == id));
+    let mut notes = published.notes.clone();
+    if let (Some(id), None) = (&published.profile, named) {
+        notes.push(format!(
+            "the table names the profile {id:?}, which is not offered here: it is not used"
+        ));
+    }
     let national = profiles.first();
     // Ties go to the named profile's reading, then the national one's, then rounding half up (the common way),
     // then a half to even, then truncation: never to whichever sorts last.
@@ -833,10 +867,11 @@ pub fn check(
     };
     let mut report = CheckReport {
         rows: Vec::new(),
+        compared_under: None,
         table_definitions: table_definitions.clone(),
         profile,
         unread_columns: published.unread.clone(),
-        notes: published.notes.clone(),
+        notes,
         sums_failed: 0,
         slips: 0,
         counts_differing: 0,
@@ -898,7 +933,8 @@ pub fn check(
             };
             verdicts.insert(*rate, verdict);
         }
-        let against_log = ours(row).map(|theirs| {
+        let (matched, theirs) = ours(row).map_or((None, None), |(label, q)| (Some(label), q));
+        let against_log = theirs.map(|theirs| {
             row.counts
                 .iter()
                 .filter_map(|(q, n)| {
@@ -918,49 +954,91 @@ pub fn check(
         report.rows.push(RowCheck {
             line: row.line,
             name: row.name.clone(),
+            matched,
             sums,
             rates: verdicts,
             against_log,
         });
     }
-    // A total row: each count the sum of the other rows' (of its agencies when the table marks its lines, so that
-    // level subtotals are not counted twice; else of its levels; else of every other row).
-    if let Some(total) = published.rows.iter().find(|r| r.is_total()) {
-        let marked = |kind: &str| {
-            published
-                .rows
-                .iter()
-                .any(|r| r.kind.as_deref() == Some(kind))
-        };
-        let kind = ["agency", "level"].into_iter().find(|k| marked(k));
-        let others: Vec<&PublishedRow> = published
+    // Totals and subtotals, period by period (a series holds several): a level line against the agency lines under
+    // it, when the table marks its lines; a total against its agency lines when marked, else its level lines, else
+    // every other row.
+    let mut periods: Vec<Option<&str>> = Vec::new();
+    for r in &published.rows {
+        if !periods.contains(&r.period.as_deref()) {
+            periods.push(r.period.as_deref());
+        }
+    }
+    let mut add = |line: usize, rule: String, left: i64, right: i64| {
+        let holds = left == right;
+        report.sums_failed += usize::from(!holds);
+        if let Some(r) = report.rows.iter_mut().find(|r| r.line == line) {
+            r.sums.push(SumCheck {
+                rule,
+                left,
+                right,
+                holds,
+            });
+        }
+    };
+    let name = |q: &Quantity| {
+        serde_json::to_string(q)
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_owned()
+    };
+    let sum_of = |parts: &[&PublishedRow], q: Quantity| -> Option<i64> {
+        parts.iter().map(|r| r.get(q)).sum()
+    };
+    for period in periods {
+        let rows: Vec<&PublishedRow> = published
             .rows
             .iter()
-            .filter(|r| !r.is_total() && kind.is_none_or(|k| r.kind.as_deref() == Some(k)))
+            .filter(|r| r.period.as_deref() == period)
             .collect();
-        let checks = report
-            .rows
-            .iter_mut()
-            .find(|r| r.line == total.line)
-            .map(|r| &mut r.sums);
-        if let (Some(checks), false) = (checks, others.is_empty()) {
-            for (q, n) in &total.counts {
-                let parts: Option<i64> = others.iter().map(|r| r.get(*q)).sum();
-                if let Some(sum) = parts {
-                    let holds = sum == *n;
-                    report.sums_failed += usize::from(!holds);
-                    checks.push(SumCheck {
-                        rule: format!(
-                            "total {} = the sum of the rows",
-                            serde_json::to_string(q)
-                                .unwrap_or_default()
-                                .trim_matches('"')
-                        ),
-                        left: *n,
-                        right: sum,
-                        holds,
-                    });
+        let is = |r: &PublishedRow, kind: &str| r.kind.as_deref() == Some(kind);
+        for (i, level) in rows.iter().enumerate().filter(|(_, r)| is(r, "level")) {
+            let under: Vec<&PublishedRow> = rows[i + 1..]
+                .iter()
+                .take_while(|r| is(r, "agency"))
+                .copied()
+                .collect();
+            if under.is_empty() {
+                continue;
+            }
+            for (q, n) in &level.counts {
+                if let Some(sum) = sum_of(&under, *q) {
+                    add(
+                        level.line,
+                        format!("subtotal {} = the sum of its agencies", name(q)),
+                        *n,
+                        sum,
+                    );
                 }
+            }
+        }
+        let Some(total) = rows.iter().find(|r| r.is_total()) else {
+            continue;
+        };
+        let kind = ["agency", "level"]
+            .into_iter()
+            .find(|k| rows.iter().any(|r| is(r, k)));
+        let parts: Vec<&PublishedRow> = rows
+            .iter()
+            .filter(|r| !r.is_total() && kind.is_none_or(|k| is(r, k)))
+            .copied()
+            .collect();
+        if parts.is_empty() {
+            continue;
+        }
+        for (q, n) in &total.counts {
+            if let Some(sum) = sum_of(&parts, *q) {
+                add(
+                    total.line,
+                    format!("total {} = the sum of the rows", name(q)),
+                    *n,
+                    sum,
+                );
             }
         }
     }
@@ -1025,6 +1103,9 @@ pub fn text(report: &CheckReport) -> String {
                 }
             }
         }
+        if let Some(m) = &row.matched {
+            out.push_str(&format!("  matched to {m}\n"));
+        }
         match &row.against_log {
             Some(checks) => {
                 let differing: Vec<String> = checks
@@ -1061,6 +1142,11 @@ pub fn text(report: &CheckReport) -> String {
     }
     for column in &report.unread_columns {
         out.push_str(&format!("column not read: {column}\n"));
+    }
+    if let Some(p) = &report.compared_under {
+        out.push_str(&format!(
+            "counts compared with the log under the profile {p}\n"
+        ));
     }
     out.push_str(&format!(
         "{} rows: {} sums not adding up, {} slips, {} counts differing from the log; most consistent profile: {}\n",
@@ -1143,6 +1229,52 @@ mod tests {
         }
         // Several profiles reproduce it equally: none is named as the table's.
         assert_eq!(r.profile, None);
+    }
+
+    #[test]
+    fn subtotals_totals_and_series_are_summed_as_marked() {
+        // A level line against the agency lines under it; the total against the agency lines only; per period.
+        let table = "Kỳ báo cáo,Loại dòng,Đơn vị,(3)\n\
+                     2023-Q1,level,Cấp huyện,10\n2023-Q1,agency,Huyện A,4\n2023-Q1,agency,Huyện B,6\n2023-Q1,total,Tổng cộng,10\n\
+                     2023-Q2,level,Cấp huyện,7\n2023-Q2,agency,Huyện A,3\n2023-Q2,agency,Huyện B,3\n2023-Q2,total,Tổng cộng,7\n";
+        let r = checked(table);
+        let failed: Vec<(usize, &str)> = r
+            .rows
+            .iter()
+            .flat_map(|row| {
+                row.sums
+                    .iter()
+                    .filter(|s| !s.holds)
+                    .map(move |s| (row.line, s.rule.as_str()))
+            })
+            .collect();
+        // Q2's subtotal (7) is not its agencies' 6, and its total (7) not their 6 either; Q1 adds up.
+        assert_eq!(
+            failed,
+            vec![
+                (6, "subtotal received_total = the sum of its agencies"),
+                (9, "total received_total = the sum of the rows")
+            ]
+        );
+    }
+
+    #[test]
+    fn the_falling_due_rate_needs_only_its_own_counts() {
+        let r = checked(
+            "name,due_total,due_met,on_time_rate\nVĩnh Phúc,14101,14064,99.74\nB,100,90,91.00\n",
+        );
+        assert!(
+            matches!(
+                r.rows[0].rates[&Rate::OnTimeRate],
+                RateVerdict::Reproduced { .. }
+            ),
+            "{:?}",
+            r.rows[0].rates
+        );
+        match &r.rows[1].rates[&Rate::OnTimeRate] {
+            RateVerdict::Slip { correct, .. } => assert_eq!(correct, "90.00"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

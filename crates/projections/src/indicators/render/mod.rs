@@ -157,6 +157,9 @@ macro_rules! col {
     };
 }
 
+/// The columns every format renders. The classes of resolved and open dossiers are the row's profile's (its folds
+/// applied: under the national profile, the engine's counts as they are), so that each rate can be recomputed from
+/// the columns beside it.
 const COLUMNS: &[Column] = &[
     col!("agency", "Agency code", "Mã cơ quan", |r| Cell::Text(
         r.key.agency.as_ref().map(|a| a.to_string())
@@ -315,37 +318,49 @@ const COLUMNS: &[Column] = &[
         "resolved_early",
         "Resolved early",
         "Giải quyết trước hạn",
-        |r| Cell::Int(r.counts.resolved_early)
+        |r| Cell::Int(r.form().early)
     ),
     col!(
         "resolved_on_time",
         "Resolved on time",
         "Giải quyết đúng hạn",
-        |r| Cell::Int(r.counts.resolved_on_time)
+        |r| Cell::Int(r.form().on_time)
     ),
     col!(
         "resolved_late",
         "Resolved late",
         "Giải quyết quá hạn",
-        |r| Cell::Int(r.counts.resolved_late)
+        |r| Cell::Int(r.form().late)
     ),
     col!(
         "open_in_time",
         "Open, in time",
         "Đang giải quyết trong hạn",
-        |r| Cell::Int(r.counts.open_in_time)
+        |r| Cell::Int(r.form().in_time)
     ),
     col!(
         "open_late",
         "Open, late",
         "Đang giải quyết quá hạn",
-        |r| Cell::Int(r.counts.open_late)
+        |r| Cell::Int(r.form().overdue)
     ),
     col!(
         "on_time_rate",
         "On-time rate",
         "Tỷ lệ đúng hạn",
         |r| rate(r, "on_time_rate")
+    ),
+    col!(
+        "due_total",
+        "Falling due in the period",
+        "Đến hạn trong kỳ",
+        |r| Cell::Int(r.counts.due_met + r.counts.due_missed)
+    ),
+    col!(
+        "due_met",
+        "Falling due: resolved on time",
+        "Đến hạn: giải quyết đúng hạn",
+        |r| Cell::Int(r.counts.due_met)
     ),
     col!("withdrawn", "Withdrawn", "Rút hồ sơ", |r| Cell::Int(
         r.counts.withdrawn
