@@ -7,8 +7,8 @@ use domain::{AgencyCode, Period};
 use projections::indicators::check::{
     check, quantities_of, CheckReport, Published, PublishedRow, Quantity,
 };
-use projections::indicators::{Group, Row};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use projections::indicators::{Group, Profiles, Row};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use store::SledLog;
 
 /// What the check is asked.
@@ -41,6 +41,22 @@ fn level_named(row: &PublishedRow) -> Option<AgencyLevel> {
     }
 }
 
+/// A published table checked alone (sums and printed percentages), with nothing from the log: what
+/// `check-report` answers without a period, where no data directory need be opened. The profile a question names
+/// must exist, whatever the table.
+pub fn check_alone(
+    profiles: &Profiles,
+    csv: &[u8],
+    question: &CheckQuestion,
+) -> Result<(Published, CheckReport), IndicatorError> {
+    profiles
+        .require(question.profile.as_deref())
+        .map_err(IndicatorError::UnknownProfile)?;
+    let published = Published::parse(csv).map_err(IndicatorError::Invalid)?;
+    let report = check(&published, profiles.all(), |_| None);
+    Ok((published, report))
+}
+
 /// Checks a published table (CSV bytes). The log's counts are read only when a period is named.
 pub fn check_published(
     service: &Indicators,
@@ -48,13 +64,8 @@ pub fn check_published(
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
-    // The profile first: a question naming one that does not exist is refused for that, whatever the table.
-    if let Some(id) = &question.profile {
-        service.profile(Some(id))?;
-    }
-    let published = Published::parse(csv).map_err(IndicatorError::Invalid)?;
+    let (published, first) = check_alone(&service.profiles, csv, question)?;
     let profiles = service.profiles.all();
-    let first = check(&published, profiles, |_| None);
     let Some(period) = question.period else {
         return Ok(first);
     };
@@ -70,30 +81,35 @@ pub fn check_published(
             .and_then(|p| p.parse::<Period>().ok())
             .unwrap_or(period)
     };
-    let mut tables: HashMap<(Period, Group), Vec<Row>> = HashMap::new();
-    for p in published
+    // The groupings a row can be matched in (below), asked once per period.
+    let groupings = |row: &PublishedRow| match (&row.agency, row.agencies) {
+        (Some(_), Some(n)) if n > 1 => vec![Group::Subtree],
+        (Some(_), _) => vec![Group::Agency],
+        (None, _) if row.is_total() => vec![Group::Province],
+        (None, _) => vec![Group::Agency, Group::Level],
+    };
+    let wanted: HashSet<(Period, Group)> = published
         .rows
         .iter()
-        .map(period_of)
-        .collect::<BTreeSet<Period>>()
-    {
-        for group in [Group::Agency, Group::Subtree, Group::Level, Group::Province] {
-            let q = Query {
-                periods: vec![p],
-                group,
-                scope: question.scope.clone(),
-                as_of: None,
-                known_at: None,
-                profile: Some(profile.clone()),
-            };
-            let rows = service
-                .answer(log, &q)?
-                .tables
-                .into_iter()
-                .next()
-                .map(|t| t.rows);
-            tables.insert((p, group), rows.unwrap_or_default());
-        }
+        .flat_map(|row| groupings(row).into_iter().map(move |g| (period_of(row), g)))
+        .collect();
+    let mut tables: HashMap<(Period, Group), Vec<Row>> = HashMap::new();
+    for (p, group) in wanted {
+        let q = Query {
+            periods: vec![p],
+            group,
+            scope: question.scope.clone(),
+            as_of: None,
+            known_at: None,
+            profile: Some(profile.clone()),
+        };
+        let rows = service
+            .answer(log, &q)?
+            .tables
+            .into_iter()
+            .next()
+            .map(|t| t.rows);
+        tables.insert((p, group), rows.unwrap_or_default());
     }
     let of = |r: &Row| Some(quantities_of(&r.form(), &r.counts));
     // A row is matched by its agency code (to the agency's subtree when the row sums several agencies); else as

@@ -330,15 +330,9 @@ impl Indicators {
 
     /// The profile a question names, or the default.
     pub fn profile(&self, id: Option<&str>) -> Result<&Profile, IndicatorError> {
-        match id {
-            None => Ok(self.profiles.default_profile()),
-            Some(id) => self.profiles.get(id).ok_or_else(|| {
-                IndicatorError::UnknownProfile(format!(
-                    "no report profile {id:?}; there are: {}",
-                    self.profiles.ids().join(", ")
-                ))
-            }),
-        }
+        self.profiles
+            .require(id)
+            .map_err(IndicatorError::UnknownProfile)
     }
 
     /// The engine of another cut than the live one, at a position: the one kept for that cut carried forward when

@@ -11,9 +11,10 @@ use projections::indicators::render::Lang;
 use projections::indicators::Group;
 use store::{AppendRequest, EventLog, SledLog};
 
-fn kon_tum(dir: &std::path::Path) -> SledLog {
+/// A real log in `dir/db` holding `events`.
+fn stored(dir: &std::path::Path, events: &[domain::StoredEvent]) -> SledLog {
     let log = SledLog::open(store::Config::new(dir.join("db"))).unwrap();
-    for chunk in generator::published::kon_tum_2023_q1().chunks(1_000) {
+    for chunk in events.chunks(1_000) {
         log.append_blocking(AppendRequest {
             events: chunk.iter().cloned().map(Submitted::from).collect(),
             source: "test".into(),
@@ -21,6 +22,10 @@ fn kon_tum(dir: &std::path::Path) -> SledLog {
         .unwrap();
     }
     log
+}
+
+fn kon_tum(dir: &std::path::Path) -> SledLog {
+    stored(dir, &generator::published::kon_tum_2023_q1())
 }
 
 const Q1: Period = Period::Quarter {
@@ -211,7 +216,6 @@ fn the_form_as_a_workbook_equals_its_json() {
 fn every_table_casetrail_writes_checks_clean_against_its_log() {
     use projections::indicators::render::{csv, Lang};
     let dir = tempfile::tempdir().unwrap();
-    let log = SledLog::open(store::Config::new(dir.path().join("db"))).unwrap();
     let events = generator::generate(&generator::Config::new(
         5,
         1_500,
@@ -224,13 +228,7 @@ fn every_table_casetrail_writes_checks_clean_against_its_log() {
             quarter: 2,
         },
     ));
-    for chunk in events.chunks(1_000) {
-        log.append_blocking(AppendRequest {
-            events: chunk.iter().cloned().map(Submitted::from).collect(),
-            source: "test".into(),
-        })
-        .unwrap();
-    }
+    let log = stored(dir.path(), &events);
     let service = Indicators::open_for(&log, &app::Settings::new(dir.path())).unwrap();
     let months: Vec<Period> = ["2019-04", "2019-05", "2019-06"]
         .iter()
@@ -280,4 +278,43 @@ fn every_table_casetrail_writes_checks_clean_against_its_log() {
             }
         }
     }
+}
+
+/// A province's own profiles come from a directory: a good file is offered beside the built-in ones; a file that is
+/// no profile, or that takes an id already offered, stops the service naming the file and the reason.
+#[test]
+fn profiles_from_a_directory_are_offered_or_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let built_in = projections::indicators::profile::BUILT_IN[1].1;
+    let mine = built_in.replace("id = \"kon-tum\"", "id = \"my-province\"");
+    std::fs::write(dir.path().join("mine.toml"), &mine).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a profile, not read").unwrap();
+    let offered = app::indicators::profiles(Some(dir.path())).unwrap();
+    assert_eq!(offered.ids().last(), Some(&"my-province"));
+    assert!(offered.require(Some("my-province")).is_ok());
+    assert!(offered
+        .require(Some("nowhere"))
+        .unwrap_err()
+        .contains("my-province"));
+
+    std::fs::write(dir.path().join("twice.toml"), built_in).unwrap();
+    let why = app::indicators::profiles(Some(dir.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        why.contains("twice.toml") && why.contains("kon-tum"),
+        "{why}"
+    );
+    std::fs::remove_file(dir.path().join("twice.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("broken.toml"),
+        mine.replace("truncate", "sideways"),
+    )
+    .unwrap();
+    let why = app::indicators::profiles(Some(dir.path()))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(why.contains("broken.toml"), "{why}");
 }

@@ -7,7 +7,7 @@ use app::check::CheckQuestion;
 use app::indicators::Indicators;
 use clap::{Args, ValueEnum};
 use domain::{AgencyCode, Period};
-use projections::indicators::check::{self, CheckReport, Published};
+use projections::indicators::check::{self, CheckReport};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,38 +83,22 @@ pub fn check_report(data: &crate::cmd::DataDir, args: CheckArgs) -> Result<ExitC
 }
 
 fn local(data: &crate::cmd::DataDir, args: &CheckArgs, table: &[u8]) -> Result<CheckReport> {
-    let settings = app::Settings::layered(
-        None,
-        app::Layer {
-            data: Some(data.path.clone()),
-            ..args.indicators.layer()
-        },
-    )?;
-    let Some(period) = args.period else {
-        // No period: the table alone, no log needed (a profile named must still exist).
-        let profiles = app::indicators::profiles(settings.profiles.as_deref())?;
-        if let Some(id) = &args.profile {
-            if profiles.get(id).is_none() {
-                return Err(format!(
-                    "no report profile {id:?}; there are: {}",
-                    profiles.ids().join(", ")
-                )
-                .into());
-            }
-        }
-        let published = Published::parse(table)?;
-        return Ok(check::check(&published, profiles.all(), |_| None));
+    let settings = args.indicators.settings(data)?;
+    let question = CheckQuestion {
+        period: args.period,
+        profile: args.profile.clone(),
+        scope: args.agency.clone(),
     };
+    if args.period.is_none() {
+        // The table alone: no log, and no data directory opened.
+        let profiles = app::indicators::profiles(settings.profiles.as_deref())?;
+        return Ok(app::check::check_alone(&profiles, table, &question)?.1);
+    }
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log to compare with", data.display()).into());
     }
     let log = crate::cmd::open(data)?;
     let service = Indicators::open_for(&log, &settings)?;
-    let question = CheckQuestion {
-        period: Some(period),
-        profile: args.profile.clone(),
-        scope: args.agency.clone(),
-    };
     Ok(app::check::check_published(
         &service, &log, table, &question,
     )?)

@@ -166,13 +166,7 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
     let log = crate::cmd::open(data)?;
-    let settings = app::Settings::layered(
-        None,
-        app::Layer {
-            data: Some(data.path.clone()),
-            ..args.indicators.layer()
-        },
-    )?;
+    let settings = args.indicators.settings(data)?;
     let indicators = Indicators::open_for(&log, &settings)?;
     let periods = match args.to {
         None => vec![args.period],

@@ -81,6 +81,20 @@ pub struct IndicatorArgs {
 }
 
 impl IndicatorArgs {
+    /// The settings of the offline commands (`report`, `check-report`): these flags over the defaults, for `data`.
+    pub fn settings(
+        &self,
+        data: &crate::cmd::DataDir,
+    ) -> std::result::Result<app::Settings, String> {
+        app::Settings::layered(
+            None,
+            app::Layer {
+                data: Some(data.path.clone()),
+                ..self.layer()
+            },
+        )
+    }
+
     /// These flags as a settings layer.
     pub fn layer(&self) -> app::Layer {
         app::Layer {

@@ -50,6 +50,16 @@ pub enum Quantity {
     Waiting,
 }
 
+impl Quantity {
+    /// Its name in the answer (`received_total`, `on_time`…), as JSON spells it.
+    pub fn key(&self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+}
+
 /// A percentage a published row may print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -669,14 +679,22 @@ fn decimals_of(printed: &str) -> u8 {
         .map_or(0, |(_, d)| d.len().min(4) as u8)
 }
 
-fn readings(row: &PublishedRow, rate: Rate, printed: &str, profiles: &[Profile]) -> Vec<Reading> {
+/// A reading of a printed percentage: its definition and rounding, and the answer's words for them.
+#[derive(Clone)]
+struct Found {
+    def: Definition,
+    mode: RoundMode,
+    reading: Reading,
+}
+
+fn readings(row: &PublishedRow, rate: Rate, printed: &str, profiles: &[Profile]) -> Vec<Found> {
     let decimals = decimals_of(printed);
-    let mut out: Vec<Reading> = Vec::new();
+    let mut out: Vec<Found> = Vec::new();
     for def in Definition::all(rate) {
         let Some((num, den)) = def.fraction(row) else {
             continue;
         };
-        let mut mine: Vec<Reading> = Vec::new();
+        let mut mine: Vec<Found> = Vec::new();
         for mode in [RoundMode::HalfUp, RoundMode::Truncate, RoundMode::HalfEven] {
             let r = Rounding { mode, decimals };
             if r.percent(num, den).as_deref() != Some(printed) {
@@ -688,18 +706,21 @@ fn readings(row: &PublishedRow, rate: Rate, printed: &str, profiles: &[Profile])
                 .map(|p| p.id.clone())
                 .collect();
             // Half up and a half to even print alike but on exact ties: one reading, both rules' profiles.
-            let half_up = mode_words(RoundMode::HalfUp);
             match mine
                 .iter_mut()
-                .find(|x| mode == RoundMode::HalfEven && x.rounding == half_up)
+                .find(|x| mode == RoundMode::HalfEven && x.mode == RoundMode::HalfUp)
             {
-                Some(x) => x.profiles.extend(names),
-                None => mine.push(Reading {
-                    definition: def.words().to_owned(),
-                    numerator: num,
-                    denominator: den,
-                    rounding: mode_words(mode).to_owned(),
-                    profiles: names,
+                Some(x) => x.reading.profiles.extend(names),
+                None => mine.push(Found {
+                    def,
+                    mode,
+                    reading: Reading {
+                        definition: def.words().to_owned(),
+                        numerator: num,
+                        denominator: den,
+                        rounding: mode_words(mode).to_owned(),
+                        profiles: names,
+                    },
                 }),
             }
         }
@@ -786,7 +807,7 @@ pub fn check(
 ) -> CheckReport {
     let rates = [Rate::OnlineRate, Rate::PostalRate, Rate::OnTimeRate];
     // Each row's readings, then the definition most rows agree on, per rate.
-    let all: Vec<BTreeMap<Rate, Vec<Reading>>> = published
+    let all: Vec<BTreeMap<Rate, Vec<Found>>> = published
         .rows
         .iter()
         .map(|row| {
@@ -810,47 +831,45 @@ pub fn check(
     let national = profiles.first();
     // Ties go to the named profile's reading, then the national one's, then rounding half up (the common way),
     // then a half to even, then truncation: never to whichever sorts last.
-    let preference = |rate: Rate, definition: &str, rounding: &str| -> usize {
+    let preference = |def: Definition, mode: RoundMode| -> usize {
         let is = |p: Option<&Profile>| {
-            p.is_some_and(|p| {
-                Definition::of(p, rate).words() == definition
-                    && mode_words(p.defs.rounding.mode) == rounding
-            })
+            p.is_some_and(|p| Definition::of(p, def.rate) == def && p.defs.rounding.mode == mode)
         };
-        let mode = [RoundMode::HalfUp, RoundMode::HalfEven, RoundMode::Truncate]
-            .iter()
-            .position(|m| mode_words(*m) == rounding)
-            .unwrap_or(3);
+        let order = [RoundMode::HalfUp, RoundMode::HalfEven, RoundMode::Truncate];
         match (is(named), is(national)) {
             (true, _) => 0,
             (_, true) => 1,
-            _ => 2 + mode,
+            _ => 2 + order.iter().position(|m| *m == mode).unwrap_or(3),
         }
     };
-    let mut table_definitions = BTreeMap::new();
-    let mut table_rounding: BTreeMap<Rate, String> = BTreeMap::new();
+    // Per rate, the table's own reading: the (definition, rounding) most rows agree on; a tie by the preference,
+    // then by the words (so that the pick never depends on the order rows came in).
+    let mut table: BTreeMap<Rate, (Definition, RoundMode)> = BTreeMap::new();
     for rate in rates {
-        let mut votes: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for r in all.iter().filter_map(|m| m.get(&rate)) {
-            for reading in r {
-                *votes
-                    .entry((reading.definition.clone(), reading.rounding.clone()))
-                    .or_default() += 1;
+        let mut votes: Vec<((Definition, RoundMode), usize)> = Vec::new();
+        for f in all.iter().filter_map(|m| m.get(&rate)).flatten() {
+            match votes.iter_mut().find(|(k, _)| *k == (f.def, f.mode)) {
+                Some((_, n)) => *n += 1,
+                None => votes.push(((f.def, f.mode), 1)),
             }
         }
-        let best = votes.into_iter().min_by_key(|((d, rounding), n)| {
-            (std::cmp::Reverse(*n), preference(rate, d, rounding))
+        let best = votes.into_iter().min_by_key(|((def, mode), n)| {
+            let words = (def.words(), mode_words(*mode));
+            (std::cmp::Reverse(*n), preference(*def, *mode), words)
         });
-        if let Some(((d, rounding), _)) = best {
-            table_definitions.insert(rate, d);
-            table_rounding.insert(rate, rounding);
+        if let Some((choice, _)) = best {
+            table.insert(rate, choice);
         }
     }
+    let table_definitions: BTreeMap<Rate, String> = table
+        .iter()
+        .map(|(rate, (def, _))| (*rate, def.words().to_owned()))
+        .collect();
     // The profile reproducing the most printed percentages: the one the table names if it does, else the only one
     // with the most (a tie names none, so that counts are never compared under a profile picked by chance).
     let mut profile_votes: BTreeMap<String, usize> = BTreeMap::new();
-    for reading in all.iter().flat_map(|m| m.values()).flatten() {
-        for p in &reading.profiles {
+    for found in all.iter().flat_map(|m| m.values()).flatten() {
+        for p in &found.reading.profiles {
             *profile_votes.entry(p.clone()).or_default() += 1;
         }
     }
@@ -868,7 +887,7 @@ pub fn check(
     let mut report = CheckReport {
         rows: Vec::new(),
         compared_under: None,
-        table_definitions: table_definitions.clone(),
+        table_definitions,
         profile,
         unread_columns: published.unread.clone(),
         notes,
@@ -881,24 +900,21 @@ pub fn check(
         report.sums_failed += sums.iter().filter(|s| !s.holds).count();
         let mut verdicts = BTreeMap::new();
         for (rate, printed) in &row.printed {
-            let readings = found.get(rate).cloned().unwrap_or_default();
+            let readings: Vec<Reading> = found
+                .get(rate)
+                .map(|f| f.iter().map(|f| f.reading.clone()).collect())
+                .unwrap_or_default();
             let verdict = if !readings.is_empty() {
                 RateVerdict::Reproduced {
                     printed: printed.clone(),
                     readings,
                 }
             } else {
-                // The table's own definition, else the national one.
-                let def = Definition::all(*rate)
-                    .into_iter()
-                    .find(|d| table_definitions.get(rate).is_some_and(|w| w == d.words()))
-                    .or_else(|| national.map(|p| Definition::of(p, *rate)));
-                // The table's own rounding, else the national profile's.
-                let mode = match table_rounding.get(rate).map(String::as_str) {
-                    Some("truncated") => RoundMode::Truncate,
-                    Some("rounded, a half to even") => RoundMode::HalfEven,
-                    Some(_) => RoundMode::HalfUp,
-                    None => national.map_or(RoundMode::HalfUp, |p| p.defs.rounding.mode),
+                // The table's own reading, else the national profile's.
+                let (def, mode) = match (table.get(rate), national) {
+                    (Some((def, mode)), _) => (Some(*def), *mode),
+                    (None, Some(p)) => (Some(Definition::of(p, *rate)), p.defs.rounding.mode),
+                    (None, None) => (None, RoundMode::HalfUp),
                 };
                 let rounding = Rounding {
                     mode,
@@ -981,12 +997,6 @@ pub fn check(
             });
         }
     };
-    let name = |q: &Quantity| {
-        serde_json::to_string(q)
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_owned()
-    };
     let sum_of = |parts: &[&PublishedRow], q: Quantity| -> Option<i64> {
         parts.iter().map(|r| r.get(q)).sum()
     };
@@ -1010,7 +1020,7 @@ pub fn check(
                 if let Some(sum) = sum_of(&under, *q) {
                     add(
                         level.line,
-                        format!("subtotal {} = the sum of its agencies", name(q)),
+                        format!("subtotal {} = the sum of its agencies", q.key()),
                         *n,
                         sum,
                     );
@@ -1035,7 +1045,7 @@ pub fn check(
             if let Some(sum) = sum_of(&parts, *q) {
                 add(
                     total.line,
-                    format!("total {} = the sum of the rows", name(q)),
+                    format!("total {} = the sum of the rows", q.key()),
                     *n,
                     sum,
                 );
@@ -1114,9 +1124,7 @@ pub fn text(report: &CheckReport) -> String {
                     .map(|c| {
                         format!(
                             "{} {} where casetrail has {}",
-                            serde_json::to_string(&c.quantity)
-                                .unwrap_or_default()
-                                .trim_matches('"'),
+                            c.quantity.key(),
                             c.published,
                             c.casetrail
                         )

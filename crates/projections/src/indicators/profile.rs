@@ -307,6 +307,19 @@ impl Profiles {
         self.0.iter().find(|p| p.id == id)
     }
 
+    /// The profile `id` names, or the default when `None`; an unknown id is refused naming those offered.
+    pub fn require(&self, id: Option<&str>) -> Result<&Profile, String> {
+        match id {
+            None => Ok(self.default_profile()),
+            Some(id) => self.get(id).ok_or_else(|| {
+                format!(
+                    "no report profile {id:?}; there are: {}",
+                    self.ids().join(", ")
+                )
+            }),
+        }
+    }
+
     pub fn default_profile(&self) -> &Profile {
         &self.0[0]
     }
