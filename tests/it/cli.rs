@@ -557,3 +557,84 @@ fn verify_names_where_a_changed_byte_in_the_database_file_stops_the_reading() {
         }
     }
 }
+
+/// `import-dvcqg`: a one-stop system's sync log of generated lives (one of its steps sent before its dossier's
+/// upsert) gives the same indicator table as the same lives imported as native events; importing it again writes
+/// nothing; personal fields are reported dropped.
+#[test]
+fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping_file = dir.path().join("site.toml");
+    let mapping_text = dvcqg::mapping::PORTAL
+        .replace("id = \"portal\"", "id = \"backfill\"")
+        .replace(
+            "[online_levels]\n",
+            "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
+        );
+    std::fs::write(&mapping_file, &mapping_text).unwrap();
+    let mapping = dvcqg::Mapping::parse(&mapping_text).unwrap();
+    let mut lives = generator::lives::LifeGenerator::for_2019(11);
+    let (mut native, mut sync) = (Vec::new(), Vec::new());
+    for _ in 0..150 {
+        let life = lives.dossier();
+        native.extend(life.iter().map(|e| e.to_json(None)));
+        sync.extend(sync_lines(&life, &mapping));
+    }
+    // One transfer step moved to the very start, before its dossier's upsert.
+    let early = sync
+        .iter()
+        .position(|l| l.contains("CapNhatTienDoHoSoMC"))
+        .unwrap();
+    let step = sync.remove(early);
+    sync.insert(0, step);
+    let (native_file, sync_file) = (
+        dir.path().join("native.ndjson"),
+        dir.path().join("sync.ndjson"),
+    );
+    write_lines(&native_file, &native);
+    write_lines(&sync_file, &sync);
+    let (a, b) = (dir.path().join("native"), dir.path().join("synced"));
+    assert!(casetrail(&a, &["import", native_file.to_str().unwrap()])
+        .status
+        .success());
+    let args = [
+        "import-dvcqg",
+        sync_file.to_str().unwrap(),
+        "--mapping",
+        mapping_file.to_str().unwrap(),
+    ];
+    let out = casetrail(&b, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(said.contains("1 steps came before their dossier"), "{said}");
+    assert!(
+        said.contains("personal fields dropped, never stored: ChuHoSo"),
+        "{said}"
+    );
+    assert!(said.contains(&format!("@{}", mapping.tag())), "{said}");
+    let again = casetrail(&b, &args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains(": 0 new events"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(casetrail(&b, &["verify"]).status.success());
+    let report = |data: &Path| {
+        stdout(&casetrail(
+            data,
+            &["report", "--period", "2019", "--format", "csv"],
+        ))
+    };
+    let (native_table, synced_table) = (report(&a), report(&b));
+    assert!(native_table.lines().count() > 10, "{native_table}");
+    assert_eq!(native_table, synced_table);
+}
+
+/// The sync requests of one life, one NDJSON line each.
+fn sync_lines(life: &[domain::Event], mapping: &dvcqg::Mapping) -> Vec<String> {
+    dvcqg::emulate::sync_requests(life, mapping)
+        .iter()
+        .map(|r| r.to_string())
+        .collect()
+}

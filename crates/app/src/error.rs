@@ -46,6 +46,7 @@ codes! {
     dossier_exists: 409, "a second dossier.received";
     version_conflict: 409, "expected_version does not match (`current_version` is given)";
     id_reused: 409, "an id already stored with different content (`position` is given)";
+    sync_conflict: 409, "a sync request contradicts the log where the events contract allows no correction (every one is listed)";
     stored_fields_mismatch: 409, "an imported event's stored fields disagree with where it would land (import only)";
     last_admin: 409, "revoking the last live admin token";
     credential_exists: 409, "a token name already used";
@@ -106,6 +107,13 @@ pub enum Error {
     /// Events refused by the log's rules; every one named.
     #[error("{} event(s) refused", .0.len())]
     Refused(Vec<EventRefusal>),
+    /// A sync request (the DVCQG adapter) that cannot be taken: `code` is `validation_failed`, `dossier_not_found`
+    /// (a step before its dossier) or `sync_conflict`; every problem is listed.
+    #[error("{}", describe_sync(.problems))]
+    Sync {
+        code: &'static str,
+        problems: Vec<ValidationError>,
+    },
     #[error("a credential named {0:?} exists already")]
     CredentialExists(String),
     /// Revoking this token would leave no live admin token: nobody could administer the server over HTTP.
@@ -143,6 +151,7 @@ impl Error {
                 .map(|r| r.refusal.code())
                 .find(|c| *c != code::dossier_not_found)
                 .unwrap_or(code::dossier_not_found),
+            Error::Sync { code, .. } => code,
             Error::CredentialExists(_) => code::credential_exists,
             Error::LastAdmin(_) => code::last_admin,
             Error::PayloadTooLarge(_) => code::payload_too_large,
@@ -172,6 +181,21 @@ impl Error {
             message: message.into(),
         }])
     }
+}
+
+/// A sync refusal's message: its first problem, and how many more.
+fn describe_sync(problems: &[ValidationError]) -> String {
+    let Some(first) = problems.first() else {
+        return "the sync request was refused".into();
+    };
+    let more = match problems.len() - 1 {
+        0 => String::new(),
+        n => format!(" (and {n} more)"),
+    };
+    format!(
+        "request {}: {}: {}{more}",
+        first.index, first.field, first.message
+    )
 }
 
 /// The stable code of a status the HTTP layer answered with by itself (`Http`).
@@ -222,6 +246,10 @@ mod tests {
             Error::NotFound(code::dossier_not_found, String::new()),
             Error::NotFound(code::token_not_found, String::new()),
             Error::field("f", ""),
+            Error::Sync {
+                code: code::sync_conflict,
+                problems: vec![],
+            },
             Error::CredentialExists(String::new()),
             Error::LastAdmin(String::new()),
             Error::PayloadTooLarge(String::new()),

@@ -11,6 +11,7 @@
 //! async callers run them on a blocking pool. [`App::submit`] is the exception: it queues the append on the
 //! store's single writer and awaits its answer.
 
+pub mod adapter;
 pub mod catalogue;
 pub mod check;
 pub mod error;
@@ -54,6 +55,8 @@ pub struct App {
     credentials: RwLock<HashMap<String, Credential>>,
     /// Token revocations, one at a time (the last admin token is never revoked).
     revocations: Mutex<()>,
+    /// The DVCQG sync adapter's mapping of the site's codes.
+    pub dvcqg: dvcqg::Mapping,
 }
 
 /// What the log says of one accepted event.
@@ -139,18 +142,25 @@ pub enum Registered {
     Written(AppendOutcome),
 }
 
+/// The catalogue of reference data, folded from the log's reference streams.
+pub fn catalogue_of(log: &SledLog) -> Result<Catalogue, String> {
+    let mut catalogue = Catalogue::default();
+    for prefix in ["agency/", "procedure/", "targets"] {
+        for key in log.stream_keys(prefix).map_err(|e| e.to_string())? {
+            for e in log.stream(&key).map_err(|e| e.to_string())? {
+                catalogue.apply(&e);
+            }
+        }
+    }
+    Ok(catalogue)
+}
+
 impl App {
     /// Builds the catalogue from the log's reference streams, the indicator tables from their nearest snapshot, and
     /// loads (or makes, on first start) the checkpoint signing key.
     pub fn open(settings: Settings, log: Arc<SledLog>) -> Result<App, String> {
-        let mut catalogue = Catalogue::default();
-        for prefix in ["agency/", "procedure/", "targets"] {
-            for key in log.stream_keys(prefix).map_err(|e| e.to_string())? {
-                for e in log.stream(&key).map_err(|e| e.to_string())? {
-                    catalogue.apply(&e);
-                }
-            }
-        }
+        let catalogue = catalogue_of(&log)?;
+        let dvcqg = settings.dvcqg_mapping()?;
         let indicators =
             indicators::Indicators::open_for(&log, &settings).map_err(|e| e.to_string())?;
         let (key, made) = audit::SigningKey::load_or_create(
@@ -178,6 +188,7 @@ impl App {
             stopping: tokio::sync::watch::channel(false).0,
             credentials: RwLock::new(credentials),
             revocations: Mutex::new(()),
+            dvcqg,
         })
     }
 

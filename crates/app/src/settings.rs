@@ -39,6 +39,8 @@ pub struct Settings {
     pub profiles: Option<PathBuf>,
     /// Write an indicator snapshot every this many events.
     pub snapshot_every_events: u64,
+    /// The DVCQG sync adapter's mapping file (`docs/integration.md`); the portal's own codes when `None`.
+    pub dvcqg_mapping: Option<PathBuf>,
     /// The checkpoint signing key's file; `<data>/audit-signing.key` when `None` (made there on first start).
     pub audit_key: Option<PathBuf>,
     /// The log's origin (its name in checkpoints), used only when a new key is made.
@@ -72,6 +74,7 @@ impl Settings {
             scorecard: None,
             profiles: None,
             snapshot_every_events: 250_000,
+            dvcqg_mapping: None,
             audit_key: None,
             audit_origin: None,
             checkpoint_every_secs: 60,
@@ -87,6 +90,18 @@ impl Settings {
         self.audit_key
             .clone()
             .unwrap_or_else(|| self.data.join(AUDIT_KEY_FILE))
+    }
+
+    /// The DVCQG adapter's mapping: the file named, read and checked, or the portal's own codes.
+    pub fn dvcqg_mapping(&self) -> Result<dvcqg::Mapping, String> {
+        match &self.dvcqg_mapping {
+            None => Ok(dvcqg::Mapping::portal()),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                dvcqg::Mapping::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+            }
+        }
     }
 
     pub fn store_config(&self) -> store::Config {
@@ -142,6 +157,7 @@ pub struct Layer {
     pub profiles: Option<PathBuf>,
     #[serde(alias = "snapshot_every")]
     pub snapshot_every_events: Option<u64>,
+    pub dvcqg_mapping: Option<PathBuf>,
     pub audit_key: Option<PathBuf>,
     pub audit_origin: Option<String>,
     pub checkpoint_every_secs: Option<u64>,
@@ -202,7 +218,7 @@ impl Settings {
             max_connections,
             max_subscribers
         );
-        apply!(optional: scorecard, profiles, audit_key, audit_origin);
+        apply!(optional: scorecard, profiles, dvcqg_mapping, audit_key, audit_origin);
     }
 }
 

@@ -46,6 +46,18 @@ enum Command {
         #[arg(long, default_value = "import")]
         source: String,
     },
+    /// Import a one-stop system's DVCQG sync log: NDJSON, one sync request (or an array of them) per line, as
+    /// `POST /v1/adapters/dvcqg` takes them. Personal fields are dropped; importing the same file twice writes
+    /// nothing the second time (docs/integration.md).
+    ImportDvcqg {
+        file: PathBuf,
+        /// The site's mapping (TOML); the portal's own codes otherwise.
+        #[arg(long, env = "CASETRAIL_DVCQG_MAPPING")]
+        mapping: Option<PathBuf>,
+        /// The name recorded in each event's source, before the mapping's tag.
+        #[arg(long, default_value = "import-dvcqg")]
+        source: String,
+    },
     /// Write the whole log as NDJSON, stored fields included: importing it into an empty directory gives the
     /// same log, byte for byte, with the same audit root.
     Export {
@@ -149,6 +161,11 @@ fn main() -> ExitCode {
     let data = cmd::DataDir::new(cli.data, cli.cache_mb);
     let result = match cli.command {
         Command::Import { file, source } => cmd::import(&data, &file, &source),
+        Command::ImportDvcqg {
+            file,
+            mapping,
+            source,
+        } => cmd::import_dvcqg(&data, &file, mapping.as_deref(), &source),
         Command::Export { after, output } => cmd::export(&data, after, output.as_deref()),
         Command::Verify => cmd::verify(&data),
         Command::Stats => cmd::stats(&data),

@@ -99,7 +99,10 @@ impl ApiError {
             "code": code,
         });
         match &self.0 {
-            Error::Validation(errors) => body["errors"] = json!(errors),
+            Error::Validation(errors)
+            | Error::Sync {
+                problems: errors, ..
+            } => body["errors"] = json!(errors),
             Error::Refused(refusals) => {
                 let errors: Vec<RefusedEvent> = refusals
                     .iter()

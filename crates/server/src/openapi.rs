@@ -138,6 +138,7 @@ impl Modify for BearerAuth {
         crate::routes::audit::proof,
         crate::routes::audit::consistency,
         crate::routes::audit::bundle,
+        crate::routes::adapters::dvcqg,
     ),
     // The indicator parameters' schemas (`IntoParams` names them without collecting them).
     components(schemas(GroupParam, FormatParam, LangParam, FormByParam, ProfileParam, domain::KnownAt)),
@@ -149,6 +150,7 @@ impl Modify for BearerAuth {
         (name = "indicators", description = "Indicator tables: per agency, subtree, level or province, any period, any point in history"),
         (name = "audit", description = "Signed checkpoints, inclusion and consistency proofs, dossier bundles (auditor, admin)"),
         (name = "tokens", description = "Credentials (admin)"),
+        (name = "adapters", description = "Protocols one-stop software already speaks: the National Public Service Portal's sync"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

@@ -308,3 +308,54 @@ pub struct BundleSchema {
     pub checkpoint: String,
     pub events: Vec<BundleEventSchema>,
 }
+
+/// One sync request as a one-stop system sends the portal (docs/integration.md). Fields the adapter does not read
+/// are dropped before anything is written, and named in the answer.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct SyncRequest {
+    /// The client's session: a casetrail token, when it is not in Authorization.
+    pub session: Option<String>,
+    /// The sending unit's code; the receiving agency under a mapping that says so.
+    pub madonvi: Option<String>,
+    pub service: SyncService,
+    /// "True" or "False": whether the client believes the portal has the dossier (the adapter asks the log).
+    #[serde(rename = "isUpdating")]
+    pub is_updating: Option<String>,
+    /// The dossiers (DongBoHoSoMC), steps (CapNhatTienDoHoSoMC) or `{MaHoSo}` lookups, as objects of the
+    /// portal's fields.
+    pub data: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// The dossier a TraCuuHoSo looks up.
+    pub mahoso: Option<String>,
+}
+
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub enum SyncService {
+    DongBoHoSoMC,
+    CapNhatTienDoHoSoMC,
+    TraCuuHoSo,
+}
+
+/// A sync body: one request or an array of them.
+#[derive(ToSchema, Serialize)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SyncBody {
+    One(SyncRequest),
+    Many(Vec<SyncRequest>),
+}
+
+/// The portal's envelope, with casetrail's account alongside.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub struct SyncAnswer {
+    /// The mapping's success code ("0" unless the site's mapping says otherwise).
+    pub error_code: String,
+    pub message: String,
+    /// For TraCuuHoSo: the dossiers found, in the portal's fields and the site's codes (empty when none).
+    pub result: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// The mapping in force, the events' source, counts, and per request its items (events written with their
+    /// receipts, notes) and the fields dropped (`personal`, `other`).
+    pub casetrail: serde_json::Map<String, serde_json::Value>,
+}

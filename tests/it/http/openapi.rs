@@ -74,7 +74,7 @@ fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 28, "operations documented");
+    assert_eq!(operations, 29, "operations documented");
 }
 
 #[test]

@@ -8,10 +8,12 @@ mod import;
 mod log;
 pub mod report;
 pub mod serve;
+mod sync;
 
 pub use demo::{demo, generate};
 pub use import::import;
 pub use log::{append_loop, export, rebuild, stats, upgrade, verify};
+pub use sync::import_dvcqg;
 
 use chrono::TimeZone;
 use domain::parse::{check_batch_ids, parse_envelope, Form, BATCH_EVENTS_MAX};

@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
     /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard, profiles,
     /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events, request_timeout_secs,
-    /// max_connections, max_subscribers). Flags and CASETRAIL_…
+    /// max_connections, max_subscribers, dvcqg_mapping). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Live-stream subscribers served at once; beyond it: 503 with Retry-After [default: 1000].
     #[arg(long, env = "CASETRAIL_MAX_SUBSCRIBERS")]
     max_subscribers: Option<usize>,
+    /// The DVCQG sync adapter's mapping, a TOML file of the site's codes (docs/integration.md); the portal's own
+    /// codes otherwise.
+    #[arg(long, env = "CASETRAIL_DVCQG_MAPPING")]
+    dvcqg_mapping: Option<std::path::PathBuf>,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -144,6 +148,7 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
         request_timeout_secs: args.request_timeout_secs,
         max_connections: args.max_connections,
         max_subscribers: args.max_subscribers,
+        dvcqg_mapping: args.dvcqg_mapping.clone(),
         ..args.indicators.layer()
     };
     let settings = app::Settings::layered(args.config.as_deref(), given)?;

@@ -1,6 +1,7 @@
 //! The v1 routes, a file per resource, each with its own `configure`. Each handler: extract, check the caller,
 //! make one `App` call, map the answer. What several share (reading a body, the receipts answer) is here.
 
+pub(crate) mod adapters;
 pub(crate) mod audit;
 pub(crate) mod dossiers;
 pub(crate) mod events;
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     indicators::configure(cfg);
     tokens::configure(cfg);
     audit::configure(cfg);
+    adapters::configure(cfg);
 }
 
 /// Reads a body up to the limit: a declared length over it is refused before anything is read, and a body

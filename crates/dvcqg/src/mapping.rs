@@ -1,0 +1,404 @@
+//! A site's mapping: how the codes its one-stop software sends read in casetrail's terms. Data, in TOML, like the
+//! report profiles; the built-in one is the portal's own coding (`mappings/portal.toml`). Every table is total
+//! over what it lists: a code it does not list is refused by name, never guessed (agencies and procedures may be
+//! taken as they are when the site says so).
+
+use domain::event::{Applicant, Channel, OnlineLevel};
+use domain::{AgencyCode, ProcedureCode};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+
+/// The built-in mapping: the portal's own codes.
+pub const PORTAL: &str = include_str!("../mappings/portal.toml");
+
+/// What a status code means, whichever code a site gives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Meaning {
+    /// Sent online, not yet accepted (portal 1): nothing to record yet.
+    Submitted,
+    /// Accepted (2).
+    Accepted,
+    /// Refused at intake (3): never a dossier of casetrail's.
+    Refused,
+    /// Being processed (4).
+    Processing,
+    /// Documents asked for (5).
+    SupplementRequested,
+    /// Fees asked for (6): processing goes on; casetrail has no event for it.
+    FeesRequested,
+    /// Withdrawn at the applicant's request (7).
+    Withdrawn,
+    /// Stopped as ineligible (8): a resolution, rejected.
+    Stopped,
+    /// Decided, the result ready (9): a resolution, approved.
+    Decided,
+    /// The result handed over (10).
+    Returned,
+}
+
+impl Meaning {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Meaning::Submitted => "submitted",
+            Meaning::Accepted => "accepted",
+            Meaning::Refused => "refused",
+            Meaning::Processing => "processing",
+            Meaning::SupplementRequested => "supplement_requested",
+            Meaning::FeesRequested => "fees_requested",
+            Meaning::Withdrawn => "withdrawn",
+            Meaning::Stopped => "stopped",
+            Meaning::Decided => "decided",
+            Meaning::Returned => "returned",
+        }
+    }
+}
+
+/// Whether a code a table does not list is taken as it is or refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum Unlisted {
+    #[serde(rename = "as-is")]
+    AsIs,
+    #[default]
+    #[serde(rename = "refuse")]
+    Refuse,
+}
+
+/// Which agency received a dossier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum Receiving {
+    /// The request's `madonvi`: a system that syncs each agency under its own code.
+    #[default]
+    #[serde(rename = "madonvi")]
+    Sender,
+    /// The agency part of `MaHoSo` (`000.00.12.H27-190312-0001`), mapped: a province-wide system that syncs
+    /// every agency's dossiers under the province's `madonvi`.
+    #[serde(rename = "dossier-code")]
+    DossierCode,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgencyTable {
+    #[serde(default)]
+    unlisted: Unlisted,
+    #[serde(default)]
+    internal: Vec<String>,
+    #[serde(default)]
+    codes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcedureTable {
+    #[serde(default)]
+    unlisted: Unlisted,
+    #[serde(default)]
+    codes: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    id: String,
+    title: String,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default = "default_success")]
+    success_code: String,
+    #[serde(default)]
+    receiving_agency: Receiving,
+    statuses: BTreeMap<String, Meaning>,
+    channels: BTreeMap<String, Channel>,
+    result_channels: BTreeMap<String, Channel>,
+    #[serde(default)]
+    online_levels: BTreeMap<String, OnlineLevel>,
+    #[serde(default)]
+    applicants: BTreeMap<String, Applicant>,
+    agencies: AgencyTable,
+    procedures: ProcedureTable,
+}
+
+fn default_success() -> String {
+    "0".into()
+}
+
+/// Where a unit the site names sends a dossier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// An agency of casetrail's.
+    Agency(AgencyCode),
+    /// A unit inside the agency that holds the dossier: no transfer.
+    Internal,
+}
+
+/// A site's mapping, read and checked.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub id: String,
+    pub title: String,
+    pub source: Option<String>,
+    pub success_code: String,
+    /// Which agency received a dossier.
+    pub receiving: Receiving,
+    /// Hex SHA-256 of the file's bytes: which version of the mapping was in force.
+    pub sha256: String,
+    statuses: BTreeMap<String, Meaning>,
+    channels: BTreeMap<String, Channel>,
+    result_channels: BTreeMap<String, Channel>,
+    online_levels: BTreeMap<String, OnlineLevel>,
+    applicants: BTreeMap<String, Applicant>,
+    agencies_unlisted: Unlisted,
+    internal: Vec<String>,
+    agencies: BTreeMap<String, AgencyCode>,
+    procedures_unlisted: Unlisted,
+    procedures: BTreeMap<String, ProcedureCode>,
+}
+
+impl Mapping {
+    /// The built-in mapping: the portal's own codes.
+    pub fn portal() -> Mapping {
+        Mapping::parse(PORTAL).expect("the built-in mapping reads")
+    }
+
+    /// Reads a mapping file; every problem is named (an unknown key, a meaning that is not one, an agency or
+    /// procedure code casetrail would refuse, a status code listed for no meaning).
+    pub fn parse(text: &str) -> Result<Mapping, String> {
+        let f: MappingFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let id_ok = (1..=24).contains(&f.id.len())
+            && f.id
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !id_ok {
+            return Err(format!(
+                "id {:?}: 1 to 24 characters of a-z 0-9 -, since it is named in every event's source",
+                f.id
+            ));
+        }
+        if f.success_code.is_empty() {
+            return Err("success_code is empty".into());
+        }
+        let mut agencies = BTreeMap::new();
+        for (site, ours) in f.agencies.codes {
+            let code = AgencyCode::parse(&ours)
+                .map_err(|e| format!("agencies.codes.{site:?} = {ours:?}: {e}"))?;
+            agencies.insert(site, code);
+        }
+        let mut procedures = BTreeMap::new();
+        for (site, ours) in f.procedures.codes {
+            let code = ProcedureCode::parse(&ours)
+                .map_err(|e| format!("procedures.codes.{site:?} = {ours:?}: {e}"))?;
+            procedures.insert(site, code);
+        }
+        if let Some(both) = f
+            .agencies
+            .internal
+            .iter()
+            .find(|u| agencies.contains_key(*u))
+        {
+            return Err(format!(
+                "agencies: {both:?} is both an internal unit and mapped to an agency"
+            ));
+        }
+        Ok(Mapping {
+            sha256: hex(&Sha256::digest(text.as_bytes())),
+            id: f.id,
+            title: f.title,
+            source: f.source,
+            success_code: f.success_code,
+            receiving: f.receiving_agency,
+            statuses: f.statuses,
+            channels: f.channels,
+            result_channels: f.result_channels,
+            online_levels: f.online_levels,
+            applicants: f.applicants,
+            agencies_unlisted: f.agencies.unlisted,
+            internal: f.agencies.internal,
+            agencies,
+            procedures_unlisted: f.procedures.unlisted,
+            procedures,
+        })
+    }
+
+    /// What is written in every event's `source` after the credential's name: `dvcqg:<id>:<first 8 hex of the
+    /// file's SHA-256>`, so that each event names the mapping (and its version) it was read with.
+    pub fn tag(&self) -> String {
+        format!("dvcqg:{}:{}", self.id, &self.sha256[..8])
+    }
+
+    pub fn status(&self, code: &str) -> Result<Meaning, String> {
+        lookup(&self.statuses, code, "status")
+    }
+
+    /// The site's code for a meaning, for answers in the portal's terms (the smallest code when several mean it).
+    pub fn status_code(&self, meaning: Meaning) -> Option<&str> {
+        reverse(&self.statuses, meaning)
+    }
+
+    /// The site's code for an intake channel (the smallest when several mean it).
+    pub fn channel_code(&self, channel: Channel) -> Option<&str> {
+        reverse(&self.channels, channel)
+    }
+
+    /// The site's code for a result channel.
+    pub fn result_channel_code(&self, channel: Channel) -> Option<&str> {
+        reverse(&self.result_channels, channel)
+    }
+
+    /// The site's code for an online level.
+    pub fn online_level_code(&self, level: OnlineLevel) -> Option<&str> {
+        reverse(&self.online_levels, level)
+    }
+
+    /// The site's code for who applied.
+    pub fn applicant_code(&self, applicant: Applicant) -> Option<&str> {
+        reverse(&self.applicants, applicant)
+    }
+
+    pub fn channel(&self, code: &str) -> Result<Channel, String> {
+        lookup(&self.channels, code, "channel")
+    }
+
+    pub fn result_channel(&self, code: &str) -> Result<Channel, String> {
+        lookup(&self.result_channels, code, "result channel")
+    }
+
+    pub fn online_level(&self, code: &str) -> Result<OnlineLevel, String> {
+        lookup(&self.online_levels, code, "online level")
+    }
+
+    pub fn applicant(&self, code: &str) -> Result<Applicant, String> {
+        lookup(&self.applicants, code, "applicant type")
+    }
+
+    /// The agency a site's agency code stands for.
+    pub fn agency(&self, code: &str) -> Result<AgencyCode, String> {
+        if let Some(ours) = self.agencies.get(code) {
+            return Ok(ours.clone());
+        }
+        match self.agencies_unlisted {
+            Unlisted::AsIs => AgencyCode::parse(code).map_err(|e| {
+                format!("agency {code:?} is not in the mapping, and not an agency code: {e}")
+            }),
+            Unlisted::Refuse => Err(format!("agency {code:?} is not in mapping {:?}", self.id)),
+        }
+    }
+
+    /// Where a processing unit the site names (DonViXuLy, PhongBanXuLy) sends a dossier.
+    pub fn unit(&self, name: &str) -> Result<Unit, String> {
+        if self.internal.iter().any(|u| u == name) {
+            return Ok(Unit::Internal);
+        }
+        self.agency(name).map(Unit::Agency).map_err(|e| {
+            format!("{e}; list it under [agencies.codes], or under agencies.internal if it is a unit inside its agency")
+        })
+    }
+
+    /// The national procedure code a site's procedure code stands for.
+    pub fn procedure(&self, code: &str) -> Result<ProcedureCode, String> {
+        if let Some(ours) = self.procedures.get(code) {
+            return Ok(ours.clone());
+        }
+        match self.procedures_unlisted {
+            Unlisted::AsIs => ProcedureCode::parse(code).map_err(|e| {
+                format!("procedure {code:?} is not in the mapping, and not a procedure code: {e}")
+            }),
+            Unlisted::Refuse => Err(format!(
+                "procedure {code:?} is not in mapping {:?}",
+                self.id
+            )),
+        }
+    }
+}
+
+fn reverse<T: PartialEq>(table: &BTreeMap<String, T>, value: T) -> Option<&str> {
+    table
+        .iter()
+        .filter(|(_, v)| **v == value)
+        .map(|(c, _)| c.as_str())
+        .min_by_key(|c| (c.len(), *c))
+}
+
+fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str, what: &str) -> Result<T, String> {
+    table.get(code).copied().ok_or_else(|| {
+        let known: Vec<&str> = table.keys().map(String::as_str).collect();
+        format!(
+            "{what} code {code:?} is not in the mapping (it knows {})",
+            known.join(", ")
+        )
+    })
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_portal_mapping_reads_every_portal_status() {
+        let m = Mapping::portal();
+        let meanings: Vec<Meaning> = (1..=10)
+            .map(|c| m.status(&c.to_string()).unwrap())
+            .collect();
+        assert_eq!(meanings.len(), 10);
+        let mut distinct = meanings.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 10, "ten codes, ten meanings");
+        assert_eq!(m.status_code(Meaning::Returned), Some("10"));
+        assert!(m.status("11").unwrap_err().contains("\"11\""));
+        assert_eq!(m.tag().len(), "dvcqg:portal:".len() + 8);
+    }
+
+    #[test]
+    fn a_site_mapping_maps_and_refuses_by_name() {
+        let text = PORTAL
+            .replace("id = \"portal\"", "id = \"ha-tinh-igate\"")
+            .replace(
+                "[agencies.codes]",
+                "[agencies.codes]\n\"H27.01\" = \"000.01.00.H27\"",
+            )
+            .replace(
+                "[agencies]\nunlisted = \"as-is\"",
+                "[agencies]\nunlisted = \"refuse\"",
+            )
+            .replace("internal = []", "internal = [\"Phòng Một cửa\"]")
+            .replace(
+                "[procedures.codes]",
+                "[procedures.codes]\n\"HT-001\" = \"1.001234\"",
+            );
+        let m = Mapping::parse(&text).unwrap();
+        assert_eq!(m.agency("H27.01").unwrap().as_str(), "000.01.00.H27");
+        assert!(m
+            .agency("000.02.00.H27")
+            .unwrap_err()
+            .contains("not in mapping"));
+        assert_eq!(m.unit("Phòng Một cửa").unwrap(), Unit::Internal);
+        assert_eq!(m.procedure("HT-001").unwrap().as_str(), "1.001234");
+        assert_eq!(m.procedure("1.000001").unwrap().as_str(), "1.000001");
+        assert_ne!(m.sha256, Mapping::portal().sha256);
+    }
+
+    #[test]
+    fn a_broken_mapping_is_refused_naming_what() {
+        let bad_meaning = PORTAL.replace("\"8\" = \"stopped\"", "\"8\" = \"halted\"");
+        assert!(Mapping::parse(&bad_meaning).unwrap_err().contains("halted"));
+        let bad_key = PORTAL.replace("success_code", "sucess_code");
+        assert!(Mapping::parse(&bad_key)
+            .unwrap_err()
+            .contains("sucess_code"));
+        let bad_code = PORTAL.replace(
+            "[agencies.codes]",
+            "[agencies.codes]\n\"x\" = \"not/a code\"",
+        );
+        assert!(Mapping::parse(&bad_code)
+            .unwrap_err()
+            .contains("agencies.codes"));
+        let bad_id = PORTAL.replace("id = \"portal\"", "id = \"Portal Site\"");
+        assert!(Mapping::parse(&bad_id).unwrap_err().contains("Portal Site"));
+    }
+}

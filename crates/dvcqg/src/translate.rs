@@ -1,0 +1,695 @@
+//! A request compared with the log: what the log knows of a dossier ([`Known`], folded from its events), and the
+//! events a sync request says happened that the log does not have yet ([`upsert`], [`step`]), in their order.
+//!
+//! The rules, each in one place here:
+//! - **Content ids.** Every event gets a UUIDv5 of its dossier, type, time and data, so the same fact always has
+//!   the same id: two copies of one request racing each other write it once.
+//! - **What is already known writes nothing.** A fact the log has (the same time, to the second, the sync's
+//!   precision) is skipped; so is a value the log has held before (an intake fact, a due date, a unit the dossier
+//!   has been at): the sync repeats what it sent, and a sync log replayed from its start sends old states after
+//!   new ones. Going back to a value held before takes a native `dossier.corrected`.
+//! - **New intake facts are corrections** (procedure, channel and level, received time, an earlier due date); a
+//!   later due date on an open dossier is the apology's `dossier.due_extended`.
+//! - **What the contract cannot correct is refused** with the field, the log's value and the payload's: the end
+//!   of processing, the return, a withdrawal, the rounds of supplements, the receiving agency.
+//! - **Nothing is inserted before the log's last event** of the dossier: a new fact dated earlier is refused.
+
+use crate::mapping::{Meaning, Unit};
+use crate::wire::{Problem, ProblemKind, Step, Upsert};
+use domain::event::*;
+use domain::{AgencyCode, DossierCode, Event, EventData, Instant, ProcedureCode, Text};
+use uuid::Uuid;
+
+/// The namespace of the adapter's content ids.
+const NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_2c4e_9b7d_4e21_8f30_c5d6_e7f8_0912);
+
+/// What the log knows of one dossier.
+#[derive(Clone, Debug, Default)]
+pub struct Known {
+    /// The stream's last version (0 when the dossier is not in the log).
+    pub version: u64,
+    pub life: Option<Life>,
+}
+
+/// A dossier as its events tell it, with every intake value it has held.
+#[derive(Clone, Debug)]
+pub struct Life {
+    pub agency: AgencyCode,
+    pub holder: AgencyCode,
+    /// Every agency it has been at, the receiving one first.
+    pub agencies: Vec<AgencyCode>,
+    pub transfers: Vec<(Instant, AgencyCode)>,
+    pub procedure: ProcedureCode,
+    pub procedures_held: Vec<ProcedureCode>,
+    pub channel: Channel,
+    pub level: Option<OnlineLevel>,
+    pub channels_held: Vec<(Channel, Option<OnlineLevel>)>,
+    pub received_at: Instant,
+    pub received_held: Vec<Instant>,
+    pub due: Option<Instant>,
+    pub dues_held: Vec<Instant>,
+    pub result_by_post: bool,
+    /// Supplement rounds: asked for, and received.
+    pub rounds: Vec<(Instant, Option<Instant>)>,
+    pub resolved: Option<(Instant, Outcome)>,
+    pub returned: Option<(Instant, Channel)>,
+    pub withdrawn: Option<Instant>,
+    /// The latest business time of its events: nothing new may come before it.
+    pub last_at: Instant,
+}
+
+fn same(a: &Instant, b: &Instant) -> bool {
+    a.timestamp() == b.timestamp()
+}
+
+fn held<T: PartialEq>(list: &mut Vec<T>, v: T) {
+    if !list.contains(&v) {
+        list.push(v);
+    }
+}
+
+impl Life {
+    pub fn is_closed(&self) -> bool {
+        self.returned.is_some() || self.withdrawn.is_some()
+    }
+
+    fn pending(&self) -> Option<Instant> {
+        self.rounds.last().filter(|r| r.1.is_none()).map(|r| r.0)
+    }
+
+    /// The dossier's state in the portal's meanings.
+    pub fn meaning(&self) -> Meaning {
+        if self.withdrawn.is_some() {
+            Meaning::Withdrawn
+        } else if self.returned.is_some() {
+            Meaning::Returned
+        } else if let Some((_, outcome)) = self.resolved {
+            match outcome {
+                Outcome::Approved => Meaning::Decided,
+                Outcome::Rejected => Meaning::Stopped,
+            }
+        } else if self.pending().is_some() {
+            Meaning::SupplementRequested
+        } else if self.transfers.is_empty() {
+            Meaning::Accepted
+        } else {
+            Meaning::Processing
+        }
+    }
+}
+
+impl Known {
+    /// Folds the dossier's events, in order.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Known {
+        let mut k = Known::default();
+        for e in events {
+            k.apply(e);
+        }
+        k
+    }
+
+    /// Folds one more event (an accepted one: the log's rules hold).
+    pub fn apply(&mut self, e: &Event) {
+        self.version += 1;
+        let at = e.occurred_at;
+        if let EventData::Received(r) = &e.data {
+            let agency = e.agency.clone().expect("a dossier event names its agency");
+            self.life = Some(Life {
+                holder: agency.clone(),
+                agencies: vec![agency.clone()],
+                agency,
+                transfers: Vec::new(),
+                procedure: r.procedure.clone(),
+                procedures_held: vec![r.procedure.clone()],
+                channel: r.channel,
+                level: r.online_level,
+                channels_held: vec![(r.channel, r.online_level)],
+                received_at: at,
+                received_held: vec![at],
+                due: r.due_at,
+                dues_held: r.due_at.into_iter().collect(),
+                result_by_post: r.result_by_post.unwrap_or(false),
+                rounds: Vec::new(),
+                resolved: None,
+                returned: None,
+                withdrawn: None,
+                last_at: at,
+            });
+            return;
+        }
+        let Some(l) = self.life.as_mut() else { return };
+        l.last_at = l.last_at.max(at);
+        match &e.data {
+            EventData::Transferred(t) => {
+                l.transfers.push((at, t.to_agency.clone()));
+                l.holder = t.to_agency.clone();
+                held(&mut l.agencies, t.to_agency.clone());
+            }
+            EventData::SupplementRequested(_) => l.rounds.push((at, None)),
+            EventData::SupplementReceived(_) => {
+                if let Some(r) = l.rounds.last_mut() {
+                    r.1 = Some(at);
+                }
+            }
+            EventData::DueExtended(d) => {
+                l.due = Some(d.new_due_at);
+                held(&mut l.dues_held, d.new_due_at);
+            }
+            EventData::Resolved(r) => l.resolved = Some((at, r.outcome)),
+            EventData::Returned(r) => l.returned = Some((at, r.channel)),
+            EventData::Withdrawn(_) => l.withdrawn = Some(at),
+            EventData::Corrected(c) => {
+                if let Some(p) = &c.procedure {
+                    l.procedure = p.clone();
+                    held(&mut l.procedures_held, p.clone());
+                }
+                (l.channel, l.level) = c.channel_and_level(l.channel, l.level);
+                held(&mut l.channels_held, (l.channel, l.level));
+                if let Some(r) = c.received_at {
+                    l.received_at = r;
+                    held(&mut l.received_held, r);
+                }
+                if let Some(d) = c.due_at {
+                    l.due = Some(d);
+                    held(&mut l.dues_held, d);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The events a request adds, in order, and what the answer should say about it.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub events: Vec<Event>,
+    pub notes: Vec<String>,
+}
+
+/// The order of events at one instant.
+fn rank(d: &EventData) -> u8 {
+    match d {
+        EventData::Received(_) => 0,
+        EventData::Transferred(_) => 1,
+        EventData::DueExtended(_) => 2,
+        EventData::Corrected(_) => 3,
+        EventData::SupplementRequested(_) => 4,
+        EventData::SupplementReceived(_) => 5,
+        EventData::Resolved(_) => 6,
+        EventData::Returned(_) => 7,
+        _ => 8,
+    }
+}
+
+/// The event's content id: the same fact of the same dossier always has the same id.
+pub fn content_id(dossier: &DossierCode, at: &Instant, data: &EventData) -> Uuid {
+    let json = serde_json::to_string(data).expect("event data serializes");
+    let name = format!(
+        "{dossier}\n{}\n{}\n{json}",
+        data.event_type(),
+        at.timestamp()
+    );
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+}
+
+/// Builds the plan's events: sorted by time (then by [`rank`]), given content ids, and checked to come no
+/// earlier than the log's last event.
+struct Builder<'a> {
+    dossier: &'a DossierCode,
+    facts: Vec<(Instant, AgencyCode, EventData, String)>,
+    problems: Vec<Problem>,
+    notes: Vec<String>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(dossier: &'a DossierCode) -> Builder<'a> {
+        Builder {
+            dossier,
+            facts: Vec::new(),
+            problems: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// A new fact, from `field` of the payload.
+    fn add(&mut self, at: Instant, agency: &AgencyCode, data: EventData, field: impl Into<String>) {
+        self.facts.push((at, agency.clone(), data, field.into()));
+    }
+
+    fn conflict(&mut self, field: impl Into<String>, message: String) {
+        self.problems.push(Problem::conflict(field, message));
+    }
+
+    fn finish(mut self, path: &str, known: &Known) -> Result<Plan, Vec<Problem>> {
+        if let Some(l) = &known.life {
+            for (at, _, data, field) in &self.facts {
+                if at.timestamp() < l.last_at.timestamp() {
+                    self.problems.push(Problem::conflict(
+                        format!("{path}.{field}"),
+                        format!(
+                            "{} at {} would come before the log's last event of this dossier, at {}; the log cannot insert before it",
+                            data.event_type(),
+                            at,
+                            l.last_at
+                        ),
+                    ));
+                }
+            }
+        }
+        if !self.problems.is_empty() {
+            return Err(self.problems);
+        }
+        self.facts
+            .sort_by(|a, b| (a.0.timestamp(), rank(&a.2)).cmp(&(b.0.timestamp(), rank(&b.2))));
+        let events = self
+            .facts
+            .into_iter()
+            .map(|(at, agency, data, _)| Event {
+                id: content_id(self.dossier, &at, &data),
+                dossier: Some(self.dossier.clone()),
+                agency: Some(agency),
+                occurred_at: at,
+                data,
+            })
+            .collect();
+        Ok(Plan {
+            events,
+            notes: self.notes,
+        })
+    }
+}
+
+fn text(s: &str) -> Text {
+    Text::parse(s).expect("the adapter's own texts are valid")
+}
+
+/// The due date the payload means in casetrail's terms: `NgayHenTra`, less the shift the portal's own supplement
+/// rounds gave it (`NgayHenTraMoi` of the last round − `NgayHenTraTruoc` of the first), since casetrail stops the
+/// clock for each round itself.
+fn payload_due(u: &Upsert) -> Option<Instant> {
+    let due = u.due_at?;
+    let shift = match (
+        u.rounds.first().and_then(|r| r.due_before),
+        u.rounds.iter().rev().find_map(|r| r.due_after),
+    ) {
+        (Some(before), Some(after)) if after > before => after - before,
+        _ => chrono::Duration::zero(),
+    };
+    Some(due - shift)
+}
+
+/// The events a `DongBoHoSoMC` dossier adds to what the log knows. `agency` is the receiving agency;
+/// `offered` says at which online level the catalogue has an agency offer a procedure on a day (for a dossier
+/// received online without `MucDo`). `path` is the item's JSON path (`data[0]`), for problems.
+pub fn upsert(
+    u: &Upsert,
+    known: &Known,
+    offered: &dyn Fn(&AgencyCode, &ProcedureCode, chrono::NaiveDate) -> Option<OnlineLevel>,
+    path: &str,
+) -> Result<Plan, Vec<Problem>> {
+    let mut b = Builder::new(&u.dossier);
+    let field = |name: &str| format!("{path}.{name}");
+    let status = format!("TrangThaiHoSo {} ({})", u.status_code, u.status.as_str());
+    match (u.status, &known.life) {
+        (Meaning::Submitted, None) => {
+            b.notes.push(format!(
+                "{status}: not accepted yet; nothing to record until it is"
+            ));
+            return b.finish(path, known);
+        }
+        (Meaning::Refused, None) => {
+            b.notes.push(format!("{status}: refused at intake, so never a dossier the indicators count; nothing recorded"));
+            return b.finish(path, known);
+        }
+        (Meaning::Refused, Some(l)) => {
+            return Err(vec![Problem::conflict(
+                field("TrangThaiHoSo"),
+                format!("{status}, but the log has this dossier accepted at {}; the events contract cannot take back an intake (a withdrawal, status 7, can end it)", l.received_at),
+            )]);
+        }
+        _ => {}
+    }
+    let Some(agency) = u.agency.clone() else {
+        return Err(vec![Problem::invalid(
+            "madonvi",
+            "missing: which agency received the dossier?",
+        )]);
+    };
+    let mut missing = Vec::new();
+    if u.received_at.is_none() {
+        missing.push(Problem::invalid(
+            field("NgayTiepNhan"),
+            format!("missing: {status} needs the acceptance time"),
+        ));
+    }
+    if u.procedure.is_none() {
+        missing.push(Problem::invalid(
+            field("MaTTHC"),
+            "missing: which procedure?",
+        ));
+    }
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let received_at = u.received_at.expect("checked");
+    let procedure = u.procedure.clone().expect("checked");
+    let level = match u.channel {
+        Channel::Online => match u.level.or_else(|| offered(&agency, &procedure, domain::calendar::vietnam_date(&received_at))) {
+            Some(l) => Some(l),
+            None => {
+                return Err(vec![Problem::invalid(
+                    field("MucDo"),
+                    format!("missing: a dossier received online needs its online level, and the catalogue has no online offer of procedure {procedure} at agency {agency}"),
+                )])
+            }
+        },
+        _ => None,
+    };
+    let due = payload_due(u);
+
+    // The intake: new, or compared with the log's.
+    let (holder, mut agencies, base_at, closed, current_due, dues_held) = match &known.life {
+        None => {
+            let original = u.rounds.first().and_then(|r| r.due_before).or(due);
+            b.add(
+                received_at,
+                &agency,
+                EventData::Received(Received {
+                    procedure: procedure.clone(),
+                    channel: u.channel,
+                    online_level: level,
+                    due_at: original,
+                    result_by_post: Some(u.result_by_post),
+                    applicant: u.applicant,
+                }),
+                "NgayTiepNhan",
+            );
+            let held: Vec<Instant> = original.into_iter().collect();
+            (
+                agency.clone(),
+                vec![agency.clone()],
+                received_at,
+                false,
+                original,
+                held,
+            )
+        }
+        Some(l) => {
+            if l.agency != agency {
+                b.conflict(
+                    "madonvi",
+                    format!("the log has dossier {} received by agency {}, not {agency}; the receiving agency cannot be corrected", u.dossier, l.agency),
+                );
+            }
+            let mut c = Corrected {
+                reason: text("DVCQG sync"),
+                procedure: None,
+                channel: None,
+                online_level: None,
+                received_at: None,
+                due_at: None,
+            };
+            let mut changed = Vec::new();
+            if !l.procedures_held.contains(&procedure) {
+                c.procedure = Some(procedure.clone());
+                changed.push(format!("MaTTHC {} → {procedure}", l.procedure));
+            }
+            if !l.channels_held.contains(&(u.channel, level)) {
+                c.channel = Some(u.channel);
+                c.online_level = level;
+                changed.push(format!("channel {} → {}", l.channel, u.channel));
+            }
+            if !l.received_held.iter().any(|r| same(r, &received_at)) {
+                c.received_at = Some(received_at);
+                changed.push(format!("NgayTiepNhan {} → {received_at}", l.received_at));
+            }
+            if !changed.is_empty() {
+                c.reason = text(&format!("DVCQG sync: {}", changed.join("; ")));
+                b.add(
+                    l.last_at,
+                    &l.agency,
+                    EventData::Corrected(c),
+                    "NgayTiepNhan",
+                );
+            }
+            (
+                l.holder.clone(),
+                l.agencies.clone(),
+                l.last_at,
+                l.is_closed(),
+                l.due,
+                l.dues_held.clone(),
+            )
+        }
+    };
+    let mut holder = holder;
+
+    // The unit processing it now.
+    if let Some(Unit::Agency(unit)) = &u.unit {
+        if !agencies.contains(unit) && !closed {
+            b.add(
+                base_at,
+                &holder,
+                EventData::Transferred(Transferred {
+                    to_agency: unit.clone(),
+                    note: None,
+                }),
+                "DonViXuLy",
+            );
+            agencies.push(unit.clone());
+            holder = unit.clone();
+        }
+    }
+
+    // The due date: an apology's new date, or a corrected one.
+    if let Some(d) = due {
+        if !dues_held.iter().any(|h| same(h, &d)) {
+            match current_due {
+                Some(cur) if d > cur && !closed => b.add(
+                    base_at,
+                    &holder,
+                    EventData::DueExtended(DueExtended {
+                        new_due_at: d,
+                        reason: text(
+                            "DVCQG sync: NgayHenTra moved later (phiếu xin lỗi và hẹn lại)",
+                        ),
+                    }),
+                    "NgayHenTra",
+                ),
+                _ => b.add(
+                    base_at,
+                    &agency,
+                    EventData::Corrected(Corrected {
+                        reason: text("DVCQG sync: NgayHenTra corrected"),
+                        procedure: None,
+                        channel: None,
+                        online_level: None,
+                        received_at: None,
+                        due_at: Some(d),
+                    }),
+                    "NgayHenTra",
+                ),
+            }
+        }
+    }
+
+    // Supplement rounds, matched in order with the log's.
+    let log_rounds: &[(Instant, Option<Instant>)] = known.life.as_ref().map_or(&[], |l| &l.rounds);
+    for (i, r) in u.rounds.iter().enumerate() {
+        let rf = |name: &str| format!("DanhSachHoSoBoSung[{i}].{name}");
+        match log_rounds.get(i) {
+            Some((asked, got)) => {
+                if !same(asked, &r.requested_at) {
+                    b.conflict(
+                        field(&rf("NgayBoSung")),
+                        format!("round {} of documents was asked for at {asked} in the log, at {} here; rounds cannot be corrected", i + 1, r.requested_at),
+                    );
+                }
+                match (got, r.received_at) {
+                    (Some(g), Some(p)) if !same(g, &p) => b.conflict(
+                        field(&rf("NgayTiepNhanBoSung")),
+                        format!("round {} of documents arrived at {g} in the log, at {p} here; rounds cannot be corrected", i + 1),
+                    ),
+                    (None, Some(p)) => b.add(p, &holder, EventData::SupplementReceived(SupplementReceived {}), rf("NgayTiepNhanBoSung")),
+                    _ => {}
+                }
+            }
+            None => {
+                b.add(
+                    r.requested_at,
+                    &holder,
+                    EventData::SupplementRequested(SupplementRequested { note: None }),
+                    rf("NgayBoSung"),
+                );
+                if let Some(p) = r.received_at {
+                    b.add(
+                        p,
+                        &holder,
+                        EventData::SupplementReceived(SupplementReceived {}),
+                        rf("NgayTiepNhanBoSung"),
+                    );
+                }
+            }
+        }
+    }
+
+    // The end: a resolution, a return, a withdrawal.
+    let (resolved, returned, withdrawn) = known.life.as_ref().map_or((None, None, None), |l| {
+        (l.resolved, l.returned, l.withdrawn)
+    });
+    let resolution = match u.status {
+        Meaning::Decided | Meaning::Returned => Some(Outcome::Approved),
+        Meaning::Stopped => Some(Outcome::Rejected),
+        _ => None,
+    };
+    if let Some(outcome) = resolution {
+        match (u.ended_at, resolved) {
+            (None, _) if u.status != Meaning::Returned => b.problems.push(Problem::invalid(
+                field("NgayKetThucXuLy"),
+                format!("missing: {status} ends processing, so it needs the time processing ended"),
+            )),
+            (None, _) => {}
+            (Some(end), None) => b.add(
+                end,
+                &holder,
+                EventData::Resolved(Resolved { outcome }),
+                "NgayKetThucXuLy",
+            ),
+            (Some(end), Some((at, was))) => {
+                if !same(&at, &end) {
+                    b.conflict(
+                        field("NgayKetThucXuLy"),
+                        format!("the log has processing ended at {at}, this says {end}; the end of processing cannot be corrected"),
+                    );
+                } else if was != outcome && u.status != Meaning::Returned {
+                    b.conflict(
+                        field("TrangThaiHoSo"),
+                        format!("{status}, but the log has the dossier resolved {} at {at}; an outcome cannot be corrected", was.as_str()),
+                    );
+                }
+            }
+        }
+    }
+    if u.status == Meaning::Returned {
+        let channel = u.return_channel.unwrap_or(Channel::Counter);
+        match (u.returned_at, returned) {
+            (None, _) => b.problems.push(Problem::invalid(
+                field("NgayTra"),
+                format!("missing: {status} needs the time the result was handed over"),
+            )),
+            (Some(at), None) => b.add(
+                at,
+                &agency,
+                EventData::Returned(Returned { channel }),
+                "NgayTra",
+            ),
+            (Some(at), Some((was_at, was))) => {
+                if !same(&at, &was_at) || was != channel {
+                    b.conflict(
+                        field("NgayTra"),
+                        format!("the log has the result returned at {was_at} ({was}), this says {at} ({channel}); a return cannot be corrected"),
+                    );
+                }
+            }
+        }
+    }
+    if u.status == Meaning::Withdrawn {
+        match (u.ended_at.or(u.returned_at), withdrawn) {
+            (None, _) => b.problems.push(Problem::invalid(field("NgayKetThucXuLy"), format!("missing: {status} needs the time of the withdrawal"))),
+            (Some(at), None) => b.add(at, &holder, EventData::Withdrawn(Withdrawn { reason: None }), "NgayKetThucXuLy"),
+            (Some(at), Some(was)) if !same(&at, &was) => b.conflict(
+                field("NgayKetThucXuLy"),
+                format!("the log has the dossier withdrawn at {was}, this says {at}; a withdrawal cannot be corrected"),
+            ),
+            _ => {}
+        }
+    }
+    if let (Some(l), true) = (&known.life, b.facts.is_empty() && b.problems.is_empty()) {
+        if u.status < l.meaning() && !matches!(u.status, Meaning::FeesRequested) {
+            b.notes.push(format!(
+                "{status} is behind the log (which has it {}): an earlier state, nothing new",
+                l.meaning().as_str()
+            ));
+        }
+    }
+    if u.status == Meaning::FeesRequested {
+        b.notes.push(format!(
+            "{status}: casetrail has no event for fees; processing goes on"
+        ));
+    }
+    b.finish(path, known)
+}
+
+/// The events a `CapNhatTienDoHoSoMC` step adds: a transfer to the unit it names, documents asked for or back,
+/// the end of processing, a withdrawal. A step's return is taken from the next `DongBoHoSoMC`, which says by
+/// which channel.
+pub fn step(s: &Step, known: &Known, path: &str) -> Result<Plan, Vec<Problem>> {
+    let Some(l) = &known.life else {
+        return Err(vec![Problem {
+            field: format!("{path}.MaHoSo"),
+            message: format!(
+                "the log has no dossier {} yet; send its DongBoHoSoMC first, then this step again",
+                s.dossier
+            ),
+            kind: ProblemKind::NotFound,
+        }]);
+    };
+    let mut b = Builder::new(&s.dossier);
+    let status = format!("TrangThai {} ({})", s.status_code, s.status.as_str());
+    let mut holder = l.holder.clone();
+    if let Some(Unit::Agency(unit)) = &s.unit {
+        let done = l
+            .transfers
+            .iter()
+            .any(|(at, to)| same(at, &s.at) && to == unit);
+        if *unit != holder && !done {
+            b.add(
+                s.at,
+                &holder,
+                EventData::Transferred(Transferred {
+                    to_agency: unit.clone(),
+                    note: None,
+                }),
+                "PhongBanXuLy",
+            );
+            holder = unit.clone();
+        }
+    }
+    let asked_at = |at: &Instant| l.rounds.iter().any(|(a, _)| same(a, at));
+    match s.status {
+        Meaning::SupplementRequested => {
+            if l.pending().is_none() && !asked_at(&s.at) {
+                b.add(s.at, &holder, EventData::SupplementRequested(SupplementRequested { note: None }), "ThoiDiemXuLy");
+            }
+        }
+        Meaning::Processing | Meaning::Accepted | Meaning::FeesRequested => {
+            if l.pending().is_some() {
+                b.add(s.at, &holder, EventData::SupplementReceived(SupplementReceived {}), "ThoiDiemXuLy");
+            }
+        }
+        Meaning::Decided | Meaning::Stopped => {
+            let outcome = if s.status == Meaning::Decided { Outcome::Approved } else { Outcome::Rejected };
+            match l.resolved {
+                None => b.add(s.at, &holder, EventData::Resolved(Resolved { outcome }), "ThoiDiemXuLy"),
+                Some((at, _)) if !same(&at, &s.at) => b.conflict(
+                    format!("{path}.ThoiDiemXuLy"),
+                    format!("{status} at {}, but the log has processing ended at {at}; the end of processing cannot be corrected", s.at),
+                ),
+                _ => {}
+            }
+        }
+        Meaning::Withdrawn => match l.withdrawn {
+            None => b.add(s.at, &holder, EventData::Withdrawn(Withdrawn { reason: None }), "ThoiDiemXuLy"),
+            Some(at) if !same(&at, &s.at) => b.conflict(
+                format!("{path}.ThoiDiemXuLy"),
+                format!("{status} at {}, but the log has the dossier withdrawn at {at}", s.at),
+            ),
+            _ => {}
+        },
+        Meaning::Returned => b.notes.push(format!(
+            "{status}: the return is recorded from DongBoHoSoMC (NgayTra, HinhThuc), which says by which channel"
+        )),
+        Meaning::Submitted | Meaning::Refused => b.notes.push(format!("{status}: nothing to record for a dossier the log has accepted")),
+    }
+    b.finish(path, known)
+}
