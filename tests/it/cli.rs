@@ -570,6 +570,11 @@ fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
         .replace(
             "[online_levels]\n",
             "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
+        )
+        // The generated lives' agencies are codes no catalogue registers here.
+        .replace(
+            "units_unlisted = \"agency-if-registered\"",
+            "units_unlisted = \"as-is\"",
         );
     std::fs::write(&mapping_file, &mapping_text).unwrap();
     let mapping = dvcqg::Mapping::parse(&mapping_text).unwrap();
@@ -606,7 +611,7 @@ fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
     let out = casetrail(&b, &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let said = stdout(&out);
-    assert!(said.contains("1 steps came before their dossier"), "{said}");
+    assert!(said.contains("1 lines came before their dossier"), "{said}");
     assert!(
         said.contains("personal fields dropped, never stored: ChuHoSo"),
         "{said}"

@@ -82,9 +82,9 @@ fn problems_error(problems: Vec<(usize, Problem)>) -> Error {
     } else {
         ProblemKind::Conflict
     };
+    // Every problem is listed, whichever kind names the answer.
     let errors: Vec<ValidationError> = problems
         .into_iter()
-        .filter(|(_, p)| kind != ProblemKind::Invalid || p.kind == ProblemKind::Invalid)
         .map(|(index, p)| ValidationError {
             index,
             id: None,
@@ -105,24 +105,33 @@ fn problems_error(problems: Vec<(usize, Problem)>) -> Error {
     }
 }
 
-/// The online level the catalogue has `agency` offer `procedure` at on `day`.
-fn offered_level(
-    catalogue: &Catalogue,
-    agency: &domain::AgencyCode,
-    procedure: &domain::ProcedureCode,
-    day: chrono::NaiveDate,
-) -> Option<domain::event::OnlineLevel> {
-    use domain::event::OnlineLevel;
-    let offer = catalogue
-        .offers_on(day, Some(agency))
-        .into_iter()
-        .find(|o| &o.procedure == procedure)?;
-    match offer.online_level {
-        OfferLevel::None => None,
-        OfferLevel::Level3 => Some(OnlineLevel::Level3),
-        OfferLevel::Level4 => Some(OnlineLevel::Level4),
-        OfferLevel::Partial => Some(OnlineLevel::Partial),
-        OfferLevel::Full => Some(OnlineLevel::Full),
+/// The catalogue as the adapter asks it.
+struct Offers<'a>(&'a Catalogue);
+
+impl dvcqg::Catalogue for Offers<'_> {
+    fn offered(
+        &self,
+        agency: &domain::AgencyCode,
+        procedure: &domain::ProcedureCode,
+        day: chrono::NaiveDate,
+    ) -> Option<domain::event::OnlineLevel> {
+        use domain::event::OnlineLevel;
+        let offer = self
+            .0
+            .offers_on(day, Some(agency))
+            .into_iter()
+            .find(|o| &o.procedure == procedure)?;
+        match offer.online_level {
+            OfferLevel::None => None,
+            OfferLevel::Level3 => Some(OnlineLevel::Level3),
+            OfferLevel::Level4 => Some(OnlineLevel::Level4),
+            OfferLevel::Partial => Some(OnlineLevel::Partial),
+            OfferLevel::Full => Some(OnlineLevel::Full),
+        }
+    }
+
+    fn registered(&self, agency: &domain::AgencyCode) -> bool {
+        self.0.agency(agency).is_some()
     }
 }
 
@@ -136,14 +145,11 @@ pub fn plan(
     scope: &dyn Scope,
 ) -> Result<Planned, Error> {
     let mut known: HashMap<DossierCode, Known> = HashMap::new();
-    let mut first_version: HashMap<DossierCode, u64> = HashMap::new();
     let mut events: Vec<Submitted> = Vec::new();
     let mut items = Vec::new();
     let mut problems: Vec<(usize, Problem)> = Vec::new();
     let mut forbidden: Vec<String> = Vec::new();
-    let offered = |a: &domain::AgencyCode, p: &domain::ProcedureCode, d: chrono::NaiveDate| {
-        offered_level(catalogue, a, p, d)
-    };
+    let offers = Offers(catalogue);
     for (r, request) in requests.iter().enumerate() {
         for (i, item) in request.items.iter().enumerate() {
             let path = format!("data[{i}]");
@@ -151,7 +157,6 @@ pub fn plan(
             if !known.contains_key(&dossier) {
                 let stored = log.stream(dossier.as_str())?;
                 let k = Known::of(stored.iter().map(|e| &e.event));
-                first_version.insert(dossier.clone(), k.version);
                 known.insert(dossier.clone(), k);
             }
             let k = known.get_mut(&dossier).expect("just read");
@@ -187,15 +192,14 @@ pub fn plan(
                         forbidden.push(format!("request {r} {path}: dossier {dossier} is not visible to this credential"));
                         continue;
                     }
-                    dvcqg::upsert(u, k, &offered, &path)
+                    dvcqg::upsert(u, k, &offers, &path)
                 }
-                Item::Step(s) => {
-                    if k.life.is_some() && !visible {
-                        forbidden.push(format!("request {r} {path}: dossier {dossier} is not visible to this credential"));
-                        continue;
-                    }
-                    dvcqg::step(s, k, &path)
+                // A dossier the caller may not see answers as one that does not exist, so that the answer does not
+                // tell which.
+                Item::Step(s) if k.life.is_some() && !visible => {
+                    dvcqg::step(s, &Known::default(), &offers, &path)
                 }
+                Item::Step(s) => dvcqg::step(s, k, &offers, &path),
             };
             match planned {
                 Err(ps) => problems.extend(ps.into_iter().map(|p| (r, p))),
@@ -205,10 +209,10 @@ pub fn plan(
                         if let Some(a) = e.agency.as_ref().filter(|a| !scope.covers(a)) {
                             forbidden.push(format!("request {r} {path}: the {} it implies happens at agency {a}, outside this credential's scope", e.event_type()));
                         }
+                        // Each event carries the version it was planned on, so that a concurrent writer makes this
+                        // append fail (and be planned again) instead of interleaving with it.
+                        let expected = Some(k.version);
                         k.apply(&e);
-                        // The dossier's first new event carries the version read, so that a concurrent writer
-                        // makes this append fail (and be planned again) instead of interleaving.
-                        let expected = first_version.remove(&dossier);
                         events.push(Submitted {
                             event: e,
                             expected_version: expected,
@@ -254,7 +258,7 @@ impl Planned {
 
 /// A refusal of the log's, said of the item whose event it refused.
 fn refusals_error(planned: &Planned, refusals: &[store::EventRefusal]) -> Error {
-    let problems = refusals
+    let problems: Vec<ValidationError> = refusals
         .iter()
         .map(|x| {
             let item = planned.items.iter().find(|it| it.events.contains(&x.index));
@@ -262,23 +266,30 @@ fn refusals_error(planned: &Planned, refusals: &[store::EventRefusal]) -> Error 
             let (request, field) = item.map_or((0, String::new()), |it| {
                 (it.request, format!("data[{}]", it.item))
             });
-            (
-                request,
-                Problem::conflict(
-                    field,
-                    format!(
-                        "the log refuses {} of dossier {} at {}: {}: {}",
-                        e.event_type(),
-                        e.dossier.as_ref().map_or("", |d| d.as_str()),
-                        e.occurred_at,
-                        x.refusal.code(),
-                        x.refusal
-                    ),
+            ValidationError {
+                index: request,
+                id: None,
+                field,
+                message: format!(
+                    "the log refuses {} of dossier {} at {}: {}: {}",
+                    e.event_type(),
+                    e.dossier.as_ref().map_or("", |d| d.as_str()),
+                    e.occurred_at,
+                    x.refusal.code(),
+                    x.refusal
                 ),
-            )
+            }
         })
         .collect();
-    problems_error(problems)
+    // The log's own code when every refusal has the same one (as `POST /v1/events` answers), else a conflict.
+    let mut codes = refusals.iter().map(|x| x.refusal.code());
+    let first = codes.next().unwrap_or(crate::error::code::sync_conflict);
+    let code = if codes.all(|c| c == first) {
+        first
+    } else {
+        crate::error::code::sync_conflict
+    };
+    Error::Sync { code, problems }
 }
 
 /// The source written on the adapter's events: the credential's name and the mapping's tag, cut to fit.
@@ -335,7 +346,7 @@ fn answer(
                 found.push(f.clone());
             }
         } else if let Some(said) = request.is_updating {
-            // What the client believed, against what the log had before this request.
+            // What the client said; the adapter compared the dossier with the log whatever it said.
             entry["isUpdating"] = json!(said);
         }
         requests[it.request]["items"]
@@ -441,8 +452,10 @@ impl App {
                 &planned,
                 &outcome.receipts,
             ))),
+            // Any version conflict means another writer changed a dossier since the plan: the other refusals may be
+            // only its consequence, so the body is planned again.
             Err(store::AppendError::Refused(r))
-                if r.iter().all(|x| {
+                if r.iter().any(|x| {
                     matches!(
                         x.refusal,
                         Refusal::Rule(domain::Rejection::VersionConflict { .. })

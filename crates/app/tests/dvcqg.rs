@@ -34,6 +34,11 @@ fn app_at(dir: &std::path::Path) -> App {
         .replace(
             "[online_levels]\n",
             "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
+        )
+        // The generated lives' agencies are codes no catalogue registers here.
+        .replace(
+            "units_unlisted = \"agency-if-registered\"",
+            "units_unlisted = \"as-is\"",
         );
     std::fs::write(&mapping, text).unwrap();
     let mut settings = Settings::new(dir.join("data"));
@@ -327,6 +332,86 @@ fn steps_wait_for_their_dossier_and_contradictions_are_refused_by_name() {
         .visible_dossier(&ingest, &domain::DossierCode::parse("D-4").unwrap())
         .unwrap();
     assert_eq!(d.online_level, Some(domain::event::OnlineLevel::Level4));
+
+    // An update that leaves out the channel, the level, the procedure and the acceptance time changes none of them.
+    let mut bare = upsert("D-4", "4", json!({}));
+    for f in ["KenhThucHien", "MaTTHC", "NgayTiepNhan"] {
+        bare["data"][0].as_object_mut().unwrap().remove(f);
+    }
+    let a = send(&rt, &app, &ingest, &bare).unwrap();
+    assert_eq!(a["casetrail"]["written"], 0, "{a:#}");
+
+    // A later acceptance time on a dossier with nothing after it: corrected at that time (the log's rule 6).
+    send(&rt, &app, &ingest, &upsert("D-5", "2", json!({}))).unwrap();
+    let a = send(
+        &rt,
+        &app,
+        &ingest,
+        &upsert("D-5", "2", json!({"NgayTiepNhan": "20190312093000"})),
+    )
+    .unwrap();
+    assert_eq!(
+        a["casetrail"]["requests"][0]["items"][0]["events"],
+        json!(["dossier.corrected"])
+    );
+    // Resolved, then a later NgayHenTra (the apology slip came late): a corrected due date, not an extension the
+    // log would refuse after the resolution.
+    send(
+        &rt,
+        &app,
+        &ingest,
+        &upsert(
+            "D-5",
+            "9",
+            json!({"NgayTiepNhan": "20190312093000", "NgayKetThucXuLy": "20190320100000"}),
+        ),
+    )
+    .unwrap();
+    let a = send(
+        &rt,
+        &app,
+        &ingest,
+        &upsert("D-5", "9", json!({"NgayTiepNhan": "20190312093000", "NgayKetThucXuLy": "20190320100000", "NgayHenTra": "20190322170000"})),
+    )
+    .unwrap();
+    assert_eq!(
+        a["casetrail"]["requests"][0]["items"][0]["events"],
+        json!(["dossier.corrected"])
+    );
+    let (d, _) = app
+        .visible_dossier(&ingest, &domain::DossierCode::parse("D-5").unwrap())
+        .unwrap();
+    assert_eq!(d.due_at.unwrap().to_rfc3339(), "2019-03-22T17:00:00+07:00");
+
+    // A step for a dossier of another agency answers as one that does not exist.
+    reference(
+        &app,
+        json!({"id": uuid::Uuid::new_v4(), "type": "agency.registered", "agency": "000.00.13.H27", "occurred_at": "2019-01-01T00:00:00+07:00",
+        "data": {"name": "Sở Xây dựng", "level": "department"}}),
+    );
+    let other = credential(Role::Ingest, Some("000.00.13.H27"));
+    let mut theirs = upsert("D-6", "2", json!({}));
+    theirs["madonvi"] = json!("000.00.13.H27");
+    send(&rt, &app, &other, &theirs).unwrap();
+    let hidden = send(
+        &rt,
+        &app,
+        &ingest,
+        &step("D-6", "4", "20190313090000", None),
+    )
+    .unwrap_err();
+    let absent = send(
+        &rt,
+        &app,
+        &ingest,
+        &step("D-7", "4", "20190313090000", None),
+    )
+    .unwrap_err();
+    assert_eq!(hidden.status_and_code(), absent.status_and_code());
+    assert_eq!(
+        hidden.to_string().replace("D-6", "D-?"),
+        absent.to_string().replace("D-7", "D-?")
+    );
 
     // The lookup answers from the log, in the portal's codes; another agency's dossier is not found.
     let a = send(

@@ -2,8 +2,9 @@
 //! made from casetrail's own events. Tests and demonstrations use it to put the same lives through the adapter
 //! and through the native API; nothing in the service does.
 //!
-//! After each event the system sends `DongBoHoSoMC` with the dossier as it then stands; a transfer is also sent as
-//! a `CapNhatTienDoHoSoMC` step naming the unit, before the upsert. Every request also carries personal fields
+//! After each event the system sends `DongBoHoSoMC` with the dossier as it then stands, after a
+//! `CapNhatTienDoHoSoMC` step for it (naming the unit that holds the dossier then, with the step's status). A
+//! dossier received online is first sent at status 1, before it is accepted. Every request also carries personal fields
 //! (a name, a phone number, an email, an identity number, an address), as real ones do, so that a test can look
 //! for them where they must not be.
 
@@ -69,26 +70,47 @@ pub fn sync_requests(events: &[Event], mapping: &Mapping) -> Vec<Value> {
     } else {
         Channel::Counter
     };
+    let step = |at: &domain::Instant, unit: &domain::AgencyCode, status: Meaning| {
+        json!({
+            "session": "phiên-mô-phỏng",
+            "service": "CapNhatTienDoHoSoMC",
+            "data": [{
+                "MaHoSo": dossier,
+                "NguoiXuLy": name,
+                "ChucDanh": "Chuyên viên",
+                "ThoiDiemXuLy": format_time(at),
+                "PhongBanXuLy": unit,
+                "NoiDungXuLy": format!("Xử lý, liên hệ {phone}"),
+                "TrangThai": code(mapping.status_code(status), status.as_str()),
+                "NgayBatDau": format_time(at),
+                "NgayKetThucTheoQuyDinh": "",
+            }]
+        })
+    };
+    if r.channel == Channel::Online {
+        // Sent online: the portal hears of it before the desk accepts it.
+        let mut submitted = d.clone();
+        submitted.insert(
+            "TrangThaiHoSo".into(),
+            json!(code(mapping.status_code(Meaning::Submitted), "submitted")),
+        );
+        submitted.insert(
+            "KenhThucHien".into(),
+            json!(code(mapping.channel_code(Channel::Online), "online")),
+        );
+        out.push(json!({
+            "session": "phiên-mô-phỏng",
+            "madonvi": agency,
+            "service": "DongBoHoSoMC",
+            "isUpdating": "False",
+            "data": [Value::Object(submitted)],
+        }));
+    }
     for e in events {
         let at = e.occurred_at;
         match &e.data {
             EventData::Received(_) => {}
             EventData::Transferred(t) => {
-                out.push(json!({
-                    "session": "phiên-mô-phỏng",
-                    "service": "CapNhatTienDoHoSoMC",
-                    "data": [{
-                        "MaHoSo": dossier,
-                        "NguoiXuLy": name,
-                        "ChucDanh": "Chuyên viên",
-                        "ThoiDiemXuLy": format_time(&at),
-                        "PhongBanXuLy": t.to_agency,
-                        "NoiDungXuLy": format!("Chuyển xử lý, liên hệ {phone}"),
-                        "TrangThai": code(mapping.status_code(Meaning::Processing), "processing"),
-                        "NgayBatDau": format_time(&at),
-                        "NgayKetThucTheoQuyDinh": "",
-                    }]
-                }));
                 holder = t.to_agency.clone();
                 status = Meaning::Processing;
             }
@@ -131,6 +153,16 @@ pub fn sync_requests(events: &[Event], mapping: &Mapping) -> Vec<Value> {
                 }
             }
             _ => panic!("not a dossier event"),
+        }
+        // A step naming the unit that holds the dossier then: before the upsert, so that the step dates the
+        // change (a transfer, a round, the end), except at intake, where the dossier must be sent first.
+        let stepped = !matches!(
+            e.data,
+            EventData::DueExtended(_) | EventData::Corrected(_) | EventData::Returned(_)
+        );
+        let intake = matches!(e.data, EventData::Received(_));
+        if stepped && !intake {
+            out.push(step(&at, &holder, status));
         }
         d.insert("MaTTHC".into(), json!(procedure));
         d.insert("NgayTiepNhan".into(), json!(format_time(&received_at)));
@@ -183,9 +215,12 @@ pub fn sync_requests(events: &[Event], mapping: &Mapping) -> Vec<Value> {
             "session": "phiên-mô-phỏng",
             "madonvi": agency,
             "service": "DongBoHoSoMC",
-            "isUpdating": if matches!(e.data, EventData::Received(_)) { "False" } else { "True" },
+            "isUpdating": if intake { "False" } else { "True" },
             "data": [Value::Object(d.clone())],
         }));
+        if intake {
+            out.push(step(&at, &holder, status));
+        }
     }
     out
 }

@@ -12,13 +12,13 @@ pub mod translate;
 pub mod wire;
 
 pub use mapping::{Mapping, Meaning, Unit};
-pub use translate::{content_id, step, upsert, Known, Life, Plan};
+pub use translate::{content_id, step, upsert, Catalogue, Known, Life, Plan};
 pub use wire::{read_body, Dropped, Item, Problem, ProblemKind, Request, Service};
 
 use serde_json::{json, Value};
 
-/// A `TraCuuHoSo` answer for a dossier the log has: its state in the site's codes, and its dates as the sync
-/// writes them.
+/// A `TraCuuHoSo` answer for a dossier the log has: its state, procedure and unit in the site's codes, and its
+/// dates as the sync writes them.
 pub fn lookup_answer(dossier: &domain::DossierCode, life: &Life, mapping: &Mapping) -> Value {
     // Absent dates are empty strings, as the sync writes them.
     let time = |t: Option<domain::Instant>| t.map(|t| wire::format_time(&t)).unwrap_or_default();
@@ -34,7 +34,7 @@ pub fn lookup_answer(dossier: &domain::DossierCode, life: &Life, mapping: &Mappi
     };
     json!({
         "MaHoSo": dossier,
-        "MaTTHC": life.procedure,
+        "MaTTHC": mapping.site_procedure(&life.procedure),
         "TrangThaiHoSo": mapping.status_code(life.meaning()),
         "KenhThucHien": mapping.channel_code(life.channel),
         "HinhThuc": mapping.result_channel_code(by_post),
@@ -42,6 +42,6 @@ pub fn lookup_answer(dossier: &domain::DossierCode, life: &Life, mapping: &Mappi
         "NgayHenTra": time(life.due),
         "NgayKetThucXuLy": time(ended),
         "NgayTra": time(life.returned.map(|r| r.0)),
-        "DonViXuLy": life.holder,
+        "DonViXuLy": mapping.site_agency(&life.holder),
     })
 }

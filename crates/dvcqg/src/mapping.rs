@@ -78,11 +78,31 @@ pub enum Receiving {
     DossierCode,
 }
 
+/// What a processing unit (`DonViXuLy`, `PhongBanXuLy`) that the mapping does not list stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum UnlistedUnit {
+    /// Refused by name.
+    #[default]
+    #[serde(rename = "refuse")]
+    Refuse,
+    /// A unit inside the agency holding the dossier: no transfer.
+    #[serde(rename = "internal")]
+    Internal,
+    /// The agency of that code when the catalogue has it registered; any other unit is internal.
+    #[serde(rename = "agency-if-registered")]
+    AgencyIfRegistered,
+    /// The agency of that code, registered or not (a site whose units are all agency codes); not a code: refused.
+    #[serde(rename = "as-is")]
+    AsIs,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AgencyTable {
     #[serde(default)]
     unlisted: Unlisted,
+    #[serde(default)]
+    units_unlisted: UnlistedUnit,
     #[serde(default)]
     internal: Vec<String>,
     #[serde(default)]
@@ -131,6 +151,8 @@ pub enum Unit {
     Agency(AgencyCode),
     /// A unit inside the agency that holds the dossier: no transfer.
     Internal,
+    /// This agency if the catalogue has it registered, else a unit inside the holder (`agency-if-registered`).
+    IfRegistered(AgencyCode),
 }
 
 /// A site's mapping, read and checked.
@@ -150,6 +172,7 @@ pub struct Mapping {
     online_levels: BTreeMap<String, OnlineLevel>,
     applicants: BTreeMap<String, Applicant>,
     agencies_unlisted: Unlisted,
+    units_unlisted: UnlistedUnit,
     internal: Vec<String>,
     agencies: BTreeMap<String, AgencyCode>,
     procedures_unlisted: Unlisted,
@@ -214,6 +237,7 @@ impl Mapping {
             online_levels: f.online_levels,
             applicants: f.applicants,
             agencies_unlisted: f.agencies.unlisted,
+            units_unlisted: f.agencies.units_unlisted,
             internal: f.agencies.internal,
             agencies,
             procedures_unlisted: f.procedures.unlisted,
@@ -285,14 +309,44 @@ impl Mapping {
         }
     }
 
-    /// Where a processing unit the site names (DonViXuLy, PhongBanXuLy) sends a dossier.
+    /// Where a processing unit the site names (DonViXuLy, PhongBanXuLy) sends a dossier: a listed code's agency,
+    /// an internal unit, or what `units_unlisted` says of any other.
     pub fn unit(&self, name: &str) -> Result<Unit, String> {
         if self.internal.iter().any(|u| u == name) {
             return Ok(Unit::Internal);
         }
-        self.agency(name).map(Unit::Agency).map_err(|e| {
-            format!("{e}; list it under [agencies.codes], or under agencies.internal if it is a unit inside its agency")
-        })
+        if let Some(ours) = self.agencies.get(name) {
+            return Ok(Unit::Agency(ours.clone()));
+        }
+        match self.units_unlisted {
+            UnlistedUnit::Internal => Ok(Unit::Internal),
+            UnlistedUnit::AgencyIfRegistered => Ok(AgencyCode::parse(name)
+                .map(Unit::IfRegistered)
+                .unwrap_or(Unit::Internal)),
+            UnlistedUnit::AsIs => AgencyCode::parse(name).map(Unit::Agency).map_err(|e| {
+                format!("unit {name:?} is not in mapping {:?}, and not an agency code: {e}", self.id)
+            }),
+            UnlistedUnit::Refuse => Err(format!(
+                "unit {name:?} is not in mapping {:?}; list it under [agencies.codes], or under agencies.internal if it is a unit inside its agency",
+                self.id
+            )),
+        }
+    }
+
+    /// The site's code for one of casetrail's agencies (the first listed), or casetrail's own.
+    pub fn site_agency(&self, ours: &AgencyCode) -> String {
+        self.agencies
+            .iter()
+            .find(|(_, a)| *a == ours)
+            .map_or_else(|| ours.to_string(), |(site, _)| site.clone())
+    }
+
+    /// The site's code for a national procedure code (the first listed), or the national one.
+    pub fn site_procedure(&self, ours: &ProcedureCode) -> String {
+        self.procedures
+            .iter()
+            .find(|(_, p)| *p == ours)
+            .map_or_else(|| ours.to_string(), |(site, _)| site.clone())
     }
 
     /// The national procedure code a site's procedure code stands for.
@@ -368,6 +422,10 @@ mod tests {
             )
             .replace("internal = []", "internal = [\"Phòng Một cửa\"]")
             .replace(
+                "units_unlisted = \"agency-if-registered\"",
+                "units_unlisted = \"refuse\"",
+            )
+            .replace(
                 "[procedures.codes]",
                 "[procedures.codes]\n\"HT-001\" = \"1.001234\"",
             );
@@ -378,6 +436,17 @@ mod tests {
             .unwrap_err()
             .contains("not in mapping"));
         assert_eq!(m.unit("Phòng Một cửa").unwrap(), Unit::Internal);
+        assert!(m
+            .unit("Phòng Tư pháp")
+            .unwrap_err()
+            .contains("Phòng Tư pháp"));
+        assert_eq!(m.site_agency(&m.agency("H27.01").unwrap()), "H27.01");
+        let portal = Mapping::portal();
+        assert_eq!(portal.unit("Phòng Tư pháp").unwrap(), Unit::Internal);
+        assert!(matches!(
+            portal.unit("000.00.12.H27").unwrap(),
+            Unit::IfRegistered(_)
+        ));
         assert_eq!(m.procedure("HT-001").unwrap().as_str(), "1.001234");
         assert_eq!(m.procedure("1.000001").unwrap().as_str(), "1.000001");
         assert_ne!(m.sha256, Mapping::portal().sha256);

@@ -241,18 +241,33 @@ impl<'a> Builder<'a> {
     }
 
     fn finish(mut self, path: &str, known: &Known) -> Result<Plan, Vec<Problem>> {
-        if let Some(l) = &known.life {
-            for (at, _, data, field) in &self.facts {
-                if at.timestamp() < l.last_at.timestamp() {
-                    self.problems.push(Problem::conflict(
-                        format!("{path}.{field}"),
-                        format!(
-                            "{} at {} would come before the log's last event of this dossier, at {}; the log cannot insert before it",
-                            data.event_type(),
-                            at,
-                            l.last_at
-                        ),
-                    ));
+        // What the log's rules compare: nothing before the dossier's latest event (the log's, or for a new
+        // dossier its acceptance). The sync dates to the second; a fact in the very second of a later event (a
+        // native one may carry a fraction) is taken as at that event.
+        let floor = match &known.life {
+            Some(l) => Some((l.last_at, "the log's last event of this dossier")),
+            None => self
+                .facts
+                .iter()
+                .find(|f| matches!(f.2, EventData::Received(_)))
+                .map(|f| (f.0, "its acceptance (NgayTiepNhan)")),
+        };
+        if let Some((floor, what)) = floor {
+            for (at, _, data, field) in &mut self.facts {
+                if at.timestamp() == floor.timestamp() && *at < floor {
+                    *at = floor;
+                }
+                if *at < floor {
+                    let message = format!(
+                        "{} at {at} would come before {what}, at {floor}; the log cannot insert before it",
+                        data.event_type(),
+                    );
+                    // Within one payload that is bad input; against the log it is a conflict.
+                    self.problems.push(if known.life.is_some() {
+                        Problem::conflict(format!("{path}.{field}"), message)
+                    } else {
+                        Problem::invalid(format!("{path}.{field}"), message)
+                    });
                 }
             }
         }
@@ -260,7 +275,7 @@ impl<'a> Builder<'a> {
             return Err(self.problems);
         }
         self.facts
-            .sort_by(|a, b| (a.0.timestamp(), rank(&a.2)).cmp(&(b.0.timestamp(), rank(&b.2))));
+            .sort_by(|a, b| (a.0, rank(&a.2)).cmp(&(b.0, rank(&b.2))));
         let events = self
             .facts
             .into_iter()
@@ -298,13 +313,45 @@ fn payload_due(u: &Upsert) -> Option<Instant> {
     Some(due - shift)
 }
 
-/// The events a `DongBoHoSoMC` dossier adds to what the log knows. `agency` is the receiving agency;
-/// `offered` says at which online level the catalogue has an agency offer a procedure on a day (for a dossier
-/// received online without `MucDo`). `path` is the item's JSON path (`data[0]`), for problems.
+/// What the adapter asks of the catalogue.
+pub trait Catalogue {
+    /// The online level at which `agency` offers `procedure` on `day`.
+    fn offered(
+        &self,
+        agency: &AgencyCode,
+        procedure: &ProcedureCode,
+        day: chrono::NaiveDate,
+    ) -> Option<OnlineLevel>;
+    /// Whether `agency` is registered.
+    fn registered(&self, agency: &AgencyCode) -> bool;
+}
+
+/// A unit as an agency: a listed one, or an unlisted one the catalogue has registered (`agency-if-registered`).
+fn unit_agency(unit: Option<&Unit>, catalogue: &dyn Catalogue) -> Option<AgencyCode> {
+    match unit? {
+        Unit::Agency(a) => Some(a.clone()),
+        Unit::IfRegistered(a) if catalogue.registered(a) => Some(a.clone()),
+        _ => None,
+    }
+}
+
+fn corrected(reason: &str) -> Corrected {
+    Corrected {
+        reason: text(reason),
+        procedure: None,
+        channel: None,
+        online_level: None,
+        received_at: None,
+        due_at: None,
+    }
+}
+
+/// The events a `DongBoHoSoMC` dossier adds to what the log knows. `path` is the item's JSON path (`data[0]`),
+/// for problems. A field the payload leaves out of an update leaves the log's value as it is.
 pub fn upsert(
     u: &Upsert,
     known: &Known,
-    offered: &dyn Fn(&AgencyCode, &ProcedureCode, chrono::NaiveDate) -> Option<OnlineLevel>,
+    catalogue: &dyn Catalogue,
     path: &str,
 ) -> Result<Plan, Vec<Problem>> {
     let mut b = Builder::new(&u.dossier);
@@ -314,6 +361,13 @@ pub fn upsert(
         (Meaning::Submitted, None) => {
             b.notes.push(format!(
                 "{status}: not accepted yet; nothing to record until it is"
+            ));
+            return b.finish(path, known);
+        }
+        (Meaning::Submitted, Some(l)) => {
+            b.notes.push(format!(
+                "{status} is behind the log (which has it accepted at {}): an earlier state, nothing new",
+                l.received_at
             ));
             return b.finish(path, known);
         }
@@ -335,14 +389,18 @@ pub fn upsert(
             "missing: which agency received the dossier?",
         )]);
     };
+    let life = known.life.as_ref();
+    // An update may leave out what has not changed; a new dossier must say it.
+    let received_at = u.received_at.or(life.map(|l| l.received_at));
+    let procedure = u.procedure.clone().or(life.map(|l| l.procedure.clone()));
     let mut missing = Vec::new();
-    if u.received_at.is_none() {
+    if received_at.is_none() {
         missing.push(Problem::invalid(
             field("NgayTiepNhan"),
             format!("missing: {status} needs the acceptance time"),
         ));
     }
-    if u.procedure.is_none() {
+    if procedure.is_none() {
         missing.push(Problem::invalid(
             field("MaTTHC"),
             "missing: which procedure?",
@@ -351,102 +409,104 @@ pub fn upsert(
     if !missing.is_empty() {
         return Err(missing);
     }
-    let received_at = u.received_at.expect("checked");
-    let procedure = u.procedure.clone().expect("checked");
-    let level = match u.channel {
-        Channel::Online => match u.level.or_else(|| offered(&agency, &procedure, domain::calendar::vietnam_date(&received_at))) {
-            Some(l) => Some(l),
-            None => {
-                return Err(vec![Problem::invalid(
-                    field("MucDo"),
-                    format!("missing: a dossier received online needs its online level, and the catalogue has no online offer of procedure {procedure} at agency {agency}"),
-                )])
+    let (received_at, procedure) = (received_at.expect("checked"), procedure.expect("checked"));
+    let channel = u
+        .channel
+        .or(life.map(|l| l.channel))
+        .unwrap_or(Channel::Counter);
+    let level = match channel {
+        Channel::Online => {
+            let kept = life
+                .filter(|l| l.channel == Channel::Online)
+                .and_then(|l| l.level);
+            let day = domain::calendar::vietnam_date(&received_at);
+            match u.level.or(kept).or_else(|| catalogue.offered(&agency, &procedure, day)) {
+                Some(l) => Some(l),
+                None => {
+                    return Err(vec![Problem::invalid(
+                        field("MucDo"),
+                        format!("missing: a dossier received online needs its online level, and the catalogue has no online offer of procedure {procedure} at agency {agency}"),
+                    )])
+                }
             }
-        },
+        }
         _ => None,
     };
     let due = payload_due(u);
 
     // The intake: new, or compared with the log's.
-    let (holder, mut agencies, base_at, closed, current_due, dues_held) = match &known.life {
-        None => {
-            let original = u.rounds.first().and_then(|r| r.due_before).or(due);
-            b.add(
-                received_at,
-                &agency,
-                EventData::Received(Received {
-                    procedure: procedure.clone(),
-                    channel: u.channel,
-                    online_level: level,
-                    due_at: original,
-                    result_by_post: Some(u.result_by_post),
-                    applicant: u.applicant,
-                }),
-                "NgayTiepNhan",
-            );
-            let held: Vec<Instant> = original.into_iter().collect();
-            (
-                agency.clone(),
-                vec![agency.clone()],
-                received_at,
-                false,
-                original,
-                held,
-            )
-        }
-        Some(l) => {
-            if l.agency != agency {
-                b.conflict(
+    let (mut holder, mut agencies, base_at, closed, resolved_before, current_due, dues_held) =
+        match life {
+            None => {
+                let original = u.rounds.first().and_then(|r| r.due_before).or(due);
+                b.add(
+                    received_at,
+                    &agency,
+                    EventData::Received(Received {
+                        procedure: procedure.clone(),
+                        channel,
+                        online_level: level,
+                        due_at: original,
+                        result_by_post: Some(u.result_by_post.unwrap_or(false)),
+                        applicant: u.applicant,
+                    }),
+                    "NgayTiepNhan",
+                );
+                let held: Vec<Instant> = original.into_iter().collect();
+                (
+                    agency.clone(),
+                    vec![agency.clone()],
+                    received_at,
+                    false,
+                    false,
+                    original,
+                    held,
+                )
+            }
+            Some(l) => {
+                if l.agency != agency {
+                    b.conflict(
                     "madonvi",
                     format!("the log has dossier {} received by agency {}, not {agency}; the receiving agency cannot be corrected", u.dossier, l.agency),
                 );
-            }
-            let mut c = Corrected {
-                reason: text("DVCQG sync"),
-                procedure: None,
-                channel: None,
-                online_level: None,
-                received_at: None,
-                due_at: None,
-            };
-            let mut changed = Vec::new();
-            if !l.procedures_held.contains(&procedure) {
-                c.procedure = Some(procedure.clone());
-                changed.push(format!("MaTTHC {} → {procedure}", l.procedure));
-            }
-            if !l.channels_held.contains(&(u.channel, level)) {
-                c.channel = Some(u.channel);
-                c.online_level = level;
-                changed.push(format!("channel {} → {}", l.channel, u.channel));
-            }
-            if !l.received_held.iter().any(|r| same(r, &received_at)) {
-                c.received_at = Some(received_at);
-                changed.push(format!("NgayTiepNhan {} → {received_at}", l.received_at));
-            }
-            if !changed.is_empty() {
-                c.reason = text(&format!("DVCQG sync: {}", changed.join("; ")));
-                b.add(
+                }
+                let mut c = corrected("DVCQG sync");
+                let mut changed = Vec::new();
+                if !l.procedures_held.contains(&procedure) {
+                    c.procedure = Some(procedure.clone());
+                    changed.push(format!("MaTTHC {} → {procedure}", l.procedure));
+                }
+                if !l.channels_held.contains(&(channel, level)) {
+                    c.channel = Some(channel);
+                    c.online_level = level;
+                    changed.push(format!("channel {} → {channel}", l.channel));
+                }
+                if !l.received_held.iter().any(|r| same(r, &received_at)) {
+                    c.received_at = Some(received_at);
+                    changed.push(format!("NgayTiepNhan {} → {received_at}", l.received_at));
+                }
+                if !changed.is_empty() {
+                    c.reason = text(&format!("DVCQG sync: {}", changed.join("; ")));
+                    // A later acceptance time is corrected no earlier than itself (the log's rule 6).
+                    let at = l.last_at.max(c.received_at.unwrap_or(l.last_at));
+                    b.add(at, &l.agency, EventData::Corrected(c), "NgayTiepNhan");
+                }
+                (
+                    l.holder.clone(),
+                    l.agencies.clone(),
                     l.last_at,
-                    &l.agency,
-                    EventData::Corrected(c),
-                    "NgayTiepNhan",
-                );
+                    l.is_closed(),
+                    l.resolved.is_some(),
+                    l.due,
+                    l.dues_held.clone(),
+                )
             }
-            (
-                l.holder.clone(),
-                l.agencies.clone(),
-                l.last_at,
-                l.is_closed(),
-                l.due,
-                l.dues_held.clone(),
-            )
-        }
-    };
-    let mut holder = holder;
+        };
 
-    // The unit processing it now.
-    if let Some(Unit::Agency(unit)) = &u.unit {
-        if !agencies.contains(unit) && !closed {
+    // The unit processing it now. A unit the dossier has been at before is an earlier payload's (a return to
+    // it takes a step, which is dated).
+    if let Some(unit) = unit_agency(u.unit.as_ref(), catalogue) {
+        if !agencies.contains(&unit) && !closed {
             b.add(
                 base_at,
                 &holder,
@@ -457,46 +517,47 @@ pub fn upsert(
                 "DonViXuLy",
             );
             agencies.push(unit.clone());
-            holder = unit.clone();
+            holder = unit;
         }
     }
 
-    // The due date: an apology's new date, or a corrected one.
+    // The due date: an apology's new date on a dossier still in processing, else a corrected one.
     if let Some(d) = due {
         if !dues_held.iter().any(|h| same(h, &d)) {
+            let rounds_unexplained =
+                !u.rounds.is_empty() || life.is_some_and(|l| !l.rounds.is_empty());
+            let explained = u.rounds.first().and_then(|r| r.due_before).is_some()
+                && u.rounds.iter().any(|r| r.due_after.is_some());
             match current_due {
-                Some(cur) if d > cur && !closed => b.add(
-                    base_at,
-                    &holder,
-                    EventData::DueExtended(DueExtended {
-                        new_due_at: d,
-                        reason: text(
-                            "DVCQG sync: NgayHenTra moved later (phiếu xin lỗi và hẹn lại)",
-                        ),
-                    }),
-                    "NgayHenTra",
-                ),
-                _ => b.add(
-                    base_at,
-                    &agency,
-                    EventData::Corrected(Corrected {
-                        reason: text("DVCQG sync: NgayHenTra corrected"),
-                        procedure: None,
-                        channel: None,
-                        online_level: None,
-                        received_at: None,
-                        due_at: Some(d),
-                    }),
-                    "NgayHenTra",
-                ),
+                Some(cur) if d > cur && !closed && !resolved_before => {
+                    if rounds_unexplained && !explained {
+                        b.notes.push("NgayHenTra moved later on a dossier with supplement rounds, and the rounds do not say by how much the portal moved it (NgayHenTraTruoc, NgayHenTraMoi): taken as an apology's new date; casetrail stops the clock for each round itself, so a site that also moves NgayHenTra for them should send both".into());
+                    }
+                    b.add(
+                        base_at,
+                        &holder,
+                        EventData::DueExtended(DueExtended {
+                            new_due_at: d,
+                            reason: text(
+                                "DVCQG sync: NgayHenTra moved later (phiếu xin lỗi và hẹn lại)",
+                            ),
+                        }),
+                        "NgayHenTra",
+                    )
+                }
+                _ => {
+                    let mut c = corrected("DVCQG sync: NgayHenTra corrected");
+                    c.due_at = Some(d);
+                    b.add(base_at, &agency, EventData::Corrected(c), "NgayHenTra");
+                }
             }
         }
     }
 
     // Supplement rounds, matched in order with the log's.
-    let log_rounds: &[(Instant, Option<Instant>)] = known.life.as_ref().map_or(&[], |l| &l.rounds);
+    let log_rounds: &[(Instant, Option<Instant>)] = life.map_or(&[], |l| &l.rounds);
     for (i, r) in u.rounds.iter().enumerate() {
-        let rf = |name: &str| format!("DanhSachHoSoBoSung[{i}].{name}");
+        let rf = |name: &str| format!("DanhSachHoSoBoSung[{}].{name}", r.index);
         match log_rounds.get(i) {
             Some((asked, got)) => {
                 if !same(asked, &r.requested_at) {
@@ -532,9 +593,12 @@ pub fn upsert(
             }
         }
     }
+    if u.status == Meaning::SupplementRequested && u.rounds.is_empty() && log_rounds.is_empty() {
+        b.notes.push(format!("{status} without DanhSachHoSoBoSung: no round of documents to record (its dates are in DanhSachHoSoBoSung, or in a CapNhatTienDoHoSoMC step)"));
+    }
 
     // The end: a resolution, a return, a withdrawal.
-    let (resolved, returned, withdrawn) = known.life.as_ref().map_or((None, None, None), |l| {
+    let (resolved, returned, withdrawn) = life.map_or((None, None, None), |l| {
         (l.resolved, l.returned, l.withdrawn)
     });
     let resolution = match u.status {
@@ -571,23 +635,28 @@ pub fn upsert(
         }
     }
     if u.status == Meaning::Returned {
-        let channel = u.return_channel.unwrap_or(Channel::Counter);
         match (u.returned_at, returned) {
             (None, _) => b.problems.push(Problem::invalid(
                 field("NgayTra"),
                 format!("missing: {status} needs the time the result was handed over"),
             )),
-            (Some(at), None) => b.add(
-                at,
-                &agency,
-                EventData::Returned(Returned { channel }),
-                "NgayTra",
-            ),
+            (Some(at), None) => {
+                let channel = u.return_channel.unwrap_or(Channel::Counter);
+                b.add(
+                    at,
+                    &agency,
+                    EventData::Returned(Returned { channel }),
+                    "NgayTra",
+                )
+            }
             (Some(at), Some((was_at, was))) => {
-                if !same(&at, &was_at) || was != channel {
+                if !same(&at, &was_at) || u.return_channel.is_some_and(|c| c != was) {
+                    let said = u
+                        .return_channel
+                        .map_or(String::new(), |c| format!(" ({c})"));
                     b.conflict(
                         field("NgayTra"),
-                        format!("the log has the result returned at {was_at} ({was}), this says {at} ({channel}); a return cannot be corrected"),
+                        format!("the log has the result returned at {was_at} ({was}), this says {at}{said}; a return cannot be corrected"),
                     );
                 }
             }
@@ -604,7 +673,7 @@ pub fn upsert(
             _ => {}
         }
     }
-    if let (Some(l), true) = (&known.life, b.facts.is_empty() && b.problems.is_empty()) {
+    if let (Some(l), true) = (life, b.facts.is_empty() && b.problems.is_empty()) {
         if u.status < l.meaning() && !matches!(u.status, Meaning::FeesRequested) {
             b.notes.push(format!(
                 "{status} is behind the log (which has it {}): an earlier state, nothing new",
@@ -620,29 +689,39 @@ pub fn upsert(
     b.finish(path, known)
 }
 
+/// Who held the dossier at `t`: the receiving agency, or the last agency it was transferred to by then.
+fn holder_at(l: &Life, t: &Instant) -> AgencyCode {
+    l.transfers
+        .iter()
+        .filter(|(at, _)| at <= t)
+        .next_back()
+        .map_or_else(|| l.agency.clone(), |(_, to)| to.clone())
+}
+
 /// The events a `CapNhatTienDoHoSoMC` step adds: a transfer to the unit it names, documents asked for or back,
 /// the end of processing, a withdrawal. A step's return is taken from the next `DongBoHoSoMC`, which says by
-/// which channel.
-pub fn step(s: &Step, known: &Known, path: &str) -> Result<Plan, Vec<Problem>> {
+/// which channel. A step dated before the log's last event of the dossier is an earlier one: it writes nothing
+/// when the log has what it says, and is refused when it says something the log cannot take any more.
+pub fn step(
+    s: &Step,
+    known: &Known,
+    catalogue: &dyn Catalogue,
+    path: &str,
+) -> Result<Plan, Vec<Problem>> {
     let Some(l) = &known.life else {
         return Err(vec![Problem {
             field: format!("{path}.MaHoSo"),
-            message: format!(
-                "the log has no dossier {} yet; send its DongBoHoSoMC first, then this step again",
-                s.dossier
-            ),
+            message: format!("the log has no dossier {} visible to this credential yet; send its DongBoHoSoMC first, then this step again", s.dossier),
             kind: ProblemKind::NotFound,
         }]);
     };
     let mut b = Builder::new(&s.dossier);
     let status = format!("TrangThai {} ({})", s.status_code, s.status.as_str());
+    let earlier = s.at < l.last_at && !same(&s.at, &l.last_at);
     let mut holder = l.holder.clone();
-    if let Some(Unit::Agency(unit)) = &s.unit {
-        let done = l
-            .transfers
-            .iter()
-            .any(|(at, to)| same(at, &s.at) && to == unit);
-        if *unit != holder && !done {
+    if let Some(unit) = unit_agency(s.unit.as_ref(), catalogue) {
+        let known_step = holder_at(l, &s.at) == unit || (earlier && l.agencies.contains(&unit));
+        if unit != holder && !known_step {
             b.add(
                 s.at,
                 &holder,
@@ -652,18 +731,22 @@ pub fn step(s: &Step, known: &Known, path: &str) -> Result<Plan, Vec<Problem>> {
                 }),
                 "PhongBanXuLy",
             );
-            holder = unit.clone();
+            holder = unit;
         }
     }
-    let asked_at = |at: &Instant| l.rounds.iter().any(|(a, _)| same(a, at));
     match s.status {
         Meaning::SupplementRequested => {
-            if l.pending().is_none() && !asked_at(&s.at) {
+            let known_round = l.pending().is_some()
+                || l.rounds.iter().any(|(a, _)| same(a, &s.at))
+                || (earlier && !l.rounds.is_empty());
+            if !known_round {
                 b.add(s.at, &holder, EventData::SupplementRequested(SupplementRequested { note: None }), "ThoiDiemXuLy");
             }
         }
         Meaning::Processing | Meaning::Accepted | Meaning::FeesRequested => {
-            if l.pending().is_some() {
+            // Back in processing after the documents were asked for: they arrived (an earlier step, before the
+            // request, says nothing of them).
+            if l.pending().is_some_and(|since| s.at >= since) {
                 b.add(s.at, &holder, EventData::SupplementReceived(SupplementReceived {}), "ThoiDiemXuLy");
             }
         }
@@ -690,6 +773,9 @@ pub fn step(s: &Step, known: &Known, path: &str) -> Result<Plan, Vec<Problem>> {
             "{status}: the return is recorded from DongBoHoSoMC (NgayTra, HinhThuc), which says by which channel"
         )),
         Meaning::Submitted | Meaning::Refused => b.notes.push(format!("{status}: nothing to record for a dossier the log has accepted")),
+    }
+    if earlier && b.facts.is_empty() && b.problems.is_empty() {
+        b.notes.push(format!("the step at {} is earlier than the log's last event of this dossier, and the log has what it says", s.at));
     }
     b.finish(path, known)
 }

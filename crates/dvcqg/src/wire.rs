@@ -102,6 +102,16 @@ pub const PERSONAL: &[&str] = &[
     "DanhSachGiayToBoSung",
     "DanhSachLePhi",
     "DanhSachLePhiBoSung",
+    "NguoiNhan",
+    "NguoiNhanKetQua",
+    "DiaChiNhan",
+    "DiaChiNhanKetQua",
+    "SoDienThoaiNhan",
+    "MaSoThue",
+    "TenDoanhNghiep",
+    "SoGiayPhep",
+    "NgayCapCMND",
+    "NoiCapCMND",
 ];
 
 /// What was dropped from a request: field names (nested ones as `DanhSachHoSoBoSung[].NoiDungBoSung`), each once.
@@ -164,6 +174,8 @@ impl Item {
 /// A supplement round (an element of `DanhSachHoSoBoSung`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Round {
+    /// Its index in the payload's `DanhSachHoSoBoSung` (rounds are taken in time order).
+    pub index: usize,
     /// `NgayBoSung`: when the documents were asked for.
     pub requested_at: Instant,
     /// `NgayTiepNhanBoSung`: when they arrived, if they have.
@@ -186,9 +198,11 @@ pub struct Upsert {
     pub due_at: Option<Instant>,
     pub ended_at: Option<Instant>,
     pub returned_at: Option<Instant>,
-    pub channel: Channel,
+    /// `KenhThucHien`; absent on an update, the log's stands (a new dossier without one came in at the counter).
+    pub channel: Option<Channel>,
     pub level: Option<OnlineLevel>,
-    pub result_by_post: bool,
+    /// `HinhThuc` said the result goes by post (absent: not said).
+    pub result_by_post: Option<bool>,
     pub return_channel: Option<Channel>,
     pub applicant: Option<Applicant>,
     pub unit: Option<Unit>,
@@ -533,9 +547,7 @@ fn read_upsert(
     let due_at = f.time("NgayHenTra");
     let ended_at = f.time("NgayKetThucXuLy");
     let returned_at = f.time("NgayTra");
-    let channel = f
-        .map("KenhThucHien", |s| mapping.channel(s))
-        .unwrap_or(Channel::Counter);
+    let channel = f.map("KenhThucHien", |s| mapping.channel(s));
     let level = f.map("MucDo", |s| mapping.online_level(s));
     let by_post = f.map("HinhThuc", |s| mapping.result_channel(s));
     let return_channel = f
@@ -569,6 +581,7 @@ fn read_upsert(
                 f.problems.extend(rf.problems);
                 if let Some(requested_at) = requested_at {
                     rounds.push(Round {
+                        index: i,
                         requested_at,
                         received_at: received,
                         due_before,
@@ -599,7 +612,7 @@ fn read_upsert(
         returned_at,
         channel,
         level,
-        result_by_post: by_post == Some(Channel::Postal),
+        result_by_post: by_post.map(|c| c == Channel::Postal),
         return_channel,
         applicant,
         unit,

@@ -59,7 +59,7 @@ pub fn import_dvcqg(
         }
         if group.len() == GROUP_LINES {
             let lines = std::mem::take(&mut group);
-            if let Err(why) = write(
+            if let Err(why) = write_and_retry(
                 &log,
                 &catalogue,
                 &mapping,
@@ -73,7 +73,7 @@ pub fn import_dvcqg(
             }
         }
     }
-    if let Err(why) = write(
+    if let Err(why) = write_and_retry(
         &log,
         &catalogue,
         &mapping,
@@ -85,33 +85,17 @@ pub fn import_dvcqg(
         progress.abandon();
         return stop(&tally, &why);
     }
-    // Steps that came before their dossier: once more, now that every upsert is in.
-    let mut still = Vec::new();
-    let held = std::mem::take(&mut deferred);
-    let held_back = held.len();
-    for line in held {
-        if let Err(why) = write(
-            &log,
-            &catalogue,
-            &mapping,
-            &source,
-            vec![line],
-            &mut still,
-            &mut tally,
-        ) {
-            progress.abandon();
-            return stop(&tally, &why);
-        }
-    }
+    let still = deferred;
     progress.finish_and_clear();
     let head = log.head();
     println!(
         "imported {} lines: {} new events ({} already in the log); the log has {} events, root {}",
         tally.lines, tally.written, tally.replayed, head.size, head.root
     );
-    if held_back > 0 {
+    if tally.held_back > 0 {
         println!(
-            "{held_back} steps came before their dossier's DongBoHoSoMC and were taken after it"
+            "{} lines came before their dossier's DongBoHoSoMC and were taken after it",
+            tally.held_back - still.len()
         );
     }
     println!(
@@ -132,7 +116,7 @@ pub fn import_dvcqg(
     if !still.is_empty() {
         let lines: Vec<String> = still.iter().map(|l| l.number.to_string()).collect();
         eprintln!(
-            "casetrail: the steps of lines {} name dossiers the file never sent (no DongBoHoSoMC); nothing of them was written",
+            "casetrail: lines {} could not be taken: their steps name dossiers the file never sent (no DongBoHoSoMC), so nothing of those lines was written",
             lines.join(", ")
         );
         return Ok(ExitCode::FAILURE);
@@ -143,9 +127,36 @@ pub fn import_dvcqg(
 #[derive(Default)]
 struct Tally {
     lines: usize,
+    /// Lines held back at least once because a step came before its dossier.
+    held_back: usize,
     written: u64,
     replayed: u64,
     personal: BTreeMap<String, usize>,
+}
+
+/// Writes a group of lines, then tries again, in line order, the lines held back so far (their dossiers may have
+/// come in this group).
+fn write_and_retry(
+    log: &SledLog,
+    catalogue: &projections::Catalogue,
+    mapping: &dvcqg::Mapping,
+    source: &str,
+    lines: Vec<Line>,
+    deferred: &mut Vec<Line>,
+    tally: &mut Tally,
+) -> std::result::Result<(), String> {
+    let before = deferred.len();
+    write(log, catalogue, mapping, source, lines, deferred, tally)?;
+    tally.held_back += deferred.len() - before;
+    if before == 0 && deferred.is_empty() {
+        return Ok(());
+    }
+    let mut waiting = std::mem::take(deferred);
+    waiting.sort_by_key(|l| l.number);
+    for line in waiting {
+        write(log, catalogue, mapping, source, vec![line], deferred, tally)?;
+    }
+    Ok(())
 }
 
 /// Plans `lines` together and appends what they add. Lines whose steps come before their dossier are moved to
@@ -175,6 +186,7 @@ fn write(
                 .into_iter()
                 .map(|r| lines[owners[r]].number)
                 .collect();
+            numbers.sort_unstable();
             numbers.dedup();
             let numbers: Vec<String> = numbers.iter().map(|n| n.to_string()).collect();
             format!("line {}: {}", numbers.join(", "), problems(e))
@@ -188,9 +200,9 @@ fn write(
                     .collect();
                 late.sort_unstable();
                 late.dedup();
-                for i in late.into_iter().rev() {
-                    deferred.push(lines.remove(i));
-                }
+                let mut held: Vec<Line> = late.into_iter().rev().map(|i| lines.remove(i)).collect();
+                held.reverse();
+                deferred.extend(held);
                 continue;
             }
             Err(e) => return Err(named(&e)),
