@@ -17,7 +17,7 @@ use std::sync::{Mutex, RwLock};
 use store::{EventLog, SledLog};
 
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
-const SNAPSHOT_FORMAT: &str = "casetrail-indicators-4";
+const SNAPSHOT_FORMAT: &str = "casetrail-indicators-5";
 
 /// What the indicator service can go wrong with.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,9 @@ pub struct Answer {
     pub tables: Vec<Table>,
     /// The profile the tables follow.
     pub profile: Profile,
+    /// For rows by procedure field: each row's stand-in agency code's prefix (`F3`) → the field's code and name
+    /// (`F0`: no field given). Empty otherwise.
+    pub fields: BTreeMap<String, (String, Option<String>)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -531,6 +534,7 @@ impl Indicators {
                 stamp,
                 tables,
                 profile: profile.clone(),
+                fields: BTreeMap::new(),
             })
         };
         if cut != self.cut {
@@ -570,18 +574,241 @@ pub fn scorecard(path: Option<&Path>) -> Result<Scorecard, IndicatorError> {
     }
 }
 
-/// The official form of every table of an answer (`by` agency: the answer's rows are agencies; `by` level: levels).
+/// The official form of every table of an answer (`by` agency: the answer's rows are agencies; `by` level: levels;
+/// `by` field: the stand-in rows of [`Indicators::form_answer`], named by their fields here).
 pub fn forms(
     answer: &Answer,
     by: projections::indicators::form::FormBy,
     lang: projections::indicators::render::Lang,
 ) -> Result<Vec<projections::indicators::form::FormTable>, projections::indicators::form::FormError>
 {
-    answer
+    use projections::indicators::render::Lang;
+    let mut forms: Vec<_> = answer
         .tables
         .iter()
         .map(|t| projections::indicators::form::FormTable::build(t, by, lang, answer.profile.defs))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    for line in forms.iter_mut().flat_map(|f| f.lines.iter_mut()) {
+        let Some(prefix) = line.agency.as_deref().and_then(|a| a.split('.').next()) else {
+            continue;
+        };
+        if let Some((code, name)) = answer.fields.get(prefix) {
+            line.name = match (code.is_empty(), name, lang) {
+                (true, _, Lang::Vi) => "Chưa xác định lĩnh vực".into(),
+                (true, _, Lang::En) => "Field not given".into(),
+                (false, Some(name), _) => name.clone(),
+                (false, None, _) => code.clone(),
+            };
+            line.field = (!code.is_empty()).then(|| code.clone());
+            line.agency = None;
+        }
+    }
+    Ok(forms)
+}
+
+/// The stand-in agency of a field at a level, in the tables by field (`F<field>.<level letter>`).
+fn field_agency(field: usize, level: Option<domain::event::AgencyLevel>) -> AgencyCode {
+    use domain::event::AgencyLevel;
+    let letter = match level {
+        Some(AgencyLevel::Province) => "P",
+        Some(AgencyLevel::Department) => "D",
+        Some(AgencyLevel::District) => "H",
+        Some(AgencyLevel::Commune) => "X",
+        None => "U",
+    };
+    AgencyCode::parse(&format!("F{field}.{letter}")).expect("a valid stand-in code")
+}
+
+/// Stands for every agency outside the question's scope, in the tables by field; its rows are dropped.
+const OUTSIDE: &str = "OUT";
+
+impl Indicators {
+    /// The answer a form `by` reads. By field, the tables' rows are (procedure field, level) pairs: the log up to
+    /// the answer's position replayed into an engine of the answer's cut in which every dossier event's agency
+    /// (and a transfer's destination) stands for the dossier's field at that agency's level, so that each count is
+    /// made exactly as by agency and only regrouped. A dossier's field is its procedure's (the latest offer of the
+    /// procedure naming one); its procedure is the one it has at that position, corrections included. With a
+    /// scope, what happens at agencies outside it is left out, as by agency.
+    pub fn form_answer(
+        &self,
+        log: &SledLog,
+        q: &Query,
+        by: projections::indicators::form::FormBy,
+    ) -> Result<Answer, IndicatorError> {
+        let mut answer = self.answer(log, q)?;
+        if by != projections::indicators::form::FormBy::Field {
+            return Ok(answer);
+        }
+        let position = answer.stamp.position;
+        // The first pass: the reference data, and each dossier's procedure, as at the position.
+        let mut catalogue = projections::Catalogue::default();
+        let mut procedure_of: std::collections::HashMap<
+            domain::DossierCode,
+            domain::ProcedureCode,
+        > = std::collections::HashMap::new();
+        log.replay_to(0, position, |e| {
+            catalogue.apply(&e);
+            let Some(d) = e.event.dossier.clone() else {
+                return;
+            };
+            match &e.event.data {
+                domain::EventData::Received(r) => {
+                    procedure_of.insert(d, r.procedure.clone());
+                }
+                domain::EventData::Corrected(c) => {
+                    if let Some(p) = &c.procedure {
+                        procedure_of.insert(d, p.clone());
+                    }
+                }
+                _ => {}
+            }
+        })?;
+        let mut field_codes: Vec<(String, Option<String>)> = procedure_of
+            .values()
+            .filter_map(|p| catalogue.field_of(p))
+            .map(|(c, n)| (c.to_string(), n.map(str::to_owned)))
+            .collect();
+        field_codes.sort();
+        field_codes.dedup_by(|a, b| a.0 == b.0);
+        let index: BTreeMap<&str, usize> = field_codes
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| (c.as_str(), i + 1))
+            .collect();
+        let field_number = |d: &domain::DossierCode| -> usize {
+            procedure_of
+                .get(d)
+                .and_then(|p| catalogue.field_of(p))
+                .and_then(|(c, _)| index.get(c.as_str()).copied())
+                .unwrap_or(0)
+        };
+        let stand_in = |field: usize, agency: &AgencyCode| -> AgencyCode {
+            let inside = q
+                .scope
+                .as_ref()
+                .is_none_or(|s| catalogue.in_scope(s, agency));
+            if inside {
+                field_agency(field, catalogue.agency(agency).map(|a| a.level))
+            } else {
+                AgencyCode::parse(OUTSIDE).expect("a valid code")
+            }
+        };
+        // The second pass: the dossier events, each at its stand-in agency, after that agency's registration.
+        let cut = answer.stamp.settings.cut;
+        let mut engine = Engine::new(cut);
+        let mut registered = std::collections::HashSet::new();
+        let mut next = 0u64;
+        let mut failure = None;
+        // A dossier event at its stand-in agencies (a transfer's destination too).
+        let at_stand_ins = |e: &StoredEvent| -> StoredEvent {
+            let mut e = e.clone();
+            if let Some(d) = e.event.dossier.clone() {
+                let field = field_number(&d);
+                if let Some(a) = &e.event.agency {
+                    e.event.agency = Some(stand_in(field, a));
+                }
+                if let domain::EventData::Transferred(t) = &mut e.event.data {
+                    t.to_agency = stand_in(field, &t.to_agency);
+                }
+            }
+            e
+        };
+        log.replay_to(0, position, |e| {
+            if failure.is_some() || !e.event.event_type().is_dossier_event() {
+                return;
+            }
+            let Some(d) = e.event.dossier.as_ref() else {
+                return;
+            };
+            let field = field_number(d);
+            let mut agencies: Vec<&AgencyCode> = e.event.agency.iter().collect();
+            if let domain::EventData::Transferred(t) = &e.event.data {
+                agencies.push(&t.to_agency);
+            }
+            // The engine drops a closed dossier and reads it back for a later event (a correction): from the
+            // log, at its stand-ins.
+            let real = e.position;
+            let mut reload = |code: &str, _: u64| -> Result<Vec<StoredEvent>, String> {
+                let earlier = log.stream_before(code, real).map_err(|e| e.to_string())?;
+                Ok(earlier.iter().map(&at_stand_ins).collect())
+            };
+            for real_agency in agencies {
+                let code = stand_in(field, real_agency);
+                if code.as_str() == OUTSIDE || !registered.insert(code.clone()) {
+                    continue;
+                }
+                let Some(level) = catalogue.agency(real_agency).map(|a| a.level) else {
+                    continue;
+                };
+                next += 1;
+                let name = domain::Text::parse(code.as_str()).expect("a valid text");
+                let registration = StoredEvent {
+                    position: next,
+                    version: 1,
+                    recorded_at: e.recorded_at,
+                    source: e.source.clone(),
+                    event: domain::Event {
+                        id: uuid_of(code.as_str()),
+                        dossier: None,
+                        agency: Some(code),
+                        occurred_at: e.event.occurred_at,
+                        data: domain::EventData::AgencyRegistered(
+                            domain::event::AgencyRegistered {
+                                name,
+                                level,
+                                parent: None,
+                            },
+                        ),
+                    },
+                };
+                if let Err(why) = engine.apply(&registration, &mut reload) {
+                    failure = Some(why);
+                    return;
+                }
+            }
+            next += 1;
+            let stored = StoredEvent {
+                position: next,
+                ..at_stand_ins(&e)
+            };
+            if let Err(why) = engine.apply(&stored, &mut reload) {
+                failure = Some(why);
+            }
+        })?;
+        if let Some(why) = failure {
+            return Err(why.into());
+        }
+        // Judged at the same instant as the answer's own tables.
+        if let Some(judged) = answer.stamp.judged_at {
+            engine.advance(judged.timestamp());
+        }
+        answer.tables = answer
+            .tables
+            .iter()
+            .map(|t| Table {
+                period: t.period,
+                rows: engine
+                    .table_under(t.period, Group::Agency, None, answer.profile.defs)
+                    .into_iter()
+                    .filter(|r| r.key.agency.as_ref().is_none_or(|a| a.as_str() != OUTSIDE))
+                    .collect(),
+            })
+            .collect();
+        answer.fields = std::iter::once(("F0".to_owned(), (String::new(), None)))
+            .chain(
+                field_codes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, f)| (format!("F{}", i + 1), f)),
+            )
+            .collect();
+        Ok(answer)
+    }
+}
+
+/// A stand-in registration's id: derived from its code (it is never stored).
+fn uuid_of(code: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, code.as_bytes())
 }
 
 /// `casetrail-form-<period>-<by>-<profile>-<position>`: what a downloaded form is called.

@@ -142,6 +142,17 @@ pub enum Registered {
     Written(AppendOutcome),
 }
 
+/// An indicator question's failure, as the API answers it.
+fn indicator_error(e: indicators::IndicatorError) -> Error {
+    match e {
+        indicators::IndicatorError::Invalid(detail) => Error::bad_parameter("as_of", detail),
+        indicators::IndicatorError::UnknownProfile(detail) => {
+            Error::bad_parameter("profile", detail)
+        }
+        other => Error::Unavailable(other.to_string()),
+    }
+}
+
 /// The catalogue of reference data, folded from the log's reference streams.
 pub fn catalogue_of(log: &SledLog) -> Result<Catalogue, String> {
     let mut catalogue = Catalogue::default();
@@ -354,6 +365,8 @@ impl App {
                     && o.postal_receive == offer.postal_receive
                     && o.postal_return == offer.postal_return
                     && o.effective_from == offer.effective_from
+                    && o.field == offer.field
+                    && o.field_name.as_deref() == offer.field_name.as_ref().map(|n| n.as_str())
             });
         self.register(unchanged, event, credential).await
     }
@@ -494,15 +507,18 @@ impl App {
     ) -> Result<indicators::Answer, Error> {
         self.indicators
             .answer(&self.log, query)
-            .map_err(|e| match e {
-                indicators::IndicatorError::Invalid(detail) => {
-                    Error::bad_parameter("as_of", detail)
-                }
-                indicators::IndicatorError::UnknownProfile(detail) => {
-                    Error::bad_parameter("profile", detail)
-                }
-                other => Error::Unavailable(other.to_string()),
-            })
+            .map_err(indicator_error)
+    }
+
+    /// The answer the official form `by` reads (`Indicators::form_answer`).
+    pub fn answer_form(
+        &self,
+        query: &indicators::Query,
+        by: projections::indicators::form::FormBy,
+    ) -> Result<indicators::Answer, Error> {
+        self.indicators
+            .form_answer(&self.log, query, by)
+            .map_err(indicator_error)
     }
 
     /// A published table checked: its sums, its printed percentages, and its counts against the log when a

@@ -306,6 +306,13 @@ pub struct ProcedureOffered {
     pub postal_receive: bool,
     pub postal_return: bool,
     pub effective_from: NaiveDate,
+    /// The procedure's field (lĩnh vực: DVCQG's MaLinhVuc), with a procedure code's rules. Optional, and not in
+    /// v1's table: the official form's rows by field read it (absent from older events, which stay byte-identical).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<ProcedureCode>,
+    /// The field's name (TenLinhVuc), for the form's rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_name: Option<Text>,
 }
 
 /// Targets are stored with both rates spelled out: a default filled in at intake is stored as given.

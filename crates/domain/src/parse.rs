@@ -609,6 +609,14 @@ fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> O
             let postal_receive = d.req("postal_receive", boolean);
             let postal_return = d.req("postal_return", boolean);
             let effective_from = d.req("effective_from", date);
+            let field = d.opt("field", procedure_code);
+            let field_name = d.opt("field_name", self::name);
+            if let (Some(None), Some(Some(_))) = (&field, &field_name) {
+                d.error(
+                    "field_name",
+                    "names a field, so it needs `field`, the field's code",
+                );
+            }
             EventData::ProcedureOffered(ProcedureOffered {
                 procedure: procedure?,
                 name: name?,
@@ -616,6 +624,8 @@ fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> O
                 postal_receive: postal_receive?,
                 postal_return: postal_return?,
                 effective_from: effective_from?,
+                field: field?,
+                field_name: field_name?,
             })
         }
         EventType::TargetSet => {

@@ -435,6 +435,8 @@ pub fn upsert(
     let due = payload_due(u);
 
     // The intake: new, or compared with the log's.
+    // The correction of intake facts, written once the due date is known (it may carry it too).
+    let mut intake: Option<(Corrected, Vec<String>)> = None;
     let (mut holder, mut agencies, base_at, closed, resolved_before, current_due, dues_held) =
         match life {
             None => {
@@ -485,16 +487,16 @@ pub fn upsert(
                     c.received_at = Some(received_at);
                     changed.push(format!("NgayTiepNhan {} → {received_at}", l.received_at));
                 }
+                // A later acceptance time is corrected no earlier than itself (the log's rule 6), and what this
+                // payload adds without a date of its own comes with it, not before it.
+                let at = l.last_at.max(c.received_at.unwrap_or(l.last_at));
                 if !changed.is_empty() {
-                    c.reason = text(&format!("DVCQG sync: {}", changed.join("; ")));
-                    // A later acceptance time is corrected no earlier than itself (the log's rule 6).
-                    let at = l.last_at.max(c.received_at.unwrap_or(l.last_at));
-                    b.add(at, &l.agency, EventData::Corrected(c), "NgayTiepNhan");
+                    intake = Some((c, changed));
                 }
                 (
                     l.holder.clone(),
                     l.agencies.clone(),
-                    l.last_at,
+                    at,
                     l.is_closed(),
                     l.resolved.is_some(),
                     l.due,
@@ -521,15 +523,23 @@ pub fn upsert(
         }
     }
 
-    // The due date: an apology's new date on a dossier still in processing, else a corrected one.
+    // The due date: an apology's new date on a dossier still in processing, else a corrected one. When the
+    // acceptance time is corrected too, the due date moves with it: one correction of both.
+    let moved_intake = intake
+        .as_ref()
+        .is_some_and(|(c, _)| c.received_at.is_some());
     if let Some(d) = due {
         if !dues_held.iter().any(|h| same(h, &d)) {
             let rounds_unexplained =
                 !u.rounds.is_empty() || life.is_some_and(|l| !l.rounds.is_empty());
             let explained = u.rounds.first().and_then(|r| r.due_before).is_some()
                 && u.rounds.iter().any(|r| r.due_after.is_some());
-            match current_due {
-                Some(cur) if d > cur && !closed && !resolved_before => {
+            match (current_due, &mut intake) {
+                (_, Some((c, changed))) if moved_intake => {
+                    c.due_at = Some(d);
+                    changed.push(format!("NgayHenTra → {d}"));
+                }
+                (Some(cur), _) if d > cur && !closed && !resolved_before => {
                     if rounds_unexplained && !explained {
                         b.notes.push("NgayHenTra moved later on a dossier with supplement rounds, and the rounds do not say by how much the portal moved it (NgayHenTraTruoc, NgayHenTraMoi): taken as an apology's new date; casetrail stops the clock for each round itself, so a site that also moves NgayHenTra for them should send both".into());
                     }
@@ -552,6 +562,11 @@ pub fn upsert(
                 }
             }
         }
+    }
+    if let Some((mut c, changed)) = intake {
+        c.reason = text(&format!("DVCQG sync: {}", changed.join("; ")));
+        let by = life.map_or(&agency, |l| &l.agency);
+        b.add(base_at, by, EventData::Corrected(c), "NgayTiepNhan");
     }
 
     // Supplement rounds, matched in order with the log's.
@@ -641,7 +656,16 @@ pub fn upsert(
                 format!("missing: {status} needs the time the result was handed over"),
             )),
             (Some(at), None) => {
-                let channel = u.return_channel.unwrap_or(Channel::Counter);
+                // Not said: by post when the applicant asked for it, else at the counter.
+                let by_post = u
+                    .result_by_post
+                    .or(life.map(|l| l.result_by_post))
+                    .unwrap_or(false);
+                let channel = u.return_channel.unwrap_or(if by_post {
+                    Channel::Postal
+                } else {
+                    Channel::Counter
+                });
                 b.add(
                     at,
                     &agency,
@@ -693,7 +717,7 @@ pub fn upsert(
 fn holder_at(l: &Life, t: &Instant) -> AgencyCode {
     l.transfers
         .iter()
-        .filter(|(at, _)| at <= t)
+        .filter(|(at, _)| at.timestamp() <= t.timestamp())
         .next_back()
         .map_or_else(|| l.agency.clone(), |(_, to)| to.clone())
 }
@@ -720,7 +744,11 @@ pub fn step(
     let earlier = s.at < l.last_at && !same(&s.at, &l.last_at);
     let mut holder = l.holder.clone();
     if let Some(unit) = unit_agency(s.unit.as_ref(), catalogue) {
-        let known_step = holder_at(l, &s.at) == unit || (earlier && l.agencies.contains(&unit));
+        // An earlier step naming a unit read as an agency only because the catalogue has it registered now may have
+        // been read as internal when it first came: taken as known too.
+        let guessed = matches!(s.unit, Some(Unit::IfRegistered(_)));
+        let known_step =
+            holder_at(l, &s.at) == unit || (earlier && (guessed || l.agencies.contains(&unit)));
         if unit != holder && !known_step {
             b.add(
                 s.at,
@@ -746,7 +774,8 @@ pub fn step(
         Meaning::Processing | Meaning::Accepted | Meaning::FeesRequested => {
             // Back in processing after the documents were asked for: they arrived (an earlier step, before the
             // request, says nothing of them).
-            if l.pending().is_some_and(|since| s.at >= since) {
+            if l.pending()
+                .is_some_and(|since| s.at.timestamp() >= since.timestamp()) {
                 b.add(s.at, &holder, EventData::SupplementReceived(SupplementReceived {}), "ThoiDiemXuLy");
             }
         }

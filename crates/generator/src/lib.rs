@@ -311,6 +311,8 @@ impl Province {
                 postal_receive: o.postal_receive,
                 postal_return: o.postal_return,
                 effective_from: o.effective_from,
+                field: None,
+                field_name: None,
             });
             (Some(self.agencies[o.agency].code.clone()), data)
         });

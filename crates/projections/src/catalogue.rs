@@ -30,6 +30,11 @@ pub struct Offer {
     pub postal_return: bool,
     pub effective_from: NaiveDate,
     pub position: u64,
+    /// The procedure's field (lĩnh vực), when the offer names one.
+    #[serde(default)]
+    pub field: Option<ProcedureCode>,
+    #[serde(default)]
+    pub field_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -93,6 +98,8 @@ impl Catalogue {
                         postal_return: p.postal_return,
                         effective_from: p.effective_from,
                         position: e.position,
+                        field: p.field.clone(),
+                        field_name: p.field_name.as_ref().map(|n| n.to_string()),
                     });
             }
             EventData::TargetSet(t) => self.targets.push(Target {
@@ -163,6 +170,17 @@ impl Catalogue {
         self.offers
             .get(&(agency.clone(), procedure.clone()))
             .and_then(|h| h.last())
+    }
+
+    /// The field (code and name) of a procedure: as the latest offer of it, by any agency, that names one says.
+    pub fn field_of(&self, procedure: &ProcedureCode) -> Option<(&ProcedureCode, Option<&str>)> {
+        self.offers
+            .iter()
+            .filter(|((_, p), _)| p == procedure)
+            .flat_map(|(_, history)| history.iter())
+            .filter(|o| o.field.is_some())
+            .max_by_key(|o| o.position)
+            .map(|o| (o.field.as_ref().expect("filtered"), o.field_name.as_deref()))
     }
 
     pub fn targets(&self) -> &[Target] {

@@ -137,6 +137,7 @@ pub enum ProfileParam {
 pub enum FormByParam {
     Agency,
     Level,
+    Field,
 }
 
 /// The language of CSV and XLSX column headers.
@@ -255,6 +256,11 @@ pub struct ProcedureBody {
     pub postal_receive: bool,
     pub postal_return: bool,
     pub effective_from: chrono::NaiveDate,
+    /// The procedure's field (lĩnh vực, DVCQG's MaLinhVuc), with a procedure code's rules: the official form's
+    /// rows by field read it.
+    pub field: Option<domain::ProcedureCode>,
+    /// The field's name (TenLinhVuc); only with `field`.
+    pub field_name: Option<domain::Text>,
 }
 
 #[derive(ToSchema, Serialize)]

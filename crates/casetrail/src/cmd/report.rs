@@ -179,7 +179,7 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         .transpose()?;
     let group = match (args.form, args.by) {
         (false, _) => args.group,
-        (true, FormBy::Agency) => Group::Agency,
+        (true, FormBy::Agency | FormBy::Field) => Group::Agency,
         (true, FormBy::Level) => Group::Level,
     };
     let query = Query {
@@ -190,7 +190,12 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         known_at,
         profile: args.profile.clone(),
     };
-    let answer = indicators.answer(&log, &query).map_err(|e| e.to_string())?;
+    let answer = if args.form {
+        indicators.form_answer(&log, &query, args.by)
+    } else {
+        indicators.answer(&log, &query)
+    }
+    .map_err(|e| e.to_string())?;
     if args.form {
         let forms = app::indicators::forms(&answer, args.by, args.lang)?;
         let bytes = render_form(args.format(), &answer.stamp, &forms, args.lang)?;

@@ -1,11 +1,12 @@
 //! `casetrail import-dvcqg`: a one-stop system's sync log (NDJSON of DVCQG sync requests) through the same adapter
 //! as `POST /v1/adapters/dvcqg`, offline, for a province backfilling years of history. Lines are planned and
-//! appended a group at a time (all or nothing each); a step that comes before its dossier's upsert is held back and
-//! tried again at the end; importing the same file twice writes nothing the second time.
+//! appended a group at a time (all or nothing each); a line with a step that comes before its dossier's upsert is
+//! held back and tried again, in line order, once a group has sent that dossier; importing the same file twice
+//! writes nothing the second time.
 
 use super::*;
 use app::adapter::{self, Everything};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Lines planned and appended together.
 const GROUP_LINES: usize = 100;
@@ -14,6 +15,17 @@ const GROUP_LINES: usize = 100;
 struct Line {
     number: usize,
     requests: Vec<dvcqg::Request>,
+}
+
+impl Line {
+    /// The dossiers its steps name.
+    fn steps(&self) -> impl Iterator<Item = &domain::DossierCode> {
+        self.requests
+            .iter()
+            .flat_map(|r| r.items.iter())
+            .filter(|i| matches!(i, dvcqg::Item::Step(_)))
+            .map(|i| i.dossier())
+    }
 }
 
 pub fn import_dvcqg(
@@ -145,16 +157,26 @@ fn write_and_retry(
     deferred: &mut Vec<Line>,
     tally: &mut Tally,
 ) -> std::result::Result<(), String> {
+    // The dossiers this group sends: only lines waiting for one of them can be taken now.
+    let sent: BTreeSet<&domain::DossierCode> = lines
+        .iter()
+        .flat_map(|l| l.requests.iter().flat_map(|r| r.items.iter()))
+        .filter(|i| matches!(i, dvcqg::Item::Upsert(_)))
+        .map(|i| i.dossier())
+        .collect();
+    let sent: BTreeSet<domain::DossierCode> = sent.into_iter().cloned().collect();
     let before = deferred.len();
     write(log, catalogue, mapping, source, lines, deferred, tally)?;
     tally.held_back += deferred.len() - before;
-    if before == 0 && deferred.is_empty() {
-        return Ok(());
-    }
-    let mut waiting = std::mem::take(deferred);
-    waiting.sort_by_key(|l| l.number);
-    for line in waiting {
-        write(log, catalogue, mapping, source, vec![line], deferred, tally)?;
+    let (mut ready, waiting): (Vec<Line>, Vec<Line>) = std::mem::take(deferred)
+        .into_iter()
+        .partition(|l| l.steps().any(|d| sent.contains(d)));
+    *deferred = waiting;
+    ready.sort_by_key(|l| l.number);
+    for line in ready {
+        let number = line.number;
+        write(log, catalogue, mapping, source, vec![line], deferred, tally)
+            .map_err(|why| format!("{why}\n(line {number} had been held back until its dossier came; the lines before it are written)"))?;
     }
     Ok(())
 }
@@ -257,7 +279,7 @@ fn problems(e: &app::Error) -> String {
 fn stop(tally: &Tally, why: &str) -> Result<ExitCode> {
     eprintln!("{why}");
     eprintln!(
-        "casetrail: import stopped: nothing of that group of lines was written; before it, {} lines gave {} new events ({} already in the log)",
+        "casetrail: import stopped: nothing of the lines named was written; before them, {} lines gave {} new events ({} already in the log)",
         tally.lines, tally.written, tally.replayed
     );
     Ok(ExitCode::FAILURE)

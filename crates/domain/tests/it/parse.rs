@@ -210,3 +210,32 @@ fn a_dossier_named_like_a_reference_stream_has_a_stream_of_its_own() {
         "every reference stream key has a slash"
     );
 }
+
+/// A procedure's field is optional on `procedure.offered`; its name needs its code; an offer without one is stored
+/// as before (the field is not written as null).
+#[test]
+fn an_offer_may_name_its_procedures_field() {
+    let offer = |data: Value| {
+        json!({ "id": "01935c3e-8f4a-7b21-9c55-3f2d8e6a1b07", "type": "procedure.offered", "agency": "000.00.12.H27",
+                "occurred_at": "2019-01-02T08:00:00+07:00", "data": data })
+    };
+    let base = json!({ "procedure": "1.001234", "name": "Chứng thực", "online_level": "level3",
+                       "postal_receive": true, "postal_return": false, "effective_from": "2019-01-01" });
+    let mut named = base.clone();
+    named["field"] = json!("G09-CT");
+    named["field_name"] = json!("Chứng thực");
+    assert!(errors(offer(named.clone())).is_empty());
+    let mut nameless_code = named.clone();
+    nameless_code.as_object_mut().unwrap().remove("field");
+    let refused: Vec<String> = errors(offer(nameless_code))
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    assert_eq!(refused, ["data.field_name"]);
+    let mut bad = named;
+    bad["field"] = json!("G09/CT");
+    let refused: Vec<String> = errors(offer(bad)).into_iter().map(|(f, _)| f).collect();
+    assert_eq!(refused, ["data.field"]);
+    let plain = parse_envelope(&offer(base), 0, Form::Submitted).unwrap();
+    assert!(!plain.event.to_json(None).contains("field"));
+}

@@ -1010,17 +1010,22 @@ pub fn check(
         for (i, level) in rows.iter().enumerate().filter(|(_, r)| is(r, "level")) {
             let under: Vec<&PublishedRow> = rows[i + 1..]
                 .iter()
-                .take_while(|r| is(r, "agency"))
+                .take_while(|r| is(r, "agency") || is(r, "field"))
                 .copied()
                 .collect();
             if under.is_empty() {
                 continue;
             }
+            let lines = if under.iter().all(|r| is(r, "field")) {
+                "fields"
+            } else {
+                "agencies"
+            };
             for (q, n) in &level.counts {
                 if let Some(sum) = sum_of(&under, *q) {
                     add(
                         level.line,
-                        format!("subtotal {} = the sum of its agencies", q.key()),
+                        format!("subtotal {} = the sum of its {lines}", q.key()),
                         *n,
                         sum,
                     );

@@ -18,6 +18,8 @@ pub enum FormBy {
     Agency,
     /// One row per level, and the total.
     Level,
+    /// One row per procedure field (lĩnh vực) within each level, a subtotal per level, and the total.
+    Field,
 }
 
 impl std::str::FromStr for FormBy {
@@ -26,10 +28,10 @@ impl std::str::FromStr for FormBy {
         match s {
             "agency" => Ok(FormBy::Agency),
             "level" => Ok(FormBy::Level),
-            "field" => Err("rows by procedure field need each procedure's field (lĩnh vực), which the events do \
-                            not carry yet: use agency or level"
-                .into()),
-            _ => Err(format!("unknown form rows {s:?}: expected agency or level")),
+            "field" => Ok(FormBy::Field),
+            _ => Err(format!(
+                "unknown form rows {s:?}: expected agency, level or field"
+            )),
         }
     }
 }
@@ -39,6 +41,7 @@ impl std::fmt::Display for FormBy {
         f.write_str(match self {
             FormBy::Agency => "agency",
             FormBy::Level => "level",
+            FormBy::Field => "field",
         })
     }
 }
@@ -48,6 +51,8 @@ impl std::fmt::Display for FormBy {
 #[serde(rename_all = "lowercase")]
 pub enum LineKind {
     Agency,
+    /// One procedure field within a level (by field).
+    Field,
     /// The sum of one level's agencies (by agency), or one level (by level).
     Level,
     Total,
@@ -60,6 +65,9 @@ pub struct Line {
     pub number: String,
     pub name: String,
     pub agency: Option<String>,
+    /// The field's code (by field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     pub level: Option<String>,
     pub form: Form,
 }
@@ -122,6 +130,7 @@ impl FormTable {
             number,
             name,
             agency: row.and_then(|r| r.key.agency.as_ref().map(|a| a.to_string())),
+            field: None,
             level: row.and_then(|r| r.key.level.map(|l| level_name(l).to_owned())),
             form: Form::of(counts, &defs),
         };
@@ -148,7 +157,7 @@ impl FormTable {
                         &sum,
                     ));
                 }
-                FormBy::Agency => {
+                FormBy::Agency | FormBy::Field => {
                     let mut subtotal = line(LineKind::Level, roman(group), label, None, &sum);
                     subtotal.level = level.map(|l| level_name(l).to_owned());
                     let rows: Vec<Line> = members
@@ -163,13 +172,12 @@ impl FormTable {
                             } else {
                                 r.key.name.clone()
                             };
-                            line(
-                                LineKind::Agency,
-                                (i + 1).to_string(),
-                                name,
-                                Some(r),
-                                &r.counts,
-                            )
+                            let kind = if by == FormBy::Field {
+                                LineKind::Field
+                            } else {
+                                LineKind::Agency
+                            };
+                            line(kind, (i + 1).to_string(), name, Some(r), &r.counts)
                         })
                         .collect();
                     lines.push(subtotal);
@@ -333,6 +341,7 @@ fn words(lang: Lang) -> [&'static str; 8] {
 fn kind_word(kind: LineKind) -> &'static str {
     match kind {
         LineKind::Agency => "agency",
+        LineKind::Field => "field",
         LineKind::Level => "level",
         LineKind::Total => "total",
     }
@@ -351,8 +360,12 @@ pub fn form_json(stamp: &Stamp, forms: &[FormTable]) -> Value {
                     for c in f.columns() {
                         columns.insert(c.number.to_string(), json!((c.get)(&l.form)));
                     }
-                    json!({ "kind": l.kind, "number": l.number, "name": l.name, "agency": l.agency,
-                            "level": l.level, "columns": columns })
+                    let mut line = json!({ "kind": l.kind, "number": l.number, "name": l.name,
+                                           "agency": l.agency, "level": l.level, "columns": columns });
+                    if let Some(f) = &l.field {
+                        line["field"] = json!(f);
+                    }
+                    line
                 })
                 .collect();
             let identities: Vec<String> =
@@ -391,7 +404,12 @@ pub fn form_csv(stamp: &Stamp, forms: &[FormTable], lang: Lang) -> Result<Vec<u8
             record.extend(columns.iter().map(|c| (c.get)(&l.form).to_string()));
             record.extend([
                 kind_word(l.kind).to_owned(),
-                csv_text(l.agency.as_deref().unwrap_or_default()),
+                csv_text(
+                    l.agency
+                        .as_deref()
+                        .or(l.field.as_deref())
+                        .unwrap_or_default(),
+                ),
                 l.level.clone().unwrap_or_default(),
                 f.period.to_string(),
                 csv_text(&stamp.settings.profile.id),
@@ -566,7 +584,7 @@ pub fn form_xlsx(stamp: &Stamp, forms: &[FormTable], lang: Lang) -> Result<Vec<u
         }
         let mut r = numbers + 1;
         for l in &f.lines {
-            let format = if l.kind == LineKind::Agency {
+            let format = if matches!(l.kind, LineKind::Agency | LineKind::Field) {
                 &plain
             } else {
                 &strong

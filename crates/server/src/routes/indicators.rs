@@ -313,7 +313,7 @@ pub(crate) async fn form(
     let series = p.to.is_some();
     let by: FormBy = parsed("by", p.by.as_deref(), "agency")?;
     let group = match by {
-        FormBy::Agency => "agency",
+        FormBy::Agency | FormBy::Field => "agency",
         FormBy::Level => "level",
     };
     let (query, format, lang) = IndicatorParams {
@@ -329,7 +329,7 @@ pub(crate) async fn form(
     }
     .parse(series)?;
     let worker = state.clone();
-    let answer = web::block(move || worker.answer_indicators(&query))
+    let answer = web::block(move || worker.answer_form(&query, by))
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
     let forms =
