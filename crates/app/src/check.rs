@@ -116,6 +116,11 @@ pub fn check_published(
     // the total; else, unless the table marks it a level line, by an agency's registered name (one agency only);
     // else by the level its level cell or its name names.
     let matched = |row: &PublishedRow| -> Option<(String, Option<BTreeMap<Quantity, i64>>)> {
+        // A line of the form by procedure field has no agency or level of its own to compare with; its level line
+        // and the total are compared.
+        if row.kind.as_deref() == Some("field") {
+            return None;
+        }
         let rows = |group| &tables[&(period_of(row), group)];
         if let Some(code) = &row.agency {
             let subtree = row.agencies.is_some_and(|n| n > 1);

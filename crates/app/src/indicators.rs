@@ -65,8 +65,8 @@ pub struct Answer {
     pub tables: Vec<Table>,
     /// The profile the tables follow.
     pub profile: Profile,
-    /// For rows by procedure field: each row's stand-in agency code's prefix (`F3`) → the field's code and name
-    /// (`F0`: no field given). Empty otherwise.
+    /// For rows by procedure field: each row's stand-in agency code's prefix (`F00003`) → the field's code and name
+    /// (`F00000`: no field given). Empty otherwise.
     pub fields: BTreeMap<String, (String, Option<String>)>,
 }
 
@@ -596,7 +596,7 @@ pub fn forms(
             line.name = match (code.is_empty(), name, lang) {
                 (true, _, Lang::Vi) => "Chưa xác định lĩnh vực".into(),
                 (true, _, Lang::En) => "Field not given".into(),
-                (false, Some(name), _) => name.clone(),
+                (false, Some(name), _) => format!("{name} ({code})"),
                 (false, None, _) => code.clone(),
             };
             line.field = (!code.is_empty()).then(|| code.clone());
@@ -616,7 +616,13 @@ fn field_agency(field: usize, level: Option<domain::event::AgencyLevel>) -> Agen
         Some(AgencyLevel::Commune) => "X",
         None => "U",
     };
-    AgencyCode::parse(&format!("F{field}.{letter}")).expect("a valid stand-in code")
+    // Zero-padded, so that the rows (in code order) are in the fields' order.
+    AgencyCode::parse(&format!("{}.{letter}", field_prefix(field))).expect("a valid stand-in code")
+}
+
+/// The stand-in codes' first part for a field's number (0: no field given).
+fn field_prefix(field: usize) -> String {
+    format!("F{field:05}")
 }
 
 /// Stands for every agency outside the question's scope, in the tables by field; its rows are dropped.
@@ -646,8 +652,14 @@ impl Indicators {
             domain::DossierCode,
             domain::ProcedureCode,
         > = std::collections::HashMap::new();
+        let mut field_names: BTreeMap<String, String> = BTreeMap::new();
         log.replay_to(0, position, |e| {
             catalogue.apply(&e);
+            if let domain::EventData::ProcedureOffered(o) = &e.event.data {
+                if let (Some(code), Some(name)) = (&o.field, &o.field_name) {
+                    field_names.insert(code.to_string(), name.to_string());
+                }
+            }
             let Some(d) = e.event.dossier.clone() else {
                 return;
             };
@@ -663,25 +675,36 @@ impl Indicators {
                 _ => {}
             }
         })?;
-        let mut field_codes: Vec<(String, Option<String>)> = procedure_of
+        // Each field's number, in the order of their codes, and its name as the latest offer naming it gives it.
+        let mut field_codes: Vec<String> = procedure_of
             .values()
             .filter_map(|p| catalogue.field_of(p))
-            .map(|(c, n)| (c.to_string(), n.map(str::to_owned)))
+            .map(|(c, _)| c.to_string())
             .collect();
         field_codes.sort();
-        field_codes.dedup_by(|a, b| a.0 == b.0);
-        let index: BTreeMap<&str, usize> = field_codes
+        field_codes.dedup();
+        let index: std::collections::HashMap<&str, usize> = field_codes
             .iter()
             .enumerate()
-            .map(|(i, (c, _))| (c.as_str(), i + 1))
+            .map(|(i, c)| (c.as_str(), i + 1))
             .collect();
-        let field_number = |d: &domain::DossierCode| -> usize {
-            procedure_of
-                .get(d)
-                .and_then(|p| catalogue.field_of(p))
-                .and_then(|(c, _)| index.get(c.as_str()).copied())
-                .unwrap_or(0)
-        };
+        // A procedure's field number, worked out once per procedure.
+        let mut procedure_field: std::collections::HashMap<&domain::ProcedureCode, usize> =
+            std::collections::HashMap::new();
+        for p in procedure_of.values() {
+            procedure_field.entry(p).or_insert_with(|| {
+                catalogue
+                    .field_of(p)
+                    .and_then(|(c, _)| index.get(c.as_str()).copied())
+                    .unwrap_or(0)
+            });
+        }
+        let dossier_field: std::collections::HashMap<&domain::DossierCode, usize> = procedure_of
+            .iter()
+            .map(|(d, p)| (d, procedure_field[p]))
+            .collect();
+        let field_number =
+            |d: &domain::DossierCode| -> usize { dossier_field.get(d).copied().unwrap_or(0) };
         let stand_in = |field: usize, agency: &AgencyCode| -> AgencyCode {
             let inside = q
                 .scope
@@ -794,13 +817,13 @@ impl Indicators {
                     .collect(),
             })
             .collect();
-        answer.fields = std::iter::once(("F0".to_owned(), (String::new(), None)))
-            .chain(
-                field_codes
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, f)| (format!("F{}", i + 1), f)),
-            )
+        answer.fields = std::iter::once((field_prefix(0), (String::new(), None)))
+            .chain(field_codes.iter().enumerate().map(|(i, c)| {
+                (
+                    field_prefix(i + 1),
+                    (c.clone(), field_names.get(c.as_str()).cloned()),
+                )
+            }))
             .collect();
         Ok(answer)
     }

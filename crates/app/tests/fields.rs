@@ -12,13 +12,20 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use store::{AppendRequest, EventLog, SledLog};
 
-/// The fields the procedures are given: by the last digit of their code, with one in ten left without.
-fn field_of(procedure: &str) -> Option<(&'static str, &'static str)> {
-    match procedure.bytes().last().unwrap_or(b'0') % 10 {
+/// The fields the procedures are given: eleven, by their code's last two digits, with one in twelve left without
+/// (more than nine, so that the lines' order is by the fields' codes, not by how their numbers spell).
+fn field_of(procedure: &str) -> Option<(String, String)> {
+    let digits: u32 = procedure
+        .chars()
+        .rev()
+        .take(2)
+        .filter_map(|c| c.to_digit(10))
+        .enumerate()
+        .map(|(i, d)| d * 10u32.pow(i as u32))
+        .sum();
+    match digits % 12 {
         0 => None,
-        1..=3 => Some(("G09-HT", "Hộ tịch")),
-        4..=6 => Some(("G09-CT", "Chứng thực")),
-        _ => Some(("G10-DD", "Đất đai")),
+        n => Some((format!("L{n:02}"), format!("Lĩnh vực {n}"))),
     }
 }
 
@@ -118,7 +125,7 @@ fn received_by_field(
     let mut counts = BTreeMap::new();
     for (agency, procedure, at) in dossiers.values() {
         if period.contains(at, cut) {
-            let field = field_of(procedure).map(|(code, _)| code.to_owned());
+            let field = field_of(procedure).map(|(code, _)| code);
             *counts
                 .entry((field, level.get(agency).cloned()))
                 .or_default() += 1;
@@ -180,9 +187,17 @@ fn the_form_by_field_regroups_the_form_by_agency() {
                     .map(|l| (l.field.clone(), l.name.clone()))
                     .collect();
                 assert!(
-                    fields.contains(&(Some("G09-HT".into()), "Hộ tịch".into())),
+                    fields.contains(&(Some("L01".into()), "Lĩnh vực 1 (L01)".into())),
                     "{fields:?}"
                 );
+                assert!(fields.len() > 10, "{fields:?}");
+                // Within each level, the field lines in the order of their codes, "field not given" first.
+                for level in f.lines.split(|l| l.kind != LineKind::Field) {
+                    let codes: Vec<&Option<String>> = level.iter().map(|l| &l.field).collect();
+                    let mut sorted = codes.clone();
+                    sorted.sort();
+                    assert_eq!(codes, sorted);
+                }
                 assert!(
                     fields.contains(&(None, "Field not given".into())),
                     "{fields:?}"
@@ -213,4 +228,81 @@ fn the_form_by_field_regroups_the_form_by_agency() {
         }
     }
     assert_eq!(compared, profiles.ids().len() * 2 * 5);
+
+    // The form by field as CSV checks clean against its own log: its sums hold, and its level lines and total
+    // equal the log's (its field lines are not compared).
+    let q1 = Period::Quarter {
+        year: 2019,
+        quarter: 1,
+    };
+    let question = Query {
+        periods: vec![q1],
+        group: Group::Agency,
+        scope: None,
+        as_of: None,
+        known_at: None,
+        profile: None,
+    };
+    let answer = service.form_answer(&log, &question, FormBy::Field).unwrap();
+    let csv = projections::indicators::form::form_csv(
+        &answer.stamp,
+        &forms(&answer, FormBy::Field, Lang::Vi).unwrap(),
+        Lang::Vi,
+    )
+    .unwrap();
+    let report = app::check::check_published(
+        &service,
+        &log,
+        &csv,
+        &app::check::CheckQuestion {
+            period: Some(q1),
+            ..app::check::CheckQuestion::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (report.slips, report.sums_failed, report.counts_differing),
+        (0, 0, 0),
+        "{report:#?}"
+    );
+    let compared = report
+        .rows
+        .iter()
+        .filter(|r| r.against_log.as_ref().is_some_and(|c| !c.is_empty()))
+        .count();
+    assert!(
+        compared >= 4,
+        "the level lines and the total are compared: {report:#?}"
+    );
+
+    // As of an earlier position, the same holds.
+    let q = Query {
+        periods: periods.clone(),
+        group: Group::Agency,
+        scope: None,
+        as_of: Some(log.head().size / 2),
+        known_at: None,
+        profile: None,
+    };
+    let by_agency = forms(
+        &service.form_answer(&log, &q, FormBy::Agency).unwrap(),
+        FormBy::Agency,
+        Lang::En,
+    )
+    .unwrap();
+    let by_field = forms(
+        &service.form_answer(&log, &q, FormBy::Field).unwrap(),
+        FormBy::Field,
+        Lang::En,
+    )
+    .unwrap();
+    for (a, f) in by_agency.iter().zip(&by_field) {
+        assert_eq!(
+            sums(a),
+            sums(f),
+            "as of {} {}",
+            log.head().size / 2,
+            a.period
+        );
+    }
 }

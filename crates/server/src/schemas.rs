@@ -130,7 +130,8 @@ pub enum ProfileParam {
     FormFolded,
 }
 
-/// The rows of the official form: one per agency with level subtotals, or one per level.
+/// The rows of the official form: one per agency with level subtotals, one per level, or one per procedure field
+/// within each level with level subtotals.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]

@@ -47,7 +47,8 @@ pub struct ReportArgs {
     /// with its merged headers), csv or json; its identities are checked before it is written.
     #[arg(long)]
     form: bool,
-    /// The form's rows: agency (one per agency, a subtotal per level) or level.
+    /// The form's rows: agency (one per agency, a subtotal per level), level, or field (one per procedure field
+    /// within each level, a subtotal per level).
     #[arg(long, default_value = "agency", requires = "form")]
     by: FormBy,
     /// Ask a running server instead of reading the data directory.

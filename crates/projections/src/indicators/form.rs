@@ -18,7 +18,8 @@ pub enum FormBy {
     Agency,
     /// One row per level, and the total.
     Level,
-    /// One row per procedure field (lĩnh vực) within each level, a subtotal per level, and the total.
+    /// One row per procedure field (lĩnh vực) within each level, a subtotal per level, and the total. A line's name
+    /// is the field's name with its code.
     Field,
 }
 

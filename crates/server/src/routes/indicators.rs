@@ -264,7 +264,8 @@ pub(crate) struct FormParams {
     /// The last period of a series (same kind as `period`): a sheet per period.
     #[param(value_type = Option<domain::Period>)]
     to: Option<String>,
-    /// `agency` (default: one row per agency, with a subtotal per level) or `level` (one row per level).
+    /// `agency` (default: one row per agency, with a subtotal per level), `level` (one row per level), or `field`
+    /// (one row per procedure field within each level, with a subtotal per level).
     #[param(value_type = Option<crate::schemas::FormByParam>)]
     by: Option<String>,
     /// Only this agency and what is registered below it.
