@@ -565,17 +565,7 @@ fn verify_names_where_a_changed_byte_in_the_database_file_stops_the_reading() {
 fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
     let dir = tempfile::tempdir().unwrap();
     let mapping_file = dir.path().join("site.toml");
-    let mapping_text = dvcqg::mapping::PORTAL
-        .replace("id = \"portal\"", "id = \"backfill\"")
-        .replace(
-            "[online_levels]\n",
-            "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
-        )
-        // The generated lives' agencies are codes no catalogue registers here.
-        .replace(
-            "units_unlisted = \"agency-if-registered\"",
-            "units_unlisted = \"as-is\"",
-        );
+    let mapping_text = dvcqg::emulate::lives_mapping("backfill");
     std::fs::write(&mapping_file, &mapping_text).unwrap();
     let mapping = dvcqg::Mapping::parse(&mapping_text).unwrap();
     let mut lives = generator::lives::LifeGenerator::for_2019(11);
@@ -625,6 +615,31 @@ fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
         stdout(&again)
     );
     assert!(casetrail(&b, &["verify"]).status.success());
+
+    // A bad line stops the import, named with its field, and nothing of it is written.
+    let bad_file = dir.path().join("bad.ndjson");
+    let mut bad = sync[1].replace("\"TrangThaiHoSo\":\"", "\"TrangThaiHoSo\":\"9");
+    if bad == sync[1] {
+        bad = sync[1].replace("\"TrangThai\":\"", "\"TrangThai\":\"9");
+    }
+    write_lines(&bad_file, &[bad]);
+    let size = export(&b).len();
+    let stopped = casetrail(
+        &b,
+        &[
+            "import-dvcqg",
+            bad_file.to_str().unwrap(),
+            "--mapping",
+            mapping_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!stopped.status.success());
+    let err = stderr(&stopped);
+    assert!(
+        err.contains("line 1: data[0].TrangThai") && err.contains("import stopped"),
+        "{err}"
+    );
+    assert_eq!(export(&b).len(), size);
     let report = |data: &Path| {
         stdout(&casetrail(
             data,

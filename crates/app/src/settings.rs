@@ -277,4 +277,24 @@ mod tests {
         let why = Settings::layered(Some(&missing), Layer::default()).unwrap_err();
         assert!(why.contains("none.toml"), "{why}");
     }
+
+    #[test]
+    fn the_dvcqg_mapping_is_the_portals_or_the_file_named_and_a_broken_one_is_refused_by_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::new(dir.path());
+        assert_eq!(settings.dvcqg_mapping().unwrap().id, "portal");
+        let file = dir.path().join("site.toml");
+        std::fs::write(
+            &file,
+            dvcqg::mapping::PORTAL.replace("id = \"portal\"", "id = \"site\""),
+        )
+        .unwrap();
+        settings.dvcqg_mapping = Some(file.clone());
+        assert_eq!(settings.dvcqg_mapping().unwrap().id, "site");
+        std::fs::write(&file, "id = \"site\"\n").unwrap();
+        let why = settings.dvcqg_mapping().unwrap_err();
+        assert!(why.contains("site.toml"), "{why}");
+        settings.dvcqg_mapping = Some(dir.path().join("none.toml"));
+        assert!(settings.dvcqg_mapping().unwrap_err().contains("none.toml"));
+    }
 }

@@ -24,23 +24,9 @@ fn credential(role: Role, agency: Option<&str>) -> Credential {
     }
 }
 
-/// Codes for Decree 43's levels too, which the generated lives use.
-const MAPPING: &str = "id = \"test-site\"\n";
-
 fn app_at(dir: &std::path::Path) -> App {
     let mapping = dir.join("site.toml");
-    let text = dvcqg::mapping::PORTAL
-        .replace("id = \"portal\"", MAPPING.trim())
-        .replace(
-            "[online_levels]\n",
-            "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
-        )
-        // The generated lives' agencies are codes no catalogue registers here.
-        .replace(
-            "units_unlisted = \"agency-if-registered\"",
-            "units_unlisted = \"as-is\"",
-        );
-    std::fs::write(&mapping, text).unwrap();
+    std::fs::write(&mapping, dvcqg::emulate::lives_mapping("test-site")).unwrap();
     let mut settings = Settings::new(dir.join("data"));
     settings.dvcqg_mapping = Some(mapping);
     let log = Arc::new(SledLog::open(settings.store_config()).unwrap());

@@ -14,6 +14,21 @@ use domain::event::*;
 use domain::{Event, EventData};
 use serde_json::{json, Map, Value};
 
+/// A mapping's text for generated lives (`generator::lives`): the portal's codes, plus codes for Decree 43's levels
+/// 3 and 4 (which the generator also uses), and their agencies taken as they are (no catalogue registers them).
+pub fn lives_mapping(id: &str) -> String {
+    crate::mapping::PORTAL
+        .replace("id = \"portal\"", &format!("id = {id:?}"))
+        .replace(
+            "[online_levels]\n",
+            "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
+        )
+        .replace(
+            "units_unlisted = \"agency-if-registered\"",
+            "units_unlisted = \"as-is\"",
+        )
+}
+
 /// The personal values every emulated request carries, derived from the dossier code so each is unique.
 pub fn personal_values(dossier: &str) -> [String; 5] {
     let n: u64 = dossier

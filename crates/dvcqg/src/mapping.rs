@@ -225,7 +225,7 @@ impl Mapping {
             ));
         }
         Ok(Mapping {
-            sha256: hex(&Sha256::digest(text.as_bytes())),
+            sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
             id: f.id,
             title: f.title,
             source: f.source,
@@ -382,10 +382,6 @@ fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str, what: &str) -> Resul
             known.join(", ")
         )
     })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

@@ -332,14 +332,7 @@ impl<'a> Fields<'a> {
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<(String, T)> {
         let t = self.required(name)?;
-        match f(&t) {
-            Ok(v) => Some((t, v)),
-            Err(e) => {
-                let field = self.field(name);
-                self.problems.push(Problem::invalid(field, e));
-                None
-            }
-        }
+        self.parsed(name, t, f)
     }
 
     /// A field read through `f`, its error reported against the field.
@@ -349,8 +342,18 @@ impl<'a> Fields<'a> {
         f: impl FnOnce(&str) -> Result<T, String>,
     ) -> Option<T> {
         let t = self.text(name)?;
-        match f(&t) {
-            Ok(v) => Some(v),
+        self.parsed(name, t, f).map(|(_, v)| v)
+    }
+
+    /// `text`, the value of field `name`, read through `f`; an error becomes the field's problem.
+    fn parsed<T>(
+        &mut self,
+        name: &'static str,
+        text: String,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<(String, T)> {
+        match f(&text) {
+            Ok(v) => Some((text, v)),
             Err(e) => {
                 let field = self.field(name);
                 self.problems.push(Problem::invalid(field, e));

@@ -11,11 +11,7 @@ use serde_json::Value;
 
 /// The portal's codes, plus codes for Decree 43's levels 3 and 4, which the generator also uses.
 fn mapping() -> Mapping {
-    let text = dvcqg::mapping::PORTAL.replace(
-        "[online_levels]\n",
-        "[online_levels]\n\"L3\" = \"level3\"\n\"L4\" = \"level4\"\n",
-    );
-    Mapping::parse(&text).unwrap()
+    Mapping::parse(&dvcqg::emulate::lives_mapping("lives")).unwrap()
 }
 
 /// A catalogue that has every agency registered and offers nothing.
