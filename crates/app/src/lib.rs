@@ -55,6 +55,9 @@ pub struct App {
     credentials: RwLock<HashMap<String, Credential>>,
     /// Token revocations, one at a time (the last admin token is never revoked).
     revocations: Mutex<()>,
+    /// How many revocations have taken effect: what a stream or a long request authorised by a token waits on
+    /// (`App::revoked`), so that a revocation ends it at once.
+    revoked: tokio::sync::watch::Sender<u64>,
     /// The DVCQG sync adapter's mapping of the site's codes.
     pub dvcqg: dvcqg::Mapping,
 }
@@ -199,6 +202,7 @@ impl App {
             stopping: tokio::sync::watch::channel(false).0,
             credentials: RwLock::new(credentials),
             revocations: Mutex::new(()),
+            revoked: tokio::sync::watch::channel(0).0,
             dvcqg,
         })
     }
@@ -430,7 +434,32 @@ impl App {
             .write()
             .expect("credentials lock")
             .retain(|_, c| c.name != name);
+        // After the credential is gone from memory, so that whoever wakes finds it gone.
+        self.revoked.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Resolves once the token that hashes to `sha256` is no longer live (at once if it is not live now): a
+    /// stream or a long request authorised by it selects on this and ends. It wakes on every revocation, before
+    /// `revoke_token` returns, so nothing is produced for a revoked token after its revocation is answered.
+    pub fn revoked(
+        self: &Arc<Self>,
+        sha256: String,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let app = self.clone();
+        let mut revocations = self.revoked.subscribe();
+        async move {
+            loop {
+                // Marked seen before the look-up, so that a revocation between the two still wakes the wait.
+                revocations.borrow_and_update();
+                if app.credential(&sha256).is_none() {
+                    return;
+                }
+                if revocations.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
     }
 
     /// The dossier if `credential` may see it. For ingest credentials a dossier that does not exist and one

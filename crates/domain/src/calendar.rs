@@ -83,6 +83,7 @@ impl FromStr for KnownAt {
     /// An RFC 3339 instant with its offset, or a date (`2019-04-05`, the whole day in Vietnam time).
     fn from_str(s: &str) -> Result<KnownAt, String> {
         if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            let t = crate::rules::checked_time(t).map_err(|why| format!("{s:?} {why}"))?;
             return Ok(KnownAt::Instant(t.with_timezone(&Utc)));
         }
         let bad = || {

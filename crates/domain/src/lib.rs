@@ -9,6 +9,7 @@ pub mod codes;
 pub mod deadline;
 pub mod event;
 pub mod parse;
+pub mod rules;
 pub mod stream;
 
 pub use access::{Credential, Role};
@@ -19,6 +20,7 @@ pub use parse::{
     parse_envelope, parse_submission, Form, StoredFields, SubmissionError, Submitted,
     ValidationError,
 };
+pub use rules::FieldProblem;
 pub use stream::{
     apply, apply_in_place, decide, Context, DossierState, Rejection, Status, StreamHead, Timeliness,
 };

@@ -164,6 +164,13 @@ pub fn parse_envelope(
             };
             let parsed = envelope(&mut r, form);
             r.finish();
+            // The rules of the event alone, judged once every field could be read (the writer judges them again).
+            if let Some(s) = parsed.as_ref().filter(|_| errors.is_empty()) {
+                errors.extend(s.event.problems().into_iter().map(|p| FieldError {
+                    field: p.field,
+                    message: p.message,
+                }));
+            }
             parsed
         }
         _ => {
@@ -300,12 +307,18 @@ fn kind(v: &Value) -> &'static str {
 }
 
 fn instant(v: &Value) -> Result<Instant, String> {
-    let s = string(v)?;
-    DateTime::parse_from_rfc3339(s).map_err(|_| {
+    parse_instant(string(v)?)
+}
+
+/// An RFC 3339 time with its offset, as every reader of a business time takes it: the leap seconds and years
+/// that `crate::rules` refuses are refused here too.
+pub fn parse_instant(s: &str) -> Result<Instant, String> {
+    let t = DateTime::parse_from_rfc3339(s).map_err(|_| {
         format!(
             "{s:?} is not an RFC 3339 time with an explicit offset, like 2019-03-12T08:30:00+07:00"
         )
-    })
+    })?;
+    crate::rules::checked_time(t).map_err(|why| format!("{s:?} {why}"))
 }
 
 fn utc_instant(v: &Value) -> Result<DateTime<Utc>, String> {
@@ -340,11 +353,12 @@ fn positive(v: &Value) -> Result<u64, String> {
 }
 
 fn rate(v: &Value) -> Result<f64, String> {
-    match v.as_f64() {
-        Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
-        _ => Err(format!(
-            "must be a fraction from 0 to 1 (0.2 for 20 %), got {v}"
-        )),
+    let r = v
+        .as_f64()
+        .ok_or_else(|| format!("must be a fraction from 0 to 1 (0.2 for 20 %), got {v}"))?;
+    match crate::rules::rate_problem(r) {
+        Some(why) => Err(why),
+        None => Ok(r),
     }
 }
 
@@ -355,10 +369,10 @@ fn text(v: &Value) -> Result<Text, String> {
 /// A display name: 1–500 characters.
 fn name(v: &Value) -> Result<Text, String> {
     let t = text(v)?;
-    if t.as_str().chars().count() > 500 {
-        return Err("must be at most 500 characters".into());
+    match crate::rules::name_problem(&t) {
+        Some(why) => Err(why),
+        None => Ok(t),
     }
-    Ok(t)
 }
 
 fn dossier_code(v: &Value) -> Result<DossierCode, String> {
@@ -431,7 +445,7 @@ fn envelope(r: &mut Reader, form: Form) -> Option<Submitted> {
                 used: Vec::new(),
                 errors: r.errors,
             };
-            let data = event_data(&mut d, ty, occurred_at.as_ref());
+            let data = event_data(&mut d, ty);
             d.finish();
             data
         }
@@ -483,7 +497,7 @@ fn stored_fields(r: &mut Reader) -> Option<Option<StoredFields>> {
     }))
 }
 
-fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> Option<EventData> {
+fn event_data(d: &mut Reader, ty: EventType) -> Option<EventData> {
     Some(match ty {
         EventType::DossierReceived => {
             let procedure = d.req("procedure", procedure_code);
@@ -502,14 +516,6 @@ fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> O
                 None => d.opt("online_level", one_of(OnlineLevel::from_name)),
             };
             let due_at = d.opt("due_at", instant);
-            if let (Some(Some(due)), Some(at)) = (&due_at, occurred_at) {
-                if due < at {
-                    d.error(
-                        "due_at",
-                        "must not be before occurred_at, the time the dossier was received",
-                    );
-                }
-            }
             let result_by_post = d.opt("result_by_post", boolean);
             let applicant = d.opt("applicant", one_of(Applicant::from_name));
             EventData::Received(Received {
@@ -561,28 +567,6 @@ fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> O
             let online_level = d.opt("online_level", one_of(OnlineLevel::from_name));
             let received_at = d.opt("received_at", instant);
             let due_at = d.opt("due_at", instant);
-            let corrects = [
-                "procedure",
-                "channel",
-                "online_level",
-                "received_at",
-                "due_at",
-            ];
-            if !corrects.iter().any(|k| d.has(k)) {
-                d.errors.push(FieldError {
-                    field: "data".into(),
-                    message: "a correction must give at least one of procedure, channel, online_level, received_at, due_at"
-                        .into(),
-                });
-            }
-            if let (Some(Some(c)), Some(Some(_))) = (&channel, &online_level) {
-                if *c != Channel::Online {
-                    d.error(
-                        "online_level",
-                        format!("is only for the online channel, not {c}"),
-                    );
-                }
-            }
             EventData::Corrected(Corrected {
                 reason: reason?,
                 procedure: procedure?,
@@ -611,12 +595,6 @@ fn event_data(d: &mut Reader, ty: EventType, occurred_at: Option<&Instant>) -> O
             let effective_from = d.req("effective_from", date);
             let field = d.opt("field", procedure_code);
             let field_name = d.opt("field_name", self::name);
-            if let (Some(None), Some(Some(_))) = (&field, &field_name) {
-                d.error(
-                    "field_name",
-                    "names a field, so it needs `field`, the field's code",
-                );
-            }
             EventData::ProcedureOffered(ProcedureOffered {
                 procedure: procedure?,
                 name: name?,

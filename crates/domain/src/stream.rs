@@ -31,6 +31,8 @@ pub enum Rejection {
     InvalidTransition(String),
     /// An agency registered under a parent that is itself, or one of its own descendants: the path of the cycle.
     AgencyCycle(Vec<AgencyCode>),
+    /// The event breaks a rule of its own, whatever the stream (`crate::rules`): every such field.
+    Invalid(Vec<crate::rules::FieldProblem>),
 }
 
 impl Rejection {
@@ -42,6 +44,7 @@ impl Rejection {
             Rejection::VersionConflict { .. } => "version_conflict",
             Rejection::InvalidTransition(_) => "invalid_transition",
             Rejection::AgencyCycle(_) => "agency_cycle",
+            Rejection::Invalid(_) => "validation_failed",
         }
     }
 }
@@ -60,6 +63,13 @@ impl fmt::Display for Rejection {
                 )
             }
             Rejection::InvalidTransition(why) => f.write_str(why),
+            Rejection::Invalid(problems) => {
+                let each: Vec<String> = problems
+                    .iter()
+                    .map(|p| format!("{} {}", p.field, p.message))
+                    .collect();
+                f.write_str(&each.join("; "))
+            }
             Rejection::AgencyCycle(path) => {
                 let path: Vec<&str> = path.iter().map(|a| a.as_str()).collect();
                 write!(
@@ -225,6 +235,10 @@ pub fn decide(
                 current: head.version,
             });
         }
+    }
+    let problems = event.problems();
+    if !problems.is_empty() {
+        return Err(Rejection::Invalid(problems));
     }
     let latest = ctx.now + ctx.clock_skew;
     if event.occurred_at > latest {

@@ -267,10 +267,11 @@ pub fn parse_time(s: &str) -> Result<Instant, String> {
         .then(|| chrono::NaiveDateTime::parse_from_str(s, "%Y%m%d%H%M%S").ok())
         .flatten()
         .ok_or_else(|| format!("{s:?} is not a time as yyyyMMddHHmmss (Vietnam time)"))?;
-    naive
+    let t = naive
         .and_local_timezone(domain::calendar::vietnam())
         .single()
-        .ok_or_else(|| format!("{s:?} is not a time in Vietnam"))
+        .ok_or_else(|| format!("{s:?} is not a time in Vietnam"))?;
+    domain::rules::checked_time(t).map_err(|why| format!("{s:?} {why}"))
 }
 
 /// An instant as the sync writes it.

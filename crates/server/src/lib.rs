@@ -112,6 +112,7 @@ pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> 
             .app_data(app_state.clone())
             .app_data(web::PathConfig::default().error_handler(extract::path_error))
             .wrap(actix_web::middleware::from_fn(extract::contain_panics))
+            .wrap(actix_web::middleware::from_fn(auth::revocable))
             .wrap(actix_web::middleware::from_fn(limits::bounded))
             .wrap(actix_web::middleware::from_fn(extract::problems))
             .wrap(actix_web::middleware::from_fn(metrics::observe))

@@ -260,3 +260,119 @@ fn right_after_a_201_every_view_answers_for_the_acknowledged_log() {
         w.join().unwrap();
     }
 }
+
+/// Issue 25, point 3: a revocation reaches what its token already has open. A live stream waiting for commits and
+/// an NDJSON export in the middle of its body both end the moment the token is revoked, as a cut (no closing
+/// chunk, so no client takes it for the whole answer), and nothing written after the revocation reaches them.
+#[test]
+fn a_revoked_token_loses_its_open_streams_at_once() {
+    use std::io::{Read, Write};
+    let s = Server::start(&[]);
+    // Enough events that the export cannot sit whole in the sockets' buffers while the client reads nothing.
+    for b in 0..20 {
+        let batch: Vec<Value> = (0..1000)
+            .map(|i| received(&format!("D-R{b}-{i}"), DEPT))
+            .collect();
+        assert_eq!(
+            s.post("/v1/events", Some(&s.ingest), &Value::Array(batch))
+                .0,
+            201
+        );
+    }
+    let size = s.log_size();
+    let mut tokens = Vec::new();
+    for name in ["reader-live", "reader-export"] {
+        let (status, created) = s.post(
+            "/v1/tokens",
+            Some(&s.admin),
+            &json!({ "name": name, "role": "analyst" }),
+        );
+        assert_eq!(status, 201, "{created}");
+        tokens.push(created["token"].as_str().unwrap().to_owned());
+    }
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let open = |path: &str, token: &str, accept: &str| {
+        let mut c = std::net::TcpStream::connect(&addr).unwrap();
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        write!(c, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: {accept}\r\n\r\n").unwrap();
+        c
+    };
+    // Reads what has arrived until `until` is in it (or the stream ends).
+    let read_until = |c: &mut std::net::TcpStream, got: &mut Vec<u8>, until: &[u8]| {
+        let mut buf = [0u8; 65536];
+        while !got.windows(until.len()).any(|w| w == until) {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        true
+    };
+    let mut live = open(
+        &format!("/v1/events/live?after={}", size - 1),
+        &tokens[0],
+        "text/event-stream",
+    );
+    let mut live_got = Vec::new();
+    assert!(
+        read_until(&mut live, &mut live_got, format!("id: {size}\n").as_bytes()),
+        "{}",
+        String::from_utf8_lossy(&live_got)
+    );
+    let mut export = open("/v1/events", &tokens[1], "application/x-ndjson");
+    let mut export_got = vec![0u8; 4096];
+    export.read_exact(&mut export_got).unwrap();
+    assert!(
+        export_got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&export_got)
+    );
+
+    for name in ["reader-live", "reader-export"] {
+        assert_eq!(
+            s.delete(&format!("/v1/tokens/{name}"), Some(&s.admin)).0,
+            204
+        );
+    }
+    // Written after the revocation: neither stream may carry it.
+    s.receive("D-AFTER-REVOCATION", DEPT);
+    for (c, got) in [(&mut live, &mut live_got), (&mut export, &mut export_got)] {
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 65536];
+        c.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        loop {
+            match c.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) => panic!("the stream stayed open after its token was revoked: {e}"),
+            }
+            // A keep-alive comment every 15 s would otherwise keep a stream that never ends reading for ever.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "the stream stayed open after its token was revoked"
+            );
+        }
+        let text = String::from_utf8_lossy(got);
+        assert!(
+            !text.contains("D-AFTER-REVOCATION"),
+            "an event written after the revocation was sent"
+        );
+        assert!(
+            !text.ends_with("0\r\n\r\n"),
+            "the body ended cleanly, as if whole"
+        );
+    }
+    let export_lines = String::from_utf8_lossy(&export_got)
+        .matches("\"type\":\"dossier.received\"")
+        .count() as u64;
+    assert!(
+        export_lines < size - 4,
+        "the export was sent whole ({export_lines} of {size}) before the cut"
+    );
+    // And a new request with either token is refused.
+    for t in &tokens {
+        assert_eq!(s.get("/v1/events?limit=1", Some(t)).0, 401);
+    }
+}

@@ -3,6 +3,7 @@
 mod parse;
 mod roundtrip;
 mod rules;
+mod written;
 
 use serde_json::{json, Value};
 
