@@ -23,22 +23,78 @@ pub struct CheckQuestion {
     pub scope: Option<AgencyCode>,
 }
 
-/// The level a published row names: its `level` cell, or words of its name ("Cấp huyện", "UBND cấp xã",
-/// "Sở, ban, ngành", "district"…).
+/// What a line may say to name a whole level (compared by `domain::names::name_key`): the form's own level
+/// lines, the English level names, and the phrases provinces print. A name that merely contains a level's word
+/// ("Sở Tư pháp", "UBND xã Thạch Hà") names an agency, not its level.
+const LEVEL_NAMES: &[(AgencyLevel, &[&str])] = &[
+    (
+        AgencyLevel::Province,
+        &[
+            "cấp tỉnh",
+            "tỉnh",
+            "province",
+            "provinces",
+            "province level",
+        ],
+    ),
+    (
+        AgencyLevel::Department,
+        &[
+            "sở, ban, ngành",
+            "sở ban ngành",
+            "sở, ngành",
+            "các sở, ban, ngành",
+            "cấp sở",
+            "department",
+            "departments",
+            "department level",
+        ],
+    ),
+    (
+        AgencyLevel::District,
+        &[
+            "cấp huyện",
+            "ubnd cấp huyện",
+            "các huyện",
+            "huyện, thị xã, thành phố",
+            "district",
+            "districts",
+            "district level",
+        ],
+    ),
+    (
+        AgencyLevel::Commune,
+        &[
+            "cấp xã",
+            "ubnd cấp xã",
+            "các xã",
+            "xã, phường, thị trấn",
+            "commune",
+            "communes",
+            "commune level",
+        ],
+    ),
+];
+
+fn level_of_phrase(text: &str) -> Option<AgencyLevel> {
+    let key = domain::names::name_key(text);
+    LEVEL_NAMES
+        .iter()
+        .find(|(_, names)| names.contains(&key.as_str()))
+        .map(|(level, _)| *level)
+}
+
+/// The level a published row names: its `level` cell, or its whole name ("Cấp huyện", "UBND cấp xã",
+/// "Sở, ban, ngành", "district"…); a name with a level in brackets names the bracketed one ("Cấp tỉnh (sở, ban,
+/// ngành)" is the departments).
 fn level_named(row: &PublishedRow) -> Option<AgencyLevel> {
-    let text = row.level.as_deref().unwrap_or(&row.name).to_lowercase();
-    let has = |w: &str| text.contains(w);
-    if has("department") || has("sở") || has("ban, ngành") || has("ban ngành") {
-        Some(AgencyLevel::Department)
-    } else if has("district") || has("huyện") {
-        Some(AgencyLevel::District)
-    } else if has("commune") || has("xã") {
-        Some(AgencyLevel::Commune)
-    } else if has("province") || has("tỉnh") {
-        Some(AgencyLevel::Province)
-    } else {
-        None
+    let text = row.level.as_deref().unwrap_or(&row.name).trim();
+    if let Some((outer, inner)) = text.strip_suffix(')').and_then(|t| t.split_once('(')) {
+        if let (Some(_), Some(inner)) = (level_of_phrase(outer), level_of_phrase(inner)) {
+            return Some(inner);
+        }
     }
+    level_of_phrase(text)
 }
 
 /// A published table checked alone (sums and printed percentages), with nothing from the log: what
@@ -144,7 +200,9 @@ pub fn check_published(
         if row.kind.as_deref() != Some("level") {
             let named: Vec<&Row> = rows(Group::Agency)
                 .iter()
-                .filter(|r| r.key.name.trim() == row.name.trim())
+                .filter(|r| {
+                    domain::names::name_key(&r.key.name) == domain::names::name_key(&row.name)
+                })
                 .collect();
             match named.as_slice() {
                 [one] => {
@@ -180,4 +238,56 @@ pub fn check_published(
     let mut report = check(&published, profiles, matched);
     report.compared_under = Some(profile);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use unicode_normalization::UnicodeNormalization;
+
+    fn row(name: &str) -> PublishedRow {
+        let mut r = projections::indicators::check::Published::parse(
+            format!("Đơn vị,Trực tuyến\n\"{name}\",1\n").as_bytes(),
+        )
+        .unwrap()
+        .rows
+        .remove(0);
+        r.name = name.to_owned();
+        r
+    }
+
+    proptest! {
+        /// Issue 25, points 5 and 6 (b): a line names a level only when its whole name is a level's name (however
+        /// typed: case, spaces, composed or decomposed); an agency's name that holds a level's word names no level.
+        #[test]
+        fn a_line_names_a_level_only_by_the_level_s_own_name(
+            level in 0usize..4, phrase in 0usize..5, upper in any::<bool>(), nfd in any::<bool>(),
+            agency in prop::sample::select(vec!["Tư pháp", "Thạch Hà", "Kon Plông", "Xây dựng"]),
+        ) {
+            let (want, names) = LEVEL_NAMES[level];
+            let name = names[phrase % names.len()];
+            let typed = |s: &str| {
+                let s = if upper { s.to_uppercase() } else { s.to_owned() };
+                let s = format!("  {} ", s.replace(' ', "  "));
+                if nfd { s.nfd().collect::<String>() } else { s }
+            };
+            prop_assert_eq!(level_named(&row(&typed(name))), Some(want));
+            // A level's word followed by a name is an agency ("Sở Tư pháp", "Huyện Thạch Hà", "Xã Kon Plông").
+            for word in ["sở", "huyện", "xã", "tỉnh", "UBND xã", "UBND huyện"] {
+                let agency_name = typed(&format!("{word} {agency}"));
+                prop_assert_eq!(level_named(&row(&agency_name)), None, "{}", agency_name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_level_in_brackets_is_the_one_named() {
+        assert_eq!(
+            level_named(&row("Cấp tỉnh (sở, ban, ngành)")),
+            Some(AgencyLevel::Department)
+        );
+        assert_eq!(level_named(&row("Cấp huyện")), Some(AgencyLevel::District));
+        assert_eq!(level_named(&row("Sở Tư pháp (Hà Tĩnh)")), None);
+    }
 }

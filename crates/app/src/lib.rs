@@ -27,6 +27,7 @@ pub use settings::{Layer, LogFormat, Settings, AUDIT_KEY_FILE, DEFAULT_DATA};
 
 use chrono::Utc;
 use domain::event::{EventData, EventType};
+use domain::names::same_text;
 use domain::{AgencyCode, Credential, DossierCode, ProcedureCode, Role, StoredEvent, Submitted};
 use projections::Catalogue;
 use serde::Serialize;
@@ -325,7 +326,9 @@ impl App {
             unreachable!("parsed as its type")
         };
         let unchanged = self.catalogue().agency(code).is_some_and(|known| {
-            known.name == a.name.as_str() && known.level == a.level && known.parent == a.parent
+            same_text(&known.name, a.name.as_str())
+                && known.level == a.level
+                && known.parent == a.parent
         });
         self.register(unchanged, event, credential).await
     }
@@ -364,13 +367,16 @@ impl App {
             .catalogue()
             .latest_offer(code, procedure)
             .is_some_and(|o| {
-                o.name == offer.name.as_str()
+                same_text(&o.name, offer.name.as_str())
                     && o.online_level == offer.online_level
                     && o.postal_receive == offer.postal_receive
                     && o.postal_return == offer.postal_return
                     && o.effective_from == offer.effective_from
                     && o.field == offer.field
-                    && o.field_name.as_deref() == offer.field_name.as_ref().map(|n| n.as_str())
+                    && match (o.field_name.as_deref(), offer.field_name.as_ref()) {
+                        (Some(a), Some(b)) => same_text(a, b.as_str()),
+                        (a, b) => a.is_none() && b.is_none(),
+                    }
             });
         self.register(unchanged, event, credential).await
     }

@@ -8,6 +8,7 @@ pub mod calendar;
 pub mod codes;
 pub mod deadline;
 pub mod event;
+pub mod names;
 pub mod parse;
 pub mod rules;
 pub mod stream;

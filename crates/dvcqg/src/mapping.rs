@@ -4,6 +4,7 @@
 //! taken as they are when the site says so).
 
 use domain::event::{Applicant, Channel, OnlineLevel};
+use domain::names::nfc;
 use domain::{AgencyCode, ProcedureCode};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -202,24 +203,30 @@ impl Mapping {
         if f.success_code.is_empty() {
             return Err("success_code is empty".into());
         }
+        // The site's codes and unit names are keys as read (NFC): a unit typed decomposed is the same unit.
         let mut agencies = BTreeMap::new();
         for (site, ours) in f.agencies.codes {
             let code = AgencyCode::parse(&ours)
                 .map_err(|e| format!("agencies.codes.{site:?} = {ours:?}: {e}"))?;
-            agencies.insert(site, code);
+            if agencies.insert(nfc(&site).into_owned(), code).is_some() {
+                return Err(format!("agencies.codes: {site:?} is listed twice (typed once composed, once decomposed)"));
+            }
         }
         let mut procedures = BTreeMap::new();
         for (site, ours) in f.procedures.codes {
             let code = ProcedureCode::parse(&ours)
                 .map_err(|e| format!("procedures.codes.{site:?} = {ours:?}: {e}"))?;
-            procedures.insert(site, code);
+            if procedures.insert(nfc(&site).into_owned(), code).is_some() {
+                return Err(format!("procedures.codes: {site:?} is listed twice (typed once composed, once decomposed)"));
+            }
         }
-        if let Some(both) = f
+        let internal: Vec<String> = f
             .agencies
             .internal
             .iter()
-            .find(|u| agencies.contains_key(*u))
-        {
+            .map(|u| nfc(u).into_owned())
+            .collect();
+        if let Some(both) = internal.iter().find(|u| agencies.contains_key(*u)) {
             return Err(format!(
                 "agencies: {both:?} is both an internal unit and mapped to an agency"
             ));
@@ -238,7 +245,7 @@ impl Mapping {
             applicants: f.applicants,
             agencies_unlisted: f.agencies.unlisted,
             units_unlisted: f.agencies.units_unlisted,
-            internal: f.agencies.internal,
+            internal,
             agencies,
             procedures_unlisted: f.procedures.unlisted,
             procedures,
@@ -298,7 +305,7 @@ impl Mapping {
 
     /// The agency a site's agency code stands for.
     pub fn agency(&self, code: &str) -> Result<AgencyCode, String> {
-        if let Some(ours) = self.agencies.get(code) {
+        if let Some(ours) = self.agencies.get(nfc(code).as_ref()) {
             return Ok(ours.clone());
         }
         match self.agencies_unlisted {
@@ -312,10 +319,11 @@ impl Mapping {
     /// Where a processing unit the site names (DonViXuLy, PhongBanXuLy) sends a dossier: a listed code's agency,
     /// an internal unit, or what `units_unlisted` says of any other.
     pub fn unit(&self, name: &str) -> Result<Unit, String> {
-        if self.internal.iter().any(|u| u == name) {
+        let key = nfc(name);
+        if self.internal.iter().any(|u| *u == key) {
             return Ok(Unit::Internal);
         }
-        if let Some(ours) = self.agencies.get(name) {
+        if let Some(ours) = self.agencies.get(key.as_ref()) {
             return Ok(Unit::Agency(ours.clone()));
         }
         match self.units_unlisted {
@@ -351,7 +359,7 @@ impl Mapping {
 
     /// The national procedure code a site's procedure code stands for.
     pub fn procedure(&self, code: &str) -> Result<ProcedureCode, String> {
-        if let Some(ours) = self.procedures.get(code) {
+        if let Some(ours) = self.procedures.get(nfc(code).as_ref()) {
             return Ok(ours.clone());
         }
         match self.procedures_unlisted {
@@ -387,6 +395,44 @@ fn lookup<T: Copy>(table: &BTreeMap<String, T>, code: &str, what: &str) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 25, point 5: a unit named in the mapping or in a request, typed composed or decomposed, is one unit.
+    #[test]
+    fn a_unit_is_found_however_its_name_was_typed() {
+        use unicode_normalization::UnicodeNormalization;
+        for (file_form, request_form) in
+            [(false, true), (true, false), (true, true), (false, false)]
+        {
+            let form = |s: &str, nfd: bool| {
+                if nfd {
+                    s.nfd().collect::<String>()
+                } else {
+                    s.nfc().collect()
+                }
+            };
+            let toml = PORTAL
+                .replace(
+                    "internal = []",
+                    &format!("internal = [\"{}\"]", form("Bộ phận một cửa", file_form)),
+                )
+                .replace(
+                    "[agencies.codes]",
+                    &format!(
+                        "[agencies.codes]\n\"{}\" = \"000.00.13.H27\"",
+                        form("Phòng Tư pháp huyện Thạch Hà", file_form)
+                    ),
+                );
+            let m = Mapping::parse(&toml).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+            assert_eq!(
+                m.unit(&form("Phòng Tư pháp huyện Thạch Hà", request_form)),
+                Ok(Unit::Agency(AgencyCode::parse("000.00.13.H27").unwrap()))
+            );
+            assert_eq!(
+                m.unit(&form("Bộ phận một cửa", request_form)),
+                Ok(Unit::Internal)
+            );
+        }
+    }
 
     #[test]
     fn the_portal_mapping_reads_every_portal_status() {

@@ -347,8 +347,14 @@ impl Published {
         let text: String = match std::str::from_utf8(bytes) {
             Ok(t) => t.nfc().collect(),
             Err(_) => {
-                notes.push("read as Windows-1258 (the file is not UTF-8)".to_owned());
-                let (t, _, _) = encoding_rs::WINDOWS_1258.decode(bytes);
+                // `decode` follows a byte-order mark (UTF-16 as Excel's "Unicode text" saves it) before the
+                // code page: the note names the encoding actually read.
+                let (t, read_as, _) = encoding_rs::WINDOWS_1258.decode(bytes);
+                let name = match read_as.name() {
+                    "windows-1258" => "Windows-1258",
+                    other => other,
+                };
+                notes.push(format!("read as {name} (the file is not UTF-8)"));
                 t.nfc().collect()
             }
         };
@@ -402,6 +408,22 @@ impl Published {
             let record = record.map_err(|e| format!("line {line}: {e}"))?;
             if record.iter().all(|f| f.trim().is_empty()) {
                 continue;
+            }
+            // A row that does not line up with the header is not read by guesswork: more cells is most often an
+            // unquoted decimal comma (37,76), which would shift every cell after it.
+            if record.len() > headers.len() {
+                return Err(format!(
+                    "line {line}: {} cells, but the header has {}; a number with a decimal comma (37,76) must be quoted, or the file saved with semicolons",
+                    record.len(),
+                    headers.len()
+                ));
+            }
+            if record.len() < headers.len() {
+                notes.push(format!(
+                    "line {line}: {} cells of the header's {}; the missing ones at its end read as empty",
+                    record.len(),
+                    headers.len()
+                ));
             }
             let mut row = PublishedRow {
                 line,
@@ -1203,6 +1225,44 @@ mod tests {
         let p = Published::parse(bytes).unwrap();
         assert_eq!(p.rows[0].counts[&Quantity::Online], 5);
         assert!(p.notes[0].contains("Windows-1258"));
+    }
+
+    /// Issue 25, points 6 (a) and 8: a row that does not line up with its header is refused (more cells) or named
+    /// (fewer), never cut; a UTF-16 file says it was read as UTF-16.
+    #[test]
+    fn a_ragged_row_is_refused_or_named_and_the_encoding_read_is_said() {
+        // The Kon Tum slip, saved unquoted: 37,76 is two cells in a comma-separated file.
+        let slip = "Đơn vị,Tổng số,Trực tuyến,Tỷ lệ trực tuyến (%)\nSở A,100,23,23.00\nCấp huyện,6776,2521,37,76\n";
+        let e = Published::parse(slip.as_bytes()).unwrap_err();
+        assert!(
+            e.contains("line 3") && e.contains("5 cells") && e.contains("quoted"),
+            "{e}"
+        );
+        let short = Published::parse("Đơn vị,Tổng số,Trực tuyến\nSở A,100\n".as_bytes()).unwrap();
+        assert!(
+            short
+                .notes
+                .iter()
+                .any(|n| n.contains("line 2") && n.contains("2 cells")),
+            "{:?}",
+            short.notes
+        );
+        for bom_and_units in [(&b"\xff\xfe"[..], true), (&b"\xfe\xff"[..], false)] {
+            let (bom, le) = bom_and_units;
+            let text = "Đơn vị,Trực tuyến\nSở,5\n";
+            let mut bytes = bom.to_vec();
+            for u in text.encode_utf16() {
+                bytes.extend(if le { u.to_le_bytes() } else { u.to_be_bytes() });
+            }
+            let p = Published::parse(&bytes).unwrap();
+            assert_eq!(p.rows[0].counts[&Quantity::Online], 5);
+            let expected = if le { "UTF-16LE" } else { "UTF-16BE" };
+            assert!(
+                p.notes[0].contains(expected) && !p.notes[0].contains("1258"),
+                "{:?}",
+                p.notes
+            );
+        }
     }
 
     #[test]
