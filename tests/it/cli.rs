@@ -651,6 +651,114 @@ fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
     assert_eq!(native_table, synced_table);
 }
 
+/// `import-dvcqg` under the portal's own rule for units (a unit is an agency when it is registered), from a feed
+/// whose upserts leave out `DonViXuLy`, so that steps alone tell of hand-overs: each life's first hand-over step is
+/// held back (it came before its dossier's upsert in the file), and every hand-over of every life still lands at
+/// its own time, as the native lives have it. Taken after its group's later steps, a held step was earlier than the
+/// log's last event and was dropped with exit 0.
+#[test]
+fn import_dvcqg_takes_a_held_back_step_in_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let mapping_file = dir.path().join("site.toml");
+    let mapping_text = dvcqg::emulate::lives_mapping("held").replace(
+        "units_unlisted = \"as-is\"",
+        "units_unlisted = \"agency-if-registered\"",
+    );
+    std::fs::write(&mapping_file, &mapping_text).unwrap();
+    let mapping = dvcqg::Mapping::parse(&mapping_text).unwrap();
+    let mut lives = generator::lives::LifeGenerator::for_2019(25);
+    let (mut native, mut sync) = (Vec::new(), Vec::new());
+    let mut agencies = std::collections::BTreeSet::new();
+    let mut held = 0;
+    for _ in 0..120 {
+        let life = dvcqg::emulate::handed_on(lives.dossier());
+        for e in &life {
+            agencies.extend(e.agency.iter().map(|a| a.to_string()));
+            if let domain::EventData::Transferred(t) = &e.data {
+                agencies.insert(t.to_agency.to_string());
+            }
+        }
+        native.extend(life.iter().map(|e| e.to_json(None)));
+        let mut lines: Vec<serde_json::Value> = dvcqg::emulate::sync_requests(&life, &mapping);
+        for r in &mut lines {
+            if r["service"] == "DongBoHoSoMC" {
+                r["data"][0].as_object_mut().unwrap().remove("DonViXuLy");
+            }
+        }
+        // The first step that hands the dossier on, moved before the dossier's first upsert.
+        let holder = life[0].agency.as_ref().unwrap().to_string();
+        if let Some(k) = lines.iter().position(|r| {
+            r["service"] == "CapNhatTienDoHoSoMC" && r["data"][0]["PhongBanXuLy"] != holder.as_str()
+        }) {
+            let step = lines.remove(k);
+            lines.insert(0, step);
+            held += 1;
+        }
+        sync.extend(lines.iter().map(|r| r.to_string()));
+    }
+    assert!(held > 20, "{held} lives hand their dossier on");
+    let registered: Vec<String> = agencies
+        .iter()
+        .map(|a| {
+            json!({"id": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, a.as_bytes()), "type": "agency.registered",
+                   "agency": a, "occurred_at": "2019-01-01T00:00:00+07:00", "data": {"name": format!("Đơn vị {a}"), "level": "department"}})
+            .to_string()
+        })
+        .collect();
+    let files = ["native", "sync", "agencies"].map(|n| dir.path().join(format!("{n}.ndjson")));
+    write_lines(&files[0], &native);
+    write_lines(&files[1], &sync);
+    write_lines(&files[2], &registered);
+    let (a, b) = (dir.path().join("native"), dir.path().join("synced"));
+    assert!(casetrail(&a, &["import", files[0].to_str().unwrap()])
+        .status
+        .success());
+    assert!(casetrail(&b, &["import", files[2].to_str().unwrap()])
+        .status
+        .success());
+    let args = [
+        "import-dvcqg",
+        files[1].to_str().unwrap(),
+        "--mapping",
+        mapping_file.to_str().unwrap(),
+    ];
+    let out = casetrail(&b, &args);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains(&format!("{held} lines came before their dossier")),
+        "{}",
+        stdout(&out)
+    );
+    let hand_overs = |data: &Path| {
+        let mut all: Vec<String> = export(data)
+            .into_iter()
+            .filter(|(_, _, e)| e["type"] == "dossier.transferred")
+            .map(|(_, _, e)| {
+                let at = chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().unwrap())
+                    .unwrap();
+                format!(
+                    "{} {} {}",
+                    e["dossier"],
+                    at.timestamp(),
+                    e["data"]["to_agency"]
+                )
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let (want, got) = (hand_overs(&a), hand_overs(&b));
+    assert!(want.len() >= 2 * held, "{}", want.len());
+    assert_eq!(want, got);
+    let again = casetrail(&b, &args);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains(": 0 new events"),
+        "{}",
+        stdout(&again)
+    );
+}
+
 /// The sync requests of one life, one NDJSON line each.
 fn sync_lines(life: &[domain::Event], mapping: &dvcqg::Mapping) -> Vec<String> {
     dvcqg::emulate::sync_requests(life, mapping)

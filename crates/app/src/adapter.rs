@@ -72,13 +72,13 @@ impl Scope for CredentialScope<'_> {
 }
 
 fn problems_error(problems: Vec<(usize, Problem)>) -> Error {
+    let all = |k: ProblemKind| problems.iter().all(|(_, p)| p.kind == k);
     let kind = if problems.iter().any(|(_, p)| p.kind == ProblemKind::Invalid) {
         ProblemKind::Invalid
-    } else if problems
-        .iter()
-        .all(|(_, p)| p.kind == ProblemKind::NotFound)
-    {
+    } else if all(ProblemKind::NotFound) {
         ProblemKind::NotFound
+    } else if all(ProblemKind::OutOfOrder) {
+        ProblemKind::OutOfOrder
     } else {
         ProblemKind::Conflict
     };
@@ -92,16 +92,15 @@ fn problems_error(problems: Vec<(usize, Problem)>) -> Error {
             message: p.message,
         })
         .collect();
-    match kind {
-        ProblemKind::Invalid => Error::Validation(errors),
-        ProblemKind::NotFound => Error::Sync {
-            code: crate::error::code::dossier_not_found,
-            problems: errors,
-        },
-        ProblemKind::Conflict => Error::Sync {
-            code: crate::error::code::sync_conflict,
-            problems: errors,
-        },
+    let code = match kind {
+        ProblemKind::Invalid => return Error::Validation(errors),
+        ProblemKind::NotFound => crate::error::code::dossier_not_found,
+        ProblemKind::OutOfOrder => crate::error::code::sync_out_of_order,
+        ProblemKind::Conflict => crate::error::code::sync_conflict,
+    };
+    Error::Sync {
+        code,
+        problems: errors,
     }
 }
 

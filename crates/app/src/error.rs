@@ -47,6 +47,7 @@ codes! {
     version_conflict: 409, "expected_version does not match (`current_version` is given)";
     id_reused: 409, "an id already stored with different content (`position` is given)";
     sync_conflict: 409, "a sync request contradicts the log where the events contract allows no correction (every one is listed)";
+    sync_out_of_order: 409, "a sync request says something new of a dossier dated before the log's last event of it, which cannot be put in before it (every one is listed)";
     stored_fields_mismatch: 409, "an imported event's stored fields disagree with where it would land (import only)";
     last_admin: 409, "revoking the last live admin token";
     credential_exists: 409, "a token name already used";
@@ -108,7 +109,7 @@ pub enum Error {
     #[error("{} event(s) refused", .0.len())]
     Refused(Vec<EventRefusal>),
     /// A sync request (the DVCQG adapter) that cannot be taken: `code` is `validation_failed`, `dossier_not_found`
-    /// (a step before its dossier) or `sync_conflict`; every problem is listed.
+    /// (a step before its dossier), `sync_conflict` or `sync_out_of_order`; every problem is listed.
     #[error("{}", describe_sync(.problems))]
     Sync {
         code: &'static str,
@@ -248,6 +249,10 @@ mod tests {
             Error::field("f", ""),
             Error::Sync {
                 code: code::sync_conflict,
+                problems: vec![],
+            },
+            Error::Sync {
+                code: code::sync_out_of_order,
                 problems: vec![],
             },
             Error::CredentialExists(String::new()),

@@ -222,6 +222,31 @@ fn steps_wait_for_their_dossier_and_contradictions_are_refused_by_name() {
     );
     assert_eq!(app.log.head().size, at_start + 2);
 
+    // Back to the department at 10:00; then a 09:30 hand-over to a unit the log never had arrives: refused as out
+    // of order (a dossier's events stay in time order), naming both times; nothing written.
+    send(
+        &rt,
+        &app,
+        &ingest,
+        &step("D-1", "4", "20190312100000", Some("000.00.12.H27")),
+    )
+    .unwrap();
+    let size = app.log.head().size;
+    let e = send(
+        &rt,
+        &app,
+        &ingest,
+        &step("D-1", "4", "20190312093000", Some("000.12.03.H27")),
+    )
+    .unwrap_err();
+    assert_eq!(e.status_and_code(), (409, "sync_out_of_order"), "{e}");
+    assert_eq!(problem_fields(&e), ["data[0].PhongBanXuLy"]);
+    assert!(
+        e.to_string().contains("09:30:00") && e.to_string().contains("10:00:00"),
+        "{e}"
+    );
+    assert_eq!(app.log.head().size, size);
+
     // The end of processing, then a payload that says another end: refused naming the field and both times.
     send(
         &rt,

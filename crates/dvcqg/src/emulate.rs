@@ -43,6 +43,32 @@ pub fn personal_values(dossier: &str) -> [String; 5] {
     ]
 }
 
+/// The life with a second hand-over after each transfer, halfway to its next event (or an hour after it), to a
+/// unit it has not been at (`000.99.00.H27`): two hand-overs in a row, as a liên thông procedure goes.
+pub fn handed_on(life: Vec<Event>) -> Vec<Event> {
+    let mut out = Vec::with_capacity(life.len() + 2);
+    for (k, e) in life.iter().enumerate() {
+        out.push(e.clone());
+        if let EventData::Transferred(t) = &e.data {
+            let at = match life.get(k + 1) {
+                Some(next) => e.occurred_at + (next.occurred_at - e.occurred_at) / 2,
+                None => e.occurred_at + chrono::Duration::hours(1),
+            };
+            let to = domain::AgencyCode::parse("000.99.00.H27").unwrap();
+            let mut second = e.clone();
+            second.id = uuid::Uuid::new_v5(&e.id, b"handed on");
+            second.agency = Some(t.to_agency.clone());
+            second.occurred_at = at;
+            second.data = EventData::Transferred(Transferred {
+                to_agency: to,
+                note: None,
+            });
+            out.push(second);
+        }
+    }
+    out
+}
+
 /// The sync requests of one dossier's life (its events in order), under `mapping`'s codes. Panics if the mapping
 /// has no code for something the events say (a test's mapping must cover its lives).
 pub fn sync_requests(events: &[Event], mapping: &Mapping) -> Vec<Value> {

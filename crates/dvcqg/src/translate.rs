@@ -262,9 +262,9 @@ impl<'a> Builder<'a> {
                         "{} at {at} would come before {what}, at {floor}; the log cannot insert before it",
                         data.event_type(),
                     );
-                    // Within one payload that is bad input; against the log it is a conflict.
+                    // Within one payload that is bad input; against the log it came too late.
                     self.problems.push(if known.life.is_some() {
-                        Problem::conflict(format!("{path}.{field}"), message)
+                        Problem::out_of_order(format!("{path}.{field}"), message)
                     } else {
                         Problem::invalid(format!("{path}.{field}"), message)
                     });
@@ -725,7 +725,8 @@ fn holder_at(l: &Life, t: &Instant) -> AgencyCode {
 /// The events a `CapNhatTienDoHoSoMC` step adds: a transfer to the unit it names, documents asked for or back,
 /// the end of processing, a withdrawal. A step's return is taken from the next `DongBoHoSoMC`, which says by
 /// which channel. A step dated before the log's last event of the dossier is an earlier one: it writes nothing
-/// when the log has what it says, and is refused when it says something the log cannot take any more.
+/// when the log has what it says (and the note says what the log has), and is refused when it says something the
+/// log does not have, which cannot be put in before its last event (`OutOfOrder`), or cannot take any more.
 pub fn step(
     s: &Step,
     known: &Known,
@@ -742,14 +743,16 @@ pub fn step(
     let mut b = Builder::new(&s.dossier);
     let status = format!("TrangThai {} ({})", s.status_code, s.status.as_str());
     let earlier = s.at < l.last_at && !same(&s.at, &l.last_at);
+    // What the log has of what this step says, for the note of an earlier step that writes nothing.
+    let mut had: Vec<String> = Vec::new();
     let mut holder = l.holder.clone();
     if let Some(unit) = unit_agency(s.unit.as_ref(), catalogue) {
-        // An earlier step naming a unit read as an agency only because the catalogue has it registered now may have
-        // been read as internal when it first came: taken as known too.
-        let guessed = matches!(s.unit, Some(Unit::IfRegistered(_)));
-        let known_step =
-            holder_at(l, &s.at) == unit || (earlier && (guessed || l.agencies.contains(&unit)));
-        if unit != holder && !known_step {
+        if holder_at(l, &s.at) == unit {
+            had.push(format!("{unit} held the dossier then"));
+        } else if earlier && l.agencies.contains(&unit) {
+            // A unit a payload's DonViXuLy moved it to, dated by the payload, not by this step.
+            had.push(format!("the dossier has been at {unit}"));
+        } else if unit != holder {
             b.add(
                 s.at,
                 &holder,
@@ -764,11 +767,16 @@ pub fn step(
     }
     match s.status {
         Meaning::SupplementRequested => {
-            let known_round = l.pending().is_some()
-                || l.rounds.iter().any(|(a, _)| same(a, &s.at))
-                || (earlier && !l.rounds.is_empty());
-            if !known_round {
-                b.add(s.at, &holder, EventData::SupplementRequested(SupplementRequested { note: None }), "ThoiDiemXuLy");
+            // The round this step is of: one asked for at its time, or one that was waiting for documents then
+            // (a later step of the same round, or an earlier one sent again).
+            let waiting = l.rounds.iter().find(|(asked, got)| {
+                same(asked, &s.at)
+                    || (asked.timestamp() <= s.at.timestamp()
+                        && got.is_none_or(|g| g.timestamp() >= s.at.timestamp()))
+            });
+            match waiting {
+                Some((asked, _)) => had.push(format!("documents were asked for at {asked}")),
+                None => b.add(s.at, &holder, EventData::SupplementRequested(SupplementRequested { note: None }), "ThoiDiemXuLy"),
             }
         }
         Meaning::Processing | Meaning::Accepted | Meaning::FeesRequested => {
@@ -787,7 +795,7 @@ pub fn step(
                     format!("{path}.ThoiDiemXuLy"),
                     format!("{status} at {}, but the log has processing ended at {at}; the end of processing cannot be corrected", s.at),
                 ),
-                _ => {}
+                Some((at, _)) => had.push(format!("processing ended at {at}")),
             }
         }
         Meaning::Withdrawn => match l.withdrawn {
@@ -796,7 +804,7 @@ pub fn step(
                 format!("{path}.ThoiDiemXuLy"),
                 format!("{status} at {}, but the log has the dossier withdrawn at {at}", s.at),
             ),
-            _ => {}
+            Some(at) => had.push(format!("the dossier was withdrawn at {at}")),
         },
         Meaning::Returned => b.notes.push(format!(
             "{status}: the return is recorded from DongBoHoSoMC (NgayTra, HinhThuc), which says by which channel"
@@ -804,7 +812,15 @@ pub fn step(
         Meaning::Submitted | Meaning::Refused => b.notes.push(format!("{status}: nothing to record for a dossier the log has accepted")),
     }
     if earlier && b.facts.is_empty() && b.problems.is_empty() {
-        b.notes.push(format!("the step at {} is earlier than the log's last event of this dossier, and the log has what it says", s.at));
+        let what = if had.is_empty() {
+            format!("{status} records nothing by itself")
+        } else {
+            format!("the log has what it says: {}", had.join("; "))
+        };
+        b.notes.push(format!(
+            "the step at {} is earlier than the log's last event of this dossier, at {}; {what}",
+            s.at, l.last_at
+        ));
     }
     b.finish(path, known)
 }

@@ -44,6 +44,9 @@ pub enum ProblemKind {
     NotFound,
     /// The request contradicts the log where the events contract allows no correction.
     Conflict,
+    /// A new fact dated before the log's last event of its dossier: the log keeps a dossier's events in time
+    /// order, so it cannot be put in (a step that comes after a later one).
+    OutOfOrder,
 }
 
 impl Problem {
@@ -59,6 +62,13 @@ impl Problem {
             field: field.into(),
             message: message.into(),
             kind: ProblemKind::Conflict,
+        }
+    }
+    pub fn out_of_order(field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            field: field.into(),
+            message: message.into(),
+            kind: ProblemKind::OutOfOrder,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! `casetrail import-dvcqg`: a one-stop system's sync log (NDJSON of DVCQG sync requests) through the same adapter
 //! as `POST /v1/adapters/dvcqg`, offline, for a province backfilling years of history. Lines are planned and
 //! appended a group at a time (all or nothing each); a line with a step that comes before its dossier's upsert is
-//! held back and tried again, in line order, once a group has sent that dossier; importing the same file twice
-//! writes nothing the second time.
+//! held back and taken right after the first line that sends that dossier (before the lines after it, so that its
+//! step is read against the dossier as it stood then); importing the same file twice writes nothing the second time.
 
 use super::*;
 use app::adapter::{self, Everything};
@@ -15,9 +15,20 @@ const GROUP_LINES: usize = 100;
 struct Line {
     number: usize,
     requests: Vec<dvcqg::Request>,
+    /// Held back at least once.
+    held: bool,
 }
 
 impl Line {
+    /// The dossiers its upserts send.
+    fn upserts(&self) -> impl Iterator<Item = &domain::DossierCode> {
+        self.requests
+            .iter()
+            .flat_map(|r| r.items.iter())
+            .filter(|i| matches!(i, dvcqg::Item::Upsert(_)))
+            .map(|i| i.dossier())
+    }
+
     /// The dossiers its steps name.
     fn steps(&self) -> impl Iterator<Item = &domain::DossierCode> {
         self.requests
@@ -63,7 +74,11 @@ pub fn import_dvcqg(
             }
         };
         match adapter::read(&body, &mapping) {
-            Ok(requests) => group.push(Line { number, requests }),
+            Ok(requests) => group.push(Line {
+                number,
+                requests,
+                held: false,
+            }),
             Err(e) => {
                 progress.abandon();
                 return stop(&tally, &format!("line {number}: {}", problems(&e)));
@@ -146,8 +161,9 @@ struct Tally {
     personal: BTreeMap<String, usize>,
 }
 
-/// Writes a group of lines, then tries again, in line order, the lines held back so far (their dossiers may have
-/// come in this group).
+/// Writes a group of lines, each line held back so far taken right after the first line of the group that sends
+/// its dossier: a held step then comes before the group's later steps of the same dossier, as it did in time (taken
+/// after them, it would be earlier than the log's last event and refused as out of order).
 fn write_and_retry(
     log: &SledLog,
     catalogue: &projections::Catalogue,
@@ -157,32 +173,27 @@ fn write_and_retry(
     deferred: &mut Vec<Line>,
     tally: &mut Tally,
 ) -> std::result::Result<(), String> {
-    // The dossiers this group sends: only lines waiting for one of them can be taken now.
-    let sent: BTreeSet<&domain::DossierCode> = lines
-        .iter()
-        .flat_map(|l| l.requests.iter().flat_map(|r| r.items.iter()))
-        .filter(|i| matches!(i, dvcqg::Item::Upsert(_)))
-        .map(|i| i.dossier())
-        .collect();
-    let sent: BTreeSet<domain::DossierCode> = sent.into_iter().cloned().collect();
-    let before = deferred.len();
-    write(log, catalogue, mapping, source, lines, deferred, tally)?;
-    tally.held_back += deferred.len() - before;
-    let (mut ready, waiting): (Vec<Line>, Vec<Line>) = std::mem::take(deferred)
-        .into_iter()
-        .partition(|l| l.steps().any(|d| sent.contains(d)));
-    *deferred = waiting;
-    ready.sort_by_key(|l| l.number);
-    for line in ready {
-        let number = line.number;
-        write(log, catalogue, mapping, source, vec![line], deferred, tally)
-            .map_err(|why| format!("{why}\n(line {number} had been held back until its dossier came; the lines before it are written)"))?;
+    let mut waiting = std::mem::take(deferred);
+    let mut ordered = Vec::with_capacity(lines.len());
+    for line in lines {
+        let sent: BTreeSet<domain::DossierCode> = line.upserts().cloned().collect();
+        ordered.push(line);
+        if sent.is_empty() || waiting.is_empty() {
+            continue;
+        }
+        let (mut ready, rest): (Vec<Line>, Vec<Line>) = waiting
+            .into_iter()
+            .partition(|l| l.steps().any(|d| sent.contains(d)));
+        waiting = rest;
+        ready.sort_by_key(|l| l.number);
+        ordered.extend(ready);
     }
-    Ok(())
+    *deferred = waiting;
+    write(log, catalogue, mapping, source, ordered, deferred, tally)
 }
 
-/// Plans `lines` together and appends what they add. Lines whose steps come before their dossier are moved to
-/// `deferred` and the rest planned again; any other refusal stops the import with the lines it names.
+/// Plans `lines` together and appends what they add. A line whose steps come before their dossier is moved right
+/// after the lines here that send it, or to `deferred` when none does, and the lines planned again; any other refusal stops the import with the lines it names.
 fn write(
     log: &SledLog,
     catalogue: &projections::Catalogue,
@@ -192,6 +203,8 @@ fn write(
     deferred: &mut Vec<Line>,
     tally: &mut Tally,
 ) -> std::result::Result<(), String> {
+    // Lines moved after an upsert of their dossier: the line each was moved after.
+    let mut moved: BTreeMap<usize, usize> = BTreeMap::new();
     loop {
         if lines.is_empty() {
             return Ok(());
@@ -210,8 +223,21 @@ fn write(
                 .collect();
             numbers.sort_unstable();
             numbers.dedup();
+            let held = lines
+                .iter()
+                .filter(|l| l.held && numbers.contains(&l.number))
+                .map(|l| l.number.to_string())
+                .collect::<Vec<_>>();
             let numbers: Vec<String> = numbers.iter().map(|n| n.to_string()).collect();
-            format!("line {}: {}", numbers.join(", "), problems(e))
+            let held = if held.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "\n(line {} had been held back until its dossier came, and was taken right after it)",
+                    held.join(", ")
+                )
+            };
+            format!("line {}: {}{held}", numbers.join(", "), problems(e))
         };
         let planned = match adapter::plan(log, catalogue, mapping, requests, &Everything) {
             Ok(p) => p,
@@ -224,7 +250,30 @@ fn write(
                 late.dedup();
                 let mut held: Vec<Line> = late.into_iter().rev().map(|i| lines.remove(i)).collect();
                 held.reverse();
-                deferred.extend(held);
+                for mut l in held {
+                    tally.held_back += usize::from(!l.held);
+                    l.held = true;
+                    // Right after the first line here that sends its dossier (the latest such line, for a line
+                    // of several dossiers): planned there, its steps meet their dossier as it stood then, before
+                    // the later steps. An upsert that does not accept it yet (one at status 1) moves it on to the
+                    // next; with none left, it waits for a later group.
+                    let since = moved.get(&l.number).copied().unwrap_or(0);
+                    let after = l
+                        .steps()
+                        .filter_map(|d| {
+                            lines
+                                .iter()
+                                .position(|o| o.number > since && o.upserts().any(|u| u == d))
+                        })
+                        .max();
+                    match after {
+                        Some(i) => {
+                            moved.insert(l.number, lines[i].number);
+                            lines.insert(i + 1, l);
+                        }
+                        None => deferred.push(l),
+                    }
+                }
                 continue;
             }
             Err(e) => return Err(named(&e)),
