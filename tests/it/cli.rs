@@ -607,13 +607,7 @@ fn import_dvcqg_backfills_a_sync_log_once_and_matches_the_native_lives() {
         "{said}"
     );
     assert!(said.contains(&format!("@{}", mapping.tag())), "{said}");
-    let again = casetrail(&b, &args);
-    assert!(again.status.success(), "{}", stderr(&again));
-    assert!(
-        stdout(&again).contains(": 0 new events"),
-        "{}",
-        stdout(&again)
-    );
+    imports_nothing_again(&b, &args);
     assert!(casetrail(&b, &["verify"]).status.success());
 
     // A bad line stops the import, named with its field, and nothing of it is written.
@@ -750,7 +744,56 @@ fn import_dvcqg_takes_a_held_back_step_in_its_place() {
     let (want, got) = (hand_overs(&a), hand_overs(&b));
     assert!(want.len() >= 2 * held, "{}", want.len());
     assert_eq!(want, got);
-    let again = casetrail(&b, &args);
+    imports_nothing_again(&b, &args);
+
+    // A hand-over to a registered unit the dossier never went to, dated just after its acceptance, long before its
+    // last event: the import stops on it, names the line, and writes nothing of it.
+    let native: Vec<serde_json::Value> = native
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let first = &native[0];
+    let dossier = first["dossier"].as_str().unwrap();
+    let unit = agencies
+        .iter()
+        .find(|a| {
+            !native.iter().any(|e| {
+                e["dossier"] == dossier
+                    && (e["agency"] == a.as_str() || e["data"]["to_agency"] == a.as_str())
+            })
+        })
+        .unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(first["occurred_at"].as_str().unwrap()).unwrap()
+        + chrono::Duration::seconds(1);
+    let late = json!({"service": "CapNhatTienDoHoSoMC", "data": [{"MaHoSo": dossier,
+        "ThoiDiemXuLy": dvcqg::wire::format_time(&at), "PhongBanXuLy": unit,
+        "TrangThai": mapping.status_code(dvcqg::Meaning::Processing).unwrap()}]});
+    let late_file = dir.path().join("late.ndjson");
+    write_lines(&late_file, &[late.to_string()]);
+    let size = export(&b).len();
+    let stopped = casetrail(
+        &b,
+        &[
+            "import-dvcqg",
+            late_file.to_str().unwrap(),
+            "--mapping",
+            mapping_file.to_str().unwrap(),
+        ],
+    );
+    assert!(!stopped.status.success());
+    let err = stderr(&stopped);
+    assert!(
+        err.contains("line 1: data[0].PhongBanXuLy")
+            && err.contains("before the log's last event")
+            && err.contains("import stopped"),
+        "{err}"
+    );
+    assert_eq!(export(&b).len(), size);
+}
+
+/// The same import again writes nothing.
+fn imports_nothing_again(data: &Path, args: &[&str]) {
+    let again = casetrail(data, args);
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(
         stdout(&again).contains(": 0 new events"),

@@ -198,11 +198,10 @@ pub fn check_published(
             ));
         }
         if row.kind.as_deref() != Some("level") {
+            let key = domain::names::name_key(&row.name);
             let named: Vec<&Row> = rows(Group::Agency)
                 .iter()
-                .filter(|r| {
-                    domain::names::name_key(&r.key.name) == domain::names::name_key(&row.name)
-                })
+                .filter(|r| domain::names::name_key(&r.key.name) == key)
                 .collect();
             match named.as_slice() {
                 [one] => {

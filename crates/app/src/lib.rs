@@ -27,7 +27,7 @@ pub use settings::{Layer, LogFormat, Settings, AUDIT_KEY_FILE, DEFAULT_DATA};
 
 use chrono::Utc;
 use domain::event::{EventData, EventType};
-use domain::names::same_text;
+use domain::names::{nfc, same_text};
 use domain::{AgencyCode, Credential, DossierCode, ProcedureCode, Role, StoredEvent, Submitted};
 use projections::Catalogue;
 use serde::Serialize;
@@ -373,10 +373,8 @@ impl App {
                     && o.postal_return == offer.postal_return
                     && o.effective_from == offer.effective_from
                     && o.field == offer.field
-                    && match (o.field_name.as_deref(), offer.field_name.as_ref()) {
-                        (Some(a), Some(b)) => same_text(a, b.as_str()),
-                        (a, b) => a.is_none() && b.is_none(),
-                    }
+                    && o.field_name.as_deref().map(nfc)
+                        == offer.field_name.as_ref().map(|n| nfc(n.as_str()))
             });
         self.register(unchanged, event, credential).await
     }

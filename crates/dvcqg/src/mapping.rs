@@ -434,6 +434,26 @@ mod tests {
         }
     }
 
+    /// A name listed twice, once composed and once decomposed, is one key: refused, not one silently kept.
+    #[test]
+    fn a_name_listed_in_two_forms_is_refused() {
+        use unicode_normalization::UnicodeNormalization;
+        let name = "Phòng Tư pháp";
+        let toml = PORTAL.replace(
+            "[agencies.codes]",
+            &format!(
+                "[agencies.codes]\n\"{}\" = \"000.00.13.H27\"\n\"{}\" = \"000.00.14.H27\"",
+                name.nfc().collect::<String>(),
+                name.nfd().collect::<String>()
+            ),
+        );
+        let e = Mapping::parse(&toml).unwrap_err();
+        assert!(
+            e.contains("agencies.codes") && e.contains("listed twice"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn the_portal_mapping_reads_every_portal_status() {
         let m = Mapping::portal();

@@ -770,9 +770,8 @@ pub fn step(
             // The round this step is of: one asked for at its time, or one that was waiting for documents then
             // (a later step of the same round, or an earlier one sent again).
             let waiting = l.rounds.iter().find(|(asked, got)| {
-                same(asked, &s.at)
-                    || (asked.timestamp() <= s.at.timestamp()
-                        && got.is_none_or(|g| g.timestamp() >= s.at.timestamp()))
+                asked.timestamp() <= s.at.timestamp()
+                    && got.is_none_or(|g| g.timestamp() >= s.at.timestamp())
             });
             match waiting {
                 Some((asked, _)) => had.push(format!("documents were asked for at {asked}")),

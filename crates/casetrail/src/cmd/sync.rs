@@ -20,22 +20,26 @@ struct Line {
 }
 
 impl Line {
-    /// The dossiers its upserts send.
-    fn upserts(&self) -> impl Iterator<Item = &domain::DossierCode> {
+    /// The dossiers its items of one kind name.
+    fn dossiers(
+        &self,
+        kind: fn(&dvcqg::Item) -> bool,
+    ) -> impl Iterator<Item = &domain::DossierCode> {
         self.requests
             .iter()
             .flat_map(|r| r.items.iter())
-            .filter(|i| matches!(i, dvcqg::Item::Upsert(_)))
+            .filter(move |i| kind(i))
             .map(|i| i.dossier())
+    }
+
+    /// The dossiers its upserts send.
+    fn upserts(&self) -> impl Iterator<Item = &domain::DossierCode> {
+        self.dossiers(|i| matches!(i, dvcqg::Item::Upsert(_)))
     }
 
     /// The dossiers its steps name.
     fn steps(&self) -> impl Iterator<Item = &domain::DossierCode> {
-        self.requests
-            .iter()
-            .flat_map(|r| r.items.iter())
-            .filter(|i| matches!(i, dvcqg::Item::Step(_)))
-            .map(|i| i.dossier())
+        self.dossiers(|i| matches!(i, dvcqg::Item::Step(_)))
     }
 }
 
@@ -161,9 +165,10 @@ struct Tally {
     personal: BTreeMap<String, usize>,
 }
 
-/// Writes a group of lines, each line held back so far taken right after the first line of the group that sends
-/// its dossier: a held step then comes before the group's later steps of the same dossier, as it did in time (taken
-/// after them, it would be earlier than the log's last event and refused as out of order).
+/// Writes a group of lines with the lines held back so far whose dossier this group sends: [`write`] takes each
+/// right after the first line that sends its dossier, so that a held step comes before the group's later steps of
+/// the same dossier, as it did in time (taken after them, it would be earlier than the log's last event and refused
+/// as out of order).
 fn write_and_retry(
     log: &SledLog,
     catalogue: &projections::Catalogue,
@@ -173,27 +178,19 @@ fn write_and_retry(
     deferred: &mut Vec<Line>,
     tally: &mut Tally,
 ) -> std::result::Result<(), String> {
-    let mut waiting = std::mem::take(deferred);
-    let mut ordered = Vec::with_capacity(lines.len());
-    for line in lines {
-        let sent: BTreeSet<domain::DossierCode> = line.upserts().cloned().collect();
-        ordered.push(line);
-        if sent.is_empty() || waiting.is_empty() {
-            continue;
-        }
-        let (mut ready, rest): (Vec<Line>, Vec<Line>) = waiting
-            .into_iter()
-            .partition(|l| l.steps().any(|d| sent.contains(d)));
-        waiting = rest;
-        ready.sort_by_key(|l| l.number);
-        ordered.extend(ready);
-    }
+    let sent: BTreeSet<&domain::DossierCode> = lines.iter().flat_map(Line::upserts).collect();
+    let (mut ready, waiting): (Vec<Line>, Vec<Line>) = std::mem::take(deferred)
+        .into_iter()
+        .partition(|l| l.steps().any(|d| sent.contains(d)));
     *deferred = waiting;
-    write(log, catalogue, mapping, source, ordered, deferred, tally)
+    ready.sort_by_key(|l| l.number);
+    ready.extend(lines);
+    write(log, catalogue, mapping, source, ready, deferred, tally)
 }
 
 /// Plans `lines` together and appends what they add. A line whose steps come before their dossier is moved right
-/// after the lines here that send it, or to `deferred` when none does, and the lines planned again; any other refusal stops the import with the lines it names.
+/// after the first line here that sends it, or to `deferred` when none does, and the lines planned again; any
+/// other refusal stops the import with the lines it names.
 fn write(
     log: &SledLog,
     catalogue: &projections::Catalogue,

@@ -1247,8 +1247,7 @@ mod tests {
             "{:?}",
             short.notes
         );
-        for bom_and_units in [(&b"\xff\xfe"[..], true), (&b"\xfe\xff"[..], false)] {
-            let (bom, le) = bom_and_units;
+        for (bom, le) in [(&b"\xff\xfe"[..], true), (&b"\xfe\xff"[..], false)] {
             let text = "Đơn vị,Trực tuyến\nSở,5\n";
             let mut bytes = bom.to_vec();
             for u in text.encode_utf16() {
