@@ -60,7 +60,7 @@ codes! {
     headers_too_large: 431, "a request head over 128 KiB, or with more than 96 header fields";
     internal: 500, "a bug; the details are in the server log";
     too_many_subscribers: 503, "the live stream serves as many subscribers as it may (`Retry-After` is given)";
-    unavailable: 503, "the log cannot serve this now; nothing was written";
+    unavailable: 503, "the log cannot serve this now (a disk that failed or stopped answering); send the same events again when it can";
     http_error: 0, "any other status the HTTP layer answered with by itself, with that status";
 }
 
@@ -361,6 +361,7 @@ impl From<store::StoreError> for Error {
     fn from(e: store::StoreError) -> Error {
         match e {
             store::StoreError::CredentialExists(name) => Error::CredentialExists(name),
+            store::StoreError::Unavailable(why) => Error::Unavailable(why),
             // The storage refusing (a full disk, an IO error that sled now repeats) is not a bug of ours: the
             // service is unavailable until an operator acts. Damage and mismatched indexes are bugs or tampering.
             e @ (store::StoreError::Sled(_)

@@ -571,8 +571,15 @@ impl App {
     }
 
     /// What a graceful stop leaves behind: a snapshot of the live indicator tables (so that the next start need
-    /// not replay what this one folded) and a last signed checkpoint of the head. Failures are reported, not fatal.
+    /// not replay what this one folded) and a last signed checkpoint of the head; neither once the log refuses
+    /// writes. Failures are reported, not fatal.
     pub fn at_stop(&self) -> Vec<String> {
+        if let Some(why) = self.log.write_failure() {
+            // Both would wait for a disk that failed, or stopped answering.
+            return vec![format!(
+                "wrote no indicator snapshot and signed no checkpoint at stop: {why}"
+            )];
+        }
         let mut failures = Vec::new();
         if let Err(why) = self.indicators.save_if_newer(&self.log) {
             failures.push(format!(

@@ -30,6 +30,9 @@ pub struct Settings {
     pub workers: usize,
     /// How long a graceful stop waits for requests in flight.
     pub shutdown_timeout_secs: u64,
+    /// How long a write to the disk may go unfinished before the disk is taken as stalled (writes answered 503
+    /// from then on, until restart); also what the work at stop gets, after requests in flight.
+    pub stall_secs: u64,
     /// The reporting cut of months, quarters and years: calendar (default), decree-09, month-before or day-N.
     /// A report profile that names its own cut is computed under that one.
     pub cut: domain::calendar::Cut,
@@ -70,6 +73,7 @@ impl Settings {
             public_indicators: true,
             workers: 2,
             shutdown_timeout_secs: 30,
+            stall_secs: 30,
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
             profiles: None,
@@ -108,7 +112,16 @@ impl Settings {
         let mut config = store::Config::new(&self.data);
         config.cache_capacity_bytes = self.cache_mb * 1024 * 1024;
         config.clock_skew = chrono::Duration::seconds(self.clock_skew_secs);
+        config.stall = std::time::Duration::from_secs(self.stall_secs.max(1));
         config
+    }
+
+    /// How long a stop may take at most, from the signal to the process's end: requests in flight get
+    /// `shutdown_timeout_secs`, then the work at stop (a snapshot, a last checkpoint, the log's close)
+    /// `stall_secs`. Past it the process exits anyway (status 1), saying what did not finish; everything
+    /// acknowledged is on disk already.
+    pub fn stop_bound(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.shutdown_timeout_secs + self.stall_secs.max(1))
     }
 }
 
@@ -165,6 +178,8 @@ pub struct Layer {
     pub request_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_subscribers: Option<usize>,
+    pub shutdown_timeout_secs: Option<u64>,
+    pub stall_secs: Option<u64>,
 }
 
 impl Layer {
@@ -216,7 +231,9 @@ impl Settings {
             checkpoint_every_events,
             request_timeout_secs,
             max_connections,
-            max_subscribers
+            max_subscribers,
+            shutdown_timeout_secs,
+            stall_secs
         );
         apply!(optional: scorecard, profiles, dvcqg_mapping, audit_key, audit_origin);
     }

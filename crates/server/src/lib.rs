@@ -72,6 +72,10 @@ impl State {
 
 /// Runs store work on the blocking pool, never on the async workers: a sled read can wait on the disk, a credential
 /// write flushes, and the two async workers answer everyone (health checks, writes, live streams).
+///
+/// The caller is answered whatever the disk does: once the disk has stopped answering (a write of the log waited
+/// past the stall bound, see `SledLog::unresponsive`), work still unfinished a stall bound later is answered 503
+/// `unavailable`; its thread goes on waiting for the disk, the request does not.
 pub(crate) async fn off_workers<T, E>(
     state: &web::Data<State>,
     work: impl FnOnce(&State) -> Result<T, E> + Send + 'static,
@@ -80,11 +84,24 @@ where
     T: Send + 'static,
     E: Into<errors::ApiError> + Send + 'static,
 {
+    let (unresponsive, grace) = (state.log.unresponsive(), state.log.stall_bound());
     let state = state.clone();
-    web::block(move || work(&state))
-        .await
-        .map_err(|e| errors::Error::Internal(format!("a blocking task failed: {e}")))?
-        .map_err(Into::into)
+    let done = web::block(move || work(&state));
+    let given_up = async move {
+        let why = unresponsive.await;
+        tokio::time::sleep(grace).await;
+        why
+    };
+    tokio::select! {
+        done = done => done
+            .map_err(|e| errors::Error::Internal(format!("a blocking task failed: {e}")))?
+            .map_err(Into::into),
+        why = given_up => Err(errors::Error::Unavailable(format!(
+            "{why}; this request waited {} s more for the store and was given up",
+            grace.as_secs_f64()
+        ))
+        .into()),
+    }
 }
 
 /// A bound, running server.

@@ -37,6 +37,10 @@ pub enum StoreError {
     Tree(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The store refuses writes now: a write failed, or one did not finish within the stall bound (the disk does
+    /// not answer), until it is reopened.
+    #[error("the log cannot accept writes now: {0}")]
+    Unavailable(String),
 }
 
 /// Why one event of a batch was refused.

@@ -400,6 +400,8 @@ pub(crate) struct Indexer {
     pub indexed: Arc<std::sync::atomic::AtomicU64>,
     pub failed: Arc<std::sync::OnceLock<String>>,
     pub flush_after: std::time::Duration,
+    /// Where the indexer says it is writing (a disk that stops answering keeps it there).
+    pub metrics: Arc<crate::metrics::WriterMetrics>,
 }
 
 impl Indexer {
@@ -442,7 +444,10 @@ impl Indexer {
                         "the indexer stopped after a failed write".into(),
                     ))
                 } else {
-                    delta.write(&self.trees, &mut records)
+                    let trees = &self.trees;
+                    self.metrics
+                        .indexing
+                        .on(|| delta.write(trees, &mut records))
                 };
                 match written {
                     Ok(()) => {

@@ -13,6 +13,7 @@
 //! That is about 4.25 bytes per event instead of the 64 a dense layout stores (two 32-byte hashes per leaf), and
 //! the same tree: roots, proofs, checkpoints and bundles are those of format 1.
 
+use crate::StoreError;
 use std::collections::HashMap;
 use tlog_tiles::{node_hash, split_stored_hash_index, stored_hash_index, HashReader};
 pub use tlog_tiles::{record_hash, stored_hash_count, Hash};
@@ -85,10 +86,37 @@ pub(crate) fn read_stored(
     prefix: u8,
     index: u64,
 ) -> Result<Hash, tlog_tiles::Error> {
-    read_packed(tree, prefix, 32, index)
+    stored(tree, prefix, index)
         .map_err(tree_error)?
-        .map(|b| Hash(b.try_into().expect("32 bytes")))
         .ok_or(tlog_tiles::Error::IndexesNotInTree)
+}
+
+fn stored(tree: &sled::Tree, prefix: u8, index: u64) -> Result<Option<Hash>, sled::Error> {
+    Ok(read_packed(tree, prefix, 32, index)?.map(|b| Hash(b.try_into().expect("32 bytes"))))
+}
+
+/// The storage error behind a reader's failure. `tlog_tiles` carries only its own error type, so a reader that
+/// cannot read the store keeps the store's error here and the caller reports that one: a full disk or an IO error
+/// is the storage refusing (503), not a broken tree (a bug or tampering).
+#[derive(Default)]
+pub(crate) struct Failure(std::cell::RefCell<Option<StoreError>>);
+
+impl Failure {
+    /// Keeps `e` (the first one, if several) and gives what to hand `tlog_tiles`.
+    fn keep(&self, e: impl Into<StoreError>) -> tlog_tiles::Error {
+        let e = e.into();
+        let said = tlog_tiles::Error::InvalidInput(e.to_string());
+        self.0.borrow_mut().get_or_insert(e);
+        said
+    }
+
+    /// What a tree computation that failed with `e` reports: the storage error kept, if any, else `e`.
+    pub fn explain(&self, e: tlog_tiles::Error) -> StoreError {
+        self.0
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| StoreError::Tree(e.to_string()))
+    }
 }
 
 /// The stored leaf-hash prefix of leaf `n` (position `n + 1`), if stored.
@@ -140,6 +168,7 @@ pub(crate) struct Upper<'a> {
     /// Index of `pending[0]`.
     pub pending_from: u64,
     pub pending: &'a [Hash],
+    pub failure: Failure,
 }
 
 impl Upper<'_> {
@@ -150,7 +179,9 @@ impl Upper<'_> {
                 .copied()
                 .ok_or(tlog_tiles::Error::IndexesNotInTree)
         } else {
-            read_stored(self.tree, UPPER, i)
+            stored(self.tree, UPPER, i)
+                .map_err(|e| self.failure.keep(e))?
+                .ok_or(tlog_tiles::Error::IndexesNotInTree)
         }
     }
 }
@@ -162,7 +193,7 @@ impl HashReader for Upper<'_> {
 }
 
 /// The leaf hashes of leaves `from..to` (0-based), as many of them as exist.
-pub(crate) type LeafSource<'a> = &'a dyn Fn(u64, u64) -> Result<Vec<Hash>, tlog_tiles::Error>;
+pub(crate) type LeafSource<'a> = &'a dyn Fn(u64, u64) -> Result<Vec<Hash>, StoreError>;
 
 /// Every hash of the whole tree, as `tlog_tiles` numbers them: level 8 and up from the upper tree, below from
 /// leaves in memory or computed from the events.
@@ -173,6 +204,13 @@ pub(crate) struct Hashes<'a> {
     pub leaves: &'a [Hash],
     /// Where other leaves' hashes come from.
     pub source: LeafSource<'a>,
+}
+
+impl Hashes<'_> {
+    /// What a tree computation over these hashes that failed with `e` reports (see [`Failure`]).
+    pub fn explain(&self, e: tlog_tiles::Error) -> StoreError {
+        self.upper.failure.explain(e)
+    }
 }
 
 impl HashReader for Hashes<'_> {
@@ -196,7 +234,8 @@ impl HashReader for Hashes<'_> {
                 None => {
                     let tile = lo >> HEIGHT;
                     if !tiles.contains_key(&tile) {
-                        let read = (self.source)(tile * TILE, (tile + 1) * TILE)?;
+                        let read = (self.source)(tile * TILE, (tile + 1) * TILE)
+                            .map_err(|e| self.upper.failure.keep(e))?;
                         tiles.insert(tile, read);
                     }
                     let at = (lo - tile * TILE) as usize;
@@ -241,17 +280,19 @@ impl Growth {
 
     /// Adds leaf `n` with hash `leaf`, reading earlier upper hashes from `tree`. All or nothing: on an error the
     /// growth is as it was.
-    pub fn push(&mut self, n: u64, leaf: Hash, tree: &sled::Tree) -> Result<(), tlog_tiles::Error> {
+    pub fn push(&mut self, n: u64, leaf: Hash, tree: &sled::Tree) -> Result<(), StoreError> {
         if self.frontier.tile.len() as u64 + 1 == TILE {
             let reader = Upper {
                 tree,
                 pending_from: self.upper_from,
                 pending: &self.upper,
+                failure: Failure::default(),
             };
             let mut tile = self.frontier.tile.clone();
             tile.push(leaf);
             let more =
-                tlog_tiles::stored_hashes_for_record_hash(n >> HEIGHT, subtree(&tile), &reader)?;
+                tlog_tiles::stored_hashes_for_record_hash(n >> HEIGHT, subtree(&tile), &reader)
+                    .map_err(|e| reader.failure.explain(e))?;
             self.upper.extend(more);
             self.frontier.tile.clear();
         } else {
@@ -273,6 +314,7 @@ impl Growth {
                 tree,
                 pending_from: self.upper_from,
                 pending: &self.upper,
+                failure: Failure::default(),
             },
             leaves_from: size - self.frontier.tile.len() as u64,
             leaves: &self.frontier.tile,

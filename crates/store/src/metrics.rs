@@ -43,6 +43,10 @@ pub struct WriterMetrics {
     pub group_events: Buckets,
     /// Seconds to write, flush and fsync a group.
     pub commit_seconds: Buckets,
+    /// The writer, on the group it is committing now.
+    pub writing: Busy,
+    /// The indexer, on the delta it is writing now.
+    pub indexing: Busy,
 }
 
 impl Default for WriterMetrics {
@@ -57,6 +61,8 @@ impl Default for WriterMetrics {
             commit_seconds: Buckets::new(&[
                 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
             ]),
+            writing: Busy::default(),
+            indexing: Busy::default(),
         }
     }
 }
@@ -69,5 +75,46 @@ impl WriterMetrics {
             .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         self.group_events.observe(events as f64);
         self.commit_seconds.observe(took.as_secs_f64());
+    }
+}
+
+/// How long a thread of the log has been on the piece of work it is doing, if it is doing one: what tells a disk
+/// that stopped answering from a slow one.
+#[derive(Debug)]
+pub struct Busy {
+    /// When the work now under way began: milliseconds after `origin`, plus one; 0 between pieces of work.
+    started: AtomicU64,
+    origin: std::time::Instant,
+}
+
+impl Default for Busy {
+    fn default() -> Busy {
+        Busy {
+            started: AtomicU64::new(0),
+            origin: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Busy {
+    /// Runs `work`, counted as under way while it runs.
+    pub(crate) fn on<T>(&self, work: impl FnOnce() -> T) -> T {
+        let started = self.origin.elapsed().as_millis() as u64 + 1;
+        self.started.store(started, Ordering::Relaxed);
+        let done = work();
+        self.started.store(0, Ordering::Relaxed);
+        done
+    }
+
+    /// How long the work under way has taken so far; `None` between pieces of work.
+    pub fn for_how_long(&self) -> Option<std::time::Duration> {
+        match self.started.load(Ordering::Relaxed) {
+            0 => None,
+            started => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(std::time::Duration::from_millis(started - 1)),
+            ),
+        }
     }
 }

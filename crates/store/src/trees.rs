@@ -179,14 +179,13 @@ impl Trees {
     }
 
     /// The leaf hashes of leaves `from..to` (0-based: positions `from + 1..=to`), as many as are stored.
-    pub fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, tlog_tiles::Error> {
+    pub fn leaf_hashes(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
         let mut out = Vec::with_capacity((to - from) as usize);
         let mut next = from + 1;
         while next <= to {
-            let block = self
-                .block_at(next)
-                .map_err(|e| tlog_tiles::Error::InvalidInput(e.to_string()))?;
-            let Some(block) = block else { break };
+            let Some(block) = self.block_at(next)? else {
+                break;
+            };
             for (_, bytes) in block.iter().filter(|(p, _)| (next..=to).contains(p)) {
                 out.push(record_hash(bytes));
             }
@@ -195,24 +194,29 @@ impl Trees {
         Ok(out)
     }
 
-    /// Runs `f` with a reader of every hash of the committed audit tree.
-    pub(crate) fn with_hashes<T>(&self, f: impl FnOnce(&Hashes) -> T) -> T {
+    /// Runs `f` with a reader of every hash of the committed audit tree; a storage error met on the way is
+    /// reported as itself, not as a tree error.
+    pub(crate) fn with_hashes<T>(
+        &self,
+        f: impl FnOnce(&Hashes) -> Result<T, tlog_tiles::Error>,
+    ) -> Result<T, StoreError> {
         let source = |from, to| self.leaf_hashes(from, to);
-        f(&Hashes {
+        let hashes = Hashes {
             upper: Upper {
                 tree: &self.log,
                 pending_from: u64::MAX,
                 pending: &[],
+                failure: Default::default(),
             },
             leaves_from: 0,
             leaves: &[],
             source: &source,
-        })
+        };
+        f(&hashes).map_err(|e| hashes.explain(e))
     }
 
     pub(crate) fn root(&self, size: u64) -> Result<Hash, StoreError> {
         self.with_hashes(|h| tree_hash(size, h))
-            .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
     /// Removes every run under `prefix` from the `log` tree.
@@ -262,9 +266,7 @@ impl Trees {
                         message: format!("a gap: position {} is missing", size + 1),
                     });
                 }
-                growth
-                    .push(size, record_hash(bytes), &self.log)
-                    .map_err(|e| StoreError::Tree(e.to_string()))?;
+                growth.push(size, record_hash(bytes), &self.log)?;
                 size = position;
             }
             if growth.leaves.len() >= 65_536 {

@@ -159,7 +159,8 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(jobs);
+            let metrics = self.metrics.clone();
+            metrics.writing.on(|| self.commit_group(jobs));
         }
     }
 
@@ -411,14 +412,11 @@ impl Writer {
     /// ids, their streams' heads.
     fn merge(&self, group: &mut CommitGroup, pending: Pending) -> Result<(), StoreError> {
         for record in pending.records {
-            group
-                .growth
-                .push(
-                    record.stored.position - 1,
-                    record_hash(&record.bytes),
-                    &self.trees.log,
-                )
-                .map_err(|e| StoreError::Tree(e.to_string()))?;
+            group.growth.push(
+                record.stored.position - 1,
+                record_hash(&record.bytes),
+                &self.trees.log,
+            )?;
             group
                 .ids
                 .insert(record.stored.event.id, group.records.len());
@@ -518,6 +516,6 @@ impl Writer {
         let new_size = self.size + group.records.len() as u64;
         let source = |from, to| t.leaf_hashes(from, to);
         let reader = growth.reader(&t.log, new_size, &source);
-        tree_hash(new_size, &reader).map_err(|e| StoreError::Tree(e.to_string()))
+        tree_hash(new_size, &reader).map_err(|e| reader.explain(e))
     }
 }

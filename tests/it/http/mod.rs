@@ -1,6 +1,7 @@
 //! The HTTP service, through real HTTP: the real binary (`casetrail serve`) on port 0, a real data directory.
 
 mod audit;
+mod disk;
 mod dvcqg;
 mod errors;
 mod idle;

@@ -14,7 +14,7 @@ pub struct ServeArgs {
     /// A TOML file of settings (keys as the long flags, with `_` for `-`: listen, data, cache_mb,
     /// clock_skew_secs, body_limit_bytes, public_indicators, workers, log_format, cut, scorecard, profiles,
     /// snapshot_every, audit_key, audit_origin, checkpoint_every_secs, checkpoint_every_events, request_timeout_secs,
-    /// max_connections, max_subscribers, dvcqg_mapping). Flags and CASETRAIL_…
+    /// max_connections, max_subscribers, dvcqg_mapping, shutdown_timeout_secs, stall_secs). Flags and CASETRAIL_…
     /// variables override it.
     #[arg(long, env = "CASETRAIL_CONFIG")]
     config: Option<std::path::PathBuf>,
@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// codes otherwise.
     #[arg(long, env = "CASETRAIL_DVCQG_MAPPING")]
     dvcqg_mapping: Option<std::path::PathBuf>,
+    /// Seconds a graceful stop waits for requests in flight [default: 30].
+    #[arg(long, env = "CASETRAIL_SHUTDOWN_TIMEOUT_SECS")]
+    shutdown_timeout_secs: Option<u64>,
+    /// Seconds a write to the disk may go unfinished before the disk is taken as stalled: writes are answered 503
+    /// from then on, until a restart. The work at stop gets as long, after the requests in flight; a stop ends
+    /// within the two [default: 30].
+    #[arg(long, env = "CASETRAIL_STALL_SECS")]
+    stall_secs: Option<u64>,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -149,6 +157,8 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
         max_connections: args.max_connections,
         max_subscribers: args.max_subscribers,
         dvcqg_mapping: args.dvcqg_mapping.clone(),
+        shutdown_timeout_secs: args.shutdown_timeout_secs,
+        stall_secs: args.stall_secs,
         ..args.indicators.layer()
     };
     let settings = app::Settings::layered(args.config.as_deref(), given)?;
@@ -182,20 +192,32 @@ pub fn run_until_stopped(
     announce: impl FnOnce(&server::Running, &SledLog),
 ) -> Result<ExitCode> {
     let log = Arc::new(SledLog::open(settings.store_config())?);
+    let phase = Phase::default();
+    let bound = settings.stop_bound();
     actix_web::rt::System::new().block_on(async {
         let running = server::start(settings, log.clone())?;
         running.stop_on_signals();
+        let mut stopping = running.state.stopping.subscribe();
+        let watched = phase.clone();
+        actix_web::rt::spawn(async move {
+            if stopping.wait_for(|s| *s).await.is_ok() {
+                watched.bound(bound);
+            }
+        });
         announce(&running, &log);
         use std::io::Write;
         std::io::stdout().flush()?;
         let server::Running { server, state, .. } = running;
         server.await?;
+        phase.now("writing an indicator snapshot and signing a last checkpoint");
         for why in state.app.at_stop() {
             eprintln!("casetrail: {why}");
         }
+        phase.now("ending the runtime");
         std::io::Result::Ok(())
     })?;
     // The server has stopped accepting and answered what was in flight; the writer now drains and flushes.
+    phase.now("closing the log");
     log.close();
     println!(
         "casetrail: stopped; the log has {} events, root {}",
@@ -203,6 +225,40 @@ pub fn run_until_stopped(
         log.head().root
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a stop is doing now, for the watchdog that bounds it.
+#[derive(Clone)]
+struct Phase(Arc<std::sync::Mutex<&'static str>>);
+
+impl Default for Phase {
+    fn default() -> Phase {
+        Phase(Arc::new(std::sync::Mutex::new(
+            "answering the requests in flight",
+        )))
+    }
+}
+
+impl Phase {
+    fn now(&self, doing: &'static str) {
+        *self.0.lock().expect("phase lock") = doing;
+    }
+
+    /// Ends the process if the stop, begun now, has not ended it within `bound` (`Settings::stop_bound`):
+    /// whatever the disk does (a flush that never returns), a stop ends. Everything acknowledged was on disk
+    /// before it was acknowledged, so exiting loses nothing; what did not finish is said, and the status is 1.
+    fn bound(&self, bound: std::time::Duration) {
+        let phase = self.0.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(bound);
+            let doing = *phase.lock().expect("phase lock");
+            eprintln!(
+                "casetrail: the stop did not finish within {} s (still {doing}); exiting now: everything acknowledged is on disk",
+                bound.as_secs()
+            );
+            std::process::exit(1);
+        });
+    }
 }
 
 pub fn token(data: &crate::cmd::DataDir, what: TokenCommand) -> Result<ExitCode> {

@@ -25,7 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         (status = 409, description = "The request contradicts the log where the events contract allows no correction (`sync_conflict`), says something new dated before the log's last event of its dossier (`sync_out_of_order`: a step that came after a later one), or the log refuses an event it implies; every problem is listed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit, or more than 1,000 events implied", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A field missing or unreadable, or a code the site's mapping does not know (`validation_failed`); every one is listed with its request's index", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The log cannot accept writes now; nothing was written", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "The log cannot accept writes now (a failed disk: nothing was written; a stalled one: send the same events again)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
 pub(crate) async fn dvcqg(

@@ -38,7 +38,7 @@ const READERS: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
         (status = 409, description = "Refused by a stream rule, the expected version, or a reused id; every refused event is listed", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit, or more than 1,000 events", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Fields missing, unknown or out of their domain; every one is listed", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The log cannot accept writes now; nothing was written", body = Problem, content_type = "application/problem+json")
+        (status = 503, description = "The log cannot accept writes now (a failed disk: nothing was written; a stalled one: send the same events again)", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = [])))]
 pub(crate) async fn append(

@@ -122,10 +122,7 @@ async fn answer(
     let (query, format, lang) = p.parse(series)?;
     let (group, scope) = (query.group, query.scope.clone());
     // A table from the live engine takes milliseconds; one from history replays events: off the async threads.
-    let worker = state.clone();
-    let answer = web::block(move || worker.answer_indicators(&query))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let answer = crate::off_workers(&state, move |s| s.answer_indicators(&query)).await?;
     let card = &state.indicators.card;
     respond(&answer, (format, lang), group, scope.as_ref(), card)
 }
@@ -329,10 +326,7 @@ pub(crate) async fn form(
         profile: p.profile,
     }
     .parse(series)?;
-    let worker = state.clone();
-    let answer = web::block(move || worker.answer_form(&query, by))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let answer = crate::off_workers(&state, move |s| s.answer_form(&query, by)).await?;
     let forms =
         app::indicators::forms(&answer, by, lang).map_err(|e| Error::Internal(e.to_string()))?;
     let body = render_form(format, &answer.stamp, &forms, lang).map_err(Error::Internal)?;
@@ -409,10 +403,7 @@ pub(crate) async fn check(
             .map_err(|e| bad("agency", e))?,
     };
     let body = super::read_body(&req, payload, state.settings.body_limit_bytes).await?;
-    let worker = state.clone();
-    let report = web::block(move || worker.check_report(&body, &question))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
+    let report = crate::off_workers(&state, move |s| s.check_report(&body, &question)).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -72,7 +72,15 @@ pub(crate) async fn readyz(state: web::Data<State>) -> HttpResponse {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub(crate) async fn metrics(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&state))
+    // It reads the latest checkpoint from the store: off the async workers, like every store read.
+    match crate::off_workers(&state, |s| {
+        Ok::<_, crate::errors::ApiError>(s.metrics.render(s))
+    })
+    .await
+    {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(text),
+        Err(e) => actix_web::ResponseError::error_response(&e),
+    }
 }

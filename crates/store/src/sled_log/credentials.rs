@@ -12,28 +12,29 @@ impl SledLog {
     /// Stores a new credential, durably. Its name must be new.
     pub fn add_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         credential.check().map_err(StoreError::Format)?;
-        let t = &self.trees;
-        let value = serde_json::to_vec(credential).expect("credentials serialize");
-        let added = (&t.credentials, &t.credential_hashes)
-            .transaction(|(names, hashes)| {
-                if names.get(credential.name.as_bytes())?.is_some() {
-                    return sled::transaction::abort(());
-                }
-                names.insert(credential.name.as_bytes(), value.as_slice())?;
-                hashes.insert(
-                    credential.token_sha256.as_bytes(),
-                    credential.name.as_bytes(),
-                )?;
-                Ok(())
-            })
-            .map_err(|e: sled::transaction::TransactionError<()>| match e {
-                sled::transaction::TransactionError::Abort(()) => {
-                    StoreError::CredentialExists(credential.name.clone())
-                }
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            });
-        added?;
-        self.sync()
+        let credential = credential.clone();
+        self.write_outside("a credential", move |t, dir| {
+            let value = serde_json::to_vec(&credential).expect("credentials serialize");
+            (&t.credentials, &t.credential_hashes)
+                .transaction(|(names, hashes)| {
+                    if names.get(credential.name.as_bytes())?.is_some() {
+                        return sled::transaction::abort(());
+                    }
+                    names.insert(credential.name.as_bytes(), value.as_slice())?;
+                    hashes.insert(
+                        credential.token_sha256.as_bytes(),
+                        credential.name.as_bytes(),
+                    )?;
+                    Ok(())
+                })
+                .map_err(|e: sled::transaction::TransactionError<()>| match e {
+                    sled::transaction::TransactionError::Abort(()) => {
+                        StoreError::CredentialExists(credential.name.clone())
+                    }
+                    sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+                })?;
+            super::sync(t, dir)
+        })
     }
 
     /// Every credential, revoked ones included, by name.
@@ -51,24 +52,26 @@ impl SledLog {
 
     /// Revokes a credential; false when there is none of that name or it was revoked already.
     pub fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let Some(bytes) = self.trees.credentials.get(name.as_bytes())? else {
-            return Ok(false);
-        };
-        let mut credential: Credential =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
-        if credential.revoked_at.is_some() {
-            return Ok(false);
-        }
-        credential.revoked_at = Some(at);
-        self.trees.credentials.insert(
-            name.as_bytes(),
-            serde_json::to_vec(&credential).expect("credentials serialize"),
-        )?;
-        self.trees
-            .credential_hashes
-            .remove(credential.token_sha256.as_bytes())?;
-        self.sync()?;
-        Ok(true)
+        let name = name.to_owned();
+        self.write_outside("a revocation", move |t, dir| {
+            let Some(bytes) = t.credentials.get(name.as_bytes())? else {
+                return Ok(false);
+            };
+            let mut credential: Credential =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
+            if credential.revoked_at.is_some() {
+                return Ok(false);
+            }
+            credential.revoked_at = Some(at);
+            t.credentials.insert(
+                name.as_bytes(),
+                serde_json::to_vec(&credential).expect("credentials serialize"),
+            )?;
+            t.credential_hashes
+                .remove(credential.token_sha256.as_bytes())?;
+            super::sync(t, dir)?;
+            Ok(true)
+        })
     }
 
     /// The live credential whose token hashes to `token_sha256`.
@@ -100,24 +103,29 @@ impl SledLog {
                 checkpoint.size
             )));
         }
-        let value = serde_json::to_vec(checkpoint).expect("checkpoints serialize");
-        let key = checkpoint.size.to_be_bytes();
-        match self
-            .trees
-            .checkpoints
-            .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
-        {
-            Ok(()) => {
-                self.sync()?;
-                Ok(checkpoint.clone())
-            }
-            Err(existing) => decode_checkpoint(
-                existing
-                    .current
-                    .as_deref()
-                    .expect("a failed swap from None found a value"),
-            ),
+        if let Some(stored) = self.checkpoint(checkpoint.size)? {
+            return Ok(stored);
         }
+        let checkpoint = checkpoint.clone();
+        self.write_outside("a checkpoint", move |t, dir| {
+            let value = serde_json::to_vec(&checkpoint).expect("checkpoints serialize");
+            let key = checkpoint.size.to_be_bytes();
+            match t
+                .checkpoints
+                .compare_and_swap(key, None as Option<&[u8]>, Some(value))?
+            {
+                Ok(()) => {
+                    super::sync(t, dir)?;
+                    Ok(checkpoint)
+                }
+                Err(existing) => decode_checkpoint(
+                    existing
+                        .current
+                        .as_deref()
+                        .expect("a failed swap from None found a value"),
+                ),
+            }
+        })
     }
 
     /// The checkpoint stored at `size`, if one was issued there.

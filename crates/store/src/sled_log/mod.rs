@@ -76,6 +76,10 @@ pub struct Config {
     /// How long the indexer lets committed events wait before writing their index entries (at most; it writes
     /// sooner once [`index::FLUSH_EVENTS`] wait). Longer only in tests that kill a process while indexes lag.
     pub index_flush_after: std::time::Duration,
+    /// How long a write to the disk may go unfinished before the store takes the disk as stalled: an append still
+    /// waiting then is answered `Unavailable`, a write outside the writer (a checkpoint, a credential) stops being
+    /// waited for, and the store refuses writes until it is reopened.
+    pub stall: std::time::Duration,
 }
 
 impl Config {
@@ -89,6 +93,7 @@ impl Config {
             clock: Arc::new(Utc::now),
             inspection: false,
             index_flush_after: index::FLUSH_AFTER,
+            stall: std::time::Duration::from_secs(30),
         }
     }
 
@@ -111,6 +116,9 @@ pub struct SledLog {
     indexer: Mutex<Option<std::thread::JoinHandle<()>>>,
     metrics: Arc<WriterMetrics>,
     failed: Arc<std::sync::OnceLock<String>>,
+    /// Why the disk is taken as stalled, once it is (a write waited past `stall`); `failed` is set with it.
+    stalled: Arc<std::sync::OnceLock<String>>,
+    stall: std::time::Duration,
 }
 
 impl SledLog {
@@ -143,11 +151,14 @@ impl SledLog {
                 eprintln!("casetrail: the log indexer panicked");
             }
         }
+        if self.failed.get().is_some() {
+            // Every acknowledged event was flushed before its answer; a last flush on a disk that failed (or stopped
+            // answering) can only wait. What the indexer wrote since is rebuilt from the log at the next open.
+            return;
+        }
         if self.fsync {
             // What the indexer wrote last (its larger filters may be blob files) survives a power cut too.
-            let _ = crate::durable::Syncer::open(&self.dir)
-                .map_err(StoreError::from)
-                .and_then(|mut s| s.flush_and_sync(|| self.trees.db.flush().map(|_| ())));
+            let _ = sync(&self.trees, &self.dir);
         } else {
             let _ = self.trees.db.flush();
         }
@@ -159,6 +170,10 @@ impl SledLog {
     }
 
     fn sender(&self) -> Result<mpsc::Sender<Job>, AppendError> {
+        // The writer would refuse it too; a writer waiting on a stalled disk would not answer it at all.
+        if let Some(why) = self.failed.get() {
+            return Err(AppendError::Unavailable(why.clone()));
+        }
         self.sender
             .lock()
             .expect("sender lock")
@@ -181,11 +196,114 @@ impl SledLog {
         Ok(keys.into_iter().collect())
     }
 
-    /// Flush and fsync, for the rare writes outside the writer (credentials).
-    fn sync(&self) -> Result<(), StoreError> {
-        crate::durable::Syncer::open(&self.dir)?
-            .flush_and_sync(|| self.trees.db.flush().map(|_| ()))
+    /// Runs `write`, a write outside the writer (a credential, a checkpoint) with its flush, on a thread of its
+    /// own and waits at most the stall bound for it: a disk that stops answering leaves that thread waiting, not
+    /// the caller. Refused at once while the log refuses writes; one that does not finish in time makes it refuse
+    /// them, as a failed write does.
+    fn write_outside<T: Send + 'static>(
+        &self,
+        what: &str,
+        write: impl FnOnce(&Trees, &Path) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        if let Some(why) = self.failed.get() {
+            return Err(StoreError::Unavailable(why.clone()));
+        }
+        let (trees, dir) = (self.trees.clone(), self.dir.clone());
+        let (done, answer) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("casetrail-aside".into())
+            .spawn(move || {
+                let _ = done.send(write(&trees, &dir));
+            })?;
+        match answer.recv_timeout(self.stall) {
+            Ok(written) => written,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Unavailable(
+                self.stalled(&format!("writing {what}")),
+            )),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::Unavailable(
+                format!("writing {what} ended without an answer"),
+            )),
+        }
     }
+
+    fn stalled(&self, doing: &str) -> String {
+        self.watch_stall().declare(doing)
+    }
+
+    fn watch_stall(&self) -> StallWatch {
+        StallWatch {
+            metrics: self.metrics.clone(),
+            failed: self.failed.clone(),
+            stalled: self.stalled.clone(),
+            bound: self.stall,
+        }
+    }
+
+    /// Resolves, with why, once the disk under the log has stopped answering: a write of the log (the writer's
+    /// group, the indexer's run, a credential or a checkpoint) has waited longer than the stall bound. From then
+    /// on a read may wait as long as the disk does (sled lets no read past a write waiting for its lock, and that
+    /// write waits for the flush the disk holds up), so a caller waiting on a read answers instead.
+    pub fn unresponsive(&self) -> impl std::future::Future<Output = String> + Send + 'static {
+        let (watch, check) = (self.watch_stall(), self.stall.min(STALL_CHECK));
+        async move {
+            loop {
+                if let Some(why) = watch.stalled() {
+                    return why;
+                }
+                tokio::time::sleep(check).await;
+            }
+        }
+    }
+
+    /// The stall bound: how long a write may wait on the disk before the disk is taken as stalled.
+    pub fn stall_bound(&self) -> std::time::Duration {
+        self.stall
+    }
+}
+
+/// How often a caller waiting on the log looks whether the disk has stalled.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What tells a stalled disk, owned so that a waiting append can carry it.
+struct StallWatch {
+    metrics: Arc<WriterMetrics>,
+    failed: Arc<std::sync::OnceLock<String>>,
+    stalled: Arc<std::sync::OnceLock<String>>,
+    bound: std::time::Duration,
+}
+
+impl StallWatch {
+    /// Takes the disk as stalled (`doing` did not finish within the bound): from now on the log refuses writes
+    /// until it is reopened. Returns why (the first reason, if it was taken as stalled already).
+    fn declare(&self, doing: &str) -> String {
+        let why = self.stalled.get_or_init(|| {
+            format!(
+                "{doing} did not finish within {} s (the disk does not answer); the store refuses writes until it is reopened",
+                self.bound.as_secs_f64()
+            )
+        });
+        let _ = self.failed.set(why.clone());
+        why.clone()
+    }
+
+    /// Why the disk is stalled, if it is: taken so already, or the writer has been on one group, or the indexer
+    /// on one run, for longer than the bound.
+    fn stalled(&self) -> Option<String> {
+        if let Some(why) = self.stalled.get() {
+            return Some(why.clone());
+        }
+        let past =
+            |busy: &crate::metrics::Busy| busy.for_how_long().is_some_and(|t| t > self.bound);
+        if past(&self.metrics.writing) {
+            return Some(self.declare("a group's write"));
+        }
+        past(&self.metrics.indexing).then(|| self.declare("the indexer's write"))
+    }
+}
+
+/// Flush and fsync, for the rare writes outside the writer (credentials, checkpoints) and the last one at close.
+fn sync(trees: &Trees, dir: &Path) -> Result<(), StoreError> {
+    crate::durable::Syncer::open(dir)?.flush_and_sync(|| trees.db.flush().map(|_| ()))
 }
 
 impl Drop for SledLog {
@@ -200,16 +318,33 @@ impl EventLog for SledLog {
         request: AppendRequest,
     ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send {
         let sender = self.sender();
+        let (check, log) = (self.stall.min(STALL_CHECK), self.watch_stall());
         async move {
             let sender = sender?;
             let (reply, answer) = oneshot::channel();
-            sender
-                .send(Job { request, reply })
-                .await
-                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
-            answer
-                .await
-                .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+            let answered = async move {
+                sender
+                    .send(Job { request, reply })
+                    .await
+                    .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
+                answer
+                    .await
+                    .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+            };
+            tokio::pin!(answered);
+            // A writer that stays on one group past the stall bound is waiting for a disk that does not answer:
+            // the request is answered then (its events may still reach the disk later; the same ids make a
+            // retry safe), and so is every later one, at once.
+            loop {
+                match tokio::time::timeout(check, &mut answered).await {
+                    Ok(answer) => return answer,
+                    Err(_) => {
+                        if let Some(why) = log.stalled() {
+                            return Err(AppendError::Unavailable(why));
+                        }
+                    }
+                }
+            }
         }
     }
 
@@ -248,7 +383,6 @@ impl EventLog for SledLog {
         }
         self.trees
             .with_hashes(|h| tlog_tiles::prove_record(size, position - 1, h))
-            .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
     fn prove_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
@@ -264,7 +398,6 @@ impl EventLog for SledLog {
         }
         self.trees
             .with_hashes(|h| tlog_tiles::prove_tree(to, from, h))
-            .map_err(|e| StoreError::Tree(e.to_string()))
     }
 
     fn event(&self, position: u64) -> Result<Option<StoredEvent>, StoreError> {

@@ -228,6 +228,7 @@ impl SledLog {
             indexed: indexed.clone(),
             failed: failed.clone(),
             flush_after: config.index_flush_after,
+            metrics: metrics.clone(),
         };
         let indexer = std::thread::Builder::new()
             .name("casetrail-indexer".into())
@@ -247,9 +248,7 @@ impl SledLog {
             frontier: match config.inspection {
                 true => Default::default(),
                 false => crate::merkle::Frontier {
-                    tile: trees
-                        .leaf_hashes(size - size % crate::merkle::TILE, size)
-                        .map_err(|e| StoreError::Tree(e.to_string()))?,
+                    tile: trees.leaf_hashes(size - size % crate::merkle::TILE, size)?,
                 },
             },
             last_recorded_at,
@@ -275,6 +274,8 @@ impl SledLog {
             indexer: Mutex::new(Some(indexer)),
             metrics,
             failed,
+            stalled: Default::default(),
+            stall: config.stall,
         })
     }
 
@@ -311,7 +312,7 @@ impl SledLog {
                 into.insert(k, v)?;
             }
         }
-        self.sync()
+        super::sync(&self.trees, &self.dir)
     }
 
     /// Converts a log in format 2's first layout (every audit hash stored under `h` keys) in place: writes the

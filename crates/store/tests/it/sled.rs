@@ -71,6 +71,7 @@ fn async_appends_from_many_tasks_are_grouped_and_all_acknowledged() {
     let log = std::sync::Arc::new(SledLog::open(config(dir.path())).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .enable_time()
         .build()
         .unwrap();
     let receipts = rt.block_on(async {
