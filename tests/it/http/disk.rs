@@ -105,7 +105,39 @@ impl Confined {
 
     /// The status `/readyz` answers with.
     fn readiness(&self) -> u16 {
-        self.send(self.client.get(format!("{}/readyz", self.base))).0
+        self.send(self.client.get(format!("{}/readyz", self.base)))
+            .0
+    }
+
+    /// `answer`, to a write sent at `started` on a disk that stopped answering, is 503 saying `says`, within the
+    /// stall bound (2 s) and a little; from then on a write (`next`) is refused at once, and readiness says so.
+    fn answered_stalled(
+        &self,
+        (status, body): (u16, Value),
+        started: Instant,
+        says: &str,
+        next: &[String],
+    ) {
+        assert_eq!(
+            (status, &body["code"]),
+            (503, &json!("unavailable")),
+            "{body}"
+        );
+        assert!(body["detail"].as_str().unwrap().contains(says), "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2 + 3),
+            "{:?}",
+            started.elapsed()
+        );
+        let started = Instant::now();
+        let (status, body) = self.post(next);
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(self.readiness(), 503);
     }
 
     fn said(&self) -> String {
@@ -304,96 +336,22 @@ fn after_a_full_disk_every_request_answers_and_a_stop_ends_within_its_bound() {
 /// acknowledged before is all there at the next start, which verifies.
 #[test]
 fn a_disk_that_stops_answering_is_answered_503_and_a_stop_ends_within_its_bound() {
-    let image_dir = tempfile::tempdir().unwrap();
-    let image = image_dir.path().join("disk.img");
-    std::fs::File::create(&image)
-        .unwrap()
-        .set_len(64 << 20)
-        .unwrap();
-    let made = Command::new("mkfs.ext4")
-        .args(["-q", "-F"])
-        .arg(&image)
-        .output()
-        .expect("mkfs.ext4 (e2fsprogs) runs");
-    assert!(made.status.success(), "{made:?}");
-    let mount =
-        |_: &Path, data: &Path| format!("mount -o loop {} {}", image.display(), data.display());
-    let mut disk = Confined::start(
-        "-m",
-        mount,
-        &[
-            "--stall-secs",
-            "2",
-            "--shutdown-timeout-secs",
-            "2",
-            "--checkpoint-every-secs",
-            "0",
-            "--checkpoint-every-events",
-            "0",
-        ],
-    );
-    let lines = generated("40");
-    let (status, body) = disk.post(&lines[..20]);
-    assert_eq!(status, 201, "{body}");
-    let acknowledged: Vec<String> = body
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect();
-    // The file system is frozen and thawed through a directory of it opened now, in the server's namespace: that
-    // handle keeps working once the server's main thread has ended (a process whose other thread waits on the
-    // frozen disk lingers, and its namespace can no longer be entered).
-    let mounted = std::fs::File::open(format!(
-        "/proc/{}/root{}",
-        disk.child.id(),
-        disk.data.display()
-    ))
-    .unwrap();
-    let fs = Freezable(std::os::fd::AsRawFd::as_raw_fd(&mounted));
-    fs.freeze();
-    // Whatever happens from here, the disk is thawed before the server is reaped: a process waiting on a frozen
-    // file system cannot end.
-    struct Thaw(Freezable);
-    impl Drop for Thaw {
-        fn drop(&mut self) {
-            self.0.thaw()
-        }
-    }
-    let _thaw = Thaw(fs);
+    let mut frozen = Frozen::start();
+    let Frozen {
+        disk,
+        image,
+        fs,
+        lines,
+        acknowledged,
+        ..
+    } = &mut frozen;
     // The first write that waits on the disk: a checkpoint signed on demand (none covers the 20 events yet).
     let started = Instant::now();
-    let (status, body) = disk.send(
+    let answer = disk.send(
         disk.client
             .post(format!("{}/v1/audit/checkpoints", disk.base)),
     );
-    assert_eq!(
-        (status, &body["code"]),
-        (503, &json!("unavailable")),
-        "{body}"
-    );
-    assert!(
-        body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("did not finish within 2 s"),
-        "{body}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(2 + 3),
-        "{:?}",
-        started.elapsed()
-    );
-    // From then on every write is refused at once, and readiness says why.
-    let started = Instant::now();
-    let (status, body) = disk.post(&lines[20..]);
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    assert_eq!(disk.readiness(), 503);
+    disk.answered_stalled(answer, started, "did not finish within 2 s", &lines[20..]);
     let first: Value = serde_json::from_str(&lines[0]).unwrap();
     disk.ask_writes(
         20,
@@ -449,12 +407,118 @@ fn a_disk_that_stops_answering_is_answered_503_and_a_stop_ends_within_its_bound(
         .unwrap();
     assert!(reread.status.success(), "{reread:?}");
     let exported = std::fs::read_to_string(&out).unwrap();
-    for id in &acknowledged {
+    for id in acknowledged {
         assert!(
             exported.contains(id.as_str()),
             "acknowledged event {id} lost"
         );
     }
+}
+
+/// A server on a disk that stops answering: ext4 in a file, on a loop device mounted in the server's own mount
+/// namespace, with 20 events acknowledged, then frozen. Its fields drop in order: the thaw first, so that the
+/// server can be reaped.
+struct Frozen {
+    _thaw: Thaw,
+    disk: Confined,
+    /// The directory the file system is frozen and thawed through.
+    _mounted: std::fs::File,
+    fs: Freezable,
+    image: std::path::PathBuf,
+    _image_dir: tempfile::TempDir,
+    /// 40 events of generated dossiers; the first 20 were acknowledged.
+    lines: Vec<String>,
+    acknowledged: Vec<String>,
+}
+
+/// Thaws on drop: a process waiting on a frozen file system cannot end.
+struct Thaw(Freezable);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        self.0.thaw()
+    }
+}
+
+impl Frozen {
+    fn start() -> Frozen {
+        let image_dir = tempfile::tempdir().unwrap();
+        let image = image_dir.path().join("disk.img");
+        std::fs::File::create(&image)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let made = Command::new("mkfs.ext4")
+            .args(["-q", "-F"])
+            .arg(&image)
+            .output()
+            .expect("mkfs.ext4 (e2fsprogs) runs");
+        assert!(made.status.success(), "{made:?}");
+        let mount =
+            |_: &Path, data: &Path| format!("mount -o loop {} {}", image.display(), data.display());
+        let disk = Confined::start(
+            "-m",
+            mount,
+            &[
+                "--stall-secs",
+                "2",
+                "--shutdown-timeout-secs",
+                "2",
+                "--checkpoint-every-secs",
+                "0",
+                "--checkpoint-every-events",
+                "0",
+            ],
+        );
+        let lines = generated("40");
+        let (status, body) = disk.post(&lines[..20]);
+        assert_eq!(status, 201, "{body}");
+        let acknowledged: Vec<String> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect();
+        // The file system is frozen and thawed through a directory of it opened now, in the server's namespace: that
+        // handle keeps working once the server's main thread has ended (a process whose other thread waits on the
+        // frozen disk lingers, and its namespace can no longer be entered).
+        let mounted = std::fs::File::open(format!(
+            "/proc/{}/root{}",
+            disk.child.id(),
+            disk.data.display()
+        ))
+        .unwrap();
+        let fs = Freezable(std::os::fd::AsRawFd::as_raw_fd(&mounted));
+        fs.freeze();
+        // Whatever happens from here, the disk is thawed before the server is reaped: a process waiting on a frozen
+        // file system cannot end.
+        Frozen {
+            _thaw: Thaw(fs),
+            disk,
+            _mounted: mounted,
+            fs,
+            image,
+            _image_dir: image_dir,
+            lines,
+            acknowledged,
+        }
+    }
+}
+
+/// An append waiting on a disk that stops answering is answered 503 once the stall bound passed (its writer is
+/// still waiting), and so is every write after it, at once.
+#[test]
+fn an_append_waiting_on_a_frozen_disk_is_answered_503_after_the_stall_bound() {
+    let frozen = Frozen::start();
+    let (disk, lines) = (&frozen.disk, &frozen.lines);
+    let started = Instant::now();
+    let answer = disk.post(&lines[20..30]);
+    disk.answered_stalled(
+        answer,
+        started,
+        "a group's write did not finish within 2 s",
+        &lines[30..],
+    );
 }
 
 /// A mounted file system, by a descriptor of one of its directories: `FIFREEZE` makes every write to it wait (as

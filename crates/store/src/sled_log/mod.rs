@@ -218,16 +218,12 @@ impl SledLog {
         match answer.recv_timeout(self.stall) {
             Ok(written) => written,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(StoreError::Unavailable(
-                self.stalled(&format!("writing {what}")),
+                self.watch_stall().declare(&format!("writing {what}")),
             )),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(StoreError::Unavailable(
                 format!("writing {what} ended without an answer"),
             )),
         }
-    }
-
-    fn stalled(&self, doing: &str) -> String {
-        self.watch_stall().declare(doing)
     }
 
     fn watch_stall(&self) -> StallWatch {
@@ -264,7 +260,7 @@ impl SledLog {
 /// How often a caller waiting on the log looks whether the disk has stalled.
 const STALL_CHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// What tells a stalled disk, owned so that a waiting append can carry it.
+/// What tells a stalled disk, owned so that a caller waiting on the log can carry it.
 struct StallWatch {
     metrics: Arc<WriterMetrics>,
     failed: Arc<std::sync::OnceLock<String>>,
@@ -317,8 +313,7 @@ impl EventLog for SledLog {
         &self,
         request: AppendRequest,
     ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send {
-        let sender = self.sender();
-        let (check, log) = (self.stall.min(STALL_CHECK), self.watch_stall());
+        let (sender, unresponsive) = (self.sender(), self.unresponsive());
         async move {
             let sender = sender?;
             let (reply, answer) = oneshot::channel();
@@ -331,19 +326,13 @@ impl EventLog for SledLog {
                     .await
                     .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
             };
-            tokio::pin!(answered);
             // A writer that stays on one group past the stall bound is waiting for a disk that does not answer:
             // the request is answered then (its events may still reach the disk later; the same ids make a
             // retry safe), and so is every later one, at once.
-            loop {
-                match tokio::time::timeout(check, &mut answered).await {
-                    Ok(answer) => return answer,
-                    Err(_) => {
-                        if let Some(why) = log.stalled() {
-                            return Err(AppendError::Unavailable(why));
-                        }
-                    }
-                }
+            tokio::select! {
+                biased;
+                answer = answered => answer,
+                why = unresponsive => Err(AppendError::Unavailable(why)),
             }
         }
     }
