@@ -364,6 +364,105 @@ fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
     assert_eq!(export(&data), before);
 }
 
+/// A `rebuild-indexes` killed anywhere leaves the log either rebuilt or flagged as being rebuilt: `verify` then
+/// says "ok" or names the interrupted rebuild (as every open does), never a mismatch at every position; the
+/// rebuild run again makes it verify. The kills land at fractions of a whole rebuild's time, so some fall inside.
+#[test]
+fn verify_after_an_interrupted_rebuild_names_the_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_log(dir.path(), 3, 20_000);
+    let before = export(&data);
+    let rebuild = |data: &Path| {
+        let out = casetrail(data, &["rebuild-indexes"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let started = std::time::Instant::now();
+    rebuild(&data);
+    let whole = started.elapsed();
+    let mut interrupted = 0;
+    for tenths in [9, 7, 5, 3, 2, 1] {
+        let mut child = Proc::spawn(
+            std::process::Command::new(BIN)
+                .arg("--data")
+                .arg(&data)
+                .arg("rebuild-indexes")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        std::thread::sleep(whole * tenths / 10);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let out = casetrail(&data, &["verify"]);
+        let said = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(!said.contains("first bad position"), "{said}");
+        if out.status.success() {
+            assert!(said.starts_with("ok: "), "{said}");
+            continue;
+        }
+        assert!(
+            said.contains("an index rebuild was interrupted") && said.contains("rebuild-indexes"),
+            "{said}"
+        );
+        assert_eq!(said.lines().count(), 1, "{said}");
+        // The events are all there, and export reads them alone.
+        assert!(
+            export(&data) == before,
+            "the export of an interrupted rebuild differs"
+        );
+        interrupted += 1;
+        rebuild(&data);
+        assert!(stdout(&casetrail(&data, &["verify"])).starts_with("ok: "));
+    }
+    assert!(
+        interrupted > 0,
+        "no kill fell inside a rebuild of {whole:?}"
+    );
+}
+
+/// A data directory nobody may write (here a read-only bind mount, in a mount namespace of the test's own, as
+/// root): `verify`, `export` and `stats` read it through a private copy in `TMPDIR`, say so on stderr, answer
+/// as on the original, and leave no copy behind.
+#[test]
+fn a_read_only_data_directory_is_verified_exported_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_log(dir.path(), 5, 300);
+    let before = stdout(&casetrail(&data, &["export"]));
+    let (read_only, scratch) = (dir.path().join("ro"), dir.path().join("tmp"));
+    std::fs::create_dir(&read_only).unwrap();
+    std::fs::create_dir(&scratch).unwrap();
+    let exported = dir.path().join("export.ndjson");
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {d} {r} && mount -o remount,bind,ro {r} && {b} --data {r} verify && \
+             {b} --data {r} export -o {o} && {b} --data {r} stats",
+            d = data.display(),
+            r = read_only.display(),
+            b = BIN,
+            o = exported.display()
+        ))
+        .env("TMPDIR", &scratch)
+        .output()
+        .unwrap();
+    let (said, err) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{said}{err}");
+    assert!(said.starts_with("ok: "), "{said}");
+    assert!(said.contains("\nevents          "), "{said}");
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), before);
+    assert_eq!(
+        err.matches("cannot be written (Read-only file system")
+            .count(),
+        3,
+        "{err}"
+    );
+    assert!(err.contains("private copy"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "a copy was left"
+    );
+}
+
 #[test]
 fn missing_audit_data_is_refused_at_open_and_rebuilt_from_the_events() {
     // The leaf-hash prefixes and the hashes above the tiles must end where the events end: an open that finds

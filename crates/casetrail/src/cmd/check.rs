@@ -97,7 +97,7 @@ fn local(data: &crate::cmd::DataDir, args: &CheckArgs, table: &[u8]) -> Result<C
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log to compare with", data.display()).into());
     }
-    let log = crate::cmd::open(data)?;
+    let log = crate::cmd::open_to_read(data, false)?;
     let service = Indicators::open_for(&log, &settings)?;
     Ok(app::check::check_published(
         &service, &log, table, &question,

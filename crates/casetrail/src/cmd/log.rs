@@ -4,7 +4,9 @@
 use super::*;
 
 pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitCode> {
-    let log = open(data)?;
+    // The events alone, read as they are stored: opened for inspection, it writes nothing, and exports a log
+    // whose indexes are being rebuilt too.
+    let log = open_for_inspection(data)?;
     let out: Box<dyn Write> = match output {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
@@ -80,7 +82,7 @@ pub fn verify(data: &DataDir) -> Result<ExitCode> {
 }
 
 pub fn stats(data: &DataDir) -> Result<ExitCode> {
-    let log = open(data)?;
+    let log = open_to_read(data, false)?;
     let s = log.stats()?;
     println!("events          {}", s.size);
     println!("audit root      {}", s.root);

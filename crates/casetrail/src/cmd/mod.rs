@@ -105,13 +105,97 @@ pub fn open(data: &DataDir) -> Result<SledLog> {
     Ok(SledLog::open(config(data))?)
 }
 
-fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
+/// A log opened only to be read (export, verify, stats, an offline report): opened as it is, or, when the data
+/// directory cannot be written (a read-only copy given to an auditor, a read-only mount), from a private copy of
+/// it. sled 0.34 has no read-only mode: it opens its file for writing, locks it, and its recovery may truncate a
+/// torn tail and write a snapshot, so a directory nobody may write cannot be opened in place. The copy is made in
+/// the temporary directory (`TMPDIR`) and removed when the command ends; the original is never written.
+pub struct Reading {
+    log: SledLog,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl std::ops::Deref for Reading {
+    type Target = SledLog;
+    fn deref(&self) -> &SledLog {
+        &self.log
+    }
+}
+
+/// Opens `data` to read it; `inspection` opens it as `verify` does (nothing written, not even the indexes' catch-up).
+pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
     let mut config = config(data);
-    config.inspection = true;
-    Ok(SledLog::open(config)?)
+    config.inspection = inspection;
+    let copy = match cannot_write(&[&data.path, &data.join("db")]) {
+        None => None,
+        Some(why) => {
+            let copy = tempfile::Builder::new()
+                .prefix("casetrail-read-")
+                .tempdir()
+                .map_err(|e| {
+                    format!(
+                        "a private copy of the read-only {} cannot be made: {e}",
+                        data.display()
+                    )
+                })?;
+            let bytes = copy_dir(&data.path, copy.path()).map_err(|e| {
+                format!(
+                    "{} cannot be written ({why}), and copying it to {} to read it failed: {e}; set TMPDIR to a \
+                     directory with room for it",
+                    data.display(),
+                    copy.path().display()
+                )
+            })?;
+            eprintln!(
+                "casetrail: {} cannot be written ({why}); sled opens its files for writing, so this reads a \
+                 private copy ({} MB in {}, removed after)",
+                data.display(),
+                bytes.div_ceil(1 << 20),
+                copy.path().display()
+            );
+            config.path = copy.path().to_path_buf();
+            Some(copy)
+        }
+    };
+    Ok(Reading {
+        log: SledLog::open(config)?,
+        _copy: copy,
+    })
+}
+
+fn open_for_inspection(data: &DataDir) -> Result<Reading> {
+    open_to_read(data, true)
+}
+
+/// Why one of `paths` cannot be written by this process (a read-only file system, no permission), if so.
+fn cannot_write(paths: &[&Path]) -> Option<std::io::Error> {
+    use std::os::unix::ffi::OsStrExt;
+    paths.iter().find_map(|path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+        let status =
+            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
+        (status != 0).then(std::io::Error::last_os_error)
+    })
+}
+
+/// Copies the directory `from` into `to` (which exists), files and directories alike; returns the bytes copied.
+fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir(&target)?;
+            bytes += copy_dir(&entry.path(), &target)?;
+        } else {
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
 }
 
 fn bar(len: Option<u64>, what: &str) -> ProgressBar {

@@ -166,7 +166,7 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
-    let log = crate::cmd::open(data)?;
+    let log = crate::cmd::open_to_read(data, false)?;
     let settings = args.indicators.settings(data)?;
     let indicators = Indicators::open_for(&log, &settings)?;
     let periods = match args.to {

@@ -77,6 +77,19 @@ impl SledLog {
     }
 }
 
+impl Trees {
+    /// A rebuild stopped half way leaves the indexes and audit hashes partly written, with its flag set: every
+    /// open and `verify` names it, rather than a mismatch at every position, and asks for the rebuild again.
+    pub(super) fn refuse_interrupted_rebuild(&self) -> Result<(), StoreError> {
+        match self.meta().get(REBUILDING)? {
+            Some(_) => Err(StoreError::IndexMismatch(
+                "an index rebuild was interrupted".into(),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What `stats` shows.
 #[derive(Debug, Serialize)]
 pub struct Stats {

@@ -167,11 +167,7 @@ impl SledLog {
                 trees.root(size).unwrap_or(tlog_tiles::EMPTY_HASH),
             )
         } else {
-            if trees.meta().get(REBUILDING)?.is_some() {
-                return Err(StoreError::IndexMismatch(
-                    "an index rebuild was interrupted".into(),
-                ));
-            }
+            trees.refuse_interrupted_rebuild()?;
             if let Some(wrong) = trees.audit_counts(size)? {
                 return Err(StoreError::IndexMismatch(wrong));
             }
