@@ -370,7 +370,7 @@ fn rebuilding_the_indexes_keeps_the_root_and_verify_passes() {
 #[test]
 fn verify_after_an_interrupted_rebuild_names_the_rebuild() {
     let dir = tempfile::tempdir().unwrap();
-    let data = generated_log(dir.path(), 3, 20_000);
+    let data = generated_log(dir.path(), 3, 10_000);
     let before = export(&data);
     let rebuild = |data: &Path| {
         let out = casetrail(data, &["rebuild-indexes"]);
@@ -435,7 +435,8 @@ fn a_read_only_data_directory_is_verified_exported_and_counted() {
         .args(["-m", "sh", "-c"])
         .arg(format!(
             "mount --bind {d} {r} && mount -o remount,bind,ro {r} && {b} --data {r} verify && \
-             {b} --data {r} export -o {o} && {b} --data {r} stats",
+             {b} --data {r} export -o {o} && {b} --data {r} stats; {b} --data {r} rebuild-indexes; \
+             echo rebuild exit $?",
             d = data.display(),
             r = read_only.display(),
             b = BIN,
@@ -461,6 +462,68 @@ fn a_read_only_data_directory_is_verified_exported_and_counted() {
         0,
         "a copy was left"
     );
+    // rebuild-indexes writes where it is pointed, never into a copy: refused.
+    assert!(said.ends_with("rebuild exit 1\n"), "{said}");
+    assert!(
+        err.trim_end()
+            .ends_with("Read-only file system (os error 30)"),
+        "{err}"
+    );
+}
+
+/// A directory whose mode allows nobody to write (root's permissions ignore it, so the mode is what says so) is
+/// read through a copy too, and the original stays byte for byte as it was; while another process holds the log
+/// (sled's exclusive lock), the copy is refused as an open in place is.
+#[test]
+fn a_directory_nobody_may_write_is_read_through_a_copy_and_a_held_one_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = generated_log(dir.path(), 6, 300);
+    let files = |data: &Path| -> Vec<(std::path::PathBuf, Vec<u8>)> {
+        let mut all = Vec::new();
+        let mut dirs = vec![data.to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                match p.is_dir() {
+                    true => dirs.push(p),
+                    false => all.push((p.clone(), std::fs::read(&p).unwrap())),
+                }
+            }
+        }
+        all.sort();
+        all
+    };
+    let set_mode = |data: &Path, mode: u32| {
+        for (p, _) in files(data) {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(mode | 0o111)).unwrap();
+    };
+    let before = files(&data);
+    set_mode(&data, 0o444);
+    let out = casetrail(&data, &["verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok: "), "{}", stdout(&out));
+    assert!(stderr(&out).contains("is mode 555"), "{}", stderr(&out));
+    let out = casetrail(&data, &["stats"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(files(&data), before, "the original was written");
+    // Another process holds the log.
+    let held = std::fs::File::open(data.join("db")).unwrap();
+    assert_eq!(
+        unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&held), libc::LOCK_EX) },
+        0
+    );
+    let out = casetrail(&data, &["export"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("in use by another process"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
+    set_mode(&data, 0o644);
 }
 
 #[test]

@@ -42,7 +42,8 @@ pub use error::{AppendError, EventRefusal, Refusal, StoreError};
 pub use merkle::{record_hash, Hash, MemoryHashes};
 pub use metrics::{Buckets, WriterMetrics};
 pub use sled_log::{
-    bare_sled_appends_per_sec, Config, SledLog, Stats, StoredCheckpoint, VerifyReport,
+    bare_sled_appends_per_sec, upgrade_stopped_halfway, Config, SledLog, Stats, StoredCheckpoint,
+    VerifyReport,
 };
 
 use domain::{StoredEvent, StreamHead, Submitted};

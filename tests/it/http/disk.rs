@@ -513,12 +513,7 @@ fn an_append_waiting_on_a_frozen_disk_is_answered_503_after_the_stall_bound() {
     let (disk, lines) = (&frozen.disk, &frozen.lines);
     let started = Instant::now();
     let answer = disk.post(&lines[20..30]);
-    disk.answered_stalled(
-        answer,
-        started,
-        "a group's write did not finish within 2 s",
-        &lines[30..],
-    );
+    disk.answered_stalled(answer, started, "did not finish within 2 s", &lines[30..]);
 }
 
 /// A mounted file system, by a descriptor of one of its directories: `FIFREEZE` makes every write to it wait (as

@@ -4,9 +4,9 @@
 use super::*;
 
 pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitCode> {
-    // The events alone, read as they are stored: opened for inspection, it writes nothing, and exports a log
-    // whose indexes are being rebuilt too.
-    let log = open_for_inspection(data)?;
+    // The events alone, read as they are stored: opened for inspection (the indexes neither checked nor caught
+    // up on disk), so it exports a log whose indexes are being rebuilt too.
+    let log = open_to_read(data, true)?;
     let out: Box<dyn Write> = match output {
         Some(p) => Box::new(std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(std::io::stdout().lock()),
@@ -33,7 +33,7 @@ pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitC
 }
 
 pub fn verify(data: &DataDir) -> Result<ExitCode> {
-    let log = open_for_inspection(data)?;
+    let log = open_to_read(data, true)?;
     let progress = bar(None, "verifying");
     let report = log.verify(|n| progress.set_message(format!("verifying: {n} events")))?;
     progress.finish_and_clear();

@@ -122,77 +122,136 @@ impl std::ops::Deref for Reading {
     }
 }
 
-/// Opens `data` to read it; `inspection` opens it as `verify` does (nothing written, not even the indexes' catch-up).
+/// Opens `data` to read it; `inspection` opens it as `verify` does (no check or catch-up of the indexes written).
 pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> {
+    if !data.join("db").exists() {
+        return Err(match store::upgrade_stopped_halfway(&data.path) {
+            Some(halfway) => halfway.into(),
+            None => format!("{} holds no casetrail log", data.display()).into(),
+        });
+    }
+    let mut config = config(data);
+    config.inspection = inspection;
+    let Some(why) = cannot_write(&data.path) else {
+        return Ok(Reading {
+            log: SledLog::open(config)?,
+            _copy: None,
+        });
+    };
+    let copy = private_copy(data, &why)?;
+    config.path = copy.path().to_path_buf();
+    // What the open says of the copy, said of the directory the user named.
+    let log = SledLog::open(config).map_err(|e| {
+        e.to_string().replace(
+            &copy.path().display().to_string(),
+            &data.display().to_string(),
+        )
+    })?;
+    Ok(Reading {
+        log,
+        _copy: Some(copy),
+    })
+}
+
+/// Opens `data` in place for `rebuild-indexes`, which writes what it rebuilds there (never into a copy).
+fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log", data.display()).into());
     }
     let mut config = config(data);
-    config.inspection = inspection;
-    let copy = match cannot_write(&[&data.path, &data.join("db")]) {
-        None => None,
-        Some(why) => {
-            let copy = tempfile::Builder::new()
-                .prefix("casetrail-read-")
-                .tempdir()
-                .map_err(|e| {
-                    format!(
-                        "a private copy of the read-only {} cannot be made: {e}",
-                        data.display()
-                    )
-                })?;
-            let bytes = copy_dir(&data.path, copy.path()).map_err(|e| {
-                format!(
-                    "{} cannot be written ({why}), and copying it to {} to read it failed: {e}; set TMPDIR to a \
-                     directory with room for it",
-                    data.display(),
-                    copy.path().display()
-                )
-            })?;
-            eprintln!(
-                "casetrail: {} cannot be written ({why}); sled opens its files for writing, so this reads a \
-                 private copy ({} MB in {}, removed after)",
-                data.display(),
-                bytes.div_ceil(1 << 20),
-                copy.path().display()
-            );
-            config.path = copy.path().to_path_buf();
-            Some(copy)
-        }
-    };
-    Ok(Reading {
-        log: SledLog::open(config)?,
-        _copy: copy,
-    })
+    config.inspection = true;
+    Ok(SledLog::open(config)?)
 }
 
-fn open_for_inspection(data: &DataDir) -> Result<Reading> {
-    open_to_read(data, true)
-}
-
-/// Why one of `paths` cannot be written by this process (a read-only file system, no permission), if so.
-fn cannot_write(paths: &[&Path]) -> Option<std::io::Error> {
+/// Why the data directory or its database file cannot be written by this process, if so: a read-only file system,
+/// no permission, or (for root, whom permissions do not stop) a mode that allows nobody to write.
+fn cannot_write(data: &Path) -> Option<std::io::Error> {
     use std::os::unix::ffi::OsStrExt;
-    paths.iter().find_map(|path| {
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-        // SAFETY: a valid NUL-terminated path; faccessat only reads it.
-        let status =
-            unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) };
-        (status != 0).then(std::io::Error::last_os_error)
-    })
+    use std::os::unix::fs::PermissionsExt;
+    [data.to_path_buf(), data.join("db")]
+        .iter()
+        .find_map(|path| {
+            let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+            // SAFETY: a valid NUL-terminated path; faccessat only reads it.
+            let status = unsafe {
+                libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS)
+            };
+            if status != 0 {
+                return Some(std::io::Error::last_os_error());
+            }
+            let mode = std::fs::metadata(path).ok()?.permissions().mode();
+            (mode & 0o222 == 0).then(|| {
+                std::io::Error::other(format!("{} is mode {:o}", path.display(), mode & 0o777))
+            })
+        })
 }
 
-/// Copies the directory `from` into `to` (which exists), files and directories alike; returns the bytes copied.
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<u64> {
+/// A copy of sled's files of `data` (`db`, `conf`, `snap.*`, `blobs/`; not the signing key or anything else) in
+/// `TMPDIR`, made under a shared lock on the database file so that a process writing it (which holds sled's
+/// exclusive lock) is refused rather than copied half way. The copy is writable by its owner, as sled needs.
+fn private_copy(data: &DataDir, why: &std::io::Error) -> Result<tempfile::TempDir> {
+    let original = std::fs::File::open(data.join("db"))
+        .map_err(|e| format!("{}: {e}", data.join("db").display()))?;
+    // SAFETY: a valid open descriptor; flock takes no pointer.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&original),
+            libc::LOCK_SH | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(store::StoreError::Locked(data.path.clone()).into());
+    }
+    let copy = tempfile::Builder::new()
+        .prefix("casetrail-read-")
+        .tempdir()
+        .map_err(|e| {
+            format!(
+                "{} cannot be written ({why}), and a private copy cannot be made: {e}",
+                data.display()
+            )
+        })?;
+    let sleds = |name: &str| matches!(name, "db" | "conf" | "blobs") || name.starts_with("snap.");
+    let bytes = copy_tree(&data.path, copy.path(), &sleds).map_err(|e| {
+        let room = match e.raw_os_error() {
+            Some(libc::ENOSPC) => "; set TMPDIR to a directory with room for it",
+            _ => "",
+        };
+        format!(
+            "{} cannot be written ({why}), and copying it to {} to read it failed: {e}{room}",
+            data.display(),
+            copy.path().display()
+        )
+    })?;
+    eprintln!(
+        "casetrail: {} cannot be written ({why}); sled opens its files for writing, so this reads a private copy \
+         ({} MB in {}, removed when the command ends)",
+        data.display(),
+        bytes.div_ceil(1 << 20),
+        copy.path().display()
+    );
+    Ok(copy)
+}
+
+/// Copies the entries of `from` that `take` names (and, below them, everything) into `to`: directories and regular
+/// files, each file made writable by its owner. Returns the bytes copied.
+fn copy_tree(from: &Path, to: &Path, take: &dyn Fn(&str) -> bool) -> std::io::Result<u64> {
+    use std::os::unix::fs::PermissionsExt;
     let mut bytes = 0;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
+        if !take(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let (kind, target) = (entry.file_type()?, to.join(entry.file_name()));
+        if kind.is_dir() {
             std::fs::create_dir(&target)?;
-            bytes += copy_dir(&entry.path(), &target)?;
-        } else {
+            bytes += copy_tree(&entry.path(), &target, &|_| true)?;
+        } else if kind.is_file() {
             bytes += std::fs::copy(entry.path(), &target)?;
+            let mut mode = std::fs::metadata(&target)?.permissions();
+            mode.set_mode(mode.mode() | 0o600);
+            std::fs::set_permissions(&target, mode)?;
         }
     }
     Ok(bytes)

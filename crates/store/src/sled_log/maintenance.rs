@@ -79,7 +79,7 @@ impl SledLog {
 
 impl Trees {
     /// A rebuild stopped half way leaves the indexes and audit hashes partly written, with its flag set: every
-    /// open and `verify` names it, rather than a mismatch at every position, and asks for the rebuild again.
+    /// ordinary open and `verify` name it, rather than a mismatch at every position, and ask for the rebuild again.
     pub(super) fn refuse_interrupted_rebuild(&self) -> Result<(), StoreError> {
         match self.meta().get(REBUILDING)? {
             Some(_) => Err(StoreError::IndexMismatch(

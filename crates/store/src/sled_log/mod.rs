@@ -25,8 +25,8 @@ mod verify;
 
 pub use credentials::StoredCheckpoint;
 pub use maintenance::Stats;
-pub use open::bare_sled_appends_per_sec;
 pub(crate) use open::open_db;
+pub use open::{bare_sled_appends_per_sec, upgrade_stopped_halfway};
 pub use verify::VerifyReport;
 
 use crate::index::{self, SharedTail};

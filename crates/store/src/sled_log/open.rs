@@ -19,24 +19,26 @@ use std::sync::{Arc, Mutex};
 use tlog_tiles::{stored_hash_count, tree_hash};
 use tokio::sync::{mpsc, watch};
 
+/// An upgrade stopped between its two renames leaves no log at `path`, the old log beside it as `.format1` and the
+/// new one as `.upgrading`: making a fresh empty log there would hide both, so every open names it instead.
+pub fn upgrade_stopped_halfway(path: &Path) -> Option<StoreError> {
+    if path.join("db").exists() {
+        return None;
+    }
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let beside = |suffix: &str| path.with_file_name(format!("{name}.{suffix}"));
+    (beside("format1").join("db").exists() && beside("upgrading").join("db").exists()).then(|| {
+        StoreError::Format(format!(
+            "an upgrade of {} stopped halfway; run `casetrail --data {} upgrade` to finish it",
+            path.display(),
+            path.display()
+        ))
+    })
+}
+
 pub(crate) fn open_db(config: &Config) -> Result<sled::Db, StoreError> {
-    // An upgrade stopped between its two renames leaves no directory here, the old log beside it as `.format1` and
-    // the new one as `.upgrading`: making a fresh empty log here would hide both.
-    if !config.path.join("db").exists() {
-        if let Some(name) = config
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-        {
-            let beside = |suffix: &str| config.path.with_file_name(format!("{name}.{suffix}"));
-            if beside("format1").join("db").exists() && beside("upgrading").join("db").exists() {
-                return Err(StoreError::Format(format!(
-                    "an upgrade of {} stopped halfway; run `casetrail --data {} upgrade` to finish it",
-                    config.path.display(),
-                    config.path.display()
-                )));
-            }
-        }
+    if let Some(halfway) = upgrade_stopped_halfway(&config.path) {
+        return Err(halfway);
     }
     std::fs::create_dir_all(&config.path)?;
     // sled's background flusher keeps the file lock for a moment after its `Db` is dropped, so a reopen in the same

@@ -28,7 +28,7 @@ pub struct VerifyReport {
 impl SledLog {
     /// Re-hashes every stored event, recomputes the root, checks every stream against its rules and every index
     /// against the events. Names the first bad position, inside a block too. After an interrupted
-    /// `rebuild-indexes` the indexes are partly written: that is the one error then, as at every open.
+    /// `rebuild-indexes` the indexes are partly written: that is the one error then, as an ordinary open says.
     pub fn verify(&self, mut progress: impl FnMut(u64)) -> Result<VerifyReport, StoreError> {
         self.trees.refuse_interrupted_rebuild()?;
         let mut v = Verification {
