@@ -431,16 +431,21 @@ fn a_read_only_data_directory_is_verified_exported_and_counted() {
     std::fs::create_dir(&read_only).unwrap();
     std::fs::create_dir(&scratch).unwrap();
     let exported = dir.path().join("export.ndjson");
+    let (small, small_err) = (dir.path().join("small"), dir.path().join("small.err"));
+    std::fs::create_dir(&small).unwrap();
     let out = std::process::Command::new("unshare")
         .args(["-m", "sh", "-c"])
         .arg(format!(
             "mount --bind {d} {r} && mount -o remount,bind,ro {r} && {b} --data {r} verify && \
              {b} --data {r} export -o {o} && {b} --data {r} stats; {b} --data {r} rebuild-indexes; \
-             echo rebuild exit $?",
+             echo rebuild exit $?; mount -t tmpfs -o size=64k tmpfs {small} && \
+             TMPDIR={small} {b} --data {r} verify 2>{small_err}; echo small exit $?",
             d = data.display(),
             r = read_only.display(),
             b = BIN,
-            o = exported.display()
+            o = exported.display(),
+            small = small.display(),
+            small_err = small_err.display(),
         ))
         .env("TMPDIR", &scratch)
         .output()
@@ -463,12 +468,43 @@ fn a_read_only_data_directory_is_verified_exported_and_counted() {
         "a copy was left"
     );
     // rebuild-indexes writes where it is pointed, never into a copy: refused.
-    assert!(said.ends_with("rebuild exit 1\n"), "{said}");
+    assert!(said.contains("rebuild exit 1\n"), "{said}");
     assert!(
         err.trim_end()
             .ends_with("Read-only file system (os error 30)"),
         "{err}"
     );
+    // A TMPDIR without room for the copy: refused, saying so.
+    let small_err = std::fs::read_to_string(&small_err).unwrap();
+    assert!(said.ends_with("small exit 1\n"), "{said}");
+    assert!(
+        small_err.contains("No space left on device")
+            && small_err.contains("set TMPDIR to a directory with room for it"),
+        "{small_err}"
+    );
+}
+
+/// The commands that only look at a log refuse a directory that holds none, and make no log there.
+#[test]
+fn the_reading_commands_refuse_a_directory_without_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    for command in [
+        &["verify"][..],
+        &["export"],
+        &["stats"],
+        &["rebuild-indexes"],
+        &["report", "--period", "2019"],
+    ] {
+        let out = casetrail(&empty, command);
+        assert!(!out.status.success(), "{command:?}");
+        assert!(
+            stderr(&out).contains("holds no casetrail log"),
+            "{command:?}: {}",
+            stderr(&out)
+        );
+        assert!(!empty.join("db").exists(), "{command:?} made a log");
+    }
 }
 
 /// A directory whose mode allows nobody to write (root's permissions ignore it, so the mode is what says so) is

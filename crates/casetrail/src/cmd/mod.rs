@@ -124,12 +124,7 @@ impl std::ops::Deref for Reading {
 
 /// Opens `data` to read it; `inspection` opens it as `verify` does (no check or catch-up of the indexes written).
 pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> {
-    if !data.join("db").exists() {
-        return Err(match store::upgrade_stopped_halfway(&data.path) {
-            Some(halfway) => halfway.into(),
-            None => format!("{} holds no casetrail log", data.display()).into(),
-        });
-    }
+    holds_a_log(data)?;
     let mut config = config(data);
     config.inspection = inspection;
     let Some(why) = cannot_write(&data.path) else {
@@ -155,12 +150,22 @@ pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> 
 
 /// Opens `data` in place for `rebuild-indexes`, which writes what it rebuilds there (never into a copy).
 fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
-    if !data.join("db").exists() {
-        return Err(format!("{} holds no casetrail log", data.display()).into());
-    }
+    holds_a_log(data)?;
     let mut config = config(data);
     config.inspection = true;
     Ok(SledLog::open(config)?)
+}
+
+/// The commands that only look at a log refuse a directory without one, rather than make an empty log there; an
+/// upgrade stopped between its renames is named, as an open names it.
+fn holds_a_log(data: &DataDir) -> Result<()> {
+    if data.join("db").exists() {
+        return Ok(());
+    }
+    Err(match store::upgrade_stopped_halfway(&data.path) {
+        Some(halfway) => halfway.into(),
+        None => format!("{} holds no casetrail log", data.display()).into(),
+    })
 }
 
 /// Why the data directory or its database file cannot be written by this process, if so: a read-only file system,

@@ -163,9 +163,6 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
 }
 
 fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
-    if !data.join("db").exists() {
-        return Err(format!("{} holds no casetrail log", data.display()).into());
-    }
     let log = crate::cmd::open_to_read(data, false)?;
     let settings = args.indicators.settings(data)?;
     let indicators = Indicators::open_for(&log, &settings)?;
