@@ -5,10 +5,11 @@ use crate::indicators::{IndicatorError, Indicators, Query};
 use domain::event::AgencyLevel;
 use domain::{AgencyCode, Period};
 use projections::indicators::check::{
-    check, quantities_of, CheckReport, Published, PublishedRow, Quantity,
+    check_rows, quantities_of, CheckReport, Matched, Overview, PublishedRow, RowCheck, Source,
+    Summary, Table,
 };
 use projections::indicators::{Group, Profiles, Row};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use store::SledLog;
 
 /// What the check is asked.
@@ -99,37 +100,70 @@ fn level_named(row: &PublishedRow) -> Option<AgencyLevel> {
 
 /// A published table checked alone (sums and printed percentages), with nothing from the log: what
 /// `check-report` answers without a period, where no data directory need be opened. The profile a question names
-/// must exist, whatever the table.
+/// must exist, whatever the table. Each row is handed to `emit` as it is checked; the summary is returned.
+pub fn stream_alone<S: Source>(
+    profiles: &Profiles,
+    table: &Table<S>,
+    question: &CheckQuestion,
+    emit: impl FnMut(RowCheck),
+) -> Result<Summary, IndicatorError> {
+    profiles
+        .require(question.profile.as_deref())
+        .map_err(IndicatorError::UnknownProfile)?;
+    let overview = Overview::of(table, profiles.all(), |_| {}).map_err(IndicatorError::Invalid)?;
+    check_rows(table, overview, profiles.all(), |_| None, emit).map_err(IndicatorError::Invalid)
+}
+
+/// `stream_alone` on a table in memory, the whole answer returned.
 pub fn check_alone(
     profiles: &Profiles,
     csv: &[u8],
     question: &CheckQuestion,
-) -> Result<(Published, CheckReport), IndicatorError> {
-    profiles
-        .require(question.profile.as_deref())
-        .map_err(IndicatorError::UnknownProfile)?;
-    let published = Published::parse(csv).map_err(IndicatorError::Invalid)?;
-    let report = check(&published, profiles.all(), |_| None);
-    Ok((published, report))
+) -> Result<CheckReport, IndicatorError> {
+    collected(csv, |table, emit| {
+        stream_alone(profiles, table, question, emit)
+    })
 }
 
-/// Checks a published table (CSV bytes). The log's counts are read only when a period is named.
+/// `stream_published` on a table in memory (a request's body), the whole answer returned.
 pub fn check_published(
     service: &Indicators,
     log: &SledLog,
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
-    let (published, first) = check_alone(&service.profiles, csv, question)?;
-    let profiles = service.profiles.all();
+    collected(csv, |table, emit| {
+        stream_published(service, log, table, question, emit)
+    })
+}
+
+fn collected(
+    csv: &[u8],
+    stream: impl FnOnce(&Table<&[u8]>, &mut dyn FnMut(RowCheck)) -> Result<Summary, IndicatorError>,
+) -> Result<CheckReport, IndicatorError> {
+    let table = Table::open(csv).map_err(IndicatorError::Invalid)?;
+    let mut rows = Vec::new();
+    let summary = stream(&table, &mut |row| rows.push(row))?;
+    Ok(CheckReport { rows, summary })
+}
+
+/// Checks a published table, each row handed to `emit` as it is checked (the table is read twice, never held).
+/// The log's counts are read only when a period is named.
+pub fn stream_published<S: Source>(
+    service: &Indicators,
+    log: &SledLog,
+    table: &Table<S>,
+    question: &CheckQuestion,
+    emit: impl FnMut(RowCheck),
+) -> Result<Summary, IndicatorError> {
     let Some(period) = question.period else {
-        return Ok(first);
+        return stream_alone(&service.profiles, table, question, emit);
     };
-    let profile = question
-        .profile
-        .clone()
-        .or(first.profile.clone())
-        .unwrap_or_else(|| service.profiles.default_profile().id.clone());
+    service
+        .profiles
+        .require(question.profile.as_deref())
+        .map_err(IndicatorError::UnknownProfile)?;
+    let profiles = service.profiles.all();
     // Every period the rows are of (a series names each row's; otherwise the one asked), and each grouping's rows.
     let period_of = |row: &PublishedRow| {
         row.period
@@ -144,11 +178,16 @@ pub fn check_published(
         (None, _) if row.is_total() => vec![Group::Province],
         (None, _) => vec![Group::Agency, Group::Level],
     };
-    let wanted: HashSet<(Period, Group)> = published
-        .rows
-        .iter()
-        .flat_map(|row| groupings(row).into_iter().map(move |g| (period_of(row), g)))
-        .collect();
+    let mut wanted: HashSet<(Period, Group)> = HashSet::new();
+    let overview = Overview::of(table, profiles, |row| {
+        wanted.extend(groupings(row).into_iter().map(|g| (period_of(row), g)))
+    })
+    .map_err(IndicatorError::Invalid)?;
+    let profile = question
+        .profile
+        .clone()
+        .or(overview.profile().map(str::to_owned))
+        .unwrap_or_else(|| service.profiles.default_profile().id.clone());
     let mut tables: HashMap<(Period, Group), Vec<Row>> = HashMap::new();
     for (p, group) in wanted {
         let q = Query {
@@ -171,7 +210,7 @@ pub fn check_published(
     // A row is matched by its agency code (to the agency's subtree when the row sums several agencies); else as
     // the total; else, unless the table marks it a level line, by an agency's registered name (one agency only);
     // else by the level its level cell or its name names.
-    let matched = |row: &PublishedRow| -> Option<(String, Option<BTreeMap<Quantity, i64>>)> {
+    let matched = |row: &PublishedRow| -> Matched {
         // A line of the form by procedure field has no agency or level of its own to compare with; its level line
         // and the total are compared.
         if row.kind.as_deref() == Some("field") {
@@ -234,9 +273,10 @@ pub fn check_published(
             found.and_then(of),
         ))
     };
-    let mut report = check(&published, profiles, matched);
-    report.compared_under = Some(profile);
-    Ok(report)
+    let mut summary =
+        check_rows(table, overview, profiles, matched, emit).map_err(IndicatorError::Invalid)?;
+    summary.compared_under = Some(profile);
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -261,7 +261,11 @@ fn the_form_by_field_regroups_the_form_by_agency() {
     )
     .unwrap();
     assert_eq!(
-        (report.slips, report.sums_failed, report.counts_differing),
+        (
+            report.summary.slips,
+            report.summary.sums_failed,
+            report.summary.counts_differing
+        ),
         (0, 0, 0),
         "{report:#?}"
     );

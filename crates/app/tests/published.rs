@@ -46,9 +46,13 @@ fn kon_tums_published_table_against_the_log() {
     };
     let csv = generator::published::KON_TUM_2023_Q1_CSV;
     let report = check_published(&service, &log, csv.as_bytes(), &question).unwrap();
-    assert_eq!(report.profile.as_deref(), Some("kon-tum"));
+    assert_eq!(report.summary.profile.as_deref(), Some("kon-tum"));
     assert_eq!(
-        (report.slips, report.sums_failed, report.counts_differing),
+        (
+            report.summary.slips,
+            report.summary.sums_failed,
+            report.summary.counts_differing
+        ),
         (1, 0, 0),
         "{report:#?}"
     );
@@ -83,7 +87,7 @@ fn kon_tums_published_table_against_the_log() {
         (Quantity::ReceivedTotal, 6_777, 6_776)
     );
     assert_eq!(
-        report.sums_failed, 1,
+        report.summary.sums_failed, 1,
         "the total is no longer the sum of the rows"
     );
 
@@ -94,7 +98,7 @@ fn kon_tums_published_table_against_the_log() {
         ..CheckQuestion::default()
     };
     let report = check_published(&service, &log, csv.as_bytes(), &national).unwrap();
-    assert!(report.counts_differing > 0);
+    assert!(report.summary.counts_differing > 0);
     // An unknown profile is refused by name.
     let unknown = CheckQuestion {
         period: Some(Q1),
@@ -147,7 +151,7 @@ fn the_form_as_a_workbook_equals_its_json() {
         let report = check_published(&service, &log, &csv, &question).unwrap();
         assert!(report.clean(), "{by:?}: {report:#?}");
         assert_eq!(
-            report.profile.as_deref(),
+            report.summary.profile.as_deref(),
             Some("kon-tum"),
             "the profile the CSV names"
         );
@@ -264,7 +268,11 @@ fn every_table_casetrail_writes_checks_clean_against_its_log() {
                     "{what}: {}",
                     projections::indicators::check::text(&report)
                 );
-                assert_eq!(report.compared_under.as_deref(), Some(profile), "{what}");
+                assert_eq!(
+                    report.summary.compared_under.as_deref(),
+                    Some(profile),
+                    "{what}"
+                );
                 let compared: usize = report
                     .rows
                     .iter()

@@ -7,8 +7,9 @@ use app::check::CheckQuestion;
 use app::indicators::Indicators;
 use clap::{Args, ValueEnum};
 use domain::{AgencyCode, Period};
-use projections::indicators::check::{self, CheckReport};
-use std::io::Read;
+use projections::indicators::check::{
+    CheckReport, Format, ReportWriter, RowCheck, Source, Summary, Table,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,63 +49,102 @@ pub struct CheckArgs {
     indicators: IndicatorArgs,
 }
 
-fn read_table(file: &PathBuf) -> Result<Vec<u8>> {
-    if file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("stdin: {e}"))?;
-        return Ok(bytes);
-    }
-    Ok(std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?)
+/// A table from stdin, copied to an unnamed file in TMPDIR: the check reads its table twice.
+fn spooled_stdin() -> Result<std::fs::File> {
+    let mut file =
+        tempfile::tempfile().map_err(|e| format!("a file in TMPDIR for stdin's table: {e}"))?;
+    std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| {
+        let room = if e.raw_os_error() == Some(28) {
+            " (TMPDIR is full: set TMPDIR to a directory with room for the table, or give the file's path)"
+        } else {
+            ""
+        };
+        format!("copying stdin's table to TMPDIR: {e}{room}")
+    })?;
+    Ok(file)
 }
 
+/// Checks the table, writing each row's answer as it is checked (`--format json` writes the JSON a server
+/// answers, row by row): the table is read twice from its file (stdin copied to one first), never held whole.
 pub fn check_report(data: &crate::cmd::DataDir, args: CheckArgs) -> Result<ExitCode> {
-    let table = read_table(&args.file)?;
-    let report: CheckReport = match &args.url {
-        Some(url) => remote(url, &args, table)?,
-        None => local(data, &args, &table)?,
+    let format = match args.format {
+        CheckFormat::Text => Format::Text,
+        CheckFormat::Json => Format::Json,
     };
-    let out = match args.format {
-        CheckFormat::Text => check::text(&report),
-        CheckFormat::Json => {
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n"
+    let mut writer = ReportWriter::new(std::io::BufWriter::new(std::io::stdout().lock()), format);
+    let stdin = args.file.as_os_str() == "-";
+    let spooled = if stdin { Some(spooled_stdin()?) } else { None };
+    let summary = match (&args.url, &spooled) {
+        (Some(url), _) => {
+            let body = match &spooled {
+                Some(file) => {
+                    let mut file = file
+                        .try_clone()
+                        .map_err(|e| format!("stdin's table: {e}"))?;
+                    std::io::Seek::rewind(&mut file).map_err(|e| format!("stdin's table: {e}"))?;
+                    file
+                }
+                None => std::fs::File::open(&args.file)
+                    .map_err(|e| format!("{}: {e}", args.file.display()))?,
+            };
+            remote(url, &args, body, &mut writer)?
         }
+        (None, Some(file)) => local(data, &args, Table::open(file)?, &mut writer)?,
+        (None, None) => local(data, &args, Table::open(args.file.as_path())?, &mut writer)?,
     };
-    // A closed pipe (`| head`) ends the output quietly.
-    let mut stdout = std::io::stdout().lock();
-    let _ = std::io::Write::write_all(&mut stdout, out.as_bytes())
-        .and_then(|_| std::io::Write::flush(&mut stdout));
-    Ok(if report.clean() {
+    match writer.finish(&summary) {
+        Ok(_) => {}
+        // A closed pipe (`| head`) ends the output quietly; the exit code is still the whole table's.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(format!("writing the answer: {e}").into()),
+    }
+    Ok(if summary.clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_DOES_NOT_HOLD)
     })
 }
 
-fn local(data: &crate::cmd::DataDir, args: &CheckArgs, table: &[u8]) -> Result<CheckReport> {
+type Writer<'a> = ReportWriter<std::io::BufWriter<std::io::StdoutLock<'a>>>;
+
+fn local<S: Source>(
+    data: &crate::cmd::DataDir,
+    args: &CheckArgs,
+    table: Table<S>,
+    writer: &mut Writer,
+) -> Result<Summary> {
     let settings = args.indicators.settings(data)?;
     let question = CheckQuestion {
         period: args.period,
         profile: args.profile.clone(),
         scope: args.agency.clone(),
     };
+    let emit = |row: RowCheck| writer.row(&row);
     if args.period.is_none() {
         // The table alone: no log, and no data directory opened.
         let profiles = app::indicators::profiles(settings.profiles.as_deref())?;
-        return Ok(app::check::check_alone(&profiles, table, &question)?.1);
+        return Ok(app::check::stream_alone(
+            &profiles, &table, &question, emit,
+        )?);
     }
     if !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log to compare with", data.display()).into());
     }
     let log = crate::cmd::open_to_read(data, false)?;
     let service = Indicators::open_for(&log, &settings)?;
-    Ok(app::check::check_published(
-        &service, &log, table, &question,
+    Ok(app::check::stream_published(
+        &service, &log, &table, &question, emit,
     )?)
 }
 
-fn remote(url: &str, args: &CheckArgs, table: Vec<u8>) -> Result<CheckReport> {
+/// The server checks the table (sent as it is read from the file; the server holds it, within its body limit);
+/// its answer is written row by row as an offline check writes it.
+fn remote(
+    url: &str,
+    args: &CheckArgs,
+    table: std::fs::File,
+    writer: &mut Writer,
+) -> Result<Summary> {
     let base = url.trim_end_matches('/');
     let mut params = Vec::new();
     if let Some(p) = args.period {
@@ -126,5 +166,9 @@ fn remote(url: &str, args: &CheckArgs, table: Vec<u8>) -> Result<CheckReport> {
         request = request.bearer_auth(token);
     }
     let bytes = crate::cmd::answered(base, request)?;
-    Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{base}: {e}"))?)
+    let report: CheckReport = serde_json::from_slice(&bytes).map_err(|e| format!("{base}: {e}"))?;
+    for row in &report.rows {
+        writer.row(row);
+    }
+    Ok(report.summary)
 }

@@ -9,7 +9,9 @@
 
 use super::profile::{Form, OnTime as OnTimeRule, Profile, RateBase, RoundMode, Rounding};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
+use std::io::{BufRead, Read, Write};
 
 /// A count a published row may give.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -334,57 +336,223 @@ fn percent(s: &str) -> Result<Option<String>, String> {
     Ok(Some(t))
 }
 
-impl Published {
-    /// Reads a published table from CSV: UTF-8 (a byte-order mark is skipped), else Windows-1258, the Vietnamese
-    /// code page spreadsheets on Windows save in; fields separated by commas, or by semicolons or tabs when the
-    /// header row has more of those (a spreadsheet with a decimal comma saves so). A cell that is not a number where
-    /// a number belongs is an error naming its line and column; so is a table with no row, or with no column this
-    /// check knows.
-    pub fn parse(bytes: &[u8]) -> Result<Published, String> {
-        use unicode_normalization::UnicodeNormalization;
-        let mut notes = Vec::new();
-        let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-        let text: String = match std::str::from_utf8(bytes) {
-            Ok(t) => t.nfc().collect(),
+/// Where a published table is read from. It is opened afresh for each pass over it: once to learn its encoding,
+/// once for its header, then once for the table's own readings and totals (which need every row) and once more to
+/// check each row and answer it, so that no pass holds more of the table than a row.
+pub trait Source {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+impl Source for &[u8] {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(*self))
+    }
+}
+
+impl Source for &std::path::Path {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        let file = std::fs::File::open(self)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.display())))?;
+        Ok(Box::new(file))
+    }
+}
+
+/// A file read from its start at every pass (a table `check-report` spooled from stdin).
+impl Source for &std::fs::File {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        use std::io::Seek;
+        let mut file: &std::fs::File = self;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(Box::new(file))
+    }
+}
+
+/// The bytes a pass read, to tell a table that changed between passes from one read twice.
+#[derive(Default)]
+struct Digest {
+    hasher: std::hash::DefaultHasher,
+    bytes: u64,
+}
+
+impl Digest {
+    fn value(&self) -> (u64, u64) {
+        (self.bytes, self.hasher.finish())
+    }
+}
+
+/// Reads through, adding every byte to a digest.
+struct Digested<'d, R> {
+    inner: R,
+    digest: &'d mut Digest,
+}
+
+impl<R: Read> Read for Digested<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.digest.hasher.write(&buf[..n]);
+        self.digest.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// How a table's bytes are decoded: a byte-order mark skipped, and the encoding when the file is not UTF-8.
+#[derive(Clone, Copy, Debug)]
+struct Decoding {
+    skip: u64,
+    encoding: Option<&'static encoding_rs::Encoding>,
+}
+
+/// The first pass: whether the whole file is UTF-8 (checked as it streams by, a character cut between two reads
+/// carried to the next), and its digest.
+fn sniff(source: &impl Source) -> Result<(Decoding, (u64, u64)), String> {
+    let mut digest = Digest::default();
+    let mut raw = Digested {
+        inner: source.open().map_err(|e| e.to_string())?,
+        digest: &mut digest,
+    };
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut head, mut pending, mut utf8) = (Vec::new(), 0, true);
+    loop {
+        let n = match raw.read(&mut buf[pending..]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let read = &buf[pending..pending + n];
+        head.extend(read.iter().take(3usize.saturating_sub(head.len())));
+        if !utf8 {
+            continue;
+        }
+        let end = pending + n;
+        pending = match std::str::from_utf8(&buf[..end]) {
+            Ok(_) => 0,
+            Err(e) if e.error_len().is_none() => {
+                let valid = e.valid_up_to();
+                buf.copy_within(valid..end, 0);
+                end - valid
+            }
             Err(_) => {
-                // `decode` follows a byte-order mark (UTF-16 as Excel's "Unicode text" saves it) before the
-                // code page: the note names the encoding actually read.
-                let (t, read_as, _) = encoding_rs::WINDOWS_1258.decode(bytes);
-                let name = match read_as.name() {
-                    "windows-1258" => "Windows-1258",
-                    other => other,
-                };
-                notes.push(format!("read as {name} (the file is not UTF-8)"));
-                t.nfc().collect()
+                utf8 = false;
+                0
             }
         };
-        let first = text.lines().next().unwrap_or_default();
-        let delimiter = [b';', b'\t']
+    }
+    utf8 &= pending == 0;
+    let bom8 = head.starts_with(b"\xef\xbb\xbf");
+    let decoding = match (utf8, head.get(..2)) {
+        (true, _) => Decoding {
+            skip: if bom8 { 3 } else { 0 },
+            encoding: None,
+        },
+        (false, Some(b"\xff\xfe")) => Decoding {
+            skip: 2,
+            encoding: Some(encoding_rs::UTF_16LE),
+        },
+        (false, Some(b"\xfe\xff")) => Decoding {
+            skip: 2,
+            encoding: Some(encoding_rs::UTF_16BE),
+        },
+        (false, _) => Decoding {
+            skip: if bom8 { 3 } else { 0 },
+            encoding: Some(encoding_rs::WINDOWS_1258),
+        },
+    };
+    drop(raw);
+    Ok((decoding, digest.value()))
+}
+
+/// How many lines with fewer cells than the header are named one by one; past that, a count.
+const SHORT_LINES_NAMED: usize = 20;
+
+/// A published table opened for reading: its encoding, delimiter and header, read once; its rows read afresh by
+/// each [`Table::scan`], one at a time.
+pub struct Table<S> {
+    source: S,
+    decoding: Decoding,
+    delimiter: u8,
+    headers: Vec<String>,
+    kinds: Vec<Option<ColumnKind>>,
+    /// Headers not read, each with why (not recognised, or a second column of a name already read).
+    pub unread: Vec<String>,
+    /// How the file was read, when not as UTF-8 with commas (a Windows code page, semicolons…).
+    pub notes: Vec<String>,
+    digest: (u64, u64),
+}
+
+/// What a pass over a table's rows found besides the rows.
+pub struct Scanned {
+    pub rows: usize,
+    /// The profile the table names (a `Cách tính` / `Profile` column): its first such cell.
+    pub profile: Option<String>,
+    /// Lines with fewer cells than the header.
+    pub notes: Vec<String>,
+}
+
+impl<S: Source> Table<S> {
+    /// Opens a published table in CSV: UTF-8 (a byte-order mark is skipped), else UTF-16 after its byte-order mark,
+    /// else Windows-1258, the Vietnamese code page spreadsheets on Windows save in; fields separated by commas, or
+    /// by semicolons or tabs when the header row has more of those (a spreadsheet with a decimal comma saves so).
+    /// A table with no column this check knows is refused here; its rows are read by `scan`.
+    pub fn open(source: S) -> Result<Table<S>, String> {
+        let (decoding, digest) = sniff(&source)?;
+        let mut table = Table {
+            source,
+            decoding,
+            delimiter: b',',
+            headers: Vec::new(),
+            kinds: Vec::new(),
+            unread: Vec::new(),
+            notes: Vec::new(),
+            digest,
+        };
+        if let Some(encoding) = decoding.encoding {
+            let name = match encoding.name() {
+                "windows-1258" => "Windows-1258",
+                other => other,
+            };
+            table
+                .notes
+                .push(format!("read as {name} (the file is not UTF-8)"));
+        }
+        // The delimiter the first line has most of (a first line past a mebibyte is judged by its start).
+        let mut first = Vec::new();
+        let mut ignored = Digest::default();
+        std::io::BufReader::new(table.decoded(&mut ignored)?)
+            .take(1 << 20)
+            .read_until(b'\n', &mut first)
+            .map_err(|e| e.to_string())?;
+        let first = String::from_utf8_lossy(&first);
+        table.delimiter = [b';', b'\t']
             .into_iter()
             .filter(|d| first.matches(*d as char).count() > first.matches(',').count())
             .max_by_key(|d| first.matches(*d as char).count())
             .unwrap_or(b',');
-        if delimiter != b',' {
-            notes.push(format!("fields separated by {:?}", delimiter as char));
+        if table.delimiter != b',' {
+            table
+                .notes
+                .push(format!("fields separated by {:?}", table.delimiter as char));
         }
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .delimiter(delimiter)
-            .from_reader(text.as_bytes());
-        let headers = reader
+        let headers: Vec<String> = table
+            .reader(table.decoded(&mut ignored)?)
             .headers()
             .map_err(|e| format!("the header row: {e}"))?
-            .clone();
-        let mut kinds: Vec<Option<ColumnKind>> = headers.iter().map(column_kind).collect();
-        let mut unread = Vec::new();
+            .iter()
+            .map(|h| domain::names::nfc(h).into_owned())
+            .collect();
+        table.headers = headers;
+        let headers = &table.headers;
+        let mut kinds: Vec<Option<ColumnKind>> = headers.iter().map(|h| column_kind(h)).collect();
         for (i, h) in headers.iter().enumerate() {
             let earlier = kinds[..i].iter().any(|k| k == &kinds[i]);
             match kinds[i] {
-                None => unread.push(format!("{h} (not a column this check knows)")),
+                None => table
+                    .unread
+                    .push(format!("{h} (not a column this check knows)")),
                 Some(ColumnKind::Count(_) | ColumnKind::Printed(_) | ColumnKind::Name)
                     if earlier =>
                 {
-                    unread.push(format!(
+                    table.unread.push(format!(
                         "{h} (a second column read as the same thing: give the form's columns their numbers, \"(N) {h}\", to tell them apart)"
                     ));
                     kinds[i] = None;
@@ -398,89 +566,174 @@ impl Published {
         if !useful {
             return Err(format!(
                 "no column of counts or percentages was recognised (headers: {})",
-                headers.iter().collect::<Vec<_>>().join(", ")
+                headers.join(", ")
             ));
         }
-        let mut rows = Vec::new();
-        let mut profile = None;
-        for (i, record) in reader.records().enumerate() {
-            let line = i + 2;
-            let record = record.map_err(|e| format!("line {line}: {e}"))?;
-            if record.iter().all(|f| f.trim().is_empty()) {
-                continue;
-            }
-            // A row that does not line up with the header is not read by guesswork: more cells is most often an
-            // unquoted decimal comma (37,76), which would shift every cell after it.
-            if record.len() > headers.len() {
-                return Err(format!(
-                    "line {line}: {} cells, but the header has {}; a number with a decimal comma (37,76) must be quoted, or the file saved with semicolons",
-                    record.len(),
-                    headers.len()
-                ));
-            }
-            if record.len() < headers.len() {
-                notes.push(format!(
-                    "line {line}: {} cells of the header's {}; the missing ones at its end read as empty",
-                    record.len(),
-                    headers.len()
-                ));
-            }
-            let mut row = PublishedRow {
-                line,
-                name: String::new(),
-                agency: None,
-                level: None,
-                counts: BTreeMap::new(),
-                printed: BTreeMap::new(),
-                kind: None,
-                agencies: None,
-                period: None,
-            };
-            for (j, field) in record.iter().enumerate() {
-                let at = |e: String| {
-                    format!(
-                        "line {line}, column {:?}: {e}",
-                        &headers[j.min(headers.len() - 1)]
-                    )
-                };
-                let text = || Some(field.trim().to_owned()).filter(|s| !s.is_empty());
-                match kinds.get(j).copied().flatten() {
-                    Some(ColumnKind::Name) => row.name = field.trim().to_owned(),
-                    Some(ColumnKind::Agency) => row.agency = text(),
-                    Some(ColumnKind::Level) => row.level = text(),
-                    Some(ColumnKind::LineKind) => row.kind = text().map(|k| k.to_lowercase()),
-                    Some(ColumnKind::Profile) => profile = profile.or_else(text),
-                    Some(ColumnKind::Period) => row.period = text(),
-                    Some(ColumnKind::Agencies) => row.agencies = count(field).map_err(at)?,
-                    Some(ColumnKind::Count(q)) => {
-                        if let Some(n) = count(field).map_err(at)? {
-                            row.counts.insert(q, n);
-                        }
-                    }
-                    Some(ColumnKind::Printed(r)) => {
-                        if let Some(p) = percent(field).map_err(at)? {
-                            row.printed.insert(r, p);
-                        }
-                    }
-                    Some(ColumnKind::Ignored) | None => {}
+        table.kinds = kinds;
+        Ok(table)
+    }
+
+    /// The source's text from its start, as UTF-8, its bytes added to `digest`.
+    fn decoded<'a>(&'a self, digest: &'a mut Digest) -> Result<Box<dyn Read + 'a>, String> {
+        let mut raw = Digested {
+            inner: self.source.open().map_err(|e| e.to_string())?,
+            digest,
+        };
+        std::io::copy(
+            &mut (&mut raw).take(self.decoding.skip),
+            &mut std::io::sink(),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(match self.decoding.encoding {
+            None => Box::new(raw),
+            Some(encoding) => Box::new(
+                encoding_rs_io::DecodeReaderBytesBuilder::new()
+                    .encoding(Some(encoding))
+                    .bom_sniffing(false)
+                    .build(raw),
+            ),
+        })
+    }
+
+    fn reader<'a>(&self, text: Box<dyn Read + 'a>) -> csv::Reader<Box<dyn Read + 'a>> {
+        csv::ReaderBuilder::new()
+            .flexible(true)
+            .delimiter(self.delimiter)
+            .from_reader(text)
+    }
+
+    /// Reads the rows, handing each to `each` as it is read. A cell that is not a number where a number belongs is
+    /// an error naming its line and column; so is a row with more cells than the header (most often an unquoted
+    /// decimal comma, which would shift every cell after it), a table with no row, and a table whose bytes are not
+    /// those it had when opened.
+    pub fn scan(&self, mut each: impl FnMut(PublishedRow)) -> Result<Scanned, String> {
+        let mut scanned = Scanned {
+            rows: 0,
+            profile: None,
+            notes: Vec::new(),
+        };
+        let mut digest = Digest::default();
+        let mut short = 0;
+        {
+            let mut reader = self.reader(self.decoded(&mut digest)?);
+            let mut record = csv::StringRecord::new();
+            for line in 2.. {
+                match reader.read_record(&mut record) {
+                    Ok(true) => {}
+                    Ok(false) => break,
+                    Err(e) => return Err(format!("line {line}: {e}")),
                 }
+                if record.iter().all(|f| f.trim().is_empty()) {
+                    continue;
+                }
+                let n = self.headers.len();
+                if record.len() > n {
+                    return Err(format!(
+                        "line {line}: {} cells, but the header has {n}; a number with a decimal comma (37,76) must be quoted, or the file saved with semicolons",
+                        record.len(),
+                    ));
+                }
+                if record.len() < n {
+                    if short < SHORT_LINES_NAMED {
+                        scanned.notes.push(format!(
+                            "line {line}: {} cells of the header's {n}; the missing ones at its end read as empty",
+                            record.len(),
+                        ));
+                    }
+                    short += 1;
+                }
+                each(self.row(line, &record, &mut scanned.profile)?);
+                scanned.rows += 1;
             }
-            if row.name.is_empty() {
-                row.name = row
-                    .agency
-                    .clone()
-                    .or(row.level.clone())
-                    .unwrap_or_else(|| format!("line {line}"));
-            }
-            rows.push(row);
         }
-        if rows.is_empty() {
+        if short > SHORT_LINES_NAMED {
+            scanned.notes.push(format!(
+                "{} more lines have fewer cells than the header; the missing ones at their end read as empty",
+                short - SHORT_LINES_NAMED
+            ));
+        }
+        if digest.value() != self.digest {
+            return Err(
+                "the table changed while it was being read: check it again once it is written"
+                    .into(),
+            );
+        }
+        if scanned.rows == 0 {
             return Err("the table has a header row but no rows".into());
         }
+        Ok(scanned)
+    }
+
+    fn row(
+        &self,
+        line: usize,
+        record: &csv::StringRecord,
+        profile: &mut Option<String>,
+    ) -> Result<PublishedRow, String> {
+        let mut row = PublishedRow {
+            line,
+            name: String::new(),
+            agency: None,
+            level: None,
+            counts: BTreeMap::new(),
+            printed: BTreeMap::new(),
+            kind: None,
+            agencies: None,
+            period: None,
+        };
+        for (j, field) in record.iter().enumerate() {
+            let at = |e: String| format!("line {line}, column {:?}: {e}", &self.headers[j]);
+            let text =
+                || Some(domain::names::nfc(field.trim()).into_owned()).filter(|s| !s.is_empty());
+            match self.kinds.get(j).copied().flatten() {
+                Some(ColumnKind::Name) => row.name = text().unwrap_or_default(),
+                Some(ColumnKind::Agency) => row.agency = text(),
+                Some(ColumnKind::Level) => row.level = text(),
+                Some(ColumnKind::LineKind) => row.kind = text().map(|k| k.to_lowercase()),
+                Some(ColumnKind::Profile) => {
+                    if profile.is_none() {
+                        *profile = text();
+                    }
+                }
+                Some(ColumnKind::Period) => row.period = text(),
+                Some(ColumnKind::Agencies) => row.agencies = count(field).map_err(at)?,
+                Some(ColumnKind::Count(q)) => {
+                    if let Some(n) = count(field).map_err(at)? {
+                        row.counts.insert(q, n);
+                    }
+                }
+                Some(ColumnKind::Printed(r)) => {
+                    if let Some(p) = percent(field).map_err(at)? {
+                        row.printed.insert(r, p);
+                    }
+                }
+                Some(ColumnKind::Ignored) | None => {}
+            }
+        }
+        if row.name.is_empty() {
+            row.name = row
+                .agency
+                .clone()
+                .or(row.level.clone())
+                .unwrap_or_else(|| format!("line {line}"));
+        }
+        Ok(row)
+    }
+}
+
+impl Published {
+    /// Reads a whole published table into memory, as [`Table`] reads it (for a table already in memory; a file
+    /// is checked row by row from a `Table`).
+    pub fn parse(bytes: &[u8]) -> Result<Published, String> {
+        let table = Table::open(bytes)?;
+        let mut rows = Vec::new();
+        let scanned = table.scan(|row| rows.push(row))?;
+        let mut notes = table.notes;
+        notes.extend(scanned.notes);
         Ok(Published {
             rows,
-            unread,
-            profile,
+            unread: table.unread,
+            profile: scanned.profile,
             notes,
         })
     }
@@ -673,6 +926,13 @@ pub struct RowCheck {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
     pub rows: Vec<RowCheck>,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// The answer besides its rows, known once every row is checked (and written after them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
     /// The profile the counts were compared with the log under (with a period).
     pub compared_under: Option<String>,
     /// Each rate's definition most rows were printed by, used to give the correct value of a slip.
@@ -687,10 +947,17 @@ pub struct CheckReport {
     pub counts_differing: usize,
 }
 
-impl CheckReport {
+impl Summary {
     /// Whether everything checked holds.
     pub fn clean(&self) -> bool {
         self.sums_failed == 0 && self.slips == 0 && self.counts_differing == 0
+    }
+}
+
+impl CheckReport {
+    /// Whether everything checked holds.
+    pub fn clean(&self) -> bool {
+        self.summary.clean()
     }
 }
 
@@ -820,112 +1087,329 @@ pub fn quantities_of(form: &Form, counts: &super::table::Counts) -> BTreeMap<Qua
     ])
 }
 
-/// Checks a published table. `profiles` are those offered (their definitions name the readings); `ours` gives
-/// casetrail's quantities for a published row when the log covers its period and the row could be matched.
-pub fn check(
-    published: &Published,
-    profiles: &[Profile],
-    mut ours: impl FnMut(&PublishedRow) -> Option<(String, Option<BTreeMap<Quantity, i64>>)>,
-) -> CheckReport {
-    let rates = [Rate::OnlineRate, Rate::PostalRate, Rate::OnTimeRate];
-    // Each row's readings, then the definition most rows agree on, per rate.
-    let all: Vec<BTreeMap<Rate, Vec<Found>>> = published
-        .rows
-        .iter()
-        .map(|row| {
-            row.printed
-                .iter()
-                .map(|(rate, printed)| (*rate, readings(row, *rate, printed, profiles)))
-                .collect()
-        })
-        .collect();
-    // The profile the table names (casetrail's own CSVs do), when it is one offered.
-    let named = published
-        .profile
-        .as_ref()
-        .and_then(|id| profiles.iter().find(|p| &p.id == id));
-    let mut notes = published.notes.clone();
-    if let (Some(id), None) = (&published.profile, named) {
-        notes.push(format!(
-            "the table names the profile {id:?}, which is not offered here: it is not used"
-        ));
-    }
-    let national = profiles.first();
-    // Ties go to the named profile's reading, then the national one's, then rounding half up (the common way),
-    // then a half to even, then truncation: never to whichever sorts last.
-    let preference = |def: Definition, mode: RoundMode| -> usize {
-        let is = |p: Option<&Profile>| {
-            p.is_some_and(|p| Definition::of(p, def.rate) == def && p.defs.rounding.mode == mode)
-        };
-        let order = [RoundMode::HalfUp, RoundMode::HalfEven, RoundMode::Truncate];
-        match (is(named), is(national)) {
-            (true, _) => 0,
-            (_, true) => 1,
-            _ => 2 + order.iter().position(|m| *m == mode).unwrap_or(3),
+/// Every quantity, in the order of its discriminant (a running sum is kept for each, `sums[q as usize]`).
+const QUANTITIES: [Quantity; 18] = {
+    use Quantity::*;
+    [
+        Received,
+        ReceivedTotal,
+        Online,
+        DirectAndPostal,
+        CarriedOver,
+        Resolved,
+        Early,
+        OnTime,
+        Late,
+        InProgress,
+        InTime,
+        Overdue,
+        Postal,
+        DueTotal,
+        DueMet,
+        Withdrawn,
+        Unresolved,
+        Waiting,
+    ]
+};
+
+/// Running sums of rows' counts: a quantity's sum is known while every row added gives it.
+struct Sums {
+    rows: usize,
+    sums: [Option<i64>; QUANTITIES.len()],
+}
+
+impl Default for Sums {
+    fn default() -> Self {
+        Sums {
+            rows: 0,
+            sums: [Some(0); QUANTITIES.len()],
         }
-    };
-    // Per rate, the table's own reading: the (definition, rounding) most rows agree on; a tie by the preference,
-    // then by the words (so that the pick never depends on the order rows came in).
-    let mut table: BTreeMap<Rate, (Definition, RoundMode)> = BTreeMap::new();
-    for rate in rates {
-        let mut votes: Vec<((Definition, RoundMode), usize)> = Vec::new();
-        for f in all.iter().filter_map(|m| m.get(&rate)).flatten() {
-            match votes.iter_mut().find(|(k, _)| *k == (f.def, f.mode)) {
-                Some((_, n)) => *n += 1,
-                None => votes.push(((f.def, f.mode), 1)),
+    }
+}
+
+impl Sums {
+    fn add(&mut self, row: &PublishedRow) {
+        self.rows += 1;
+        for (sum, q) in self.sums.iter_mut().zip(QUANTITIES) {
+            *sum = sum.zip(row.get(q)).map(|(a, b)| a + b);
+        }
+    }
+
+    fn of(&self, q: Quantity) -> Option<i64> {
+        self.sums[q as usize]
+    }
+}
+
+/// A level line, summing the agency (or procedure field) lines that follow it.
+struct OpenLevel {
+    line: usize,
+    counts: BTreeMap<Quantity, i64>,
+    under: Sums,
+    fields_only: bool,
+}
+
+/// One period's running totals (a series holds several periods).
+#[derive(Default)]
+struct PeriodSums {
+    open: Option<OpenLevel>,
+    /// The period's first total line.
+    total: Option<(usize, BTreeMap<Quantity, i64>)>,
+    agencies: Sums,
+    levels: Sums,
+    /// Every line but a total.
+    others: Sums,
+}
+
+/// Totals and subtotals, period by period: a level line against the agency lines under it, when the table marks
+/// its lines; a total against its agency lines when marked, else its level lines, else every other row. They need
+/// the rows after their own line, so they are summed as the first pass reads, each check kept for its line.
+#[derive(Default)]
+struct Totals {
+    periods: HashMap<Option<String>, PeriodSums>,
+    checks: HashMap<usize, Vec<SumCheck>>,
+}
+
+fn sum_check(rule: String, left: i64, right: i64) -> SumCheck {
+    SumCheck {
+        rule,
+        left,
+        right,
+        holds: left == right,
+    }
+}
+
+impl Totals {
+    fn add(&mut self, row: &PublishedRow) {
+        let period = self.periods.entry(row.period.clone()).or_default();
+        let kind = row.kind.as_deref();
+        match kind {
+            Some("agency" | "field") => {
+                if let Some(open) = &mut period.open {
+                    open.under.add(row);
+                    open.fields_only &= kind == Some("field");
+                }
+            }
+            _ => {
+                if let Some(level) = period.open.take() {
+                    Self::close(level, &mut self.checks);
+                }
+                if kind == Some("level") {
+                    period.open = Some(OpenLevel {
+                        line: row.line,
+                        counts: row.counts.clone(),
+                        under: Sums::default(),
+                        fields_only: true,
+                    });
+                }
             }
         }
-        let best = votes.into_iter().min_by_key(|((def, mode), n)| {
-            let words = (def.words(), mode_words(*mode));
-            (std::cmp::Reverse(*n), preference(*def, *mode), words)
-        });
-        if let Some((choice, _)) = best {
-            table.insert(rate, choice);
+        if row.is_total() {
+            period
+                .total
+                .get_or_insert_with(|| (row.line, row.counts.clone()));
+        } else {
+            period.others.add(row);
+            match kind {
+                Some("agency") => period.agencies.add(row),
+                Some("level") => period.levels.add(row),
+                _ => {}
+            }
         }
     }
-    let table_definitions: BTreeMap<Rate, String> = table
-        .iter()
-        .map(|(rate, (def, _))| (*rate, def.words().to_owned()))
-        .collect();
-    // The profile reproducing the most printed percentages: the one the table names if it does, else the only one
-    // with the most (a tie names none, so that counts are never compared under a profile picked by chance).
-    let mut profile_votes: BTreeMap<String, usize> = BTreeMap::new();
-    for found in all.iter().flat_map(|m| m.values()).flatten() {
-        for p in &found.reading.profiles {
-            *profile_votes.entry(p.clone()).or_default() += 1;
+
+    fn close(level: OpenLevel, checks: &mut HashMap<usize, Vec<SumCheck>>) {
+        if level.under.rows == 0 {
+            return;
+        }
+        let lines = if level.fields_only {
+            "fields"
+        } else {
+            "agencies"
+        };
+        for (q, n) in &level.counts {
+            if let Some(sum) = level.under.of(*q) {
+                checks.entry(level.line).or_default().push(sum_check(
+                    format!("subtotal {} = the sum of its {lines}", q.key()),
+                    *n,
+                    sum,
+                ));
+            }
         }
     }
-    let most = profile_votes.values().copied().max().unwrap_or(0);
-    let leaders: Vec<&String> = profile_votes
-        .iter()
-        .filter(|(_, n)| **n == most)
-        .map(|(p, _)| p)
-        .collect();
-    let profile = match (named, leaders.as_slice()) {
-        (Some(p), _) => Some(p.id.clone()),
-        (None, [one]) => Some((*one).clone()),
-        _ => None,
-    };
-    let mut report = CheckReport {
-        rows: Vec::new(),
-        compared_under: None,
-        table_definitions,
-        profile,
-        unread_columns: published.unread.clone(),
-        notes,
-        sums_failed: 0,
-        slips: 0,
-        counts_differing: 0,
-    };
-    for (row, found) in published.rows.iter().zip(all) {
-        let sums = sums(row);
-        report.sums_failed += sums.iter().filter(|s| !s.holds).count();
+
+    /// Each line's checks, every row read.
+    fn finish(mut self) -> HashMap<usize, Vec<SumCheck>> {
+        for (_, period) in self.periods.drain() {
+            if let Some(level) = period.open {
+                Self::close(level, &mut self.checks);
+            }
+            let Some((line, counts)) = period.total else {
+                continue;
+            };
+            let parts = [&period.agencies, &period.levels]
+                .into_iter()
+                .find(|s| s.rows > 0)
+                .unwrap_or(&period.others);
+            if parts.rows == 0 {
+                continue;
+            }
+            for (q, n) in &counts {
+                if let Some(sum) = parts.of(*q) {
+                    self.checks.entry(line).or_default().push(sum_check(
+                        format!("total {} = the sum of the rows", q.key()),
+                        *n,
+                        sum,
+                    ));
+                }
+            }
+        }
+        self.checks
+    }
+}
+
+/// What a first pass over the whole table finds, which checking any one row needs: each rate's reading most rows
+/// agree on (to give a slip's correct value), the profile most consistent with the printed percentages, and the
+/// totals and subtotals (a total line may come before the lines it sums).
+pub struct Overview {
+    reading: BTreeMap<Rate, (Definition, RoundMode)>,
+    later: HashMap<usize, Vec<SumCheck>>,
+    summary: Summary,
+}
+
+impl Overview {
+    /// The first pass. `each` sees every row too (the log's tables a check needs are learnt so).
+    pub fn of<S: Source>(
+        table: &Table<S>,
+        profiles: &[Profile],
+        mut each: impl FnMut(&PublishedRow),
+    ) -> Result<Overview, String> {
+        let mut votes: BTreeMap<Rate, Vec<((Definition, RoundMode), usize)>> = BTreeMap::new();
+        let mut profile_votes: BTreeMap<String, usize> = BTreeMap::new();
+        let mut totals = Totals::default();
+        let scanned = table.scan(|row| {
+            for (rate, printed) in &row.printed {
+                let votes = votes.entry(*rate).or_default();
+                for found in readings(&row, *rate, printed, profiles) {
+                    let key = (found.def, found.mode);
+                    match votes.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, n)) => *n += 1,
+                        None => votes.push((key, 1)),
+                    }
+                    for p in found.reading.profiles {
+                        *profile_votes.entry(p).or_default() += 1;
+                    }
+                }
+            }
+            totals.add(&row);
+            each(&row);
+        })?;
+        // The profile the table names (casetrail's own CSVs do), when it is one offered.
+        let named = scanned
+            .profile
+            .as_ref()
+            .and_then(|id| profiles.iter().find(|p| &p.id == id));
+        let mut notes = table.notes.clone();
+        notes.extend(scanned.notes);
+        if let (Some(id), None) = (&scanned.profile, named) {
+            notes.push(format!(
+                "the table names the profile {id:?}, which is not offered here: it is not used"
+            ));
+        }
+        let national = profiles.first();
+        // Ties go to the named profile's reading, then the national one's, then rounding half up (the common
+        // way), then a half to even, then truncation: never to whichever sorts last.
+        let preference = |def: Definition, mode: RoundMode| -> usize {
+            let is = |p: Option<&Profile>| {
+                p.is_some_and(|p| {
+                    Definition::of(p, def.rate) == def && p.defs.rounding.mode == mode
+                })
+            };
+            let order = [RoundMode::HalfUp, RoundMode::HalfEven, RoundMode::Truncate];
+            match (is(named), is(national)) {
+                (true, _) => 0,
+                (_, true) => 1,
+                _ => 2 + order.iter().position(|m| *m == mode).unwrap_or(3),
+            }
+        };
+        // Per rate, the table's own reading: the (definition, rounding) most rows agree on; a tie by the
+        // preference, then by the words (so that the pick never depends on the order rows came in).
+        let reading: BTreeMap<Rate, (Definition, RoundMode)> = votes
+            .into_iter()
+            .filter_map(|(rate, votes)| {
+                let best = votes.into_iter().min_by_key(|((def, mode), n)| {
+                    let words = (def.words(), mode_words(*mode));
+                    (std::cmp::Reverse(*n), preference(*def, *mode), words)
+                })?;
+                Some((rate, best.0))
+            })
+            .collect();
+        let table_definitions = reading
+            .iter()
+            .map(|(rate, (def, _))| (*rate, def.words().to_owned()))
+            .collect();
+        // The profile reproducing the most printed percentages: the one the table names if it does, else the
+        // only one with the most (a tie names none, so that counts are never compared under a profile picked
+        // by chance).
+        let most = profile_votes.values().copied().max().unwrap_or(0);
+        let leaders: Vec<&String> = profile_votes
+            .iter()
+            .filter(|(_, n)| **n == most)
+            .map(|(p, _)| p)
+            .collect();
+        let profile = match (named, leaders.as_slice()) {
+            (Some(p), _) => Some(p.id.clone()),
+            (None, [one]) => Some((*one).clone()),
+            _ => None,
+        };
+        Ok(Overview {
+            reading,
+            later: totals.finish(),
+            summary: Summary {
+                table_definitions,
+                profile,
+                unread_columns: table.unread.clone(),
+                notes,
+                ..Summary::default()
+            },
+        })
+    }
+
+    /// The profile most consistent with the printed percentages (the one the table names, if it is offered).
+    pub fn profile(&self) -> Option<&str> {
+        self.summary.profile.as_deref()
+    }
+}
+
+/// What `ours` answers for a published row: what it was matched to in the log (or why it could not be), and the
+/// log's quantities when it was.
+pub type Matched = Option<(String, Option<BTreeMap<Quantity, i64>>)>;
+
+/// The second pass: each row checked and handed to `emit` as it is read, then what is known once all are.
+/// `profiles` are those offered (their definitions name the readings); `ours` gives casetrail's quantities for a
+/// published row when the log covers its period and the row could be matched.
+pub fn check_rows<S: Source>(
+    table: &Table<S>,
+    overview: Overview,
+    profiles: &[Profile],
+    mut ours: impl FnMut(&PublishedRow) -> Matched,
+    mut emit: impl FnMut(RowCheck),
+) -> Result<Summary, String> {
+    let Overview {
+        reading,
+        mut later,
+        mut summary,
+    } = overview;
+    let national = profiles.first();
+    table.scan(|row| {
+        let mut sums = sums(&row);
+        sums.extend(later.remove(&row.line).unwrap_or_default());
+        summary.sums_failed += sums.iter().filter(|s| !s.holds).count();
         let mut verdicts = BTreeMap::new();
         for (rate, printed) in &row.printed {
-            let readings: Vec<Reading> = found
-                .get(rate)
-                .map(|f| f.iter().map(|f| f.reading.clone()).collect())
-                .unwrap_or_default();
+            let readings: Vec<Reading> = readings(&row, *rate, printed, profiles)
+                .into_iter()
+                .map(|f| f.reading)
+                .collect();
             let verdict = if !readings.is_empty() {
                 RateVerdict::Reproduced {
                     printed: printed.clone(),
@@ -933,7 +1417,7 @@ pub fn check(
                 }
             } else {
                 // The table's own reading, else the national profile's.
-                let (def, mode) = match (table.get(rate), national) {
+                let (def, mode) = match (reading.get(rate), national) {
                     (Some((def, mode)), _) => (Some(*def), *mode),
                     (None, Some(p)) => (Some(Definition::of(p, *rate)), p.defs.rounding.mode),
                     (None, None) => (None, RoundMode::HalfUp),
@@ -942,9 +1426,9 @@ pub fn check(
                     mode,
                     decimals: decimals_of(printed),
                 };
-                match def.and_then(|d| Some((d, d.fraction(row)?))) {
+                match def.and_then(|d| Some((d, d.fraction(&row)?))) {
                     Some((d, (num, den))) if den != 0 => {
-                        report.slips += 1;
+                        summary.slips += 1;
                         RateVerdict::Slip {
                             printed: printed.clone(),
                             correct: rounding.percent(num, den).unwrap_or_default(),
@@ -971,7 +1455,7 @@ pub fn check(
             };
             verdicts.insert(*rate, verdict);
         }
-        let (matched, theirs) = ours(row).map_or((None, None), |(label, q)| (Some(label), q));
+        let (matched, theirs) = ours(&row).map_or((None, None), |(label, q)| (Some(label), q));
         let against_log = theirs.map(|theirs| {
             row.counts
                 .iter()
@@ -987,99 +1471,30 @@ pub fn check(
                 .collect::<Vec<_>>()
         });
         if let Some(checks) = &against_log {
-            report.counts_differing += checks.iter().filter(|c| !c.equal).count();
+            summary.counts_differing += checks.iter().filter(|c| !c.equal).count();
         }
-        report.rows.push(RowCheck {
+        emit(RowCheck {
             line: row.line,
-            name: row.name.clone(),
+            name: row.name,
             matched,
             sums,
             rates: verdicts,
             against_log,
         });
-    }
-    // Totals and subtotals, period by period (a series holds several): a level line against the agency lines under
-    // it, when the table marks its lines; a total against its agency lines when marked, else its level lines, else
-    // every other row.
-    let mut periods: Vec<Option<&str>> = Vec::new();
-    for r in &published.rows {
-        if !periods.contains(&r.period.as_deref()) {
-            periods.push(r.period.as_deref());
-        }
-    }
-    let mut add = |line: usize, rule: String, left: i64, right: i64| {
-        let holds = left == right;
-        report.sums_failed += usize::from(!holds);
-        if let Some(r) = report.rows.iter_mut().find(|r| r.line == line) {
-            r.sums.push(SumCheck {
-                rule,
-                left,
-                right,
-                holds,
-            });
-        }
-    };
-    let sum_of = |parts: &[&PublishedRow], q: Quantity| -> Option<i64> {
-        parts.iter().map(|r| r.get(q)).sum()
-    };
-    for period in periods {
-        let rows: Vec<&PublishedRow> = published
-            .rows
-            .iter()
-            .filter(|r| r.period.as_deref() == period)
-            .collect();
-        let is = |r: &PublishedRow, kind: &str| r.kind.as_deref() == Some(kind);
-        for (i, level) in rows.iter().enumerate().filter(|(_, r)| is(r, "level")) {
-            let under: Vec<&PublishedRow> = rows[i + 1..]
-                .iter()
-                .take_while(|r| is(r, "agency") || is(r, "field"))
-                .copied()
-                .collect();
-            if under.is_empty() {
-                continue;
-            }
-            let lines = if under.iter().all(|r| is(r, "field")) {
-                "fields"
-            } else {
-                "agencies"
-            };
-            for (q, n) in &level.counts {
-                if let Some(sum) = sum_of(&under, *q) {
-                    add(
-                        level.line,
-                        format!("subtotal {} = the sum of its {lines}", q.key()),
-                        *n,
-                        sum,
-                    );
-                }
-            }
-        }
-        let Some(total) = rows.iter().find(|r| r.is_total()) else {
-            continue;
-        };
-        let kind = ["agency", "level"]
-            .into_iter()
-            .find(|k| rows.iter().any(|r| is(r, k)));
-        let parts: Vec<&PublishedRow> = rows
-            .iter()
-            .filter(|r| !r.is_total() && kind.is_none_or(|k| is(r, k)))
-            .copied()
-            .collect();
-        if parts.is_empty() {
-            continue;
-        }
-        for (q, n) in &total.counts {
-            if let Some(sum) = sum_of(&parts, *q) {
-                add(
-                    total.line,
-                    format!("total {} = the sum of the rows", q.key()),
-                    *n,
-                    sum,
-                );
-            }
-        }
-    }
-    report
+    })?;
+    Ok(summary)
+}
+
+/// Checks a published table, the whole answer in memory (both passes).
+pub fn check<S: Source>(
+    table: &Table<S>,
+    profiles: &[Profile],
+    ours: impl FnMut(&PublishedRow) -> Matched,
+) -> Result<CheckReport, String> {
+    let overview = Overview::of(table, profiles, |_| {})?;
+    let mut rows = Vec::new();
+    let summary = check_rows(table, overview, profiles, ours, |row| rows.push(row))?;
+    Ok(CheckReport { rows, summary })
 }
 
 fn rate_name(rate: Rate) -> &'static str {
@@ -1101,95 +1516,186 @@ fn reading_words(r: &Reading) -> String {
     )
 }
 
+/// How an answer is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Row by row, for a person at a terminal.
+    Text,
+    /// As `serde_json::to_string_pretty` writes the whole [`CheckReport`], with a last newline.
+    Json,
+}
+
+/// Writes an answer as its rows are checked, then its summary, holding no more than a row. The first write error
+/// is kept and returned by `finish`; nothing more is written after it, though rows may still be handed in (so that
+/// a reader gone away, `| head`, does not change what the check finds).
+pub struct ReportWriter<W: Write> {
+    out: W,
+    format: Format,
+    rows: usize,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> ReportWriter<W> {
+    pub fn new(out: W, format: Format) -> Self {
+        ReportWriter {
+            out,
+            format,
+            rows: 0,
+            error: None,
+        }
+    }
+
+    pub fn row(&mut self, row: &RowCheck) {
+        let first = self.rows == 0;
+        self.rows += 1;
+        if self.error.is_some() {
+            return;
+        }
+        let written = match self.format {
+            Format::Text => self.out.write_all(row_text(row).as_bytes()),
+            Format::Json => serde_json::to_string_pretty(row)
+                .map_err(std::io::Error::other)
+                .and_then(|json| {
+                    let opening = if first { "{\n  \"rows\": [\n" } else { ",\n" };
+                    let mut out = String::from(opening);
+                    for (i, line) in json.lines().enumerate() {
+                        out.push_str(if i == 0 { "    " } else { "\n    " });
+                        out.push_str(line);
+                    }
+                    self.out.write_all(out.as_bytes())
+                }),
+        };
+        self.error = written.err();
+    }
+
+    /// Writes what follows the rows, and flushes.
+    pub fn finish(mut self, summary: &Summary) -> std::io::Result<W> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let end = match self.format {
+            Format::Text => summary_text(self.rows, summary),
+            Format::Json => {
+                let json = serde_json::to_string_pretty(summary).map_err(std::io::Error::other)?;
+                let rest = json.strip_prefix("{\n").unwrap_or(&json);
+                let head = if self.rows == 0 {
+                    "{\n  \"rows\": [],\n"
+                } else {
+                    "\n  ],\n"
+                };
+                format!("{head}{rest}\n")
+            }
+        };
+        self.out.write_all(end.as_bytes())?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// The whole answer written as `format` (what a `ReportWriter` writes, row by row).
+pub fn written(report: &CheckReport, format: Format) -> String {
+    let mut writer = ReportWriter::new(Vec::new(), format);
+    for row in &report.rows {
+        writer.row(row);
+    }
+    let bytes = writer
+        .finish(&report.summary)
+        .expect("writing to memory does not fail");
+    String::from_utf8(bytes).expect("the answer is UTF-8")
+}
+
 /// The answer as text, row by row, for a terminal.
 pub fn text(report: &CheckReport) -> String {
+    written(report, Format::Text)
+}
+
+fn row_text(row: &RowCheck) -> String {
     let mut out = String::new();
-    for row in &report.rows {
-        out.push_str(&format!("line {} · {}\n", row.line, row.name));
-        for s in &row.sums {
-            let mark = if s.holds {
-                "adds up"
-            } else {
-                "DOES NOT ADD UP"
-            };
+    out.push_str(&format!("line {} · {}\n", row.line, row.name));
+    for s in &row.sums {
+        let mark = if s.holds {
+            "adds up"
+        } else {
+            "DOES NOT ADD UP"
+        };
+        out.push_str(&format!(
+            "  {}: {} and {}: {mark}\n",
+            s.rule, s.left, s.right
+        ));
+    }
+    for (rate, verdict) in &row.rates {
+        let name = rate_name(*rate);
+        match verdict {
+            RateVerdict::Reproduced { printed, readings } => {
+                let ways: Vec<String> = readings.iter().map(reading_words).collect();
+                out.push_str(&format!(
+                    "  {name} {printed} %: reproduced as {}\n",
+                    ways.join("; or ")
+                ));
+            }
+            RateVerdict::Slip {
+                printed,
+                correct,
+                under,
+            } => out.push_str(&format!(
+                "  {name} {printed} %: A SLIP, the counts give {correct} % ({})\n",
+                reading_words(under)
+            )),
+            RateVerdict::Unchecked { printed, missing } => {
+                out.push_str(&format!("  {name} {printed} %: not checked: {missing}\n"))
+            }
+        }
+    }
+    if let Some(m) = &row.matched {
+        out.push_str(&format!("  matched to {m}\n"));
+    }
+    if let Some(checks) = &row.against_log {
+        let differing: Vec<String> = checks
+            .iter()
+            .filter(|c| !c.equal)
+            .map(|c| {
+                format!(
+                    "{} {} where casetrail has {}",
+                    c.quantity.key(),
+                    c.published,
+                    c.casetrail
+                )
+            })
+            .collect();
+        if differing.is_empty() {
             out.push_str(&format!(
-                "  {}: {} and {}: {mark}\n",
-                s.rule, s.left, s.right
+                "  against the log: the {} counts equal casetrail's\n",
+                checks.len()
+            ));
+        } else {
+            out.push_str(&format!(
+                "  against the log: DIFFERENT: {}\n",
+                differing.join(", ")
             ));
         }
-        for (rate, verdict) in &row.rates {
-            let name = rate_name(*rate);
-            match verdict {
-                RateVerdict::Reproduced { printed, readings } => {
-                    let ways: Vec<String> = readings.iter().map(reading_words).collect();
-                    out.push_str(&format!(
-                        "  {name} {printed} %: reproduced as {}\n",
-                        ways.join("; or ")
-                    ));
-                }
-                RateVerdict::Slip {
-                    printed,
-                    correct,
-                    under,
-                } => out.push_str(&format!(
-                    "  {name} {printed} %: A SLIP, the counts give {correct} % ({})\n",
-                    reading_words(under)
-                )),
-                RateVerdict::Unchecked { printed, missing } => {
-                    out.push_str(&format!("  {name} {printed} %: not checked: {missing}\n"))
-                }
-            }
-        }
-        if let Some(m) = &row.matched {
-            out.push_str(&format!("  matched to {m}\n"));
-        }
-        match &row.against_log {
-            Some(checks) => {
-                let differing: Vec<String> = checks
-                    .iter()
-                    .filter(|c| !c.equal)
-                    .map(|c| {
-                        format!(
-                            "{} {} where casetrail has {}",
-                            c.quantity.key(),
-                            c.published,
-                            c.casetrail
-                        )
-                    })
-                    .collect();
-                if differing.is_empty() {
-                    out.push_str(&format!(
-                        "  against the log: the {} counts equal casetrail's\n",
-                        checks.len()
-                    ));
-                } else {
-                    out.push_str(&format!(
-                        "  against the log: DIFFERENT: {}\n",
-                        differing.join(", ")
-                    ));
-                }
-            }
-            None => {}
-        }
     }
-    for note in &report.notes {
+    out
+}
+
+fn summary_text(rows: usize, summary: &Summary) -> String {
+    let mut out = String::new();
+    for note in &summary.notes {
         out.push_str(&format!("note: {note}\n"));
     }
-    for column in &report.unread_columns {
+    for column in &summary.unread_columns {
         out.push_str(&format!("column not read: {column}\n"));
     }
-    if let Some(p) = &report.compared_under {
+    if let Some(p) = &summary.compared_under {
         out.push_str(&format!(
             "counts compared with the log under the profile {p}\n"
         ));
     }
     out.push_str(&format!(
-        "{} rows: {} sums not adding up, {} slips, {} counts differing from the log; most consistent profile: {}\n",
-        report.rows.len(),
-        report.sums_failed,
-        report.slips,
-        report.counts_differing,
-        report.profile.as_deref().unwrap_or("none")
+        "{rows} rows: {} sums not adding up, {} slips, {} counts differing from the log; most consistent profile: {}\n",
+        summary.sums_failed,
+        summary.slips,
+        summary.counts_differing,
+        summary.profile.as_deref().unwrap_or("none")
     ));
     out
 }
@@ -1201,10 +1707,11 @@ mod tests {
 
     fn checked(csv: &str) -> CheckReport {
         check(
-            &Published::parse(csv.as_bytes()).unwrap(),
+            &Table::open(csv.as_bytes()).unwrap(),
             Profiles::built_in().all(),
             |_| None,
         )
+        .unwrap()
     }
 
     #[test]
@@ -1214,7 +1721,11 @@ mod tests {
             "Đơn vị;Tổng số;Trực tuyến;Tỷ lệ trực tuyến (%)\nSở;100;23;23,00\nHuyện;N/A;5;\n",
         );
         assert_eq!(r.rows.len(), 2);
-        assert!(r.notes.iter().any(|n| n.contains(';')), "{:?}", r.notes);
+        assert!(
+            r.summary.notes.iter().any(|n| n.contains(';')),
+            "{:?}",
+            r.summary.notes
+        );
         assert!(matches!(
             r.rows[0].rates[&Rate::OnlineRate],
             RateVerdict::Reproduced { .. }
@@ -1300,7 +1811,7 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // Several profiles reproduce it equally: none is named as the table's.
-        assert_eq!(r.profile, None);
+        assert_eq!(r.summary.profile, None);
     }
 
     #[test]

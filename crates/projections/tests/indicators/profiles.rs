@@ -275,12 +275,16 @@ fn on_time_over_the_dossiers_falling_due() {
 /// named a slip with 37.20 %.
 #[test]
 fn kon_tum_published_table_checked() {
-    use projections::indicators::check::{check, Published, Rate, RateVerdict};
-    let published = Published::parse(generator::published::KON_TUM_2023_Q1_CSV.as_bytes()).unwrap();
+    use projections::indicators::check::{check, Rate, RateVerdict, Table};
+    let table = Table::open(generator::published::KON_TUM_2023_Q1_CSV.as_bytes()).unwrap();
     let profiles = Profiles::built_in();
-    let report = check(&published, profiles.all(), |_| None);
-    assert_eq!(report.profile.as_deref(), Some("kon-tum"));
-    assert_eq!((report.sums_failed, report.slips), (0, 1), "{report:#?}");
+    let report = check(&table, profiles.all(), |_| None).unwrap();
+    assert_eq!(report.summary.profile.as_deref(), Some("kon-tum"));
+    assert_eq!(
+        (report.summary.sums_failed, report.summary.slips),
+        (0, 1),
+        "{report:#?}"
+    );
     let verdicts: Vec<&RateVerdict> = report
         .rows
         .iter()
@@ -325,9 +329,9 @@ fn kon_tum_published_table_checked() {
 /// The seed letter's 7.68 % is named a slip, with 7.62 % under the national definition.
 #[test]
 fn the_seed_letters_slip_is_named() {
-    use projections::indicators::check::{check, Published, Rate, RateVerdict};
-    let published = Published::parse(generator::published::SEED_LETTER_CSV.as_bytes()).unwrap();
-    let report = check(&published, Profiles::built_in().all(), |_| None);
+    use projections::indicators::check::{check, Published, Rate, RateVerdict, Table};
+    let table = Table::open(generator::published::SEED_LETTER_CSV.as_bytes()).unwrap();
+    let report = check(&table, Profiles::built_in().all(), |_| None).unwrap();
     match &report.rows[0].rates[&Rate::OnlineRate] {
         RateVerdict::Slip {
             printed,
@@ -343,11 +347,12 @@ fn the_seed_letters_slip_is_named() {
     // A table whose sums do not add up is named too, and one with no column it knows is refused.
     let bad = "Đơn vị,(3),(4),(5),(6)\nSở,10,3,5,1\n";
     let report = check(
-        &Published::parse(bad.as_bytes()).unwrap(),
+        &Table::open(bad.as_bytes()).unwrap(),
         Profiles::built_in().all(),
         |_| None,
-    );
-    assert_eq!(report.sums_failed, 1);
+    )
+    .unwrap();
+    assert_eq!(report.summary.sums_failed, 1);
     assert!(Published::parse(b"a,b\n1,2\n").is_err());
     assert!(Published::parse("Đơn vị,Trực tuyến\nSở,abc\n".as_bytes())
         .unwrap_err()
