@@ -143,3 +143,48 @@ fn check_report_and_the_form_through_the_binary() {
     assert!(remote.status.success(), "{}", stderr(&remote));
     assert_eq!(stdout(&remote), csv, "the server's form is the offline one");
 }
+
+/// `check-report -` reads stdin, copied to an unnamed file in TMPDIR (the check reads its table twice and holds
+/// none of it): the answer is the file's, text and JSON, exit code included; a TMPDIR without room for the copy is
+/// named, and nothing is answered (here a 64 KiB tmpfs, in a mount namespace of the test's own, as root).
+#[test]
+fn check_report_reads_stdin_as_it_reads_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (header, body) = generator::published::KON_TUM_2023_Q1_CSV
+        .split_once('\n')
+        .unwrap();
+    let table = dir.path().join("published.csv");
+    std::fs::write(&table, format!("{header}\n{}", body.repeat(2000))).unwrap();
+    assert!(std::fs::metadata(&table).unwrap().len() > 100 << 10);
+    let nowhere = dir.path().join("nowhere");
+    for format in ["text", "json"] {
+        let args = ["check-report", table.to_str().unwrap(), "--format", format];
+        let from_file = casetrail(&nowhere, &args);
+        let from_stdin = std::process::Command::new(super::BIN)
+            .arg("--data")
+            .arg(&nowhere)
+            .args(["check-report", "-", "--format", format])
+            .stdin(std::fs::File::open(&table).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(from_file.status.code(), Some(3), "{}", stderr(&from_file));
+        assert_eq!(from_stdin.status.code(), Some(3), "{}", stderr(&from_stdin));
+        assert_eq!(stdout(&from_stdin), stdout(&from_file), "{format}");
+    }
+    let small = dir.path().join("small");
+    std::fs::create_dir(&small).unwrap();
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "sh", "-c"])
+        .arg(format!(
+            "mount -t tmpfs -o size=64k tmpfs {small} && TMPDIR={small} {b} --data {n} check-report - < {t}",
+            small = small.display(),
+            b = super::BIN,
+            n = nowhere.display(),
+            t = table.display(),
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("TMPDIR is full"), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+}

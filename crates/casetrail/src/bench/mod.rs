@@ -2,6 +2,7 @@
 //! fsync, and full replay speed. Prints a Markdown table; docs/benchmarks.md keeps the figures.
 
 pub mod audit;
+pub mod check;
 pub mod http;
 pub mod indicators;
 
@@ -90,6 +91,25 @@ pub enum What {
         #[arg(long)]
         duckdb: Option<PathBuf>,
     },
+    /// `check-report`'s peak memory and time on generated published tables of these sizes, streamed against the
+    /// whole table in memory (alternating; medians of `--runs`).
+    CheckReport {
+        /// Table sizes in MiB.
+        #[arg(long, value_delimiter = ',', default_value = "5,25,50")]
+        mb: Vec<u64>,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Where the tables go (a temporary directory under it, removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// One in-memory run of `bench check-report` (a child of it).
+    #[command(hide = true)]
+    CheckInMemory {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
@@ -136,6 +156,8 @@ pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
                 skip_write_path,
             },
         ),
+        What::CheckReport { mb, runs, dir } => crate::bench::check::run(&dir, &mb, runs),
+        What::CheckInMemory { file, json } => crate::bench::check::in_memory(&file, json),
         What::Replay { runs } => {
             let log = crate::cmd::open(data)?;
             let runs = runs.max(1);

@@ -1166,15 +1166,31 @@ struct PeriodSums {
 #[derive(Default)]
 struct Totals {
     periods: HashMap<Option<String>, PeriodSums>,
-    checks: HashMap<usize, Vec<SumCheck>>,
+    checks: HashMap<usize, Vec<Pending>>,
 }
 
-fn sum_check(rule: String, left: i64, right: i64) -> SumCheck {
-    SumCheck {
-        rule,
-        left,
-        right,
-        holds: left == right,
+/// A total's or subtotal's check, kept for its line until the second pass (its words made then, so that a table of
+/// many level lines keeps a few words per check, not a sentence).
+struct Pending {
+    quantity: Quantity,
+    /// "agencies" or "fields" for a subtotal; none for a total.
+    under: Option<&'static str>,
+    left: i64,
+    right: i64,
+}
+
+impl Pending {
+    fn check(self) -> SumCheck {
+        let q = self.quantity.key();
+        SumCheck {
+            rule: match self.under {
+                Some(lines) => format!("subtotal {q} = the sum of its {lines}"),
+                None => format!("total {q} = the sum of the rows"),
+            },
+            left: self.left,
+            right: self.right,
+            holds: self.left == self.right,
+        }
     }
 }
 
@@ -1217,7 +1233,7 @@ impl Totals {
         }
     }
 
-    fn close(level: OpenLevel, checks: &mut HashMap<usize, Vec<SumCheck>>) {
+    fn close(level: OpenLevel, checks: &mut HashMap<usize, Vec<Pending>>) {
         if level.under.rows == 0 {
             return;
         }
@@ -1228,17 +1244,18 @@ impl Totals {
         };
         for (q, n) in &level.counts {
             if let Some(sum) = level.under.of(*q) {
-                checks.entry(level.line).or_default().push(sum_check(
-                    format!("subtotal {} = the sum of its {lines}", q.key()),
-                    *n,
-                    sum,
-                ));
+                checks.entry(level.line).or_default().push(Pending {
+                    quantity: *q,
+                    under: Some(lines),
+                    left: *n,
+                    right: sum,
+                });
             }
         }
     }
 
     /// Each line's checks, every row read.
-    fn finish(mut self) -> HashMap<usize, Vec<SumCheck>> {
+    fn finish(mut self) -> HashMap<usize, Vec<Pending>> {
         for (_, period) in self.periods.drain() {
             if let Some(level) = period.open {
                 Self::close(level, &mut self.checks);
@@ -1255,11 +1272,12 @@ impl Totals {
             }
             for (q, n) in &counts {
                 if let Some(sum) = parts.of(*q) {
-                    self.checks.entry(line).or_default().push(sum_check(
-                        format!("total {} = the sum of the rows", q.key()),
-                        *n,
-                        sum,
-                    ));
+                    self.checks.entry(line).or_default().push(Pending {
+                        quantity: *q,
+                        under: None,
+                        left: *n,
+                        right: sum,
+                    });
                 }
             }
         }
@@ -1272,7 +1290,7 @@ impl Totals {
 /// totals and subtotals (a total line may come before the lines it sums).
 pub struct Overview {
     reading: BTreeMap<Rate, (Definition, RoundMode)>,
-    later: HashMap<usize, Vec<SumCheck>>,
+    later: HashMap<usize, Vec<Pending>>,
     summary: Summary,
 }
 
@@ -1402,7 +1420,13 @@ pub fn check_rows<S: Source>(
     let national = profiles.first();
     table.scan(|row| {
         let mut sums = sums(&row);
-        sums.extend(later.remove(&row.line).unwrap_or_default());
+        sums.extend(
+            later
+                .remove(&row.line)
+                .into_iter()
+                .flatten()
+                .map(Pending::check),
+        );
         summary.sums_failed += sums.iter().filter(|s| !s.holds).count();
         let mut verdicts = BTreeMap::new();
         for (rate, printed) in &row.printed {

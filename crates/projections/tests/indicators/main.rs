@@ -3,6 +3,7 @@
 mod brute;
 mod cases;
 mod profiles;
+mod published;
 mod verdicts;
 
 use brute::World;
