@@ -120,6 +120,9 @@ pub fn check_alone(
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
+    profiles
+        .require(question.profile.as_deref())
+        .map_err(IndicatorError::UnknownProfile)?;
     collected(csv, |table, emit| {
         stream_alone(profiles, table, question, emit)
     })
@@ -132,6 +135,11 @@ pub fn check_published(
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
+    // The question's parameters are refused before its table is read.
+    service
+        .profiles
+        .require(question.profile.as_deref())
+        .map_err(IndicatorError::UnknownProfile)?;
     collected(csv, |table, emit| {
         stream_published(service, log, table, question, emit)
     })
