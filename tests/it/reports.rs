@@ -171,6 +171,14 @@ fn check_report_reads_stdin_as_it_reads_a_file() {
         assert_eq!(from_stdin.status.code(), Some(3), "{}", stderr(&from_stdin));
         assert_eq!(stdout(&from_stdin), stdout(&from_file), "{format}");
     }
+    // A directory given as the table is named in the error, as a missing file is.
+    let given = casetrail(&nowhere, &["check-report", dir.path().to_str().unwrap()]);
+    assert_eq!(given.status.code(), Some(1));
+    assert!(
+        stderr(&given).contains(&format!("{}: Is a directory", dir.path().display())),
+        "{}",
+        stderr(&given)
+    );
     let small = dir.path().join("small");
     std::fs::create_dir(&small).unwrap();
     let out = std::process::Command::new("unshare")

@@ -351,9 +351,24 @@ impl Source for &[u8] {
 
 impl Source for &std::path::Path {
     fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
-        let file = std::fs::File::open(self)
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.display())))?;
-        Ok(Box::new(file))
+        let named =
+            |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", self.display()));
+        let file = std::fs::File::open(self).map_err(named)?;
+        Ok(Box::new(Named { file, path: self }))
+    }
+}
+
+/// A file whose read errors name it (a directory given as the table fails at its first read, not its open).
+struct Named<'p> {
+    file: std::fs::File,
+    path: &'p std::path::Path,
+}
+
+impl Read for Named<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))
     }
 }
 
