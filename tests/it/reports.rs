@@ -171,6 +171,25 @@ fn check_report_reads_stdin_as_it_reads_a_file() {
         assert_eq!(from_stdin.status.code(), Some(3), "{}", stderr(&from_stdin));
         assert_eq!(stdout(&from_stdin), stdout(&from_file), "{format}");
     }
+    // An answer that cannot be written (a full disk) is an error, not a clean exit; a closed pipe is not.
+    let full = std::process::Command::new(super::BIN)
+        .arg("--data")
+        .arg(&nowhere)
+        .args(["check-report", table.to_str().unwrap()])
+        .stdout(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(full.status.code(), Some(1), "{}", stderr(&full));
+    assert!(
+        stderr(&full).contains("writing the answer: No space left"),
+        "{}",
+        stderr(&full)
+    );
     // A directory given as the table is named in the error, as a missing file is.
     let given = casetrail(&nowhere, &["check-report", dir.path().to_str().unwrap()]);
     assert_eq!(given.status.code(), Some(1));

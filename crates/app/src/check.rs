@@ -98,6 +98,15 @@ fn level_named(row: &PublishedRow) -> Option<AgencyLevel> {
     level_of_phrase(text)
 }
 
+/// A question's own parameters, refused before its table is read: the profile it names must exist, whatever
+/// the table.
+fn asked(profiles: &Profiles, question: &CheckQuestion) -> Result<(), IndicatorError> {
+    profiles
+        .require(question.profile.as_deref())
+        .map(|_| ())
+        .map_err(IndicatorError::UnknownProfile)
+}
+
 /// A published table checked alone (sums and printed percentages), with nothing from the log: what
 /// `check-report` answers without a period, where no data directory need be opened. The profile a question names
 /// must exist, whatever the table. Each row is handed to `emit` as it is checked; the summary is returned.
@@ -107,9 +116,7 @@ pub fn stream_alone<S: Source>(
     question: &CheckQuestion,
     emit: impl FnMut(RowCheck),
 ) -> Result<Summary, IndicatorError> {
-    profiles
-        .require(question.profile.as_deref())
-        .map_err(IndicatorError::UnknownProfile)?;
+    asked(profiles, question)?;
     let overview = Overview::of(table, profiles.all(), |_| {}).map_err(IndicatorError::Invalid)?;
     check_rows(table, overview, profiles.all(), |_| None, emit).map_err(IndicatorError::Invalid)
 }
@@ -120,9 +127,7 @@ pub fn check_alone(
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
-    profiles
-        .require(question.profile.as_deref())
-        .map_err(IndicatorError::UnknownProfile)?;
+    asked(profiles, question)?;
     collected(csv, |table, emit| {
         stream_alone(profiles, table, question, emit)
     })
@@ -135,11 +140,7 @@ pub fn check_published(
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
-    // The question's parameters are refused before its table is read.
-    service
-        .profiles
-        .require(question.profile.as_deref())
-        .map_err(IndicatorError::UnknownProfile)?;
+    asked(&service.profiles, question)?;
     collected(csv, |table, emit| {
         stream_published(service, log, table, question, emit)
     })
@@ -167,10 +168,7 @@ pub fn stream_published<S: Source>(
     let Some(period) = question.period else {
         return stream_alone(&service.profiles, table, question, emit);
     };
-    service
-        .profiles
-        .require(question.profile.as_deref())
-        .map_err(IndicatorError::UnknownProfile)?;
+    asked(&service.profiles, question)?;
     let profiles = service.profiles.all();
     // Every period the rows are of (a series names each row's; otherwise the one asked), and each grouping's rows.
     let period_of = |row: &PublishedRow| {

@@ -1102,56 +1102,29 @@ pub fn quantities_of(form: &Form, counts: &super::table::Counts) -> BTreeMap<Qua
     ])
 }
 
-/// Every quantity, in the order of its discriminant (a running sum is kept for each, `sums[q as usize]`).
-const QUANTITIES: [Quantity; 18] = {
-    use Quantity::*;
-    [
-        Received,
-        ReceivedTotal,
-        Online,
-        DirectAndPostal,
-        CarriedOver,
-        Resolved,
-        Early,
-        OnTime,
-        Late,
-        InProgress,
-        InTime,
-        Overdue,
-        Postal,
-        DueTotal,
-        DueMet,
-        Withdrawn,
-        Unresolved,
-        Waiting,
-    ]
-};
-
 /// Running sums of rows' counts: a quantity's sum is known while every row added gives it.
+#[derive(Default)]
 struct Sums {
     rows: usize,
-    sums: [Option<i64>; QUANTITIES.len()],
-}
-
-impl Default for Sums {
-    fn default() -> Self {
-        Sums {
-            rows: 0,
-            sums: [Some(0); QUANTITIES.len()],
-        }
-    }
+    /// Per quantity, its sum and how many rows gave it.
+    sums: BTreeMap<Quantity, (i64, usize)>,
 }
 
 impl Sums {
     fn add(&mut self, row: &PublishedRow) {
         self.rows += 1;
-        for (sum, q) in self.sums.iter_mut().zip(QUANTITIES) {
-            *sum = sum.zip(row.get(q)).map(|(a, b)| a + b);
+        for (q, n) in &row.counts {
+            let (sum, rows) = self.sums.entry(*q).or_default();
+            *sum += n;
+            *rows += 1;
         }
     }
 
     fn of(&self, q: Quantity) -> Option<i64> {
-        self.sums[q as usize]
+        self.sums
+            .get(&q)
+            .filter(|(_, rows)| *rows == self.rows)
+            .map(|(sum, _)| *sum)
     }
 }
 
