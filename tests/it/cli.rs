@@ -1007,3 +1007,35 @@ fn sync_lines(life: &[domain::Event], mapping: &dvcqg::Mapping) -> Vec<String> {
         .map(|r| r.to_string())
         .collect()
 }
+
+#[test]
+fn the_command_line_never_revokes_the_last_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    super::common::token(&data, "first-admin", "admin", None);
+    super::common::token(&data, "clerk", "ingest", Some("000.00.12.H27"));
+    let refused = casetrail(&data, &["token", "revoke", "first-admin"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("last live admin token"),
+        "{}",
+        stderr(&refused)
+    );
+    // With a second admin, the first may go; then the second is the last.
+    super::common::token(&data, "second-admin", "admin", None);
+    assert!(casetrail(&data, &["token", "revoke", "first-admin"])
+        .status
+        .success());
+    assert!(!casetrail(&data, &["token", "revoke", "second-admin"])
+        .status
+        .success());
+    let list = stdout(&casetrail(&data, &["token", "list"]));
+    let live = |name: &str| {
+        list.lines()
+            .any(|l| l.starts_with(name) && l.ends_with("live"))
+    };
+    assert!(
+        !live("first-admin") && live("second-admin") && live("clerk"),
+        "{list}"
+    );
+}

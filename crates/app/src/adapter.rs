@@ -10,7 +10,7 @@ use dvcqg::{Item, Known, Mapping, Problem, ProblemKind, Request, Service};
 use projections::Catalogue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use store::{AppendRequest, EventLog, Refusal};
+use store::{AppendRequest, Refusal};
 
 /// How many times a body is planned again when another writer changed its dossiers first.
 pub const ATTEMPTS: usize = 3;
@@ -137,7 +137,7 @@ impl dvcqg::Catalogue for Offers<'_> {
 /// Plans `requests` against the log: every item compared with its dossier as the log has it (and as the items
 /// before it in the body leave it). Nothing is written. Every problem of every item is reported at once.
 pub fn plan(
-    log: &store::SledLog,
+    log: &dyn store::Store,
     catalogue: &Catalogue,
     mapping: &Mapping,
     requests: Vec<Request>,
@@ -423,7 +423,7 @@ impl App {
             &Everything
         };
         let catalogue = self.catalogue();
-        plan(&self.log, &catalogue, &self.dvcqg, requests, scope)
+        plan(&*self.log, &catalogue, &self.dvcqg, requests, scope)
     }
 
     /// Writes a plan in one append (nothing when it adds nothing) and answers. The events' source is the

@@ -10,7 +10,7 @@ use projections::indicators::check::{
 };
 use projections::indicators::{Group, Profiles, Row};
 use std::collections::{HashMap, HashSet};
-use store::SledLog;
+use store::Store;
 
 /// What the check is asked.
 #[derive(Clone, Debug, Default)]
@@ -136,7 +136,7 @@ pub fn check_alone(
 /// `stream_published` on a table in memory (a request's body), the whole answer returned.
 pub fn check_published(
     service: &Indicators,
-    log: &SledLog,
+    log: &dyn Store,
     csv: &[u8],
     question: &CheckQuestion,
 ) -> Result<CheckReport, IndicatorError> {
@@ -160,7 +160,7 @@ fn collected(
 /// The log's counts are read only when a period is named.
 pub fn stream_published<S: Source>(
     service: &Indicators,
-    log: &SledLog,
+    log: &dyn Store,
     table: &Table<S>,
     question: &CheckQuestion,
     emit: impl FnMut(RowCheck),

@@ -6,7 +6,6 @@
 
 use crate::App;
 use std::sync::Arc;
-use store::EventLog;
 
 /// Follows commits: folds reference events into the catalogue and every event into the indicator tables. It runs
 /// beside the writer and never holds it up.
@@ -30,7 +29,7 @@ pub async fn follow(app: Arc<App>) {
                     app.catalogue_folded(after);
                     let worker = app.clone();
                     let folded = tokio::task::spawn_blocking(move || {
-                        worker.indicators.fold(&worker.log, &events)
+                        worker.indicators.fold(&*worker.log, &events)
                     })
                     .await;
                     let folded = folded
@@ -86,7 +85,7 @@ pub async fn sign_periodically(app: Arc<App>) {
             let signed = tokio::task::spawn_blocking(move || {
                 worker
                     .notary
-                    .checkpoint_head(&worker.log, chrono::Utc::now())
+                    .checkpoint_head(&*worker.log, chrono::Utc::now())
             })
             .await;
             last_at = Instant::now();

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, RwLock};
-use store::{EventLog, SledLog};
+use store::Store;
 
 /// Bumped whenever the engine's stored shape or its meaning changes: older snapshots are then ignored.
 const SNAPSHOT_FORMAT: &str = "casetrail-indicators-5";
@@ -135,7 +135,7 @@ impl Snapshots {
 
     /// The latest usable snapshot at or before `at_most`. A file that cannot be read is skipped; one that is
     /// damaged, of another format, cut or log is skipped and removed (it is derived data, and useless here).
-    pub fn nearest(&self, log: &SledLog, cut: Cut, at_most: u64) -> Option<Engine> {
+    pub fn nearest(&self, log: &dyn Store, cut: Cut, at_most: u64) -> Option<Engine> {
         for position in self.positions().into_iter().rev().filter(|p| *p <= at_most) {
             match self.load(log, cut, position) {
                 Ok(engine) => return Some(engine),
@@ -152,11 +152,11 @@ impl Snapshots {
     }
 
     /// Whether the snapshot at `position` exists and can be used.
-    pub fn usable(&self, log: &SledLog, cut: Cut, position: u64) -> bool {
+    pub fn usable(&self, log: &dyn Store, cut: Cut, position: u64) -> bool {
         self.load(log, cut, position).is_ok()
     }
 
-    fn load(&self, log: &SledLog, cut: Cut, position: u64) -> Result<Engine, Unusable> {
+    fn load(&self, log: &dyn Store, cut: Cut, position: u64) -> Result<Engine, Unusable> {
         let bytes =
             std::fs::read(self.path(position)).map_err(|e| Unusable::Unreadable(e.to_string()))?;
         let foreign = Unusable::Foreign;
@@ -182,11 +182,11 @@ impl Snapshots {
     }
 
     /// Writes a snapshot durably (temporary file, fsync, rename).
-    pub fn save(&self, log: &SledLog, engine: &Engine) -> Result<(), IndicatorError> {
+    pub fn save(&self, log: &dyn Store, engine: &Engine) -> Result<(), IndicatorError> {
         self.write(log, engine).map_err(IndicatorError::Snapshot)
     }
 
-    fn write(&self, log: &SledLog, engine: &Engine) -> Result<(), String> {
+    fn write(&self, log: &dyn Store, engine: &Engine) -> Result<(), String> {
         let position = engine.position();
         let header = SnapshotHeader {
             format: SNAPSHOT_FORMAT.into(),
@@ -211,21 +211,21 @@ impl Snapshots {
     }
 }
 
-fn root_at(log: &SledLog, position: u64) -> Result<String, store::StoreError> {
+fn root_at(log: &dyn Store, position: u64) -> Result<String, store::StoreError> {
     let root = log.root_at(position)?;
     Ok(base64::engine::general_purpose::STANDARD.encode(root.0))
 }
 
 /// Reads a dossier's events before a position back from the log, for a dossier the engine dropped.
-pub fn loader(log: &SledLog) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + '_ {
+pub fn loader(log: &dyn Store) -> impl FnMut(&str, u64) -> Result<Vec<StoredEvent>, String> + '_ {
     move |code, before| log.stream_before(code, before).map_err(|e| e.to_string())
 }
 
 /// Folds the log's events after the engine's position, up to `to`.
-pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), IndicatorError> {
+pub fn replay(engine: &mut Engine, log: &dyn Store, to: u64) -> Result<(), IndicatorError> {
     let mut load = loader(log);
     let mut failure = None;
-    log.replay_to(engine.position(), to, |e| {
+    log.replay_to(engine.position(), to, &mut |e: StoredEvent| {
         if failure.is_none() {
             if let Err(why) = engine.apply(&e, &mut load) {
                 failure = Some(why);
@@ -239,7 +239,7 @@ pub fn replay(engine: &mut Engine, log: &SledLog, to: u64) -> Result<(), Indicat
 /// A snapshot that cannot be written is logged, not fatal: the engine is right without it.
 fn replay_saving(
     engine: &mut Engine,
-    log: &SledLog,
+    log: &dyn Store,
     to: u64,
     snapshots: &Snapshots,
 ) -> Result<(), IndicatorError> {
@@ -286,7 +286,7 @@ impl Indicators {
     /// The service opened as `settings` say: their cut, scorecard and snapshot spacing, snapshots in their data
     /// directory.
     pub fn open_for(
-        log: &SledLog,
+        log: &dyn Store,
         settings: &crate::Settings,
     ) -> Result<Indicators, IndicatorError> {
         let card = scorecard(settings.scorecard.as_deref())?;
@@ -298,7 +298,7 @@ impl Indicators {
     }
 
     pub fn open(
-        log: &SledLog,
+        log: &dyn Store,
         cut: Cut,
         card: Scorecard,
         snapshots: Snapshots,
@@ -343,7 +343,7 @@ impl Indicators {
     /// `snapshots.every_events`), else the cut's nearest snapshot plus a replay.
     fn other_engine_at(
         &self,
-        log: &SledLog,
+        log: &dyn Store,
         cut: Cut,
         position: u64,
     ) -> Result<Engine, IndicatorError> {
@@ -379,7 +379,7 @@ impl Indicators {
 
     /// Folds newly committed events into the live engine; writes a snapshot at every multiple of
     /// `snapshots.every_events`. Called by the follower, never by the writer.
-    pub fn fold(&self, log: &SledLog, events: &[StoredEvent]) -> Result<(), IndicatorError> {
+    pub fn fold(&self, log: &dyn Store, events: &[StoredEvent]) -> Result<(), IndicatorError> {
         let mut due = None;
         let folded = {
             let mut engine = self.live.write().expect("indicator lock");
@@ -430,7 +430,7 @@ impl Indicators {
     }
 
     /// Writes a snapshot of the live engine unless the latest one is at its position already (at a stop).
-    pub fn save_if_newer(&self, log: &SledLog) -> Result<(), IndicatorError> {
+    pub fn save_if_newer(&self, log: &dyn Store) -> Result<(), IndicatorError> {
         let engine = self.live.read().expect("indicator lock").clone();
         let latest = self.snapshots.positions().last().copied().unwrap_or(0);
         if engine.position() > latest {
@@ -441,7 +441,7 @@ impl Indicators {
 
     /// The engine as of a position: the live one when it is there; the live one carried forward when it is behind
     /// (it follows the log asynchronously); else the nearest snapshot plus replay.
-    fn engine_at(&self, log: &SledLog, position: u64) -> Result<Engine, IndicatorError> {
+    fn engine_at(&self, log: &dyn Store, position: u64) -> Result<Engine, IndicatorError> {
         let behind = {
             let live = self.live.read().expect("indicator lock");
             if live.position() == position {
@@ -461,7 +461,7 @@ impl Indicators {
     }
 
     /// The last position known at `t` (0 when none): recording times never decrease along positions.
-    fn position_known_at(log: &SledLog, t: KnownAt, size: u64) -> Result<u64, IndicatorError> {
+    fn position_known_at(log: &dyn Store, t: KnownAt, size: u64) -> Result<u64, IndicatorError> {
         let (mut low, mut high) = (0u64, size); // invariant: position `low` known by t (0 = none), `high + 1` not
         while low < high {
             let middle = low + (high - low).div_ceil(2);
@@ -477,7 +477,7 @@ impl Indicators {
         Ok(low)
     }
 
-    pub fn answer(&self, log: &SledLog, q: &Query) -> Result<Answer, IndicatorError> {
+    pub fn answer(&self, log: &dyn Store, q: &Query) -> Result<Answer, IndicatorError> {
         if q.periods.is_empty() {
             return Err(IndicatorError::Invalid("no period asked for".into()));
         }
@@ -637,7 +637,7 @@ impl Indicators {
     /// scope, what happens at agencies outside it is left out, as by agency.
     pub fn form_answer(
         &self,
-        log: &SledLog,
+        log: &dyn Store,
         q: &Query,
         by: projections::indicators::form::FormBy,
     ) -> Result<Answer, IndicatorError> {
@@ -653,7 +653,7 @@ impl Indicators {
             domain::ProcedureCode,
         > = std::collections::HashMap::new();
         let mut field_names: BTreeMap<String, String> = BTreeMap::new();
-        log.replay_to(0, position, |e| {
+        log.replay_to(0, position, &mut |e: StoredEvent| {
             catalogue.apply(&e);
             if let domain::EventData::ProcedureOffered(o) = &e.event.data {
                 if let (Some(code), Some(name)) = (&o.field, &o.field_name) {
@@ -736,7 +736,7 @@ impl Indicators {
             }
             e
         };
-        log.replay_to(0, position, |e| {
+        log.replay_to(0, position, &mut |e: StoredEvent| {
             if failure.is_some() || !e.event.event_type().is_dossier_event() {
                 return;
             }

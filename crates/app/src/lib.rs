@@ -33,13 +33,13 @@ use projections::Catalogue;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
-use store::{AppendOutcome, AppendRequest, EventLog, SledLog};
+use std::sync::{Arc, RwLock};
+use store::{AppendOutcome, AppendRequest, Store};
 use uuid::Uuid;
 
 /// The running service: what every request, command and follower shares.
 pub struct App {
-    pub log: Arc<SledLog>,
+    pub log: Arc<dyn Store>,
     /// Reference data (agencies, procedures, targets) folded from the log.
     catalogue: RwLock<Catalogue>,
     /// The log position the catalogue has folded to: published by the follower, awaited by reference writes.
@@ -54,8 +54,6 @@ pub struct App {
     /// Live credentials by their token's SHA-256: every request is authenticated from memory, not from the store.
     /// Tokens change only through this service while it runs (the command line cannot open a log in use).
     credentials: RwLock<HashMap<String, Credential>>,
-    /// Token revocations, one at a time (the last admin token is never revoked).
-    revocations: Mutex<()>,
     /// How many revocations have taken effect: what a stream or a long request authorised by a token waits on
     /// (`App::revoked`), so that a revocation ends it at once.
     revoked: tokio::sync::watch::Sender<u64>,
@@ -158,7 +156,7 @@ fn indicator_error(e: indicators::IndicatorError) -> Error {
 }
 
 /// The catalogue of reference data, folded from the log's reference streams.
-pub fn catalogue_of(log: &SledLog) -> Result<Catalogue, String> {
+pub fn catalogue_of(log: &dyn Store) -> Result<Catalogue, String> {
     let mut catalogue = Catalogue::default();
     for prefix in ["agency/", "procedure/", "targets"] {
         for key in log.stream_keys(prefix).map_err(|e| e.to_string())? {
@@ -173,11 +171,11 @@ pub fn catalogue_of(log: &SledLog) -> Result<Catalogue, String> {
 impl App {
     /// Builds the catalogue from the log's reference streams, the indicator tables from their nearest snapshot, and
     /// loads (or makes, on first start) the checkpoint signing key.
-    pub fn open(settings: Settings, log: Arc<SledLog>) -> Result<App, String> {
-        let catalogue = catalogue_of(&log)?;
+    pub fn open(settings: Settings, log: Arc<dyn Store>) -> Result<App, String> {
+        let catalogue = catalogue_of(&*log)?;
         let dvcqg = settings.dvcqg_mapping()?;
         let indicators =
-            indicators::Indicators::open_for(&log, &settings).map_err(|e| e.to_string())?;
+            indicators::Indicators::open_for(&*log, &settings).map_err(|e| e.to_string())?;
         let (key, made) = audit::SigningKey::load_or_create(
             &settings.audit_key_path(),
             settings.audit_origin.as_deref(),
@@ -202,7 +200,6 @@ impl App {
             settings,
             stopping: tokio::sync::watch::channel(false).0,
             credentials: RwLock::new(credentials),
-            revocations: Mutex::new(()),
             revoked: tokio::sync::watch::channel(0).0,
             dvcqg,
         })
@@ -410,7 +407,7 @@ impl App {
         role: Role,
         agency: Option<AgencyCode>,
     ) -> Result<tokens::Issued, Error> {
-        let issued = tokens::issue(&self.log, name, role, agency, Utc::now())?;
+        let issued = tokens::issue(&*self.log, name, role, agency, Utc::now())?;
         self.credentials.write().expect("credentials lock").insert(
             issued.credential.token_sha256.clone(),
             issued.credential.clone(),
@@ -420,19 +417,17 @@ impl App {
 
     /// Revokes the live token `name`, unless it is the last live admin token.
     pub fn revoke_token(&self, name: &str) -> Result<(), Error> {
-        // One revocation at a time, so that two admins revoking each other cannot both pass the check below.
-        let _one_at_a_time = self.revocations.lock().expect("revocation lock");
-        let all = self.log.credentials()?;
-        let live: Vec<&Credential> = all.iter().filter(|c| c.revoked_at.is_none()).collect();
-        let admins = live.iter().filter(|c| c.role == Role::Admin).count();
-        if admins == 1 && live.iter().any(|c| c.name == name && c.role == Role::Admin) {
-            return Err(Error::LastAdmin(name.to_owned()));
-        }
-        if !self.log.revoke_credential(name, Utc::now())? {
-            return Err(Error::NotFound(
-                "token_not_found",
-                format!("no live token named {name:?}"),
-            ));
+        // The store decides the last-admin rule in the same step as the revocation (one transaction on
+        // PostgreSQL), so that two admins revoking each other, on two nodes too, cannot both pass it.
+        match self.log.revoke_credential(name, Utc::now())? {
+            store::Revoked::Revoked => {}
+            store::Revoked::LastAdmin => return Err(Error::LastAdmin(name.to_owned())),
+            store::Revoked::NoLiveCredential => {
+                return Err(Error::NotFound(
+                    "token_not_found",
+                    format!("no live token named {name:?}"),
+                ))
+            }
         }
         self.credentials
             .write()
@@ -539,7 +534,7 @@ impl App {
         query: &indicators::Query,
     ) -> Result<indicators::Answer, Error> {
         self.indicators
-            .answer(&self.log, query)
+            .answer(&*self.log, query)
             .map_err(indicator_error)
     }
 
@@ -550,7 +545,7 @@ impl App {
         by: projections::indicators::form::FormBy,
     ) -> Result<indicators::Answer, Error> {
         self.indicators
-            .form_answer(&self.log, query, by)
+            .form_answer(&*self.log, query, by)
             .map_err(indicator_error)
     }
 
@@ -561,7 +556,7 @@ impl App {
         csv: &[u8],
         question: &check::CheckQuestion,
     ) -> Result<projections::indicators::check::CheckReport, Error> {
-        check::check_published(&self.indicators, &self.log, csv, question).map_err(|e| match e {
+        check::check_published(&self.indicators, &*self.log, csv, question).map_err(|e| match e {
             indicators::IndicatorError::Invalid(detail) => Error::bad_parameter("table", detail),
             indicators::IndicatorError::UnknownProfile(detail) => {
                 Error::bad_parameter("profile", detail)
@@ -581,12 +576,12 @@ impl App {
             )];
         }
         let mut failures = Vec::new();
-        if let Err(why) = self.indicators.save_if_newer(&self.log) {
+        if let Err(why) = self.indicators.save_if_newer(&*self.log) {
             failures.push(format!(
                 "could not write an indicator snapshot at stop: {why}"
             ));
         }
-        if let Err(why) = self.notary.checkpoint_head(&self.log, Utc::now()) {
+        if let Err(why) = self.notary.checkpoint_head(&*self.log, Utc::now()) {
             failures.push(format!("could not sign a checkpoint at stop: {why}"));
         }
         failures

@@ -8,7 +8,7 @@ use crate::{App, Error};
 use chrono::Utc;
 use domain::DossierCode;
 use serde::Serialize;
-use store::{EventLog, StoredCheckpoint};
+use store::StoredCheckpoint;
 
 /// The key checkpoints are signed with.
 #[derive(Serialize)]
@@ -165,7 +165,7 @@ impl App {
     /// the head's size already, and is the answer).
     pub fn issue_checkpoint(&self) -> Result<(bool, CheckpointView), Error> {
         let before = self.log.latest_checkpoint()?.map(|c| c.size);
-        let c = self.notary.checkpoint_head(&self.log, Utc::now())?;
+        let c = self.notary.checkpoint_head(&*self.log, Utc::now())?;
         Ok((before != Some(c.size), c.into()))
     }
 
@@ -199,7 +199,7 @@ impl App {
         let bounds = format!("{position} (the position) to {head} (the log's size)");
         let asked = tree_param("size", size, (position, head), &bounds)?;
         let (size, checkpoint) = self.tree_size(asked, || {
-            self.notary.covering(&self.log, position, Utc::now())
+            self.notary.covering(&*self.log, position, Utc::now())
         })?;
         let event = self.log.event(position)?.ok_or_else(|| {
             store::StoreError::IndexMismatch(format!("position {position} vanished"))
@@ -232,8 +232,9 @@ impl App {
         )?;
         let bounds = format!("{from} (from) to {head} (the log's size)");
         let asked = tree_param("to", to, (from, head), &bounds)?;
-        let (to, checkpoint) =
-            self.tree_size(asked, || self.notary.checkpoint_head(&self.log, Utc::now()))?;
+        let (to, checkpoint) = self.tree_size(asked, || {
+            self.notary.checkpoint_head(&*self.log, Utc::now())
+        })?;
         Ok(ConsistencyAnswer {
             from,
             to,
@@ -247,7 +248,7 @@ impl App {
     /// The dossier's stored events, an inclusion proof for each, and the signed checkpoint they lead to.
     pub fn bundle(&self, code: &DossierCode) -> Result<audit::Bundle, Error> {
         self.notary
-            .bundle(&self.log, code.as_str(), Utc::now())?
+            .bundle(&*self.log, code.as_str(), Utc::now())?
             .ok_or_else(|| Error::NotFound("dossier_not_found", format!("no dossier {code}")))
     }
 }

@@ -4,7 +4,6 @@ use crate::{App, Error};
 use domain::event::EventType;
 use domain::{AgencyCode, StoredEvent};
 use serde::Serialize;
-use store::EventLog;
 
 /// The most events one page (or one read of a stream) holds.
 pub const PAGE_EVENTS_MAX: usize = 1_000;

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use domain::{AgencyCode, Credential, Role};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use store::SledLog;
+use store::Store;
 
 /// A new random token: `ct_` and 32 random bytes in URL-safe base64.
 pub fn new_token() -> String {
@@ -84,7 +84,7 @@ impl From<Issued> for TokenCreated {
 /// Makes a token for `name` with `role` (and, for ingest, the agency whose subtree it writes), checks it, and
 /// stores its credential durably. A name or scope that fails its check is a validation error on that field.
 pub fn issue(
-    log: &SledLog,
+    log: &dyn Store,
     name: String,
     role: Role,
     agency: Option<AgencyCode>,

@@ -49,7 +49,7 @@ fn send(
     }
 }
 
-fn tables(log: &SledLog, dir: &std::path::Path) -> Vec<String> {
+fn tables(log: &dyn store::Store, dir: &std::path::Path) -> Vec<String> {
     let service = Indicators::open_for(log, &Settings::new(dir)).unwrap();
     let mut periods: Vec<Period> = (1..=4)
         .map(|quarter| Period::Quarter {
@@ -119,18 +119,18 @@ fn the_same_lives_synced_and_sent_natively_give_the_same_tables() {
         send(&rt, &app, &admin, &Value::Array(body.to_vec())).unwrap();
     }
     let size = app.log.head().size;
-    let intakes = |log: &SledLog| {
+    let intakes = |log: &dyn store::Store| {
         log.read_after(0, 100_000)
             .unwrap()
             .iter()
             .filter(|e| e.event.event_type() == domain::EventType::DossierReceived)
             .count()
     };
-    assert_eq!(intakes(&app.log), 300);
+    assert_eq!(intakes(&*app.log), 300);
     assert_eq!(intakes(&native), 300);
     let (a, b) = (
         tables(&native, native_dir.path()),
-        tables(&app.log, synced_dir.path()),
+        tables(&*app.log, synced_dir.path()),
     );
     assert!(a.len() > 20);
     assert_eq!(a, b);

@@ -41,7 +41,7 @@ impl Bundle {
     /// The bundle of `dossier`'s events stored within `checkpoint`'s tree. `None` when the dossier has no events
     /// there.
     pub fn build(
-        log: &impl EventLog,
+        log: &(impl EventLog + ?Sized),
         dossier: &str,
         checkpoint: &StoredCheckpoint,
     ) -> Result<Option<Bundle>, StoreError> {
@@ -50,7 +50,7 @@ impl Bundle {
 
     /// The bundle of `stream`, the dossier's events as already read from `log`.
     pub(crate) fn of_events(
-        log: &impl EventLog,
+        log: &(impl EventLog + ?Sized),
         dossier: &str,
         stream: Vec<domain::StoredEvent>,
         checkpoint: &StoredCheckpoint,

@@ -3,7 +3,7 @@
 use crate::bundle::Bundle;
 use crate::key::SigningKey;
 use chrono::{DateTime, Utc};
-use store::{EventLog, SledLog, StoreError, StoredCheckpoint};
+use store::{Store, StoreError, StoredCheckpoint};
 
 /// Signs checkpoints of one log with its key and stores them in the log's `checkpoints` tree.
 pub struct Notary {
@@ -26,7 +26,7 @@ impl Notary {
     /// the `checkpoints` tree.
     pub fn checkpoint_head(
         &self,
-        log: &SledLog,
+        log: &dyn Store,
         now: DateTime<Utc>,
     ) -> Result<StoredCheckpoint, StoreError> {
         let head = log.head();
@@ -54,7 +54,7 @@ impl Notary {
     /// head (which must have `size` events).
     pub fn covering(
         &self,
-        log: &SledLog,
+        log: &dyn Store,
         size: u64,
         now: DateTime<Utc>,
     ) -> Result<StoredCheckpoint, StoreError> {
@@ -76,7 +76,7 @@ impl Notary {
     /// not). `None` when the dossier has no events.
     pub fn bundle(
         &self,
-        log: &SledLog,
+        log: &dyn Store,
         dossier: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<Bundle>, StoreError> {
@@ -96,7 +96,7 @@ impl Notary {
 /// what is wrong with which (by size). A log rewritten after a checkpoint was signed fails here, unless the
 /// rewriter re-signed the checkpoints too (which only comparing with checkpoints kept elsewhere can catch).
 pub fn check_stored_checkpoints(
-    log: &SledLog,
+    log: &dyn Store,
     key: Option<&crate::VerifierKey>,
 ) -> Result<(u64, Vec<(u64, String)>), StoreError> {
     let mut problems = Vec::new();

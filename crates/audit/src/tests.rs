@@ -2,7 +2,7 @@
 
 use super::*;
 use domain::{StoredEvent, Submitted};
-use store::{AppendRequest, Config, EventLog, SledLog};
+use store::{AppendRequest, Checkpoints, Config, EventLog, SledLog};
 use tlog_tiles::Hash;
 
 /// The signed-note example of the Go `sumdb/note` package (also in the C2SP signed-note tests): its signer key,

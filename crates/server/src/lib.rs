@@ -20,7 +20,7 @@ use actix_web::web;
 use app::{App, Settings};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use store::SledLog;
+use store::Store;
 
 /// How many live streams read and encode a page of catch-up at once.
 const CATCH_UP_AT_ONCE: usize = 2;
@@ -74,7 +74,7 @@ impl State {
 /// write flushes, and the two async workers answer everyone (health checks, writes, live streams).
 ///
 /// The caller is answered whatever the disk does: once the disk has stopped answering (a write of the log waited
-/// past the stall bound, see `SledLog::unresponsive`), work still unfinished a stall bound later is answered 503
+/// past the stall bound, see `Maintenance::unresponsive`), work still unfinished a stall bound later is answered 503
 /// `unavailable`; its thread goes on waiting for the disk, the request does not.
 pub(crate) async fn off_workers<T, E>(
     state: &web::Data<State>,
@@ -113,7 +113,7 @@ pub struct Running {
 
 /// Builds the catalogue from the log's reference streams, binds `settings.listen`, and starts serving. The
 /// returned server must be awaited (or spawned) on an actix or tokio runtime.
-pub fn start(settings: Settings, log: Arc<SledLog>) -> std::io::Result<Running> {
+pub fn start(settings: Settings, log: Arc<dyn Store>) -> std::io::Result<Running> {
     let app = Arc::new(App::open(settings.clone(), log).map_err(std::io::Error::other)?);
     let state = web::Data::new(State {
         app,

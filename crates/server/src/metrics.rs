@@ -8,7 +8,6 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::sync::atomic::Ordering;
-use store::EventLog;
 
 pub struct Metrics {
     registry: Registry,

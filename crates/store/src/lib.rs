@@ -1,4 +1,6 @@
-//! casetrail's log: the [`EventLog`] interface, and [`SledLog`], its implementation on sled.
+//! casetrail's log: the interface every store offers ([`Store`]: [`EventLog`], [`Credentials`], [`Checkpoints`],
+//! [`Maintenance`]), and [`SledLog`], its implementation on sled. The PostgreSQL implementation is the `pglog`
+//! crate; what both share of the writer's decisions and the audit tree is in [`shared`].
 //!
 //! The log is append-only. One writer task owns every append and commits in groups: it drains what is queued,
 //! decides every event against its stream, assigns gapless positions and versions, hashes the new leaves into the
@@ -46,10 +48,16 @@ pub use sled_log::{
     VerifyReport,
 };
 
-use domain::{StoredEvent, StreamHead, Submitted};
+use chrono::{DateTime, Utc};
+use domain::{Credential, StoredEvent, StreamHead, Submitted};
 use serde::Serialize;
 use std::future::Future;
+use std::pin::Pin;
 use uuid::Uuid;
+
+/// A future the caller owns outright: what the store's asynchronous methods return, so that a store can be used
+/// as `dyn Store`.
+pub type Boxed<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The log's size and the audit tree's root at that size.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -97,16 +105,20 @@ impl AppendOutcome {
 /// Reads never wait for the writer. An `Ok` from [`EventLog::append`] means the batch is durable on disk.
 pub trait EventLog: Send + Sync + 'static {
     /// Queues a batch for the writer and waits for its answer.
-    fn append(
-        &self,
-        request: AppendRequest,
-    ) -> impl Future<Output = Result<AppendOutcome, AppendError>> + Send;
+    fn append(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>>;
 
     /// Like [`EventLog::append`], for threads outside an async runtime.
     fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
 
-    /// The committed size and root.
+    /// The committed size and root, as this process last learned it (at once for its own writes).
     fn head(&self) -> Head;
+
+    /// The committed size and root as the store holds them now: for a store that other processes write (several
+    /// nodes on one database), what a reader asked for a position another node acknowledged must catch up to.
+    /// Never before [`EventLog::head`].
+    fn fresh_head(&self) -> Result<Head, StoreError> {
+        Ok(self.head())
+    }
 
     /// The root of the tree of the first `size` events (`size <= head().size`).
     fn root_at(&self, size: u64) -> Result<Hash, StoreError>;
@@ -160,4 +172,149 @@ pub trait EventLog: Send + Sync + 'static {
     /// A receiver of the head after every commit: how followers learn of new events without polling. The writer
     /// publishes without ever waiting for a receiver.
     fn watch(&self) -> tokio::sync::watch::Receiver<Head>;
+
+    /// The keys of every stream whose key starts with `prefix` (`agency/`, `procedure/`, `targets/`), sorted.
+    fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Calls `fold` with every event from position `after + 1` through `to` (or the head, if that comes first),
+    /// in order: the replay path. Returns how many events were folded.
+    fn replay_to(
+        &self,
+        after: u64,
+        to: u64,
+        fold: &mut dyn FnMut(StoredEvent),
+    ) -> Result<u64, StoreError> {
+        let to = to.min(self.head().size);
+        let (mut at, mut folded) = (after, 0);
+        while at < to {
+            let page = self.read_after(at, REPLAY_PAGE.min((to - at) as usize))?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            for e in page {
+                fold(e);
+                folded += 1;
+            }
+            at = last;
+        }
+        Ok(folded)
+    }
+
+    /// Calls `each` with the position and stored canonical bytes of every event from `after + 1` through the
+    /// head (read once at the start), in order, until it answers false: the export path.
+    fn scan_raw_until(
+        &self,
+        after: u64,
+        each: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let to = self.head().size;
+        let mut at = after;
+        while at < to {
+            let page = self.read_raw_after(at, REPLAY_PAGE.min((to - at) as usize))?;
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
+            for e in &page {
+                if !each(e.position, &e.bytes) {
+                    return Ok(());
+                }
+            }
+            at = last;
+        }
+        Ok(())
+    }
 }
+
+/// How many events the default [`EventLog::replay_to`] reads at a time.
+const REPLAY_PAGE: usize = 10_000;
+
+/// What a revocation did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Revoked {
+    /// The credential was live and is revoked now.
+    Revoked,
+    /// There is no live credential of that name.
+    NoLiveCredential,
+    /// It is the last live admin credential, which is never revoked.
+    LastAdmin,
+}
+
+/// Credentials: configuration beside the log, not events (neither in the log nor in its audit tree). Every
+/// write is durable before it returns, and every store decides the last-admin rule in the same step as the
+/// revocation, so that two revocations at once (from two processes too) cannot remove the last admin.
+pub trait Credentials {
+    /// Stores a new credential. Its name must be new.
+    fn add_credential(&self, credential: &Credential) -> Result<(), StoreError>;
+
+    /// Every credential, revoked ones included, by name.
+    fn credentials(&self) -> Result<Vec<Credential>, StoreError>;
+
+    /// Revokes the live credential `name` at `at`, unless it is the last live admin credential.
+    fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<Revoked, StoreError>;
+
+    /// The live credential whose token hashes to `token_sha256`.
+    fn credential_by_token_sha256(
+        &self,
+        token_sha256: &str,
+    ) -> Result<Option<Credential>, StoreError>;
+}
+
+/// The signed checkpoints issued over the log. What was signed cannot be derived again, so no rebuild touches them.
+pub trait Checkpoints {
+    /// Stores a signed checkpoint of the first `checkpoint.size` events, durably. The first one stored at a size
+    /// is kept: when one exists already, nothing is written and that one is returned.
+    fn add_checkpoint(&self, checkpoint: &StoredCheckpoint)
+        -> Result<StoredCheckpoint, StoreError>;
+
+    /// The checkpoint stored at `size`.
+    fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// The checkpoint of the largest size.
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
+
+    /// Up to `limit` checkpoints of sizes above `after` (every size when `None`), by size.
+    fn checkpoints(
+        &self,
+        after: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<StoredCheckpoint>, StoreError>;
+}
+
+/// What operators and the server's health checks use: what the store is, its state, its maintenance.
+pub trait Maintenance {
+    /// Where the log is, for messages: a directory, or a database with the password left out.
+    fn location(&self) -> String;
+
+    /// The writer's counters and timings.
+    fn metrics(&self) -> &WriterMetrics;
+
+    /// Why the log refuses writes, if it does (a failed write until it is reopened, an inspection-only open, a
+    /// database that went backwards).
+    fn write_failure(&self) -> Option<String>;
+
+    /// Resolves, with why, once the storage under the log has stopped answering: a caller waiting on a read
+    /// answers instead of waiting as long as the storage does.
+    fn unresponsive(&self) -> Boxed<String>;
+
+    /// How long a write may wait on the storage before it is taken as stalled.
+    fn stall_bound(&self) -> std::time::Duration;
+
+    /// Stops accepting appends, answers what was queued, and waits for the store's own threads. Idempotent.
+    fn close(&self);
+
+    /// Counts and sizes for `casetrail stats`.
+    fn stats(&self) -> Result<Stats, StoreError>;
+
+    /// Re-hashes every stored event, recomputes the root, checks every stream against its rules and every index
+    /// against the events; names the first bad position.
+    fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError>;
+
+    /// Rebuilds every derived structure (ids, heads, streams, audit hashes) from the events alone. Needs the
+    /// writer idle.
+    fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError>;
+}
+
+/// A whole store: what the service and the commands hold, as `Arc<dyn Store>`.
+pub trait Store: EventLog + Credentials + Checkpoints + Maintenance {}
+
+impl Store for SledLog {}

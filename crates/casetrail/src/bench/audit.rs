@@ -111,7 +111,7 @@ fn write_path(
             let mut signed = 0u64;
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(every);
-                if notary.checkpoint_head(&log, chrono::Utc::now()).is_ok() {
+                if notary.checkpoint_head(&*log, chrono::Utc::now()).is_ok() {
                     signed += 1;
                 }
             }

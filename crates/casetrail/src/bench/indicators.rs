@@ -11,7 +11,6 @@ use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
-use store::EventLog;
 
 /// Resident and peak resident memory of this process, in MiB (Linux).
 fn memory_mib() -> (f64, f64) {
@@ -46,7 +45,7 @@ pub fn run(
     // 1. The store alone: read and decode every event, fold nothing.
     let started = Instant::now();
     let mut n = 0u64;
-    log.replay(0, |_| n += 1)?;
+    log.replay_to(0, u64::MAX, &mut |_| n += 1)?;
     let decode_rate = n as f64 / started.elapsed().as_secs_f64();
     println!("store replay (read + decode, no fold): {decode_rate:.0} events/s");
 
@@ -54,7 +53,7 @@ pub fn run(
     let (rss_before, _) = memory_mib();
     let started = Instant::now();
     let mut engine = Engine::new(Cut::Calendar);
-    app::indicators::replay(&mut engine, &log, size)?;
+    app::indicators::replay(&mut engine, &*log, size)?;
     let rebuild_secs = started.elapsed().as_secs_f64();
     let (rss_after, peak) = memory_mib();
     println!(
@@ -66,13 +65,10 @@ pub fn run(
         engine.reloads
     );
     // The fold alone: the same events, decoded beforehand, folded again into a fresh engine.
-    let sample: Vec<domain::StoredEvent> = log
-        .scan(0)
-        .take(2_000_000)
-        .collect::<std::result::Result<_, _>>()?;
+    let sample: Vec<domain::StoredEvent> = log.read_after(0, 2_000_000)?;
     let started = Instant::now();
     let mut fold_only = Engine::new(Cut::Calendar);
-    fold_only.fold_all(sample.iter().cloned(), &mut loader(&log))?;
+    fold_only.fold_all(sample.iter().cloned(), &mut loader(&*log))?;
     let fold_rate = sample.len() as f64 / started.elapsed().as_secs_f64();
     drop(sample);
     println!(
@@ -121,7 +117,7 @@ pub fn run(
     // 4. History: as_of and known_at at random positions, from snapshots.
     let snapshots = Snapshots::new(data, Cut::Calendar, snapshot_every);
     let started = Instant::now();
-    let indicators = Indicators::open(&log, Cut::Calendar, Scorecard::default_card(), snapshots)?;
+    let indicators = Indicators::open(&*log, Cut::Calendar, Scorecard::default_card(), snapshots)?;
     println!(
         "server start (latest snapshot + replay after it): {:.2} s",
         started.elapsed().as_secs_f64()
@@ -130,9 +126,9 @@ pub fn run(
     let mut engine = Engine::new(Cut::Calendar);
     let mut position = snapshot_every;
     while position < size {
-        if !indicators.snapshots.usable(&log, Cut::Calendar, position) {
-            app::indicators::replay(&mut engine, &log, position)?;
-            indicators.snapshots.save(&log, &engine)?;
+        if !indicators.snapshots.usable(&*log, Cut::Calendar, position) {
+            app::indicators::replay(&mut engine, &*log, position)?;
+            indicators.snapshots.save(&*log, &engine)?;
         }
         position += snapshot_every;
     }
@@ -151,7 +147,7 @@ pub fn run(
             profile: None,
         };
         let started = Instant::now();
-        indicators.answer(&log, &q).map_err(|e| e.to_string())?;
+        indicators.answer(&*log, &q).map_err(|e| e.to_string())?;
         as_of.push(millis(started));
         if let (Some(first), Some(last)) = (first, last) {
             let t = first + (last - first) * rng.gen_range(0..1_000) / 1_000;
@@ -161,7 +157,7 @@ pub fn run(
                 ..q
             };
             let started = Instant::now();
-            indicators.answer(&log, &q).map_err(|e| e.to_string())?;
+            indicators.answer(&*log, &q).map_err(|e| e.to_string())?;
             known_at.push(millis(started));
         }
     }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-use store::{AppendRequest, EventLog, SledLog};
+use store::{AppendRequest, EventLog, SledLog, Store};
 
 #[derive(Subcommand)]
 pub enum What {
@@ -174,10 +174,10 @@ pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
                 );
             };
             let decoded: Vec<f64> = (0..runs)
-                .map(|_| decode_only(&log))
+                .map(|_| decode_only(&*log))
                 .collect::<Result<_>>()?;
             show("read + decompress + decode of", decoded);
-            let folded: Vec<f64> = (0..runs).map(|_| replay(&log)).collect::<Result<_>>()?;
+            let folded: Vec<f64> = (0..runs).map(|_| replay(&*log)).collect::<Result<_>>()?;
             show("read + decode + fold into stream heads of", folded);
             Ok(ExitCode::SUCCESS)
         }
@@ -185,10 +185,10 @@ pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
 }
 
 /// Events per second of a replay that only decodes (the store's share of every rebuild).
-fn decode_only(log: &SledLog) -> Result<f64> {
+fn decode_only(log: &dyn Store) -> Result<f64> {
     let started = Instant::now();
     let mut n = 0u64;
-    log.replay(0, |e| {
+    log.replay_to(0, u64::MAX, &mut |e| {
         n += 1;
         std::hint::black_box(e);
     })?;
@@ -251,10 +251,10 @@ fn concurrent(dir: &Path, events: &[Event], clients: usize) -> Result<f64> {
 }
 
 /// Reads, decodes and folds every event into dossier heads; returns events per second.
-pub fn replay(log: &SledLog) -> Result<f64> {
+pub fn replay(log: &dyn Store) -> Result<f64> {
     let started = Instant::now();
     let mut heads: HashMap<String, StreamHead> = HashMap::new();
-    let n = log.replay(0, |e| {
+    let n = log.replay_to(0, u64::MAX, &mut |e: domain::StoredEvent| {
         let key = e.event.stream_key();
         match heads.get_mut(key.as_ref()) {
             Some(head) => domain::apply_in_place(head, &e.event),

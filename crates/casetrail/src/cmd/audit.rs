@@ -93,7 +93,7 @@ pub fn run(data: &crate::cmd::DataDir, what: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Checkpoint { key } => {
             let key = key.load_or_create(data)?;
             let log = crate::cmd::open(data)?;
-            let c = audit::Notary::new(key).checkpoint_head(&log, chrono::Utc::now())?;
+            let c = audit::Notary::new(key).checkpoint_head(&*log, chrono::Utc::now())?;
             print!("{}", c.note);
             Ok(ExitCode::SUCCESS)
         }
@@ -107,7 +107,7 @@ pub fn run(data: &crate::cmd::DataDir, what: AuditCommand) -> Result<ExitCode> {
             let key = key.load_or_create(data)?;
             let log = crate::cmd::open(data)?;
             let bundle = audit::Notary::new(key)
-                .bundle(&log, code.as_str(), chrono::Utc::now())?
+                .bundle(&*log, code.as_str(), chrono::Utc::now())?
                 .ok_or_else(|| format!("no dossier {code} in {}", data.display()))?;
             let bytes = serde_json::to_vec(&bundle)?;
             match output {

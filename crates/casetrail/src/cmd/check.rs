@@ -131,9 +131,9 @@ fn local<S: Source>(
         return Err(format!("{} holds no casetrail log to compare with", data.display()).into());
     }
     let log = crate::cmd::open_to_read(data, false)?;
-    let service = Indicators::open_for(&log, &settings)?;
+    let service = Indicators::open_for(&*log, &settings)?;
     Ok(app::check::stream_published(
-        &service, &log, &table, &question, emit,
+        &service, &*log, &table, &question, emit,
     )?)
 }
 

@@ -58,7 +58,7 @@ pub fn demo(data: &DataDir, listen: std::net::SocketAddr) -> Result<ExitCode> {
     } else {
         println!("casetrail demo: reusing the log in {}", data.display());
     }
-    let tokens = demo_tokens(&log, data)?;
+    let tokens = demo_tokens(&*log, data)?;
     let head = log.head();
     drop(log);
     stats(data)?;
@@ -102,7 +102,7 @@ const DEMO_TOKENS: &str = "demo-tokens.txt";
 const DEMO_INGEST_AGENCY: &str = "000.00.03.H27";
 
 /// The demo's tokens, one per role: read back from `DEMO_TOKENS`, or made (and written there, mode 0600).
-fn demo_tokens(log: &SledLog, data: &Path) -> Result<Vec<(String, String)>> {
+fn demo_tokens(log: &dyn Store, data: &Path) -> Result<Vec<(String, String)>> {
     let path = data.join(DEMO_TOKENS);
     if let Ok(text) = std::fs::read_to_string(&path) {
         let tokens: Vec<(String, String)> = text

@@ -12,19 +12,21 @@ pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitC
         None => Box::new(std::io::stdout().lock()),
     };
     let mut out = BufWriter::with_capacity(1 << 20, out);
-    let size = log.head().size;
-    for item in log.scan_raw(after) {
-        let (position, bytes) = item?;
-        if position > size {
-            break;
+    let mut failed = None;
+    log.scan_raw_until(after, &mut |_, bytes| match out
+        .write_all(bytes)
+        .and_then(|_| out.write_all(b"\n"))
+    {
+        Ok(()) => true,
+        Err(e) => {
+            failed = Some(e);
+            false
         }
-        let wrote = out.write_all(&bytes).and_then(|_| out.write_all(b"\n"));
-        if let Err(e) = wrote {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(e.into());
-        }
+    })?;
+    match failed {
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+        Some(e) => return Err(e.into()),
+        None => {}
     }
     match out.flush() {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
@@ -35,7 +37,7 @@ pub fn export(data: &DataDir, after: u64, output: Option<&Path>) -> Result<ExitC
 pub fn verify(data: &DataDir) -> Result<ExitCode> {
     let log = open_to_read(data, true)?;
     let progress = bar(None, "verifying");
-    let report = log.verify(|n| progress.set_message(format!("verifying: {n} events")))?;
+    let report = log.verify(&mut |n| progress.set_message(format!("verifying: {n} events")))?;
     progress.finish_and_clear();
     if report.problems.is_empty() {
         // The signed checkpoints the log keeps: each must commit to this log's root at its size.
@@ -44,7 +46,7 @@ pub fn verify(data: &DataDir) -> Result<ExitCode> {
             Ok(k) => Some(::audit::VerifierKey::parse(k.verifier_key())?),
             Err(_) => None,
         };
-        let (checked, problems) = ::audit::check_stored_checkpoints(&log, key.as_ref())?;
+        let (checked, problems) = ::audit::check_stored_checkpoints(&*log, key.as_ref())?;
         if let Some((_, what)) = problems.first() {
             println!("bad: {what}");
             for (_, w) in problems.iter().skip(1).take(20) {
@@ -104,7 +106,8 @@ pub fn rebuild(data: &DataDir) -> Result<ExitCode> {
     let log = open_for_inspection(data)?;
     let before = log.head();
     let progress = bar(None, "rebuilding");
-    let head = log.rebuild_indexes(|n| progress.set_message(format!("rebuilding: {n} events")))?;
+    let head =
+        log.rebuild_indexes(&mut |n| progress.set_message(format!("rebuilding: {n} events")))?;
     progress.finish_and_clear();
     println!(
         "rebuilt every index from {} events; root {} (was {})",

@@ -22,7 +22,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
-use store::{AppendError, AppendRequest, Config, EventLog, SledLog};
+use std::sync::Arc;
+use store::{AppendError, AppendRequest, Config, EventLog, SledLog, Store};
 
 pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -101,8 +102,9 @@ pub fn scratch_config(path: &Path) -> Config {
     app::Settings::new(path).store_config()
 }
 
-pub fn open(data: &DataDir) -> Result<SledLog> {
-    Ok(SledLog::open(config(data))?)
+/// Opens the log the command line names, to read and write.
+pub fn open(data: &DataDir) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(SledLog::open(config(data))?))
 }
 
 /// A log opened only to be read (export, verify, stats, an offline report): opened as it is, or, when the data
@@ -111,14 +113,14 @@ pub fn open(data: &DataDir) -> Result<SledLog> {
 /// torn tail and write a snapshot, so a directory nobody may write cannot be opened in place. The copy is made in
 /// the temporary directory (`TMPDIR`) and removed when the command ends; the original is never written.
 pub struct Reading {
-    log: SledLog,
+    log: Arc<dyn Store>,
     _copy: Option<tempfile::TempDir>,
 }
 
 impl std::ops::Deref for Reading {
-    type Target = SledLog;
-    fn deref(&self) -> &SledLog {
-        &self.log
+    type Target = dyn Store;
+    fn deref(&self) -> &dyn Store {
+        &*self.log
     }
 }
 
@@ -129,7 +131,7 @@ pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> 
     config.inspection = inspection;
     let Some(why) = cannot_write(&data.path) else {
         return Ok(Reading {
-            log: SledLog::open(config)?,
+            log: Arc::new(SledLog::open(config)?),
             _copy: None,
         });
     };
@@ -143,17 +145,17 @@ pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> 
         )
     })?;
     Ok(Reading {
-        log,
+        log: Arc::new(log),
         _copy: Some(copy),
     })
 }
 
 /// Opens `data` in place for `rebuild-indexes`, which writes what it rebuilds there (never into a copy).
-fn open_for_inspection(data: &DataDir) -> Result<SledLog> {
+fn open_for_inspection(data: &DataDir) -> Result<Arc<dyn Store>> {
     holds_a_log(data)?;
     let mut config = config(data);
     config.inspection = true;
-    Ok(SledLog::open(config)?)
+    Ok(Arc::new(SledLog::open(config)?))
 }
 
 /// The commands that only look at a log refuse a directory without one, rather than make an empty log there; an

@@ -165,7 +165,7 @@ fn remote(url: &str, args: &ReportArgs) -> Result<ExitCode> {
 fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
     let log = crate::cmd::open_to_read(data, false)?;
     let settings = args.indicators.settings(data)?;
-    let indicators = Indicators::open_for(&log, &settings)?;
+    let indicators = Indicators::open_for(&*log, &settings)?;
     let periods = match args.to {
         None => vec![args.period],
         Some(to) => app::indicators::series(args.period, to).map_err(|e| format!("--to {e}"))?,
@@ -189,9 +189,9 @@ fn local(data: &crate::cmd::DataDir, args: &ReportArgs) -> Result<ExitCode> {
         profile: args.profile.clone(),
     };
     let answer = if args.form {
-        indicators.form_answer(&log, &query, args.by)
+        indicators.form_answer(&*log, &query, args.by)
     } else {
-        indicators.answer(&log, &query)
+        indicators.answer(&*log, &query)
     }
     .map_err(|e| e.to_string())?;
     if args.form {

@@ -269,7 +269,7 @@ pub fn token(data: &crate::cmd::DataDir, what: TokenCommand) -> Result<ExitCode>
                 .map(|a| AgencyCode::parse(&a))
                 .transpose()
                 .map_err(|e| format!("--agency {e}"))?;
-            let issued = app::tokens::issue(&log, name, role, agency, chrono::Utc::now())
+            let issued = app::tokens::issue(&*log, name, role, agency, chrono::Utc::now())
                 .map_err(crate::cmd::explain)?;
             let (credential, token) = (issued.credential, issued.token);
             let scope = credential
@@ -300,8 +300,14 @@ pub fn token(data: &crate::cmd::DataDir, what: TokenCommand) -> Result<ExitCode>
             }
         }
         TokenCommand::Revoke { name } => {
-            if !log.revoke_credential(&name, chrono::Utc::now())? {
-                return Err(format!("no live token named {name:?}").into());
+            match log.revoke_credential(&name, chrono::Utc::now())? {
+                store::Revoked::Revoked => {}
+                store::Revoked::NoLiveCredential => {
+                    return Err(format!("no live token named {name:?}").into())
+                }
+                store::Revoked::LastAdmin => {
+                    return Err(app::Error::LastAdmin(name).to_string().into())
+                }
             }
             println!("revoked {name:?}");
         }

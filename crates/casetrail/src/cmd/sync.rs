@@ -60,7 +60,7 @@ pub fn import_dvcqg(
     let progress = bar(Some(f.metadata()?.len()), "importing the sync log");
     let reader = BufReader::with_capacity(1 << 20, progress.wrap_read(f));
     let log = open(data)?;
-    let catalogue = app::catalogue_of(&log)?;
+    let catalogue = app::catalogue_of(&*log)?;
     let mut tally = Tally::default();
     let mut deferred: Vec<Line> = Vec::new();
     let mut group: Vec<Line> = Vec::new();
@@ -91,7 +91,7 @@ pub fn import_dvcqg(
         if group.len() == GROUP_LINES {
             let lines = std::mem::take(&mut group);
             if let Err(why) = write_and_retry(
-                &log,
+                &*log,
                 &catalogue,
                 &mapping,
                 &source,
@@ -105,7 +105,7 @@ pub fn import_dvcqg(
         }
     }
     if let Err(why) = write_and_retry(
-        &log,
+        &*log,
         &catalogue,
         &mapping,
         &source,
@@ -170,7 +170,7 @@ struct Tally {
 /// the same dossier, as it did in time (taken after them, it would be earlier than the log's last event and refused
 /// as out of order).
 fn write_and_retry(
-    log: &SledLog,
+    log: &dyn Store,
     catalogue: &projections::Catalogue,
     mapping: &dvcqg::Mapping,
     source: &str,
@@ -192,7 +192,7 @@ fn write_and_retry(
 /// after the first line here that sends it, or to `deferred` when none does, and the lines planned again; any
 /// other refusal stops the import with the lines it names.
 fn write(
-    log: &SledLog,
+    log: &dyn Store,
     catalogue: &projections::Catalogue,
     mapping: &dvcqg::Mapping,
     source: &str,

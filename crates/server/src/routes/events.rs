@@ -14,7 +14,6 @@ use domain::event::*;
 use domain::parse::{parse_submission, SubmissionError};
 use domain::{AgencyCode, Role};
 use serde::Deserialize;
-use store::EventLog;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

@@ -3,7 +3,6 @@
 use crate::extract::resource;
 use crate::State;
 use actix_web::{web, HttpResponse};
-use store::EventLog;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz", "GET").route(web::get().to(healthz)))

@@ -3,14 +3,18 @@
 use super::SledLog;
 use sled::Transactional;
 
-use crate::{EventLog, StoreError};
+use crate::{Checkpoints, Credentials, EventLog, Revoked, StoreError};
 use chrono::{DateTime, Utc};
-use domain::Credential;
+use domain::{Credential, Role};
 use serde::Serialize;
+use std::sync::Mutex;
 
-impl SledLog {
-    /// Stores a new credential, durably. Its name must be new.
-    pub fn add_credential(&self, credential: &Credential) -> Result<(), StoreError> {
+/// Revocations one at a time within the process, so that two admins revoking each other cannot both pass the
+/// last-admin check (sled's directory lock keeps every other process out).
+static REVOCATIONS: Mutex<()> = Mutex::new(());
+
+impl Credentials for SledLog {
+    fn add_credential(&self, credential: &Credential) -> Result<(), StoreError> {
         credential.check().map_err(StoreError::Format)?;
         let credential = credential.clone();
         self.write_outside("a credential", move |t, dir| {
@@ -37,8 +41,7 @@ impl SledLog {
         })
     }
 
-    /// Every credential, revoked ones included, by name.
-    pub fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
+    fn credentials(&self) -> Result<Vec<Credential>, StoreError> {
         self.trees
             .credentials
             .iter()
@@ -50,17 +53,25 @@ impl SledLog {
             .collect()
     }
 
-    /// Revokes a credential; false when there is none of that name or it was revoked already.
-    pub fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<bool, StoreError> {
+    fn revoke_credential(&self, name: &str, at: DateTime<Utc>) -> Result<Revoked, StoreError> {
+        let _one_at_a_time = REVOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
+        let live: Vec<Credential> = self
+            .credentials()?
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .collect();
+        if last_admin(&live, name) {
+            return Ok(Revoked::LastAdmin);
+        }
         let name = name.to_owned();
         self.write_outside("a revocation", move |t, dir| {
             let Some(bytes) = t.credentials.get(name.as_bytes())? else {
-                return Ok(false);
+                return Ok(Revoked::NoLiveCredential);
             };
             let mut credential: Credential =
                 serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
             if credential.revoked_at.is_some() {
-                return Ok(false);
+                return Ok(Revoked::NoLiveCredential);
             }
             credential.revoked_at = Some(at);
             t.credentials.insert(
@@ -70,12 +81,11 @@ impl SledLog {
             t.credential_hashes
                 .remove(credential.token_sha256.as_bytes())?;
             super::sync(t, dir)?;
-            Ok(true)
+            Ok(Revoked::Revoked)
         })
     }
 
-    /// The live credential whose token hashes to `token_sha256`.
-    pub fn credential_by_token_sha256(
+    fn credential_by_token_sha256(
         &self,
         token_sha256: &str,
     ) -> Result<Option<Credential>, StoreError> {
@@ -89,10 +99,17 @@ impl SledLog {
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
         Ok(credential.revoked_at.is_none().then_some(credential))
     }
+}
 
-    /// Stores a signed checkpoint of the first `checkpoint.size` events, durably. The first one stored at a size
-    /// is kept: when one exists already, nothing is written and that one is returned.
-    pub fn add_checkpoint(
+/// Whether revoking `name` would leave no live admin credential: it is the only live one. `live` holds the live
+/// credentials only. Every store decides the rule with this.
+pub fn last_admin(live: &[Credential], name: &str) -> bool {
+    let admins = live.iter().filter(|c| c.role == Role::Admin).count();
+    admins == 1 && live.iter().any(|c| c.name == name && c.role == Role::Admin)
+}
+
+impl Checkpoints for SledLog {
+    fn add_checkpoint(
         &self,
         checkpoint: &StoredCheckpoint,
     ) -> Result<StoredCheckpoint, StoreError> {
@@ -128,8 +145,7 @@ impl SledLog {
         })
     }
 
-    /// The checkpoint stored at `size`, if one was issued there.
-    pub fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
+    fn checkpoint(&self, size: u64) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.trees
             .checkpoints
             .get(size.to_be_bytes())?
@@ -137,8 +153,7 @@ impl SledLog {
             .transpose()
     }
 
-    /// The checkpoint of the largest size.
-    pub fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         self.trees
             .checkpoints
             .last()?
@@ -146,8 +161,7 @@ impl SledLog {
             .transpose()
     }
 
-    /// Up to `limit` stored checkpoints of sizes above `after`, by size.
-    pub fn checkpoints(
+    fn checkpoints(
         &self,
         after: Option<u64>,
         limit: usize,
@@ -168,6 +182,7 @@ impl SledLog {
     }
 }
 
+/// A signed checkpoint as a store keeps it: the size it signs, when, and the signed note.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoredCheckpoint {
     pub size: u64,

@@ -309,12 +309,9 @@ impl Drop for SledLog {
 }
 
 impl EventLog for SledLog {
-    fn append(
-        &self,
-        request: AppendRequest,
-    ) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send {
+    fn append(&self, request: AppendRequest) -> crate::Boxed<Result<AppendOutcome, AppendError>> {
         let (sender, unresponsive) = (self.sender(), self.unresponsive());
-        async move {
+        Box::pin(async move {
             let sender = sender?;
             let (reply, answer) = oneshot::channel();
             let answered = async move {
@@ -334,7 +331,7 @@ impl EventLog for SledLog {
                 answer = answered => answer,
                 why = unresponsive => Err(AppendError::Unavailable(why)),
             }
-        }
+        })
     }
 
     fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
@@ -458,5 +455,71 @@ impl EventLog for SledLog {
 
     fn watch(&self) -> watch::Receiver<Head> {
         self.head.clone()
+    }
+
+    fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        SledLog::stream_keys(self, prefix)
+    }
+
+    fn replay_to(
+        &self,
+        after: u64,
+        to: u64,
+        fold: &mut dyn FnMut(StoredEvent),
+    ) -> Result<u64, StoreError> {
+        SledLog::replay_to(self, after, to, fold)
+    }
+
+    fn scan_raw_until(
+        &self,
+        after: u64,
+        each: &mut dyn FnMut(u64, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let size = self.head().size;
+        for item in self.scan_raw(after) {
+            let (position, bytes) = item?;
+            if position > size || !each(position, &bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl crate::Maintenance for SledLog {
+    fn location(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn metrics(&self) -> &WriterMetrics {
+        &self.metrics
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        SledLog::write_failure(self).map(str::to_owned)
+    }
+
+    fn unresponsive(&self) -> crate::Boxed<String> {
+        Box::pin(SledLog::unresponsive(self))
+    }
+
+    fn stall_bound(&self) -> std::time::Duration {
+        self.stall
+    }
+
+    fn close(&self) {
+        SledLog::close(self)
+    }
+
+    fn stats(&self) -> Result<Stats, StoreError> {
+        SledLog::stats(self)
+    }
+
+    fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
+        SledLog::verify(self, progress)
+    }
+
+    fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
+        SledLog::rebuild_indexes(self, progress)
     }
 }
