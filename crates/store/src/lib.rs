@@ -10,12 +10,13 @@
 
 pub mod block;
 mod conformance_suite;
+pub mod decide;
 mod durable;
 mod error;
 pub mod format1;
 pub(crate) mod index;
 pub mod lsm;
-mod merkle;
+pub mod merkle;
 mod metrics;
 mod sled_log;
 #[doc(hidden)]

@@ -19,11 +19,11 @@ use tlog_tiles::{node_hash, split_stored_hash_index, stored_hash_index, HashRead
 pub use tlog_tiles::{record_hash, stored_hash_count, Hash};
 
 /// Height of a tile: hashes below this level are computed from the events, not stored.
-pub(crate) const HEIGHT: u8 = 8;
+pub const HEIGHT: u8 = 8;
 /// Leaves per tile.
-pub(crate) const TILE: u64 = 1 << HEIGHT;
+pub const TILE: u64 = 1 << HEIGHT;
 /// Bytes of each leaf hash kept for `verify`.
-pub(crate) const PREFIX_BYTES: usize = 4;
+pub const PREFIX_BYTES: usize = 4;
 /// Key prefix of the upper tree's hash runs in the `log` tree.
 pub(crate) const UPPER: u8 = b't';
 /// Key prefix of the leaf-hash prefix runs in the `log` tree.
@@ -99,7 +99,7 @@ fn stored(tree: &sled::Tree, prefix: u8, index: u64) -> Result<Option<Hash>, sle
 /// cannot read the store keeps the store's error here and the caller reports that one: a full disk or an IO error
 /// is the storage refusing (503), not a broken tree (a bug or tampering).
 #[derive(Default)]
-pub(crate) struct Failure(std::cell::RefCell<Option<StoreError>>);
+pub struct Failure(std::cell::RefCell<Option<StoreError>>);
 
 impl Failure {
     /// Keeps `e` (the first one, if several) and gives what to hand `tlog_tiles`.
@@ -129,12 +129,12 @@ pub(crate) fn read_prefix(
 }
 
 /// Packs hashes into one run value.
-pub(crate) fn pack(hashes: &[Hash]) -> Vec<u8> {
+pub fn pack(hashes: &[Hash]) -> Vec<u8> {
     hashes.iter().flat_map(|h| h.0).collect()
 }
 
 /// Packs the leaf-hash prefixes of consecutive leaves into one run value.
-pub(crate) fn pack_prefixes(leaves: &[Hash]) -> Vec<u8> {
+pub fn pack_prefixes(leaves: &[Hash]) -> Vec<u8> {
     leaves
         .iter()
         .flat_map(|h| h.0[..PREFIX_BYTES].iter().copied())
@@ -142,7 +142,7 @@ pub(crate) fn pack_prefixes(leaves: &[Hash]) -> Vec<u8> {
 }
 
 /// The hash of a complete subtree from its leaves (a power of two of them).
-pub(crate) fn subtree(leaves: &[Hash]) -> Hash {
+pub fn subtree(leaves: &[Hash]) -> Hash {
     debug_assert!(leaves.len().is_power_of_two());
     match leaves.len() {
         1 => leaves[0],
@@ -162,9 +162,32 @@ impl HashReader for Dense<'_> {
     }
 }
 
-/// The upper tree's stored hashes: in a sled tree, with those of the group in flight on top.
-pub(crate) struct Upper<'a> {
-    pub tree: &'a sled::Tree,
+/// Where the upper tree's stored hashes (level 8 and up, numbered as `tlog_tiles` numbers a tree's stored
+/// hashes) are kept: runs in a sled tree, or a store's copy in memory.
+pub trait UpperHashes {
+    /// The stored hash `index`, if it is stored.
+    fn upper(&self, index: u64) -> Result<Option<Hash>, StoreError>;
+}
+
+impl UpperHashes for sled::Tree {
+    fn upper(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        Ok(stored(self, UPPER, index)?)
+    }
+}
+
+/// Every upper hash in order from index 0, in memory.
+impl UpperHashes for [Hash] {
+    fn upper(&self, index: u64) -> Result<Option<Hash>, StoreError> {
+        Ok(usize::try_from(index)
+            .ok()
+            .and_then(|i| self.get(i))
+            .copied())
+    }
+}
+
+/// The upper tree's stored hashes: where they are kept, with those of the group in flight on top.
+pub struct Upper<'a> {
+    pub tree: &'a dyn UpperHashes,
     /// Index of `pending[0]`.
     pub pending_from: u64,
     pub pending: &'a [Hash],
@@ -179,7 +202,8 @@ impl Upper<'_> {
                 .copied()
                 .ok_or(tlog_tiles::Error::IndexesNotInTree)
         } else {
-            stored(self.tree, UPPER, i)
+            self.tree
+                .upper(i)
                 .map_err(|e| self.failure.keep(e))?
                 .ok_or(tlog_tiles::Error::IndexesNotInTree)
         }
@@ -193,11 +217,11 @@ impl HashReader for Upper<'_> {
 }
 
 /// The leaf hashes of leaves `from..to` (0-based), as many of them as exist.
-pub(crate) type LeafSource<'a> = &'a dyn Fn(u64, u64) -> Result<Vec<Hash>, StoreError>;
+pub type LeafSource<'a> = &'a dyn Fn(u64, u64) -> Result<Vec<Hash>, StoreError>;
 
 /// Every hash of the whole tree, as `tlog_tiles` numbers them: level 8 and up from the upper tree, below from
 /// leaves in memory or computed from the events.
-pub(crate) struct Hashes<'a> {
+pub struct Hashes<'a> {
     pub upper: Upper<'a>,
     /// Leaf hashes in memory: leaves `leaves_from..leaves_from + leaves.len()`.
     pub leaves_from: u64,
@@ -252,13 +276,13 @@ impl HashReader for Hashes<'_> {
 
 /// The audit state a writer carries from group to group: the leaves of the unfinished tile.
 #[derive(Clone, Default)]
-pub(crate) struct Frontier {
+pub struct Frontier {
     /// The leaf hashes of the last tile, fewer than [`TILE`].
     pub tile: Vec<Hash>,
 }
 
 /// What a run of new leaves adds to the stored audit data: appended to by [`Growth::push`].
-pub(crate) struct Growth {
+pub struct Growth {
     pub frontier: Frontier,
     /// Upper-tree index of `upper[0]`.
     pub upper_from: u64,
@@ -280,7 +304,7 @@ impl Growth {
 
     /// Adds leaf `n` with hash `leaf`, reading earlier upper hashes from `tree`. All or nothing: on an error the
     /// growth is as it was.
-    pub fn push(&mut self, n: u64, leaf: Hash, tree: &sled::Tree) -> Result<(), StoreError> {
+    pub fn push(&mut self, n: u64, leaf: Hash, tree: &dyn UpperHashes) -> Result<(), StoreError> {
         if self.frontier.tile.len() as u64 + 1 == TILE {
             let reader = Upper {
                 tree,
@@ -305,7 +329,7 @@ impl Growth {
     /// The reader of the tree grown to `size` leaves.
     pub fn reader<'a>(
         &'a self,
-        tree: &'a sled::Tree,
+        tree: &'a dyn UpperHashes,
         size: u64,
         source: LeafSource<'a>,
     ) -> Hashes<'a> {
