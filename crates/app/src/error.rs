@@ -61,6 +61,7 @@ codes! {
     internal: 500, "a bug; the details are in the server log";
     too_many_subscribers: 503, "the live stream serves as many subscribers as it may (`Retry-After` is given)";
     unavailable: 503, "the log cannot serve this now (a disk that failed or stopped answering); send the same events again when it can";
+    outcome_unknown: 503, "the database stopped answering while a batch was being committed and stayed unreachable past the deadline: the events may be in the log or not; send the same events again (their ids make that safe)";
     http_error: 0, "any other status the HTTP layer answered with by itself, with that status";
 }
 
@@ -124,6 +125,9 @@ pub enum Error {
     PayloadTooLarge(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The database did not say whether a commit landed, and could not be asked within the deadline.
+    #[error("{0}")]
+    OutcomeUnknown(String),
     /// The live stream has as many subscribers as it serves.
     #[error("{0} live subscribers are connected, the most this server serves; try again shortly")]
     TooManySubscribers(usize),
@@ -157,6 +161,7 @@ impl Error {
             Error::LastAdmin(_) => code::last_admin,
             Error::PayloadTooLarge(_) => code::payload_too_large,
             Error::Unavailable(_) => code::unavailable,
+            Error::OutcomeUnknown(_) => code::outcome_unknown,
             Error::TooManySubscribers(_) => code::too_many_subscribers,
             Error::Internal(_) => code::internal,
         };
@@ -259,6 +264,7 @@ mod tests {
             Error::LastAdmin(String::new()),
             Error::PayloadTooLarge(String::new()),
             Error::Unavailable(String::new()),
+            Error::OutcomeUnknown(String::new()),
             Error::TooManySubscribers(1),
             Error::Internal(String::new()),
             refused(Refusal::Rule(Rejection::DossierNotFound)),
@@ -353,6 +359,7 @@ impl From<AppendError> for Error {
                 domain::parse::BATCH_EVENTS_MAX
             )),
             AppendError::Unavailable(why) => Error::Unavailable(why),
+            e @ AppendError::OutcomeUnknown(_) => Error::OutcomeUnknown(e.to_string()),
         }
     }
 }
@@ -365,6 +372,7 @@ impl From<store::StoreError> for Error {
             // The storage refusing (a full disk, an IO error that sled now repeats) is not a bug of ours: the
             // service is unavailable until an operator acts. Damage and mismatched indexes are bugs or tampering.
             e @ (store::StoreError::Sled(_)
+            | store::StoreError::Database(_)
             | store::StoreError::Io(_)
             | store::StoreError::Locked(_)) => {
                 Error::Unavailable(format!("the store cannot serve this now: {e}"))

@@ -30,6 +30,9 @@ pub enum StoreError {
     CredentialExists(String),
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// The database under the log (PostgreSQL) refused or failed a statement.
+    #[error("the database: {0}")]
+    Database(String),
     /// A size or position past the log's head, or otherwise outside what was asked of.
     #[error("{0}")]
     OutOfRange(String),
@@ -84,7 +87,8 @@ pub struct EventRefusal {
     pub refusal: Refusal,
 }
 
-/// Why a batch was not appended. In every case nothing of the batch was written.
+/// Why a batch was not appended. In every case but [`AppendError::OutcomeUnknown`] nothing of the batch was
+/// written.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AppendError {
     /// Some events were refused; every refused event is listed.
@@ -96,4 +100,9 @@ pub enum AppendError {
     /// The store cannot accept writes now (an IO failure, or shutting down).
     #[error("the log cannot accept writes now: {0}")]
     Unavailable(String),
+    /// The batch was sent to be committed and the database stopped answering before it said whether it was: it
+    /// may be in the log or not, and it stayed unreachable past the deadline to find out. Retrying with the same
+    /// ids is safe: an event already stored is answered with its original receipt.
+    #[error("the outcome of the commit is unknown: {0}; retry with the same ids")]
+    OutcomeUnknown(String),
 }

@@ -18,6 +18,7 @@ pub(crate) mod index;
 pub mod lsm;
 pub mod merkle;
 mod metrics;
+pub mod queue;
 mod sled_log;
 #[doc(hidden)]
 pub mod tamper;
@@ -25,6 +26,12 @@ mod trees;
 mod writer;
 
 pub use conformance_suite::conformance;
+
+/// Decodes a stored event from its canonical bytes, with the read-side pair assertion (its invariants, and that it
+/// sits at `position`): what every store reads events with.
+pub fn decode_stored(position: u64, bytes: &[u8]) -> Result<StoredEvent, StoreError> {
+    trees::Trees::decode(position, bytes)
+}
 
 /// An event as stored: its position and its canonical bytes (the bytes its leaf hash is of).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -238,6 +245,19 @@ pub enum Revoked {
     NoLiveCredential,
     /// It is the last live admin credential, which is never revoked.
     LastAdmin,
+}
+
+/// Whether revoking `name` would leave no live admin credential: it is the only live one. `live` holds the live
+/// credentials only. Every store decides the rule with this.
+pub fn last_admin(live: &[Credential], name: &str) -> bool {
+    let admins = live
+        .iter()
+        .filter(|c| c.role == domain::Role::Admin)
+        .count();
+    admins == 1
+        && live
+            .iter()
+            .any(|c| c.name == name && c.role == domain::Role::Admin)
 }
 
 /// Credentials: configuration beside the log, not events (neither in the log nor in its audit tree). Every

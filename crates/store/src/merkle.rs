@@ -175,12 +175,14 @@ impl UpperHashes for sled::Tree {
     }
 }
 
-/// Every upper hash in order from index 0, in memory.
-impl UpperHashes for [Hash] {
+/// Upper hashes in memory: every one from index 0, in order.
+pub struct InMemory<'a>(pub &'a [Hash]);
+
+impl UpperHashes for InMemory<'_> {
     fn upper(&self, index: u64) -> Result<Option<Hash>, StoreError> {
         Ok(usize::try_from(index)
             .ok()
-            .and_then(|i| self.get(i))
+            .and_then(|i| self.0.get(i))
             .copied())
     }
 }
@@ -230,7 +232,22 @@ pub struct Hashes<'a> {
     pub source: LeafSource<'a>,
 }
 
-impl Hashes<'_> {
+impl<'a> Hashes<'a> {
+    /// Every hash of a committed tree: the upper hashes where they are kept, the rest from `source`.
+    pub fn committed(upper: &'a dyn UpperHashes, source: LeafSource<'a>) -> Hashes<'a> {
+        Hashes {
+            upper: Upper {
+                tree: upper,
+                pending_from: u64::MAX,
+                pending: &[],
+                failure: Failure::default(),
+            },
+            leaves_from: 0,
+            leaves: &[],
+            source,
+        }
+    }
+
     /// What a tree computation over these hashes that failed with `e` reports (see [`Failure`]).
     pub fn explain(&self, e: tlog_tiles::Error) -> StoreError {
         self.upper.failure.explain(e)
@@ -604,4 +621,34 @@ mod against_dense {
             }
         }
     }
+}
+
+/// Refuses an inclusion proof of `position` in a tree of `size` events that a log of `head` events cannot give.
+pub fn check_inclusion(position: u64, size: u64, head: u64) -> Result<(), StoreError> {
+    if size > head || position == 0 || position > size {
+        return Err(StoreError::OutOfRange(format!(
+            "no event at position {position} in a tree of size {size} (the log has {head})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a consistency proof from `from` to `to` events that a log of `head` events cannot give.
+pub fn check_consistency(from: u64, to: u64, head: u64) -> Result<(), StoreError> {
+    if from > to || to > head {
+        return Err(StoreError::OutOfRange(format!(
+            "no consistency proof from size {from} to size {to} (the log has {head})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a root of more events than a log of `head` events has.
+pub fn check_size(size: u64, head: u64) -> Result<(), StoreError> {
+    if size > head {
+        return Err(StoreError::Tree(format!(
+            "size {size} is past the log's size {head}"
+        )));
+    }
+    Ok(())
 }

@@ -68,7 +68,7 @@ impl Default for WriterMetrics {
 }
 
 impl WriterMetrics {
-    pub(crate) fn record_group(&self, events: usize, took: std::time::Duration) {
+    pub fn record_group(&self, events: usize, took: std::time::Duration) {
         self.groups.fetch_add(1, Ordering::Relaxed);
         self.events.fetch_add(events as u64, Ordering::Relaxed);
         self.write_micros
@@ -98,7 +98,7 @@ impl Default for Busy {
 
 impl Busy {
     /// Runs `work`, counted as under way while it runs.
-    pub(crate) fn on<T>(&self, work: impl FnOnce() -> T) -> T {
+    pub fn on<T>(&self, work: impl FnOnce() -> T) -> T {
         let started = self.origin.elapsed().as_millis() as u64 + 1;
         self.started.store(started, Ordering::Relaxed);
         let done = work();

@@ -3,7 +3,7 @@
 
 use crate::block::Block;
 use crate::index::{self, IndexTrees};
-use crate::merkle::{Hashes, Upper};
+use crate::merkle::Hashes;
 use crate::StoreError;
 use domain::StoredEvent;
 use std::sync::Arc;
@@ -201,17 +201,7 @@ impl Trees {
         f: impl FnOnce(&Hashes) -> Result<T, tlog_tiles::Error>,
     ) -> Result<T, StoreError> {
         let source = |from, to| self.leaf_hashes(from, to);
-        let hashes = Hashes {
-            upper: Upper {
-                tree: &self.log,
-                pending_from: u64::MAX,
-                pending: &[],
-                failure: Default::default(),
-            },
-            leaves_from: 0,
-            leaves: &[],
-            source: &source,
-        };
+        let hashes = Hashes::committed(&self.log, &source);
         f(&hashes).map_err(|e| hashes.explain(e))
     }
 

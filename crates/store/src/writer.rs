@@ -6,21 +6,16 @@ use crate::decide::{unwritten, CommitGroup, Committed, Decider};
 use crate::index::{self, Delta, IndexJob, SharedTail};
 use crate::merkle::Frontier;
 use crate::trees::Trees;
-use crate::{AppendError, AppendOutcome, AppendRequest, Head, StoreError};
+use crate::{AppendError, Head, StoreError};
 use chrono::{DateTime, Utc};
 use domain::{StoredEvent, StreamHead};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tlog_tiles::{tree_hash, Hash};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-pub(crate) type Reply = oneshot::Sender<Result<AppendOutcome, AppendError>>;
-
-pub(crate) struct Job {
-    pub request: AppendRequest,
-    pub reply: Reply,
-}
+pub(crate) use crate::queue::Job;
 
 pub(crate) type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -60,18 +55,7 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut events = first.request.events.len();
-            let mut jobs = vec![first];
-            while events < self.group_events_max {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        events += job.request.events.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
+        while let Some(jobs) = crate::queue::next_group(&mut rx, self.group_events_max) {
             let metrics = self.metrics.clone();
             metrics.writing.on(|| self.commit_group(jobs));
         }

@@ -3,9 +3,9 @@
 use super::SledLog;
 use sled::Transactional;
 
-use crate::{Checkpoints, Credentials, EventLog, Revoked, StoreError};
+use crate::{last_admin, Checkpoints, Credentials, EventLog, Revoked, StoreError};
 use chrono::{DateTime, Utc};
-use domain::{Credential, Role};
+use domain::Credential;
 use serde::Serialize;
 use std::sync::Mutex;
 
@@ -99,13 +99,6 @@ impl Credentials for SledLog {
             serde_json::from_slice(&bytes).map_err(|e| StoreError::Format(e.to_string()))?;
         Ok(credential.revoked_at.is_none().then_some(credential))
     }
-}
-
-/// Whether revoking `name` would leave no live admin credential: it is the only live one. `live` holds the live
-/// credentials only. Every store decides the rule with this.
-pub fn last_admin(live: &[Credential], name: &str) -> bool {
-    let admins = live.iter().filter(|c| c.role == Role::Admin).count();
-    admins == 1 && live.iter().any(|c| c.name == name && c.role == Role::Admin)
 }
 
 impl Checkpoints for SledLog {

@@ -39,7 +39,7 @@ use domain::{StoredEvent, StreamHead};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tlog_tiles::Hash;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 /// The format this code writes. Format 1 (one sled key per event in an `events` tree, indexes written in the same
@@ -312,17 +312,7 @@ impl EventLog for SledLog {
     fn append(&self, request: AppendRequest) -> crate::Boxed<Result<AppendOutcome, AppendError>> {
         let (sender, unresponsive) = (self.sender(), self.unresponsive());
         Box::pin(async move {
-            let sender = sender?;
-            let (reply, answer) = oneshot::channel();
-            let answered = async move {
-                sender
-                    .send(Job { request, reply })
-                    .await
-                    .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
-            };
+            let answered = crate::queue::send(sender?, request);
             // A writer that stays on one group past the stall bound is waiting for a disk that does not answer:
             // the request is answered then (its events may still reach the disk later; the same ids make a
             // retry safe), and so is every later one, at once.
@@ -335,14 +325,7 @@ impl EventLog for SledLog {
     }
 
     fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {
-        let sender = self.sender()?;
-        let (reply, answer) = oneshot::channel();
-        sender
-            .blocking_send(Job { request, reply })
-            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?;
-        answer
-            .blocking_recv()
-            .map_err(|_| AppendError::Unavailable("the log writer has stopped".into()))?
+        crate::queue::send_blocking(&self.sender()?, request)
     }
 
     fn head(&self) -> Head {
@@ -350,34 +333,18 @@ impl EventLog for SledLog {
     }
 
     fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
-        let head = self.head();
-        if size > head.size {
-            return Err(StoreError::Tree(format!(
-                "size {size} is past the log's size {}",
-                head.size
-            )));
-        }
+        crate::merkle::check_size(size, self.head().size)?;
         self.trees.root(size)
     }
 
     fn prove_inclusion(&self, position: u64, size: u64) -> Result<Vec<Hash>, StoreError> {
-        let head = self.head().size;
-        if size > head || position == 0 || position > size {
-            return Err(StoreError::OutOfRange(format!(
-                "no event at position {position} in a tree of size {size} (the log has {head})"
-            )));
-        }
+        crate::merkle::check_inclusion(position, size, self.head().size)?;
         self.trees
             .with_hashes(|h| tlog_tiles::prove_record(size, position - 1, h))
     }
 
     fn prove_consistency(&self, from: u64, to: u64) -> Result<Vec<Hash>, StoreError> {
-        let head = self.head().size;
-        if from > to || to > head {
-            return Err(StoreError::OutOfRange(format!(
-                "no consistency proof from size {from} to size {to} (the log has {head})"
-            )));
-        }
+        crate::merkle::check_consistency(from, to, self.head().size)?;
         if from == 0 {
             // Every tree extends the empty tree: nothing to prove.
             return Ok(Vec::new());

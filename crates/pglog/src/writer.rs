@@ -1,0 +1,730 @@
+//! The node's writer: group commit into the shared log, one transaction per group, serialised with every other
+//! node's writer by the lock on `log_head`.
+//!
+//! A group: `BEGIN`; lock the head row (and read the database's clock); if another node moved the head since this
+//! writer last did, re-read what it needs (the open audit tile, the upper hashes, which stream heads to forget);
+//! read every id and stream head the group's requests name; decide each request with `store::decide` exactly as
+//! sled's writer does; insert the events, upsert the heads, store the audit runs, move the head
+//! (`WHERE size = $old`), notify; `COMMIT`. A request refused, or a group rolled back, consumes no position.
+//!
+//! Outcome unknown: when the connection breaks while `COMMIT` is under way, the writer connects again, locks the
+//! head row (which waits until the old transaction has ended, one way or the other: a session left idle in a
+//! transaction is ended by the server within `idle_in_transaction_session_timeout`), and looks for the group's
+//! ids at their positions. All there: the group landed, the answers stand. None: it did not, and the group is
+//! decided again from the start (ids make that safe). Only when the database stays unreachable past the deadline
+//! is the answer `OutcomeUnknown`. The writer never cancels or terminates a backend that may be committing: a
+//! commit cancelled while it waits for the synchronous standby stays committed locally without the standby.
+
+use crate::maintenance::{read_state, Opened};
+use crate::{connect, db, HeadRow, Job, PgLog, Shared};
+use chrono::{DateTime, Utc};
+use domain::{StoredEvent, StreamHead};
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::decide::{CommitGroup, Committed, Decider};
+use store::merkle::{pack, pack_prefixes, Frontier, InMemory, UpperHashes};
+use store::{AppendError, AppendOutcome, Hash, Head, StoreError};
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+use uuid::Uuid;
+
+/// How many stream heads the writer keeps between groups.
+const HEAD_CACHE_STREAMS: usize = 65_536;
+
+pub struct Writer {
+    handle: tokio::runtime::Handle,
+    session: tokio_postgres::Config,
+    client: Option<Client>,
+    shared: Arc<Shared>,
+    node: String,
+    size: u64,
+    root: Hash,
+    frontier: Frontier,
+    last_recorded_at: DateTime<Utc>,
+    /// Committed heads of streams this node wrote or read, valid while no other node has written since `size`.
+    heads: quick_cache::unsync::Cache<String, StreamHead>,
+    clock_skew: chrono::Duration,
+    group_events_max: usize,
+    clock: Option<crate::Clock>,
+    deadline: Duration,
+}
+
+/// The answers of a group, in the order of its jobs.
+type Answers = Vec<Result<AppendOutcome, AppendError>>;
+
+/// How one attempt at a group ended.
+enum Attempt {
+    /// Committed (or nothing to write): the answers stand.
+    Done(Answers),
+    /// The connection broke while `COMMIT` was under way: the group's new events are at positions
+    /// `old + 1 ..= new` if it landed.
+    Unsure {
+        answers: Answers,
+        old: u64,
+        new: u64,
+        ids: Vec<Uuid>,
+        after: Box<Committing>,
+    },
+}
+
+/// What the writer takes on when a group it could not confirm turns out to have landed.
+struct Committing {
+    size: u64,
+    root: Hash,
+    frontier: Frontier,
+    last_recorded_at: DateTime<Utc>,
+    upper_from: u64,
+    upper: Vec<Hash>,
+    heads: HashMap<String, StreamHead>,
+}
+
+/// The committed state as read under the head row's lock, for one group.
+struct Locked<'a> {
+    client: &'a Client,
+    handle: &'a tokio::runtime::Handle,
+    ids: HashMap<Uuid, StoredEvent>,
+    heads: HashMap<String, StreamHead>,
+    upper: &'a InMemory<'a>,
+    failed_read: RefCell<Option<StoreError>>,
+}
+
+impl Committed for Locked<'_> {
+    fn by_id(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
+        // Every id of the group was read under the lock.
+        Ok(self.ids.get(&id).cloned())
+    }
+
+    fn head(&self, stream: &str) -> Result<StreamHead, StoreError> {
+        Ok(self.heads.get(stream).cloned().unwrap_or_default())
+    }
+
+    fn latest(&self, stream: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let (client, stream) = (self.client, stream.to_owned());
+        let row = self
+            .handle
+            .block_on(client.query_opt(
+                "SELECT position, bytes FROM events WHERE stream = $1 ORDER BY version DESC LIMIT 1",
+                &[&stream],
+            ))
+            .map_err(db)?;
+        row.map(|r| {
+            let raw = crate::raw(&r);
+            store::decode_stored(raw.position, &raw.bytes)
+        })
+        .transpose()
+    }
+
+    fn upper(&self) -> &dyn UpperHashes {
+        self.upper
+    }
+}
+
+impl Writer {
+    pub fn new(
+        config: &crate::Config,
+        handle: tokio::runtime::Handle,
+        shared: Arc<Shared>,
+        opened: Opened,
+    ) -> Result<Writer, StoreError> {
+        Ok(Writer {
+            handle,
+            session: config.session("writer")?,
+            client: None,
+            shared,
+            node: config.node.clone(),
+            size: opened.head.size,
+            root: opened.head.root,
+            frontier: opened.frontier,
+            last_recorded_at: opened.last_recorded_at,
+            heads: quick_cache::unsync::Cache::new(HEAD_CACHE_STREAMS),
+            clock_skew: config.clock_skew,
+            group_events_max: config.group_events_max,
+            clock: config.clock.clone(),
+            deadline: config.stall,
+        })
+    }
+
+    pub fn run(mut self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(jobs) = store::queue::next_group(&mut rx, self.group_events_max) {
+            let shared = self.shared.clone();
+            let answers = shared.metrics.writing.on(|| self.commit_group(&jobs));
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+
+    /// Commits a group, finding out what happened if the connection broke during `COMMIT`; a group that did not
+    /// land is decided again, a few times at most.
+    fn commit_group(&mut self, jobs: &[Job]) -> Answers {
+        let started = Instant::now();
+        for _ in 0..3 {
+            let attempt = match self.attempt(jobs) {
+                Ok(attempt) => attempt,
+                Err(e) => {
+                    self.client = None;
+                    return unavailable(jobs, &e.to_string());
+                }
+            };
+            match attempt {
+                Attempt::Done(answers) => {
+                    self.record(&answers, started);
+                    return answers;
+                }
+                Attempt::Unsure {
+                    mut answers,
+                    old,
+                    new,
+                    ids,
+                    after,
+                } => {
+                    self.client = None;
+                    match self.resolve(old, new, &ids, started) {
+                        Resolved::Landed => {
+                            self.committed(*after);
+                            self.record(&answers, started);
+                            return answers;
+                        }
+                        Resolved::NotLanded => continue,
+                        Resolved::Unknown(why) => {
+                            let why = format!(
+                                "the connection to the database broke while the batch was being committed, and the database did not answer within {} s to say whether it landed ({why})",
+                                self.deadline.as_secs()
+                            );
+                            for answer in answers.iter_mut() {
+                                if matches!(answer, Ok(o) if o.receipts.iter().any(|r| r.position > old))
+                                {
+                                    *answer = Err(AppendError::OutcomeUnknown(why.clone()));
+                                }
+                            }
+                            return answers;
+                        }
+                    }
+                }
+            }
+        }
+        unavailable(
+            jobs,
+            "the batch's commit did not land three times; nothing of it was written",
+        )
+    }
+
+    fn record(&self, answers: &Answers, started: Instant) {
+        let new: usize = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok())
+            .flat_map(|o| &o.receipts)
+            .filter(|r| !r.replayed)
+            .count();
+        if new > 0 {
+            self.shared.metrics.record_group(new, started.elapsed());
+        }
+    }
+
+    fn client(&mut self) -> Result<&Client, StoreError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let session = self.session.clone();
+            self.client = Some(
+                self.handle
+                    .block_on(async move { connect(&session).await })?,
+            );
+        }
+        Ok(self.client.as_ref().expect("connected"))
+    }
+
+    /// One attempt: every statement up to `COMMIT`. An error before `COMMIT` leaves nothing written.
+    fn attempt(&mut self, jobs: &[Job]) -> Result<Attempt, StoreError> {
+        if let Some(why) = self.shared.failed() {
+            return Ok(Attempt::Done(unavailable(jobs, why)));
+        }
+        self.client()?;
+        let client = self.client.take().expect("connected");
+        let attempt = self.attempt_on(&client, jobs);
+        if attempt.is_err() {
+            // Whatever was under way is rolled back (or the session is gone, which rolls it back too).
+            let _ = self.handle.block_on(client.batch_execute("ROLLBACK"));
+        }
+        if !client.is_closed() {
+            self.client = Some(client);
+        }
+        attempt
+    }
+
+    fn attempt_on(&mut self, client: &Client, jobs: &[Job]) -> Result<Attempt, StoreError> {
+        let h = self.handle.clone();
+        h.block_on(client.batch_execute("BEGIN")).map_err(db)?;
+        let row = h
+            .block_on(client.query_one(
+                "SELECT size, root, last_recorded_at, clock_timestamp() FROM log_head WHERE id = 1 FOR UPDATE",
+                &[],
+            ))
+            .map_err(db)?;
+        let size = row.get::<_, i64>(0) as u64;
+        if size < self.size {
+            self.shared.observe(
+                self.size,
+                Head {
+                    size,
+                    root: crate::hash_of(row.get::<_, &[u8]>(1))?,
+                },
+            );
+            h.block_on(client.batch_execute("ROLLBACK")).map_err(db)?;
+            let why = self
+                .shared
+                .failed()
+                .unwrap_or("the log went backwards")
+                .to_owned();
+            return Ok(Attempt::Done(unavailable(jobs, &why)));
+        }
+        if size > self.size {
+            self.catch_up(client, size)?;
+        }
+        let db_now: DateTime<Utc> = row.get(3);
+        let now = StoredEvent::truncate_recorded_at(self.clock.as_ref().map_or(db_now, |c| c()));
+        let ids: Vec<Uuid> = jobs
+            .iter()
+            .flat_map(|j| j.request.events.iter().map(|s| s.event.id))
+            .collect();
+        let streams: HashSet<String> = jobs
+            .iter()
+            .flat_map(|j| j.request.events.iter().map(|s| s.event.stream().key()))
+            .collect();
+        let mut heads = HashMap::with_capacity(streams.len());
+        let mut misses = Vec::new();
+        for s in streams {
+            match self.heads.get(&s) {
+                Some(head) => {
+                    heads.insert(s, head.clone());
+                }
+                None => misses.push(s),
+            }
+        }
+        let (by_ids, by_streams): (
+            [&(dyn tokio_postgres::types::ToSql + Sync); 1],
+            [&(dyn tokio_postgres::types::ToSql + Sync); 1],
+        ) = ([&ids], [&misses]);
+        let (id_rows, head_rows) = h
+            .block_on(async {
+                tokio::try_join!(
+                    client.query(
+                        "SELECT position, bytes FROM events WHERE id = ANY($1)",
+                        &by_ids
+                    ),
+                    client.query(
+                        "SELECT stream, head FROM streams WHERE stream = ANY($1)",
+                        &by_streams
+                    ),
+                )
+            })
+            .map_err(db)?;
+        let mut by_id = HashMap::with_capacity(id_rows.len());
+        for r in &id_rows {
+            let raw = crate::raw(r);
+            let e = store::decode_stored(raw.position, &raw.bytes)?;
+            by_id.insert(e.event.id, e);
+        }
+        for r in &head_rows {
+            let stream: String = r.get(0);
+            let head = HeadRow::decode(&stream, r.get::<_, &[u8]>(1))?;
+            heads.insert(stream, head);
+        }
+        let (answers, group, upper_len) = self.shared.upper.with(|upper| {
+            let locked = Locked {
+                client,
+                handle: &h,
+                ids: by_id,
+                heads,
+                upper,
+                failed_read: RefCell::new(None),
+            };
+            let read_failed = |e: StoreError| {
+                let why = format!(
+                    "a read of the database failed ({e}); nothing of the batch was written"
+                );
+                locked.failed_read.borrow_mut().get_or_insert(e);
+                AppendError::Unavailable(why)
+            };
+            let decider = Decider {
+                committed: &locked,
+                size: self.size,
+                clock_skew: self.clock_skew,
+                read_failed: &read_failed,
+            };
+            let mut group =
+                CommitGroup::new(self.size, self.frontier.clone(), self.last_recorded_at);
+            let mut answers = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                let n = job.request.events.len();
+                answers.push(if n == 0 || n > domain::parse::BATCH_EVENTS_MAX {
+                    Err(AppendError::BatchSize(n))
+                } else {
+                    decider.decide_request(&mut group, &job.request, now)
+                });
+            }
+            let failed = locked.failed_read.borrow_mut().take();
+            (answers, group, failed.map_or(Ok(upper.0.len()), Err))
+        });
+        upper_len?;
+        if group.records.is_empty() {
+            h.block_on(client.batch_execute("COMMIT")).map_err(db)?;
+            return Ok(Attempt::Done(answers));
+        }
+        let new = self.size + group.records.len() as u64;
+        let root = self.root_of(client, &group, new)?;
+        self.write(client, &group, new, root)?;
+        let after = Committing {
+            size: new,
+            root,
+            frontier: group.growth.frontier.clone(),
+            last_recorded_at: group.last_recorded_at,
+            upper_from: group.growth.upper_from,
+            upper: group.growth.upper.clone(),
+            heads: group.heads.clone(),
+        };
+        match h.block_on(client.batch_execute("COMMIT")) {
+            Ok(()) => {
+                self.committed(after);
+                Ok(Attempt::Done(answers))
+            }
+            // The server answered: the transaction is rolled back, nothing was written.
+            Err(e) if e.as_db_error().is_some() => Err(db(e)),
+            Err(_) => {
+                let ids = group.records.iter().map(|r| r.stored.event.id).collect();
+                Ok(Attempt::Unsure {
+                    answers,
+                    old: self.size,
+                    new,
+                    ids,
+                    after: Box::new(after),
+                })
+            }
+        }
+    }
+
+    /// The root after the group, from the upper hashes (stored and the group's) and the open tile.
+    fn root_of(&self, client: &Client, group: &CommitGroup, new: u64) -> Result<Hash, StoreError> {
+        self.shared.upper.with(|upper| {
+            let source = |from: u64, to: u64| {
+                self.handle
+                    .block_on(crate::hashes::leaf_hashes(client, from, to.min(self.size)))
+            };
+            let reader = group.growth.reader(upper, new, &source);
+            tlog_tiles::tree_hash(new, &reader).map_err(|e| reader.explain(e))
+        })
+    }
+
+    /// Every statement of the group's write but `COMMIT`, pipelined.
+    fn write(
+        &self,
+        client: &Client,
+        group: &CommitGroup,
+        new: u64,
+        root: Hash,
+    ) -> Result<(), StoreError> {
+        let n = group.records.len();
+        let (mut positions, mut ids, mut streams, mut versions, mut bytes) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for r in &group.records {
+            positions.push(r.stored.position as i64);
+            ids.push(r.stored.event.id);
+            streams.push(r.stream.as_str());
+            versions.push(r.stored.version as i64);
+            bytes.push(r.bytes.as_slice());
+        }
+        let (head_streams, head_versions, head_bytes): (Vec<&str>, Vec<i64>, Vec<Vec<u8>>) = group
+            .heads
+            .iter()
+            .map(|(s, h)| (s.as_str(), h.version as i64, HeadRow::encode(h)))
+            .fold(
+                (Vec::new(), Vec::new(), Vec::new()),
+                |mut acc, (s, v, b)| {
+                    acc.0.push(s);
+                    acc.1.push(v);
+                    acc.2.push(b);
+                    acc
+                },
+            );
+        let growth = &group.growth;
+        let (first, prefixes) = ((self.size + 1) as i64, pack_prefixes(&growth.leaves));
+        let (upper_from, upper) = (growth.upper_from as i64, pack(&growth.upper));
+        let (old, new, root, writer) = (self.size as i64, new as i64, root.0.to_vec(), &self.node);
+        let last_recorded_at = group.last_recorded_at;
+        let new_text = new.to_string();
+        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+        let events: [Param; 5] = [&positions, &ids, &streams, &versions, &bytes];
+        let heads: [Param; 3] = [&head_streams, &head_versions, &head_bytes];
+        let leaves: [Param; 2] = [&first, &prefixes];
+        let uppers: [Param; 2] = [&upper_from, &upper];
+        let head: [Param; 5] = [&old, &new, &root, &last_recorded_at, writer];
+        let notify: [Param; 1] = [&new_text];
+        let moved = self
+            .handle
+            .block_on(async {
+                let events = client.execute(
+                    "INSERT INTO events (position, id, stream, version, bytes) \
+                     SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[])",
+                    &events,
+                );
+                let heads = client.execute(
+                    "INSERT INTO streams (stream, version, head) \
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) \
+                     ON CONFLICT (stream) DO UPDATE SET version = excluded.version, head = excluded.head",
+                    &heads,
+                );
+                let leaves = client.execute(
+                    "INSERT INTO audit_leaves (first_position, prefixes) VALUES ($1, $2)",
+                    &leaves,
+                );
+                let upper = async {
+                    if growth.upper.is_empty() {
+                        return Ok(0);
+                    }
+                    client
+                        .execute(
+                            "INSERT INTO audit_upper (first_index, hashes) VALUES ($1, $2)",
+                            &uppers,
+                        )
+                        .await
+                };
+                let head = client.execute(
+                    "UPDATE log_head SET size = $2, root = $3, last_recorded_at = $4, writer = $5 \
+                     WHERE id = 1 AND size = $1",
+                    &head,
+                );
+                let notify = client.execute("SELECT pg_notify('casetrail_head', $1)", &notify);
+                let (_, _, _, _, moved, _) = tokio::try_join!(events, heads, leaves, upper, head, notify)?;
+                Ok::<u64, tokio_postgres::Error>(moved)
+            })
+            .map_err(db)?;
+        if moved != 1 {
+            return Err(StoreError::Database(format!(
+                "the head row moved under the lock (expected size {old})"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes on a committed group.
+    fn committed(&mut self, c: Committing) {
+        self.size = c.size;
+        self.root = c.root;
+        self.frontier = c.frontier;
+        self.last_recorded_at = c.last_recorded_at;
+        self.shared.upper.extend(c.upper_from, &c.upper);
+        for (stream, head) in c.heads {
+            self.heads.insert(stream, head);
+        }
+        self.shared.advance(Head {
+            size: c.size,
+            root: c.root,
+        });
+    }
+
+    /// Other nodes wrote since this writer's last group: re-reads the open tile, the upper hashes and the last
+    /// `recorded_at`, and forgets the heads of the streams they wrote.
+    fn catch_up(&mut self, client: &Client, size: u64) -> Result<(), StoreError> {
+        let h = self.handle.clone();
+        if size - self.size > HEAD_CACHE_STREAMS as u64 {
+            self.heads.clear();
+        } else {
+            let rows = h
+                .block_on(client.query(
+                    "SELECT DISTINCT stream FROM events WHERE position > $1",
+                    &[&(self.size as i64)],
+                ))
+                .map_err(db)?;
+            for r in &rows {
+                self.heads.remove(r.get::<_, &str>(0));
+            }
+        }
+        let state = h.block_on(read_state(client))?;
+        self.shared.upper.extend(0, &state.upper);
+        self.size = state.head.size;
+        self.root = state.head.root;
+        self.frontier = state.frontier;
+        self.last_recorded_at = state.last_recorded_at;
+        self.shared.advance(state.head);
+        Ok(())
+    }
+
+    /// Finds out whether a group whose `COMMIT` got no answer landed.
+    fn resolve(&mut self, old: u64, new: u64, ids: &[Uuid], started: Instant) -> Resolved {
+        let deadline = started + self.deadline;
+        let mut last = String::from("no answer");
+        while Instant::now() < deadline {
+            let session = self.session.clone();
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wanted = ids.to_vec();
+            let found = self.handle.block_on(async move {
+                let mut client = tokio::time::timeout(left, connect(&session))
+                    .await
+                    .map_err(|_| StoreError::Unavailable("connecting timed out".into()))??;
+                let tx = client.transaction().await.map_err(db)?;
+                tx.batch_execute(&format!("SET LOCAL lock_timeout = {}", left.as_millis().max(1)))
+                    .await
+                    .map_err(db)?;
+                // Waits for the old transaction, if it is still running: it holds this row until it ends.
+                tx.query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])
+                    .await
+                    .map_err(db)?;
+                let n: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM events WHERE position > $1 AND position <= $2 AND id = ANY($3)",
+                        &[&(old as i64), &(new as i64), &wanted],
+                    )
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                tx.rollback().await.map_err(db)?;
+                Ok::<_, StoreError>(n as usize)
+            });
+            match found {
+                Ok(n) if n == ids.len() => return Resolved::Landed,
+                Ok(0) => return Resolved::NotLanded,
+                Ok(n) => {
+                    return Resolved::Unknown(format!(
+                        "{n} of the group's {} events are at their positions, which cannot be",
+                        ids.len()
+                    ))
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
+        }
+        Resolved::Unknown(last)
+    }
+}
+
+enum Resolved {
+    Landed,
+    NotLanded,
+    Unknown(String),
+}
+
+/// Every job answered `Unavailable`: nothing of the group was written.
+fn unavailable(jobs: &[Job], why: &str) -> Answers {
+    jobs.iter()
+        .map(|_| Err(AppendError::Unavailable(why.to_owned())))
+        .collect()
+}
+
+/// `rebuild-indexes` on PostgreSQL: the stream heads, the audit runs and the head's root recomputed from the
+/// events alone, in one transaction that holds the head row (no writer of any node moves meanwhile).
+pub fn rebuild(log: &PgLog, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
+    const PAGE: i64 = 20_000;
+    let session = log.session.clone();
+    let (done, seen) = std::sync::mpsc::channel::<u64>();
+    let work = async move {
+        let mut client = connect(&session).await?;
+        let tx = client.transaction().await.map_err(db)?;
+        let size: i64 = tx
+            .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])
+            .await
+            .map_err(db)?
+            .get(0);
+        let mut heads: HashMap<String, StreamHead> = HashMap::new();
+        let mut growth = store::merkle::Growth::new(0, Frontier::default());
+        let none = InMemory(&[]);
+        let mut at = 0i64;
+        while at < size {
+            let rows = tx
+                .query(
+                    "SELECT position, bytes FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+                    &[&at, &PAGE],
+                )
+                .await
+                .map_err(db)?;
+            if rows.is_empty() {
+                return Err(StoreError::IndexMismatch(format!(
+                    "the events stop at position {at}, the head says {size}"
+                )));
+            }
+            for r in &rows {
+                let raw = crate::raw(r);
+                if raw.position != at as u64 + 1 {
+                    return Err(StoreError::IndexMismatch(format!(
+                        "position {} follows {at}",
+                        raw.position
+                    )));
+                }
+                growth.push(raw.position - 1, tlog_tiles::record_hash(&raw.bytes), &none)?;
+                let e = store::decode_stored(raw.position, &raw.bytes)?;
+                domain::apply_in_place(
+                    heads.entry(e.event.stream_key().to_string()).or_default(),
+                    &e.event,
+                );
+                at = raw.position as i64;
+            }
+            let _ = done.send(at as u64);
+        }
+        let outside = |_, _| Err(StoreError::Tree("a leaf outside the last tile".into()));
+        let root = {
+            let reader = growth.reader(&none, size as u64, &outside);
+            tlog_tiles::tree_hash(size as u64, &reader).map_err(|e| reader.explain(e))?
+        };
+        tx.batch_execute("TRUNCATE streams, audit_upper, audit_leaves")
+            .await
+            .map_err(db)?;
+        let heads: Vec<(String, StreamHead)> = heads.into_iter().collect();
+        for chunk in heads.chunks(PAGE as usize) {
+            let streams: Vec<&str> = chunk.iter().map(|(s, _)| s.as_str()).collect();
+            let versions: Vec<i64> = chunk.iter().map(|(_, h)| h.version as i64).collect();
+            let bytes: Vec<Vec<u8>> = chunk.iter().map(|(_, h)| HeadRow::encode(h)).collect();
+            tx.execute(
+                "INSERT INTO streams (stream, version, head) SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[])",
+                &[&streams, &versions, &bytes],
+            )
+            .await
+            .map_err(db)?;
+        }
+        for (i, leaves) in growth.leaves.chunks(65_536).enumerate() {
+            tx.execute(
+                "INSERT INTO audit_leaves (first_position, prefixes) VALUES ($1, $2)",
+                &[&(i as i64 * 65_536 + 1), &pack_prefixes(leaves)],
+            )
+            .await
+            .map_err(db)?;
+        }
+        for (i, upper) in growth.upper.chunks(4_096).enumerate() {
+            tx.execute(
+                "INSERT INTO audit_upper (first_index, hashes) VALUES ($1, $2)",
+                &[&(i as i64 * 4_096), &pack(upper)],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.execute(
+            "UPDATE log_head SET root = $1 WHERE id = 1",
+            &[&root.0.as_slice()],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Head {
+            size: size as u64,
+            root,
+        })
+    };
+    let handle = log.handle.clone();
+    let running = std::thread::spawn(move || crate::run_on(&handle, work));
+    for n in seen {
+        progress(n);
+    }
+    let head = running
+        .join()
+        .map_err(|_| StoreError::Unavailable("the rebuild panicked".into()))??;
+    progress(head.size);
+    Ok(head)
+}
