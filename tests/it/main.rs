@@ -10,6 +10,7 @@ mod reports;
 mod upgrade;
 
 pub use common::{casetrail, marked, processes_in, Proc, BIN};
+mod postgres;
 mod procs;
 
 use std::path::Path;

@@ -17,7 +17,12 @@ pub async fn follow(app: Arc<App>) {
         // at most once however often it is handed one).
         let mut after = app.indicators.position();
         while after < size {
-            match app.log.read_after(after, 1_000) {
+            // On the blocking pool: on a shared database a read is a round trip.
+            let log = app.log.clone();
+            let read = tokio::task::spawn_blocking(move || log.read_after(after, 1_000))
+                .await
+                .unwrap_or_else(|e| Err(store::StoreError::Unavailable(e.to_string())));
+            match read {
                 Ok(events) if !events.is_empty() => {
                     after = events.last().expect("not empty").position;
                     if events
@@ -49,6 +54,21 @@ pub async fn follow(app: Arc<App>) {
         }
         if watch.changed().await.is_err() {
             return;
+        }
+    }
+}
+
+/// Reloads the credentials whenever the store says another process changed them (another node on the same
+/// database issued or revoked a token): a token revoked anywhere is refused here too, and every stream and long
+/// request it authorised ends (`App::revoked`), within the store's bound (`docs/scaling.md`).
+pub async fn follow_credentials(app: Arc<App>) {
+    let mut changed = app.log.credentials_changed();
+    while changed.changed().await.is_ok() {
+        let log = app.log.clone();
+        match tokio::task::spawn_blocking(move || log.credentials()).await {
+            Ok(Ok(all)) => app.reload_credentials(all),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the credentials could not be reloaded"),
+            Err(e) => tracing::warn!(error = %e, "the credentials could not be reloaded"),
         }
     }
 }

@@ -485,8 +485,10 @@ impl Indicators {
         let cut = profile.cut_or(self.cut);
         // The committed head, not the live engine's position: the engine follows commits asynchronously, and a
         // question about anything acknowledged must be answered for exactly that, never refused or cut short.
-        let size = log.head().size;
-        if let Some(p) = q.as_of {
+        let mut size = log.head().size;
+        if let Some(p) = q.as_of.filter(|p| *p > size) {
+            // Another node may have acknowledged it: the store's own head decides.
+            size = log.fresh_head()?.size;
             if p > size {
                 return Err(IndicatorError::Invalid(format!(
                     "as_of {p} is beyond the log's last position, {size}"

@@ -176,11 +176,24 @@ impl App {
         let dvcqg = settings.dvcqg_mapping()?;
         let indicators =
             indicators::Indicators::open_for(&*log, &settings).map_err(|e| e.to_string())?;
-        let (key, made) = audit::SigningKey::load_or_create(
-            &settings.audit_key_path(),
-            settings.audit_origin.as_deref(),
-        )
-        .map_err(|e| e.to_string())?;
+        let key_path = settings.audit_key_path();
+        let (key, made) = if settings.database.is_some() {
+            // Several nodes sign one log: the key is the operator's to make once and give every node, never made
+            // here (a node that made its own would sign the log under a second key and origin).
+            let key = audit::SigningKey::load(&key_path).map_err(|e| {
+                format!(
+                    "{}: {e}; with the log on PostgreSQL the signing key is not made at start: make it once with `casetrail audit key --audit-key {}` and give every node that file",
+                    key_path.display(),
+                    key_path.display()
+                )
+            })?;
+            (key, false)
+        } else {
+            audit::SigningKey::load_or_create(&key_path, settings.audit_origin.as_deref())
+                .map_err(|e| e.to_string())?
+        };
+        log.pin(key.verifier_key(), &settings.decision_rules()?)
+            .map_err(|e| e.to_string())?;
         if made {
             tracing::info!(path = %settings.audit_key_path().display(), verifier_key = key.verifier_key(), "made a new checkpoint signing key; back it up with the data");
         }
@@ -251,6 +264,26 @@ impl App {
             .cloned()
     }
 
+    /// The log's size to answer a question that names position or size `asked`: the head this node knows, or,
+    /// when the question names more, the head the store holds now: on a log several nodes write, a position that
+    /// another node acknowledged is answered here at once, not refused as past the log.
+    pub fn head_for(&self, asked: Option<u64>) -> Result<u64, Error> {
+        let head = self.log.head().size;
+        match asked {
+            Some(p) if p > head => Ok(self.log.fresh_head()?.size),
+            _ => Ok(head),
+        }
+    }
+
+    /// Brings the catalogue up to the store's head (another node may have registered an agency a moment ago):
+    /// what a refusal for want of reference data waits for first.
+    async fn catalogue_current(&self) {
+        let log = self.log.clone();
+        if let Ok(Ok(head)) = tokio::task::spawn_blocking(move || log.fresh_head()).await {
+            self.catalogue_reaches(head.size).await;
+        }
+    }
+
     /// Whether `credential` covers `agency`: every role but ingest covers all; an ingest credential covers its
     /// agency and what is registered below it.
     pub fn covers(&self, credential: &Credential, agency: &AgencyCode) -> bool {
@@ -278,7 +311,10 @@ impl App {
                 ) else {
                     return Err(Error::Forbidden(format!("event {index}: ingest credentials write dossier events; reference data has its own endpoints")));
                 };
-                if !self.covers(credential, agency) {
+                if !self.covers(credential, agency) && {
+                    self.catalogue_current().await;
+                    !self.covers(credential, agency)
+                } {
                     return Err(Error::Forbidden(format!(
                         "event {index}: agency {agency} is outside this credential's scope"
                     )));
@@ -339,7 +375,10 @@ impl App {
         procedure: &ProcedureCode,
         mut body: Value,
     ) -> Result<Registered, Error> {
-        if !self.covers(credential, code) {
+        if !self.covers(credential, code) && {
+            self.catalogue_current().await;
+            !self.covers(credential, code)
+        } {
             return Err(Error::Forbidden(format!(
                 "agency {code} is outside this credential's scope"
             )));
@@ -413,6 +452,23 @@ impl App {
             issued.credential.clone(),
         );
         Ok(issued)
+    }
+
+    /// Replaces the live credentials with those of `all` that are live; if any live one is gone, every stream and
+    /// long request waiting on a revocation looks again.
+    pub fn reload_credentials(&self, all: Vec<Credential>) {
+        let live: HashMap<String, Credential> = all
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| (c.token_sha256.clone(), c))
+            .collect();
+        let mut credentials = self.credentials.write().expect("credentials lock");
+        let revoked = credentials.keys().any(|k| !live.contains_key(k));
+        *credentials = live;
+        drop(credentials);
+        if revoked {
+            self.revoked.send_modify(|n| *n += 1);
+        }
     }
 
     /// Revokes the live token `name`, unless it is the last live admin token.

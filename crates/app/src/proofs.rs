@@ -192,7 +192,7 @@ impl App {
         position: Option<u64>,
         size: Option<u64>,
     ) -> Result<InclusionAnswer, Error> {
-        let head = self.log.head().size;
+        let head = self.head_for(position.max(size))?;
         let bounds = format!("1 to the log's size, {head}");
         let position =
             tree_param("position", position.or(Some(0)), (1, head), &bounds)?.expect("given");
@@ -222,7 +222,7 @@ impl App {
         from: Option<u64>,
         to: Option<u64>,
     ) -> Result<ConsistencyAnswer, Error> {
-        let head = self.log.head().size;
+        let head = self.head_for(from.max(to))?;
         let from = from.ok_or_else(|| Error::bad_parameter("from", "from is required"))?;
         tree_param(
             "from",

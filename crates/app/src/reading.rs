@@ -89,7 +89,7 @@ impl App {
         filter: &Filter,
     ) -> Result<EventsPage, Error> {
         let limit = page_limit(limit, PAGE_EVENTS_MAX)?;
-        let head = self.log.head().size;
+        let head = self.head_for(after.checked_add(1))?;
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut cursor = after;
         while events.len() < limit && cursor < head {

@@ -8,6 +8,14 @@ use std::path::{Path, PathBuf};
 /// The data directory when none is named.
 pub const DEFAULT_DATA: &str = "casetrail-data";
 
+/// A node's own directory when the log is on PostgreSQL and none is named (`--state`).
+pub const DEFAULT_STATE: &str = "casetrail-state";
+
+/// Whether a `data` setting names a PostgreSQL database rather than a directory.
+pub fn is_database_url(data: &str) -> bool {
+    data.starts_with("postgres://") || data.starts_with("postgresql://")
+}
+
 /// The signing key's file name in the data directory (beside sled's files, which never use this name).
 pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
 
@@ -15,7 +23,12 @@ pub const AUDIT_KEY_FILE: &str = "audit-signing.key";
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The sled data directory; with the log on PostgreSQL, this node's own state directory (indicator snapshots,
+    /// and by default its signing key's file): derived data, never required.
     pub data: PathBuf,
+    /// The log's PostgreSQL database (`data = "postgres://…"`, or `CASETRAIL_DATA`); `None`: the log is on sled in
+    /// `data`.
+    pub database: Option<String>,
     /// sled's page cache, in MiB.
     pub cache_mb: u64,
     /// How the process logs: `text` or `json` lines on stderr.
@@ -66,6 +79,7 @@ impl Settings {
         Settings {
             listen: "127.0.0.1:8080".parse().expect("a valid address"),
             data: data.into(),
+            database: None,
             cache_mb: 512,
             log_format: LogFormat::Text,
             clock_skew_secs: domain::stream::DEFAULT_CLOCK_SKEW_SECS,
@@ -158,7 +172,10 @@ impl std::str::FromStr for LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct Layer {
     pub listen: Option<SocketAddr>,
+    /// A directory (sled) or a `postgres://` connection string.
     pub data: Option<PathBuf>,
+    /// With the log on PostgreSQL: the node's own state directory.
+    pub state: Option<PathBuf>,
     pub cache_mb: Option<u64>,
     pub log_format: Option<LogFormat>,
     pub clock_skew_secs: Option<i64>,
@@ -195,11 +212,69 @@ impl Settings {
     /// are layered.
     pub fn layered(file: Option<&Path>, given: Layer) -> Result<Settings, String> {
         let mut settings = Settings::default();
+        let mut state = None;
         if let Some(path) = file {
-            settings.apply(Layer::from_file(path)?);
+            let layer = Layer::from_file(path)?;
+            state = layer.state.clone().or(state);
+            settings.apply(layer);
         }
+        state = given.state.clone().or(state);
         settings.apply(given);
+        settings.place(state);
         Ok(settings)
+    }
+
+    /// Settles where things are: a `data` that names a database moves to `database`, and `data` becomes the node's
+    /// state directory (`state`, or [`DEFAULT_STATE`]). A state directory given with a sled log is refused.
+    pub fn place(&mut self, state: Option<PathBuf>) {
+        let url = self
+            .data
+            .to_str()
+            .filter(|d| is_database_url(d))
+            .map(str::to_owned);
+        if let Some(url) = url {
+            self.database = Some(url);
+            self.data = state.unwrap_or_else(|| DEFAULT_STATE.into());
+        }
+    }
+
+    /// The settings that change what is accepted or counted, one per line, each file by its content's SHA-256:
+    /// what every node on one database must share (a node whose lines differ from the log's refuses to start).
+    pub fn decision_rules(&self) -> Result<String, String> {
+        use sha2::Digest;
+        let file = |name: &str, path: &Option<PathBuf>| -> Result<String, String> {
+            Ok(match path {
+                None => format!("{name} = built-in"),
+                Some(p) if p.is_dir() => {
+                    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
+                        .map_err(|e| format!("{}: {e}", p.display()))?
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                        .collect();
+                    entries.sort();
+                    let mut digest = sha2::Sha256::new();
+                    for e in &entries {
+                        digest.update(e.file_name().unwrap_or_default().as_encoded_bytes());
+                        digest.update(
+                            std::fs::read(e).map_err(|err| format!("{}: {err}", e.display()))?,
+                        );
+                    }
+                    format!("{name} sha256 = {:x}", digest.finalize())
+                }
+                Some(p) => {
+                    let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    format!("{name} sha256 = {:x}", sha2::Sha256::digest(&bytes))
+                }
+            })
+        };
+        Ok([
+            format!("clock_skew_secs = {}", self.clock_skew_secs),
+            format!("cut = {}", self.cut),
+            file("scorecard", &self.scorecard)?,
+            file("profiles", &self.profiles)?,
+            file("dvcqg_mapping", &self.dvcqg_mapping)?,
+        ]
+        .join("\n"))
     }
 
     fn apply(&mut self, layer: Layer) {

@@ -21,9 +21,15 @@ use std::process::ExitCode;
     about = "Event-sourced case tracking for Vietnam's one-stop-shop administrative services"
 )]
 struct Cli {
-    /// The data directory (created if missing). Only one process may have it open [default: casetrail-data].
+    /// The data directory (created if missing; only one process may have it open), or the log's PostgreSQL
+    /// database, `postgres://user@host[,host2]/db?target_session_attrs=read-write`, which several nodes share
+    /// (docs/scaling.md) [default: casetrail-data].
     #[arg(long, global = true, env = "CASETRAIL_DATA")]
     data: Option<PathBuf>,
+    /// With the log on PostgreSQL: this node's own state directory (indicator snapshots; the signing key's file by
+    /// default) [default: casetrail-state].
+    #[arg(long, global = true, env = "CASETRAIL_STATE")]
+    state: Option<PathBuf>,
     /// sled's page cache, in MiB [default: 512].
     #[arg(long, global = true, env = "CASETRAIL_CACHE_MB")]
     cache_mb: Option<u64>,
@@ -158,7 +164,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let data = cmd::DataDir::new(cli.data, cli.cache_mb);
+    let data = cmd::DataDir::new(cli.data, cli.state, cli.cache_mb);
     let result = match cli.command {
         Command::Import { file, source } => cmd::import(&data, &file, &source),
         Command::ImportDvcqg {

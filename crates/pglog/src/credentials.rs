@@ -123,6 +123,10 @@ impl Credentials for PgLog {
         })?;
         text.map(|t| credential_of(&t)).transpose()
     }
+
+    fn credentials_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.credentials.subscribe()
+    }
 }
 
 impl Checkpoints for PgLog {

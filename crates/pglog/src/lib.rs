@@ -125,6 +125,8 @@ pub fn is_database_url(data: &str) -> bool {
 /// What the node's parts share: the head it has seen, the audit tree's upper hashes, why it refuses writes.
 pub(crate) struct Shared {
     head: watch::Sender<Head>,
+    /// Bumped when the credentials may have changed (a notification, a changed count, a reconnection).
+    pub credentials: watch::Sender<u64>,
     pub upper: hashes::UpperCache,
     failed: OnceLock<String>,
     pub metrics: WriterMetrics,
@@ -246,6 +248,7 @@ impl PgLog {
         let (head_tx, head) = watch::channel(opened.head);
         let shared = Arc::new(Shared {
             head: head_tx,
+            credentials: watch::channel(0).0,
             upper: hashes::UpperCache::new(std::mem::take(&mut opened.upper)),
             failed: OnceLock::new(),
             metrics: WriterMetrics::default(),

@@ -24,6 +24,18 @@ pub async fn read_head(client: &tokio_postgres::Client) -> Result<Head, StoreErr
     })
 }
 
+/// How many credentials there are, and how many are live.
+async fn credential_count(client: &tokio_postgres::Client) -> Result<(i64, i64), StoreError> {
+    let row = client
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE revoked_at IS NULL) FROM credentials",
+            &[],
+        )
+        .await
+        .map_err(db)?;
+    Ok((row.get(0), row.get(1)))
+}
+
 /// Follows the database's head until `stop` turns true.
 pub async fn follow(
     session: tokio_postgres::Config,
@@ -53,13 +65,13 @@ async fn listen_once(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = session.connect(tokio_postgres::NoTls).await.map_err(db)?;
-    let (notified, mut notifications) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (notified, mut notifications) = tokio::sync::mpsc::unbounded_channel::<bool>();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         while let Some(message) = messages.next().await {
             match message {
-                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
-                    let _ = notified.send(());
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    let _ = notified.send(n.channel() == "casetrail_credentials");
                 }
                 Ok(_) => {}
                 Err(_) => break,
@@ -68,19 +80,34 @@ async fn listen_once(
     });
     let result = async {
         client
-            .batch_execute("LISTEN casetrail_head")
+            .batch_execute("LISTEN casetrail_head; LISTEN casetrail_credentials")
             .await
             .map_err(db)?;
+        // Whatever changed while no session listened is reloaded once.
+        shared.credentials.send_modify(|n| *n += 1);
+        let mut counted = None;
         loop {
             let before = shared.size();
             shared.observe(before, read_head(&client).await?);
+            // A count of live and all credentials, each round: a change a lost notification hid is seen anyway.
+            let count = credential_count(&client).await?;
+            if counted.is_some_and(|c| c != count) {
+                shared.credentials.send_modify(|n| *n += 1);
+            }
+            counted = Some(count);
             tokio::select! {
                 got = notifications.recv() => {
-                    if got.is_none() {
+                    let Some(credentials) = got else {
                         return Err(StoreError::Unavailable("the listener's session closed".into()));
-                    }
+                    };
                     // Many commits may have notified: one read covers them all.
-                    while notifications.try_recv().is_ok() {}
+                    let mut credentials = credentials;
+                    while let Ok(c) = notifications.try_recv() {
+                        credentials |= c;
+                    }
+                    if credentials {
+                        shared.credentials.send_modify(|n| *n += 1);
+                    }
                 }
                 _ = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => return Ok(()),

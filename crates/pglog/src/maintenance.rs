@@ -242,6 +242,45 @@ impl Maintenance for PgLog {
     fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
         crate::writer::rebuild(self, progress)
     }
+
+    fn pin(&self, verifier_key: &str, rules: &str) -> Result<(), StoreError> {
+        let (key, mine) = (verifier_key.to_owned(), rules.to_owned());
+        let (pinned_key, pinned_rules): (String, String) = self.read(move |c| async move {
+            let row = c
+                .query_one(
+                    "UPDATE log_meta SET verifier_key = coalesce(verifier_key, $1), rules = coalesce(rules, $2) \
+                     WHERE id = 1 RETURNING verifier_key, rules",
+                    &[&key, &mine],
+                )
+                .await
+                .map_err(db)?;
+            Ok((row.get(0), row.get(1)))
+        })?;
+        if pinned_key != verifier_key {
+            return Err(StoreError::Format(format!(
+                "this node's signing key is not the log's: the log's checkpoints are signed with {pinned_key}, this node's key is {verifier_key}; give every node the same key file (--audit-key)"
+            )));
+        }
+        let differ: Vec<String> = rules
+            .lines()
+            .filter(|line| !pinned_rules.lines().any(|l| l == *line))
+            .map(|line| {
+                let name = line.split([' ', '=']).next().unwrap_or(line);
+                let theirs = pinned_rules
+                    .lines()
+                    .find(|l| l.split([' ', '=']).next() == Some(name))
+                    .unwrap_or("(not set)");
+                format!("{line} here, {theirs} in the log")
+            })
+            .collect();
+        if !differ.is_empty() {
+            return Err(StoreError::Format(format!(
+                "this node's settings differ from those the log's nodes share, so it would accept or count otherwise: {}",
+                differ.join("; ")
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One `verify` run over the events in order.

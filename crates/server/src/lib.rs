@@ -185,6 +185,7 @@ pub fn start(settings: Settings, log: Arc<dyn Store>) -> std::io::Result<Running
     // Keep the catalogue current with what other handlers (and other credentials) write.
     actix_web::rt::spawn(app::follow::follow(state.app.clone()));
     actix_web::rt::spawn(app::follow::sign_periodically(state.app.clone()));
+    actix_web::rt::spawn(app::follow::follow_credentials(state.app.clone()));
     Ok(Running {
         addr,
         server,

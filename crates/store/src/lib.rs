@@ -278,6 +278,13 @@ pub trait Credentials {
         &self,
         token_sha256: &str,
     ) -> Result<Option<Credential>, StoreError>;
+
+    /// Moves whenever a credential may have been added or revoked by another process (another node on the same
+    /// database): what a service that keeps credentials in memory reloads them on. A store only one process opens
+    /// (sled) never moves it: its receiver reports the sender gone.
+    fn credentials_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        tokio::sync::watch::channel(0).1
+    }
 }
 
 /// The signed checkpoints issued over the log. What was signed cannot be derived again, so no rebuild touches them.
@@ -333,6 +340,15 @@ pub trait Maintenance {
     /// Rebuilds every derived structure (ids, heads, streams, audit hashes) from the events alone. Needs the
     /// writer idle.
     fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError>;
+
+    /// For a log that several processes serve: records, the first time, the verifier key checkpoints are signed
+    /// with and the settings that change what is accepted or counted (`rules`, one per line), and refuses a
+    /// process whose key or rules differ from those recorded, naming the difference. A log only one process
+    /// opens (sled) records nothing.
+    fn pin(&self, verifier_key: &str, rules: &str) -> Result<(), StoreError> {
+        let _ = (verifier_key, rules);
+        Ok(())
+    }
 }
 
 /// A whole store: what the service and the commands hold, as `Arc<dyn Store>`.

@@ -108,7 +108,7 @@ pub fn run(data: &crate::cmd::DataDir, what: AuditCommand) -> Result<ExitCode> {
             let log = crate::cmd::open(data)?;
             let bundle = audit::Notary::new(key)
                 .bundle(&*log, code.as_str(), chrono::Utc::now())?
-                .ok_or_else(|| format!("no dossier {code} in {}", data.display()))?;
+                .ok_or_else(|| format!("no dossier {code} in {}", data.describe()))?;
             let bytes = serde_json::to_vec(&bundle)?;
             match output {
                 Some(path) => {

@@ -127,7 +127,7 @@ fn local<S: Source>(
             &profiles, &table, &question, emit,
         )?);
     }
-    if !data.join("db").exists() {
+    if data.database.is_none() && !data.join("db").exists() {
         return Err(format!("{} holds no casetrail log to compare with", data.display()).into());
     }
     let log = crate::cmd::open_to_read(data, false)?;

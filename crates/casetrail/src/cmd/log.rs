@@ -124,6 +124,7 @@ pub fn append_loop(
     threads: usize,
     index_flush_ms: Option<u64>,
 ) -> Result<ExitCode> {
+    data.sled_only("append-loop")?;
     use rand::{Rng, SeedableRng};
     let mut config = config(data);
     if let Some(ms) = index_flush_ms {
@@ -218,6 +219,7 @@ fn sync_parent(path: &Path) -> Result<()> {
 /// copied as they are, the roots of both are compared, and only then are the directories swapped. The old one is
 /// kept as `<data>.format1` until the user removes it.
 pub fn upgrade(data: &DataDir) -> Result<ExitCode> {
+    data.sled_only("upgrade")?;
     let name = data
         .file_name()
         .ok_or("the data directory has no name")?

@@ -39,10 +39,13 @@ pub fn explain(e: app::Error) -> String {
     }
 }
 
-/// The data directory the command line names (`--data`), and sled's cache for it (`--cache-mb`). It dereferences
-/// to its path.
+/// Where the command line's log is (`--data`: a directory, or a PostgreSQL database with `--state` the node's own
+/// directory), and sled's cache (`--cache-mb`). It dereferences to its local directory.
 pub struct DataDir {
+    /// The sled data directory, or with the log on PostgreSQL the node's state directory.
     pub path: std::path::PathBuf,
+    /// The log's database, when it is on PostgreSQL.
+    pub database: Option<String>,
     /// Whether `--data` (or `CASETRAIL_DATA`) named it, rather than the default.
     pub given: bool,
     /// `--cache-mb` (or `CASETRAIL_CACHE_MB`), if given.
@@ -50,15 +53,23 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    pub fn new(path: Option<std::path::PathBuf>, cache_mb: Option<u64>) -> DataDir {
+    pub fn new(
+        path: Option<std::path::PathBuf>,
+        state: Option<std::path::PathBuf>,
+        cache_mb: Option<u64>,
+    ) -> DataDir {
+        let mut settings =
+            app::Settings::new(path.clone().unwrap_or_else(|| app::DEFAULT_DATA.into()));
+        settings.place(state);
         DataDir {
             given: path.is_some(),
-            path: path.unwrap_or_else(|| app::DEFAULT_DATA.into()),
+            path: settings.data,
+            database: settings.database,
             cache_mb_given: cache_mb,
         }
     }
 
-    /// The service's settings for this directory, every other one at its default.
+    /// The service's settings for this log, every other one at its default.
     pub fn settings(&self) -> app::Settings {
         self.settings_at(&self.path)
     }
@@ -66,10 +77,30 @@ impl DataDir {
     /// The same settings for another directory (one a command builds beside this one).
     pub fn settings_at(&self, path: &Path) -> app::Settings {
         let mut settings = app::Settings::new(path);
+        settings.database = self.database.clone();
         if let Some(mb) = self.cache_mb_given {
             settings.cache_mb = mb;
         }
         settings
+    }
+
+    /// What the log is, for messages: the directory, or the database without its password.
+    pub fn describe(&self) -> String {
+        match &self.database {
+            Some(url) => pglog::redact(url),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Refuses a command that only sled has (an upgrade of sled's formats, the crash test's loop).
+    pub fn sled_only(&self, command: &str) -> Result<()> {
+        match &self.database {
+            Some(_) => Err(format!(
+                "`{command}` works on a sled data directory, not on a PostgreSQL log"
+            )
+            .into()),
+            None => Ok(()),
+        }
     }
 }
 
@@ -104,7 +135,28 @@ pub fn scratch_config(path: &Path) -> Config {
 
 /// Opens the log the command line names, to read and write.
 pub fn open(data: &DataDir) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(SledLog::open(config(data))?))
+    open_settings(&data.settings(), false)
+}
+
+/// Opens the log `settings` name: the sled directory, or the PostgreSQL database (`inspection`: to look only).
+pub fn open_settings(settings: &app::Settings, inspection: bool) -> Result<Arc<dyn Store>> {
+    Ok(match &settings.database {
+        Some(url) => Arc::new(pglog::PgLog::open(pg_config(settings, url, inspection))?),
+        None => {
+            let mut config = settings.store_config();
+            config.inspection = inspection;
+            Arc::new(SledLog::open(config)?)
+        }
+    })
+}
+
+/// The PostgreSQL log's settings from the service's.
+pub fn pg_config(settings: &app::Settings, url: &str, inspection: bool) -> pglog::Config {
+    let mut config = pglog::Config::new(url);
+    config.clock_skew = chrono::Duration::seconds(settings.clock_skew_secs);
+    config.stall = std::time::Duration::from_secs(settings.stall_secs.max(1));
+    config.inspection = inspection;
+    config
 }
 
 /// A log opened only to be read (export, verify, stats, an offline report): opened as it is, or, when the data
@@ -126,6 +178,13 @@ impl std::ops::Deref for Reading {
 
 /// Opens `data` to read it; `inspection` opens it as `verify` does (no check or catch-up of the indexes written).
 pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> {
+    if data.database.is_some() {
+        // Nothing is written through a reading command: the log opens to look only (and is not made).
+        return Ok(Reading {
+            log: open_settings(&data.settings(), true)?,
+            _copy: None,
+        });
+    }
     holds_a_log(data)?;
     let mut config = config(data);
     config.inspection = inspection;
@@ -152,6 +211,9 @@ pub(crate) fn open_to_read(data: &DataDir, inspection: bool) -> Result<Reading> 
 
 /// Opens `data` in place for `rebuild-indexes`, which writes what it rebuilds there (never into a copy).
 fn open_for_inspection(data: &DataDir) -> Result<Arc<dyn Store>> {
+    if data.database.is_some() {
+        return open_settings(&data.settings(), true);
+    }
     holds_a_log(data)?;
     let mut config = config(data);
     config.inspection = true;

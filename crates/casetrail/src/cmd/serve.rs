@@ -6,7 +6,6 @@ use domain::{AgencyCode, Role};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use store::{EventLog, SledLog};
 
 /// `serve`'s settings: each left out keeps the config file's value, or else the default shown.
 #[derive(Args)]
@@ -142,7 +141,12 @@ pub enum TokenCommand {
 pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
     let given = app::Layer {
         listen: args.listen,
-        data: dir.given.then(|| dir.path.clone()),
+        data: dir.given.then(|| {
+            dir.database
+                .clone()
+                .map_or_else(|| dir.path.clone(), Into::into)
+        }),
+        state: dir.database.is_some().then(|| dir.path.clone()),
         cache_mb: dir.cache_mb_given,
         log_format: args.log_format,
         clock_skew_secs: args.clock_skew_secs,
@@ -173,14 +177,17 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
     } else {
         subscriber.init();
     }
-    let data = settings.data.clone();
+    let data = match &settings.database {
+        Some(url) => pglog::redact(url),
+        None => settings.data.display().to_string(),
+    };
     run_until_stopped(settings, |running, log| {
         // The first line says where to connect: tests and scripts that ask for port 0 read it.
         println!(
             "casetrail: listening on http://{} with {} events in {}",
             running.addr,
             log.head().size,
-            data.display()
+            data
         );
     })
 }
@@ -189,9 +196,9 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
 /// stops gracefully (a snapshot of the indicator tables, a last signed checkpoint, the writer drained).
 pub fn run_until_stopped(
     settings: app::Settings,
-    announce: impl FnOnce(&server::Running, &SledLog),
+    announce: impl FnOnce(&server::Running, &dyn store::Store),
 ) -> Result<ExitCode> {
-    let log = Arc::new(SledLog::open(settings.store_config())?);
+    let log = crate::cmd::open_settings(&settings, false)?;
     let phase = Phase::default();
     let bound = settings.stop_bound();
     actix_web::rt::System::new().block_on(async {
@@ -204,7 +211,7 @@ pub fn run_until_stopped(
                 watched.bound(bound);
             }
         });
-        announce(&running, &log);
+        announce(&running, &*log);
         use std::io::Write;
         std::io::stdout().flush()?;
         let server::Running { server, state, .. } = running;

@@ -1,0 +1,243 @@
+//! casetrail on PostgreSQL through the real binary: a cluster the test starts, two `serve` nodes on one database,
+//! every write and read served by either, tokens shared, and the rules that keep nodes alike.
+
+use super::Proc;
+use pglog::cluster::{Cluster, Options};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const PROVINCE: &str = "000.00.00.H27";
+const DEPT: &str = "000.00.12.H27";
+
+fn casetrail(url: &str, state: &Path, args: &[&str]) -> Output {
+    Command::new(super::BIN)
+        .args(["--data", url, "--state"])
+        .arg(state)
+        .args(args)
+        .output()
+        .expect("casetrail runs")
+}
+
+fn token(url: &str, state: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
+    let mut args = vec!["token", "create", "--name", name, "--role", role];
+    if let Some(a) = agency {
+        args.extend(["--agency", a]);
+    }
+    let out = casetrail(url, state, &args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned()
+}
+
+/// Why a node that should not start did not, or a panic if it started.
+fn refused(started: Result<(Proc, String), String>) -> String {
+    match started {
+        Ok((_, base)) => panic!("the node started at {base}"),
+        Err(why) => why,
+    }
+}
+
+/// A `serve` node on `url`; its stderr when it refuses to start.
+fn node(url: &str, state: &Path, extra: &[&str]) -> Result<(Proc, String), String> {
+    let mut child = Proc::spawn(
+        Command::new(super::BIN)
+            .args(["--data", url, "--state"])
+            .arg(state)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    match line.split_whitespace().find(|w| w.starts_with("http://")) {
+        Some(base) => Ok((child, base.to_owned())),
+        None => {
+            let _ = child.wait();
+            let mut err = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+            Err(err)
+        }
+    }
+}
+
+fn call(method: &str, url: String, token: &str, body: Option<&Value>) -> (u16, Value) {
+    let client = reqwest::blocking::Client::new();
+    let mut req = client
+        .request(method.parse().unwrap(), url)
+        .bearer_auth(token);
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+fn received(n: usize) -> Value {
+    json!({ "id": format!("01935c3e-0000-7000-8000-{n:012}"), "type": "dossier.received",
+            "dossier": format!("PG-{n}"), "agency": DEPT, "occurred_at": "2019-03-12T08:30:00+07:00",
+            "data": { "procedure": "1.001234", "channel": "online", "online_level": "level4" } })
+}
+
+#[test]
+fn two_nodes_on_one_database_serve_every_write_and_read_and_share_tokens() {
+    let cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("casetrail").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap();
+    let (state_a, state_b) = (dir.path().join("a"), dir.path().join("b"));
+
+    // No key is made at start on PostgreSQL.
+    let why = refused(node(&url, &state_a, &["--audit-key", key_arg]));
+    assert!(why.contains("casetrail audit key"), "{why}");
+    assert!(!key.exists());
+    let made = casetrail(&url, &state_a, &["audit", "key", "--audit-key", key_arg]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    let admin = token(&url, &state_a, "admin", "admin", None);
+    let ingest = token(&url, &state_a, "vendor", "ingest", Some(DEPT));
+    let (_a, a) = node(&url, &state_a, &["--audit-key", key_arg]).unwrap();
+    let (_b, b) = node(&url, &state_b, &["--audit-key", key_arg]).unwrap();
+
+    // Reference data registered on A is in force on B at once.
+    for (code, name, level, parent) in [
+        (PROVINCE, "UBND tỉnh Hà Tĩnh", "province", None),
+        (DEPT, "Sở Tư pháp", "department", Some(PROVINCE)),
+    ] {
+        let body = json!({ "name": name, "level": level, "parent": parent });
+        let (status, body) = call(
+            "PUT",
+            format!("{a}/v1/agencies/{code}"),
+            &admin,
+            Some(&body),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // Writes on either node, in turn: one gapless order; each acknowledged position answered by the other node.
+    let mut positions = Vec::new();
+    for n in 1..=30 {
+        let (here, there) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (status, body) = call(
+            "POST",
+            format!("{here}/v1/events"),
+            &ingest,
+            Some(&received(n)),
+        );
+        assert_eq!(status, 201, "{body}");
+        let position = body[0]["position"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{body}"));
+        positions.push(position);
+        let (status, proof) = call(
+            "GET",
+            format!("{there}/v1/audit/proof?position={position}&size={position}"),
+            &admin,
+            None,
+        );
+        assert_eq!(
+            status, 200,
+            "node {there} did not answer for position {position}: {proof}"
+        );
+    }
+    assert_eq!(positions, (3..=32).collect::<Vec<u64>>());
+    let (_, page) = call("GET", format!("{b}/v1/events?limit=100"), &admin, None);
+    assert_eq!(page["events"].as_array().unwrap().len(), 32, "{page}");
+    let (status, trail) = call("GET", format!("{a}/v1/dossiers/PG-1/events"), &admin, None);
+    assert_eq!(status, 200, "{trail}");
+
+    // A replay on B of what A acknowledged: the same receipt, nothing written.
+    let (status, again) = call(
+        "POST",
+        format!("{b}/v1/events"),
+        &ingest,
+        Some(&received(2)),
+    );
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again[0]["position"], 4);
+
+    // A token revoked on A is refused by B within a bound.
+    let (status, body) = call("DELETE", format!("{a}/v1/tokens/vendor"), &admin, None);
+    assert_eq!(status, 204, "{body}");
+    let since = Instant::now();
+    loop {
+        let (status, _) = call(
+            "POST",
+            format!("{b}/v1/events"),
+            &ingest,
+            Some(&received(99)),
+        );
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 201);
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "B still takes a token revoked on A"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The last admin is kept, from the command line too.
+    let out = casetrail(&url, &state_a, &["token", "revoke", "admin"]);
+    assert!(!out.status.success());
+
+    // A node whose settings would accept otherwise refuses to start, naming the difference.
+    let why = refused(node(
+        &url,
+        &dir.path().join("c"),
+        &["--audit-key", key_arg, "--clock-skew-secs", "60"],
+    ));
+    assert!(why.contains("clock_skew_secs = 60"), "{why}");
+    // And so does one with another key.
+    let other = dir.path().join("other.key");
+    assert!(casetrail(
+        &url,
+        &state_a,
+        &["audit", "key", "--audit-key", other.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let why = refused(node(
+        &url,
+        &dir.path().join("d"),
+        &["--audit-key", other.to_str().unwrap()],
+    ));
+    assert!(why.contains("signing key is not the log's"), "{why}");
+
+    // Both nodes agree on the head, and the log verifies.
+    let (_, head_a) = call("GET", format!("{a}/v1/audit/head"), &admin, None);
+    let (_, head_b) = call("GET", format!("{b}/v1/audit/head"), &admin, None);
+    assert_eq!(head_a["size"], head_b["size"]);
+    let out = casetrail(&url, &state_a, &["verify"]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
