@@ -35,11 +35,20 @@ pub fn casetrail(data: &Path, args: &[&str]) -> Output {
 }
 
 pub fn token(data: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
+    created_token(casetrail(data, &token_args(name, role, agency)))
+}
+
+/// The arguments of `casetrail token create`.
+pub fn token_args<'a>(name: &'a str, role: &'a str, agency: Option<&'a str>) -> Vec<&'a str> {
     let mut args = vec!["token", "create", "--name", name, "--role", role];
     if let Some(a) = agency {
         args.extend(["--agency", a]);
     }
-    let out = casetrail(data, &args);
+    args
+}
+
+/// The token `casetrail token create` printed, insisting that it succeeded.
+pub fn created_token(out: Output) -> String {
     assert!(
         out.status.success(),
         "{}",

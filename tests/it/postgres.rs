@@ -22,22 +22,8 @@ fn casetrail(url: &str, state: &Path, args: &[&str]) -> Output {
 }
 
 fn token(url: &str, state: &Path, name: &str, role: &str, agency: Option<&str>) -> String {
-    let mut args = vec!["token", "create", "--name", name, "--role", role];
-    if let Some(a) = agency {
-        args.extend(["--agency", a]);
-    }
-    let out = casetrail(url, state, &args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned()
+    let args = super::common::token_args(name, role, agency);
+    super::common::created_token(casetrail(url, state, &args))
 }
 
 /// Why a node that should not start did not, or a panic if it started.

@@ -160,9 +160,12 @@ impl Writer {
     /// land is decided again, a few times at most.
     fn commit_group(&mut self, jobs: &[Job]) -> Answers {
         let started = Instant::now();
-        for _ in 0..3 {
+        for round in 0..3 {
             let attempt = match self.attempt(jobs) {
                 Ok(attempt) => attempt,
+                // A session that died between groups (a restarted server, a failover, a dropped link) fails the
+                // first statement: nothing was written, so the group goes again on a new session, once.
+                Err(StoreError::Unavailable(_)) if round == 0 && self.client.is_none() => continue,
                 Err(e) => {
                     self.client = None;
                     return unavailable(jobs, &e.to_string());
@@ -211,6 +214,25 @@ impl Writer {
         )
     }
 
+    /// Waits for `work` on the database, at most the deadline: a database that stops answering is answered for,
+    /// not waited on for ever (nothing was committed by a statement before `COMMIT`).
+    fn within<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.deadline;
+        match self
+            .handle
+            .block_on(async { tokio::time::timeout(deadline, work).await })
+        {
+            Ok(done) => done.map_err(db),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "the database did not answer within {} s",
+                deadline.as_secs_f64()
+            ))),
+        }
+    }
+
     fn record(&self, answers: &Answers, started: Instant) {
         let new: usize = answers
             .iter()
@@ -257,13 +279,11 @@ impl Writer {
 
     fn attempt_on(&mut self, client: &Client, jobs: &[Job]) -> Result<Attempt, StoreError> {
         let h = self.handle.clone();
-        h.block_on(client.batch_execute("BEGIN")).map_err(db)?;
-        let row = h
-            .block_on(client.query_one(
-                "SELECT size, root, last_recorded_at, clock_timestamp() FROM log_head WHERE id = 1 FOR UPDATE",
-                &[],
-            ))
-            .map_err(db)?;
+        self.within(client.batch_execute("BEGIN"))?;
+        let row = self.within(client.query_one(
+            "SELECT size, root, last_recorded_at, clock_timestamp() FROM log_head WHERE id = 1 FOR UPDATE",
+            &[],
+        ))?;
         let size = row.get::<_, i64>(0) as u64;
         if size < self.size {
             self.shared.observe(
@@ -273,7 +293,7 @@ impl Writer {
                     root: crate::hash_of(row.get::<_, &[u8]>(1))?,
                 },
             );
-            h.block_on(client.batch_execute("ROLLBACK")).map_err(db)?;
+            self.within(client.batch_execute("ROLLBACK"))?;
             let why = self
                 .shared
                 .failed()
@@ -371,7 +391,7 @@ impl Writer {
         });
         upper_len?;
         if group.records.is_empty() {
-            h.block_on(client.batch_execute("COMMIT")).map_err(db)?;
+            self.within(client.batch_execute("COMMIT"))?;
             return Ok(Attempt::Done(answers));
         }
         let new = self.size + group.records.len() as u64;
@@ -386,14 +406,19 @@ impl Writer {
             upper: group.growth.upper.clone(),
             heads: group.heads.clone(),
         };
-        match h.block_on(client.batch_execute("COMMIT")) {
-            Ok(()) => {
+        // The commit gets the deadline too; past it, or on a broken connection, its outcome is found out (`resolve`).
+        let deadline = self.deadline;
+        let committed = h.block_on(async {
+            tokio::time::timeout(deadline, client.batch_execute("COMMIT")).await
+        });
+        match committed {
+            Ok(Ok(())) => {
                 self.committed(after);
                 Ok(Attempt::Done(answers))
             }
             // The server answered: the transaction is rolled back, nothing was written.
-            Err(e) if e.as_db_error().is_some() => Err(db(e)),
-            Err(_) => {
+            Ok(Err(e)) if e.as_db_error().is_some() => Err(db(e)),
+            Ok(Err(_)) | Err(_) => {
                 let ids = group.records.iter().map(|r| r.stored.event.id).collect();
                 Ok(Attempt::Unsure {
                     answers,
@@ -467,9 +492,7 @@ impl Writer {
         let uppers: [Param; 2] = [&upper_from, &upper];
         let head: [Param; 5] = [&old, &new, &root, &last_recorded_at, writer];
         let notify: [Param; 1] = [&new_text];
-        let moved = self
-            .handle
-            .block_on(async {
+        let moved = self.within(async {
                 let events = client.execute(
                     "INSERT INTO events (position, id, stream, version, bytes) \
                      SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[])",
@@ -504,8 +527,7 @@ impl Writer {
                 let notify = client.execute("SELECT pg_notify('casetrail_head', $1)", &notify);
                 let (_, _, _, _, moved, _) = tokio::try_join!(events, heads, leaves, upper, head, notify)?;
                 Ok::<u64, tokio_postgres::Error>(moved)
-            })
-            .map_err(db)?;
+            })?;
         if moved != 1 {
             return Err(StoreError::Database(format!(
                 "the head row moved under the lock (expected size {old})"
@@ -537,12 +559,10 @@ impl Writer {
         if size - self.size > HEAD_CACHE_STREAMS as u64 {
             self.heads.clear();
         } else {
-            let rows = h
-                .block_on(client.query(
-                    "SELECT DISTINCT stream FROM events WHERE position > $1",
-                    &[&(self.size as i64)],
-                ))
-                .map_err(db)?;
+            let rows = self.within(client.query(
+                "SELECT DISTINCT stream FROM events WHERE position > $1",
+                &[&(self.size as i64)],
+            ))?;
             for r in &rows {
                 self.heads.remove(r.get::<_, &str>(0));
             }

@@ -3,6 +3,7 @@
 
 mod maintenance;
 mod shared;
+mod unknown;
 
 use pglog::cluster::{Cluster, Options};
 use pglog::{Config, PgLog};
