@@ -173,7 +173,7 @@ fn an_import_from_a_pipe_that_stays_open_ends_when_a_batch_is_refused() {
     assert!(export(&data).is_empty());
 }
 
-fn generated_log(dir: &Path, seed: u32, dossiers: u32) -> std::path::PathBuf {
+pub fn generated_log(dir: &Path, seed: u32, dossiers: u32) -> std::path::PathBuf {
     let generated = dir.join("gen.ndjson");
     let out = std::process::Command::new(BIN)
         .args([

@@ -227,3 +227,263 @@ fn two_nodes_on_one_database_serve_every_write_and_read_and_share_tokens() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn migrate_moves_a_log_to_postgres_and_back_with_the_same_bytes_root_tokens_and_checkpoints() {
+    let cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("moved").unwrap();
+    let other = cluster.create_database("other").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sled = super::cli::generated_log(dir.path(), 11, 1_500);
+    let sled_str = sled.to_str().unwrap();
+    let admin = super::common::token(&sled, "admin", "admin", None);
+    super::common::token(&sled, "gone", "analyst", None);
+    assert!(super::casetrail(&sled, &["token", "revoke", "gone"])
+        .status
+        .success());
+    let signed = super::casetrail(&sled, &["audit", "checkpoint"]);
+    assert!(signed.status.success(), "{}", super::stderr(&signed));
+    let exported = super::stdout(&super::casetrail(&sled, &["export"]));
+    let lines: Vec<&str> = exported.lines().collect();
+    assert!(lines.len() > 4_000);
+    let state = dir.path().join("state");
+
+    // A destination that holds other events is refused, and left as it was.
+    let first = dir.path().join("first.ndjson");
+    std::fs::write(&first, format!("{}\n", lines[1])).unwrap();
+    let foreign = casetrail(&other, &state, &["import", first.to_str().unwrap()]);
+    assert!(
+        !foreign.status.success(),
+        "an event at position 2 imported at 1"
+    );
+    let mut mixed: Value = serde_json::from_str(lines[0]).unwrap();
+    mixed["source"] = json!("someone-else");
+    std::fs::write(&first, format!("{mixed}\n")).unwrap();
+    assert!(
+        casetrail(&other, &state, &["import", first.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let refused = casetrail(
+        &url,
+        &state,
+        &["migrate", "--from", sled_str, "--to", &other],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        super::stderr(&refused).contains("another log"),
+        "{}",
+        super::stderr(&refused)
+    );
+
+    // Interrupted half way (its first 1,000 events there already): the migration resumes after them.
+    let half = dir.path().join("half.ndjson");
+    std::fs::write(&half, lines[..1_000].join("\n") + "\n").unwrap();
+    assert!(casetrail(&url, &state, &["import", half.to_str().unwrap()])
+        .status
+        .success());
+    let moved = casetrail(&url, &state, &["migrate", "--from", sled_str, "--to", &url]);
+    assert!(moved.status.success(), "{}", super::stderr(&moved));
+    assert!(
+        super::stdout(&moved).contains("resuming after them"),
+        "{}",
+        super::stdout(&moved)
+    );
+
+    let on_postgres = String::from_utf8(casetrail(&url, &state, &["export"]).stdout).unwrap();
+    assert_eq!(
+        on_postgres, exported,
+        "the export from PostgreSQL differs from sled's"
+    );
+    let tokens = |out: Output| -> Vec<String> {
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+                    + if l.contains("revoked") {
+                        " revoked"
+                    } else {
+                        ""
+                    }
+            })
+            .collect()
+    };
+    assert_eq!(
+        tokens(casetrail(&url, &state, &["token", "list"])),
+        tokens(super::casetrail(&sled, &["token", "list"]))
+    );
+    let verified = casetrail(&url, &state, &["verify"]);
+    assert!(verified.status.success(), "{}", super::stdout(&verified));
+    assert!(
+        super::stdout(&verified).contains("1 stored checkpoint"),
+        "{}",
+        super::stdout(&verified)
+    );
+
+    // And back to a new directory: the same bytes again.
+    let back = dir.path().join("back");
+    let returned = super::casetrail(
+        &back,
+        &["migrate", "--from", &url, "--to", back.to_str().unwrap()],
+    );
+    assert!(returned.status.success(), "{}", super::stderr(&returned));
+    assert_eq!(
+        super::stdout(&super::casetrail(&back, &["export"])),
+        exported
+    );
+    let verified = super::casetrail(&back, &["verify"]);
+    assert!(verified.status.success(), "{}", super::stdout(&verified));
+    let _ = admin;
+}
+
+/// Posts single events to `base` until a request fails; returns the ids acknowledged.
+fn write_until_killed(
+    base: String,
+    ingest: String,
+    from: usize,
+    count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<String> {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for n in from.. {
+        let event = received(n);
+        let sent = client
+            .post(format!("{base}/v1/events"))
+            .bearer_auth(&ingest)
+            .header("content-type", "application/json")
+            .body(event.to_string())
+            .send();
+        match sent {
+            Ok(r) if r.status().as_u16() == 201 || r.status().as_u16() == 200 => {
+                acknowledged.push(event["id"].as_str().unwrap().to_owned());
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            // A refusal while the database restarts is an answer, not an acknowledgement: go on.
+            Ok(r) if r.status().as_u16() == 503 => std::thread::sleep(Duration::from_millis(50)),
+            Ok(r) => panic!("unexpected answer {}", r.status()),
+            Err(_) => break,
+        }
+    }
+    acknowledged
+}
+
+#[test]
+fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
+    let mut cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("crash").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let state = dir.path().join("state");
+    assert!(
+        casetrail(&url, &state, &["audit", "key", "--audit-key", &key_arg])
+            .status
+            .success()
+    );
+    let admin = token(&url, &state, "admin", "admin", None);
+    let ingest = token(&url, &state, "vendor", "ingest", Some(DEPT));
+    let mut acknowledged = Vec::new();
+    for round in 0..12 {
+        let (mut proc, base) = node(&url, &state, &["--audit-key", &key_arg]).unwrap();
+        if round == 0 {
+            for (code, name, level, parent) in [
+                (PROVINCE, "UBND tỉnh Hà Tĩnh", "province", None),
+                (DEPT, "Sở Tư pháp", "department", Some(PROVINCE)),
+            ] {
+                let body = json!({ "name": name, "level": level, "parent": parent });
+                let (status, _) = call(
+                    "PUT",
+                    format!("{base}/v1/agencies/{code}"),
+                    &admin,
+                    Some(&body),
+                );
+                assert_eq!(status, 201);
+            }
+        }
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (base, ingest, count) = (base.clone(), ingest.clone(), count.clone());
+                std::thread::spawn(move || {
+                    write_until_killed(base, ingest, (round * 4 + w) * 1_000_000, count)
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        if round % 4 == 3 {
+            // The database machine lost mid-write, then back (crash recovery); the node carries on against it.
+            cluster.kill();
+            std::thread::sleep(Duration::from_millis(200));
+            cluster.restart().unwrap();
+            assert!(
+                url.contains(&format!(":{}/", cluster.port())),
+                "the cluster came back on another port"
+            );
+            // The same node writes again once the database is back.
+            let before = count.load(std::sync::atomic::Ordering::SeqCst);
+            let since = Instant::now();
+            while count.load(std::sync::atomic::Ordering::SeqCst) < before + 20 {
+                assert!(
+                    since.elapsed() < Duration::from_secs(15),
+                    "the node did not write again after the database came back"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        // SAFETY: signalling the node's own process group.
+        unsafe { libc::kill(-(proc.id() as i32), libc::SIGKILL) };
+        let _ = proc.wait();
+        for w in writers {
+            acknowledged.extend(w.join().unwrap());
+        }
+    }
+    assert!(
+        acknowledged.len() > 100,
+        "only {} events were acknowledged",
+        acknowledged.len()
+    );
+    let out = casetrail(&url, &state, &["export"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let exported: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let positions: Vec<u64> = exported
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        positions,
+        (1..=exported.len() as u64).collect::<Vec<_>>(),
+        "the log has a gap"
+    );
+    let mut stored = std::collections::HashMap::new();
+    for e in &exported {
+        *stored
+            .entry(e["id"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    for id in &acknowledged {
+        assert_eq!(
+            stored.get(id),
+            Some(&1),
+            "acknowledged {id} is stored {:?} times",
+            stored.get(id)
+        );
+    }
+    let verified = casetrail(&url, &state, &["verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
+}

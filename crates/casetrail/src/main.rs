@@ -90,6 +90,17 @@ enum Command {
     /// Rewrite a data directory of format 1 in format 2 (docs/storage.md): same events, roots, credentials and
     /// checkpoints; the old directory is kept beside it as `<data>.format1`.
     Upgrade,
+    /// Move a whole log to another store, with its credentials and signed checkpoints: a sled directory to a
+    /// PostgreSQL database or back (docs/scaling.md). The destination must be empty, or hold the source's first
+    /// events (an interrupted migration resumes there); it ends with the same events, bytes and audit root.
+    Migrate {
+        /// The log to copy: a data directory or `postgres://…`.
+        #[arg(long)]
+        from: String,
+        /// Where to: an empty (or partly migrated) data directory or `postgres://…` database.
+        #[arg(long)]
+        to: String,
+    },
     /// Run the HTTP service (docs/api.md) on the data directory. SIGTERM or Ctrl-C stops it gracefully.
     Serve(cmd::serve::ServeArgs),
     /// Manage API tokens while no server runs (a running server offers the same under /v1/tokens).
@@ -164,6 +175,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let state = cli.state.clone();
     let data = cmd::DataDir::new(cli.data, cli.state, cli.cache_mb);
     let result = match cli.command {
         Command::Import { file, source } => cmd::import(&data, &file, &source),
@@ -178,6 +190,7 @@ fn main() -> ExitCode {
         Command::Audit { what } => cmd::audit::run(&data, what),
         Command::RebuildIndexes => cmd::rebuild(&data),
         Command::Upgrade => cmd::upgrade(&data),
+        Command::Migrate { from, to } => cmd::migrate(&from, &to, state.as_deref()),
         Command::Serve(args) => cmd::serve::serve(&data, args),
         Command::Token { what } => cmd::serve::token(&data, what),
         Command::Probe { url } => cmd::serve::probe(&url),

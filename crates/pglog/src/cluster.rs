@@ -183,16 +183,19 @@ impl Cluster {
             postmaster: None,
             owner,
         };
-        cluster.launch()?;
+        cluster.launch(None)?;
         Ok(cluster)
     }
 
-    /// Starts the postmaster on a new free port, and waits until it accepts connections.
-    fn launch(&mut self) -> std::io::Result<()> {
+    /// Starts the postmaster (on `port` if given, else a new free port), and waits until it accepts connections.
+    fn launch(&mut self, port: Option<u16>) -> std::io::Result<()> {
         use std::os::unix::process::CommandExt;
         let mut last = None;
-        for _ in 0..5 {
-            let port = free_port()?;
+        for attempt in 0..5 {
+            let port = match port {
+                Some(p) if attempt < 4 => p,
+                _ => free_port()?,
+            };
             let log =
                 std::fs::File::create(self.dir.path().join(format!("postmaster-{port}.log")))?;
             let mut c = self.owner.command(Path::new(PG_BIN).join("postgres"));
@@ -304,12 +307,13 @@ impl Cluster {
         }
     }
 
-    /// Starts the postmaster again on the same data directory (crash recovery after [`Cluster::kill`]), on a
-    /// new port.
+    /// Starts the postmaster again on the same data directory (crash recovery after [`Cluster::kill`]), on the
+    /// same port (a new one only if that stays taken).
     pub fn restart(&mut self) -> std::io::Result<()> {
         self.stop();
         let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
-        self.launch()
+        let port = self.port;
+        self.launch(Some(port))
     }
 
     /// A fast shutdown (SIGINT to the postmaster), waited for; SIGKILL after 30 s.

@@ -424,8 +424,9 @@ impl Drop for PgLog {
 
 impl EventLog for PgLog {
     fn append(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>> {
-        let sender = self.sender();
-        Box::pin(async move { store::queue::send(sender?, request).await })
+        // Queued now, not when first polled: appends are taken in the order they were made.
+        let answered = self.sender().map(|s| store::queue::send(s, request));
+        Box::pin(async move { answered?.await })
     }
 
     fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError> {

@@ -17,14 +17,24 @@ fn stopped<T>(_: T) -> AppendError {
     AppendError::Unavailable("the log writer has stopped".into())
 }
 
-/// Queues `request` and waits for its answer.
-pub async fn send(
+/// Queues `request` at once (so that requests sent one after another are taken in that order, whenever their
+/// answers are awaited), then waits for its answer. Only when the queue is full does queueing itself wait.
+pub fn send(
     sender: mpsc::Sender<Job>,
     request: AppendRequest,
-) -> Result<AppendOutcome, AppendError> {
+) -> impl std::future::Future<Output = Result<AppendOutcome, AppendError>> + Send + 'static {
     let (reply, answer) = oneshot::channel();
-    sender.send(Job { request, reply }).await.map_err(stopped)?;
-    answer.await.map_err(stopped)?
+    let queued = match sender.try_send(Job { request, reply }) {
+        Ok(()) => Ok(None),
+        Err(mpsc::error::TrySendError::Full(job)) => Ok(Some(job)),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(stopped(())),
+    };
+    async move {
+        if let Some(job) = queued? {
+            sender.send(job).await.map_err(stopped)?;
+        }
+        answer.await.map_err(stopped)?
+    }
 }
 
 /// [`send`], for a thread outside an async runtime.

@@ -6,6 +6,7 @@ pub mod check;
 mod demo;
 mod import;
 mod log;
+mod migrate;
 pub mod report;
 pub mod serve;
 mod sync;
@@ -13,6 +14,7 @@ mod sync;
 pub use demo::{demo, generate};
 pub use import::import;
 pub use log::{append_loop, export, rebuild, stats, upgrade, verify};
+pub use migrate::migrate;
 pub use sync::import_dvcqg;
 
 use chrono::TimeZone;

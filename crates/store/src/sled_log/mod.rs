@@ -310,9 +310,11 @@ impl Drop for SledLog {
 
 impl EventLog for SledLog {
     fn append(&self, request: AppendRequest) -> crate::Boxed<Result<AppendOutcome, AppendError>> {
-        let (sender, unresponsive) = (self.sender(), self.unresponsive());
+        // Queued now, not when first polled: appends are taken in the order they were made.
+        let answered = self.sender().map(|s| crate::queue::send(s, request));
+        let unresponsive = self.unresponsive();
         Box::pin(async move {
-            let answered = crate::queue::send(sender?, request);
+            let answered = answered?;
             // A writer that stays on one group past the stall bound is waiting for a disk that does not answer:
             // the request is answered then (its events may still reach the disk later; the same ids make a
             // retry safe), and so is every later one, at once.
