@@ -79,6 +79,23 @@ fn call(method: &str, url: String, token: &str, body: Option<&Value>) -> (u16, V
     )
 }
 
+/// Registers the province and the department the ingest token writes for, on the node at `base`.
+fn register(base: &str, admin: &str) {
+    for (code, name, level, parent) in [
+        (PROVINCE, "UBND tỉnh Hà Tĩnh", "province", None),
+        (DEPT, "Sở Tư pháp", "department", Some(PROVINCE)),
+    ] {
+        let body = json!({ "name": name, "level": level, "parent": parent });
+        let (status, body) = call(
+            "PUT",
+            format!("{base}/v1/agencies/{code}"),
+            admin,
+            Some(&body),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
 fn received(n: usize) -> Value {
     json!({ "id": format!("01935c3e-0000-7000-8000-{n:012}"), "type": "dossier.received",
             "dossier": format!("PG-{n}"), "agency": DEPT, "occurred_at": "2019-03-12T08:30:00+07:00",
@@ -111,19 +128,7 @@ fn two_nodes_on_one_database_serve_every_write_and_read_and_share_tokens() {
     let (_b, b) = node(&url, &state_b, &["--audit-key", key_arg]).unwrap();
 
     // Reference data registered on A is in force on B at once.
-    for (code, name, level, parent) in [
-        (PROVINCE, "UBND tỉnh Hà Tĩnh", "province", None),
-        (DEPT, "Sở Tư pháp", "department", Some(PROVINCE)),
-    ] {
-        let body = json!({ "name": name, "level": level, "parent": parent });
-        let (status, body) = call(
-            "PUT",
-            format!("{a}/v1/agencies/{code}"),
-            &admin,
-            Some(&body),
-        );
-        assert_eq!(status, 201, "{body}");
-    }
+    register(&a, &admin);
 
     // Writes on either node, in turn: one gapless order; each acknowledged position answered by the other node.
     let mut positions = Vec::new();
@@ -390,19 +395,7 @@ fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
     for round in 0..12 {
         let (mut proc, base) = node(&url, &state, &["--audit-key", &key_arg]).unwrap();
         if round == 0 {
-            for (code, name, level, parent) in [
-                (PROVINCE, "UBND tỉnh Hà Tĩnh", "province", None),
-                (DEPT, "Sở Tư pháp", "department", Some(PROVINCE)),
-            ] {
-                let body = json!({ "name": name, "level": level, "parent": parent });
-                let (status, _) = call(
-                    "PUT",
-                    format!("{base}/v1/agencies/{code}"),
-                    &admin,
-                    Some(&body),
-                );
-                assert_eq!(status, 201);
-            }
+            register(&base, &admin);
         }
         let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let writers: Vec<_> = (0..4)
