@@ -15,7 +15,8 @@
 //! is the answer `OutcomeUnknown`. The writer never cancels or terminates a backend that may be committing: a
 //! commit cancelled while it waits for the synchronous standby stays committed locally without the standby.
 
-use crate::maintenance::{read_state, Opened};
+use crate::hashes::{leaf_hashes, read_runs};
+use crate::maintenance::Opened;
 use crate::{connect, db, HeadRow, Job, PgLog, Shared};
 use chrono::{DateTime, Utc};
 use domain::{StoredEvent, StreamHead};
@@ -24,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::decide::{CommitGroup, Committed, Decider};
-use store::merkle::{pack, pack_prefixes, Frontier, InMemory, UpperHashes};
+use store::merkle::{pack, pack_prefixes, Frontier, InMemory, UpperHashes, TILE};
 use store::{AppendError, AppendOutcome, Hash, Head, StoreError};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -302,7 +303,12 @@ impl Writer {
             return Ok(Attempt::Done(unavailable(jobs, &why)));
         }
         if size > self.size {
-            self.catch_up(client, size)?;
+            let head = Head {
+                size,
+                root: crate::hash_of(row.get::<_, &[u8]>(1))?,
+            };
+            let last: Option<DateTime<Utc>> = row.get(2);
+            self.catch_up(client, head, last.unwrap_or(DateTime::<Utc>::MIN_UTC))?;
         }
         let db_now: DateTime<Utc> = row.get(3);
         let now = StoredEvent::truncate_recorded_at(self.clock.as_ref().map_or(db_now, |c| c()));
@@ -554,8 +560,13 @@ impl Writer {
 
     /// Other nodes wrote since this writer's last group: re-reads the open tile, the upper hashes and the last
     /// `recorded_at`, and forgets the heads of the streams they wrote.
-    fn catch_up(&mut self, client: &Client, size: u64) -> Result<(), StoreError> {
-        let h = self.handle.clone();
+    fn catch_up(
+        &mut self,
+        client: &Client,
+        head: Head,
+        last_recorded_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let size = head.size;
         if size - self.size > HEAD_CACHE_STREAMS as u64 {
             self.heads.clear();
         } else {
@@ -567,13 +578,26 @@ impl Writer {
                 self.heads.remove(r.get::<_, &str>(0));
             }
         }
-        let state = h.block_on(read_state(client))?;
-        self.shared.upper.extend(0, &state.upper);
-        self.size = state.head.size;
-        self.root = state.head.root;
-        self.frontier = state.frontier;
-        self.last_recorded_at = state.last_recorded_at;
-        self.shared.advance(state.head);
+        // Only what the others added: the upper hashes past this node's copy, and the open tile's leaves.
+        let h = self.handle.clone();
+        let have = self.shared.upper.len();
+        for (first, hashes) in h.block_on(read_runs(client, have))? {
+            self.shared.upper.extend(first, &hashes);
+        }
+        let needed = store::merkle::stored_hash_count(size / TILE);
+        if self.shared.upper.len() < needed {
+            return Err(StoreError::IndexMismatch(format!(
+                "the audit tree's stored hashes stop at {} of the {needed} a log of {size} events has",
+                self.shared.upper.len()
+            )));
+        }
+        self.frontier = Frontier {
+            tile: h.block_on(leaf_hashes(client, size - size % TILE, size))?,
+        };
+        self.size = size;
+        self.root = head.root;
+        self.last_recorded_at = last_recorded_at;
+        self.shared.advance(head);
         Ok(())
     }
 

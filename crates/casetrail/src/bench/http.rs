@@ -48,37 +48,80 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
             .map_err(crate::cmd::explain)?
             .token
     };
-    let mut child = Server(
-        std::process::Command::new(std::env::current_exe()?)
-            .arg("--data")
-            .arg(&data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    let mut line = String::new();
-    std::io::BufReader::new(child.0.stdout.as_mut().expect("piped")).read_line(&mut line)?;
-    let base = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .ok_or("the server did not start")?
-        .to_owned();
+    let (child, base) = serve(&[
+        std::ffi::OsStr::new("--data"),
+        data.as_os_str(),
+        std::ffi::OsStr::new("serve"),
+    ])?;
 
+    let outcome = load(&[base], &token, connections, seconds, batch);
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    let m = outcome?;
+    println!("| measure | value |\n| --- | --- |");
+    println!("| connections × events per request | {connections} × {batch} |");
+    println!("| acknowledged requests/s | {:.0} |", m.requests_per_sec());
+    println!("| acknowledged events/s | {:.0} |", m.events_per_sec());
+    println!(
+        "| latency p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
+        m.p(0.50),
+        m.p(0.99),
+        m.p(1.0)
+    );
+    println!("| failed requests | {} |", m.failures);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What one load run measured.
+pub struct Measured {
+    /// Latencies of the acknowledged requests, sorted.
+    pub latencies: Vec<Duration>,
+    pub failures: u64,
+    pub elapsed: Duration,
+    pub batch: usize,
+}
+
+impl Measured {
+    pub fn requests_per_sec(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn events_per_sec(&self) -> f64 {
+        self.requests_per_sec() * self.batch as f64
+    }
+
+    /// The latency at quantile `q`, in milliseconds.
+    pub fn p(&self, q: f64) -> f64 {
+        percentile(&self.latencies, q).as_secs_f64() * 1e3
+    }
+}
+
+/// `connections` clients posting `batch` new dossiers per request for `seconds`, client `c` to `bases[c % n]`.
+pub fn load(
+    bases: &[String],
+    token: &str,
+    connections: usize,
+    seconds: u64,
+    batch: usize,
+) -> Result<Measured> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let outcome = runtime.block_on(async {
+    runtime.block_on(async {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(connections)
             .build()?;
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        let url = Arc::new(format!("{base}/v1/events"));
-        let token = Arc::new(token);
+        let urls: Vec<Arc<String>> = bases
+            .iter()
+            .map(|b| Arc::new(format!("{b}/v1/events")))
+            .collect();
+        let token = Arc::new(token.to_owned());
         let tasks: Vec<_> = (0..connections)
             .map(|c| {
-                let (client, url, token) = (client.clone(), url.clone(), token.clone());
+                let (client, url, token) =
+                    (client.clone(), urls[c % urls.len()].clone(), token.clone());
                 tokio::spawn(async move {
                     let mut latencies = Vec::new();
                     let mut failures = 0u64;
@@ -114,30 +157,40 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
             latencies.extend(l);
             failures += f;
         }
-        Ok::<_, Box<dyn std::error::Error>>((latencies, failures, started.elapsed()))
-    });
-    drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
-    let (mut latencies, failures, elapsed) = outcome?;
-    latencies.sort();
-    let requests = latencies.len() as f64 / elapsed.as_secs_f64();
-    println!("| measure | value |\n| --- | --- |");
-    println!("| connections × events per request | {connections} × {batch} |");
-    println!("| acknowledged requests/s | {requests:.0} |");
-    println!("| acknowledged events/s | {:.0} |", requests * batch as f64);
-    println!(
-        "| latency p50 / p99 / max | {:.1} ms / {:.1} ms / {:.1} ms |",
-        percentile(&latencies, 0.50).as_secs_f64() * 1e3,
-        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+        latencies.sort();
+        Ok::<_, Box<dyn std::error::Error>>(Measured {
+            latencies,
+            failures,
+            elapsed: started.elapsed(),
+            batch,
+        })
+    })
+}
+
+/// Starts `casetrail <args> --listen 127.0.0.1:0` (args ending in `serve` and its flags) and returns it with the
+/// address it listens on.
+pub fn serve(args: &[&std::ffi::OsStr]) -> Result<(Server, String)> {
+    let mut child = Server(
+        std::process::Command::new(std::env::current_exe()?)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?,
     );
-    println!("| failed requests | {failures} |");
-    Ok(ExitCode::SUCCESS)
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stdout.as_mut().expect("piped")).read_line(&mut line)?;
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .ok_or("the server did not start")?
+        .to_owned();
+    Ok((child, base))
 }
 
 /// The server under load, stopped gracefully (SIGTERM, then reaped) however the benchmark ends, an error
 /// included: it must not outlive the command that started it.
-struct Server(std::process::Child);
+pub struct Server(std::process::Child);
 
 impl Drop for Server {
     fn drop(&mut self) {

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod check;
 pub mod http;
 pub mod indicators;
+pub mod nodes;
 
 use crate::cmd::Result;
 use clap::Subcommand;
@@ -42,6 +43,20 @@ pub enum What {
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Where to make the server's data directory (removed afterwards).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// The log on PostgreSQL against sled and the bare PostgreSQL table: durable appends over HTTP (64 × 1 event,
+    /// 16 × 500) with sled, one PostgreSQL node, two nodes on one database, and pgbench on the bare events table,
+    /// alternating round by round on one private cluster; then the follower lag between two nodes.
+    Nodes {
+        /// Seconds of each run.
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+        /// Rounds of every setup; medians are reported.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Where to make the benchmark's directories (removed afterwards).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
@@ -119,6 +134,11 @@ pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
             dir,
             replays,
         } => store(events, &dir, replays),
+        What::Nodes {
+            seconds,
+            rounds,
+            dir,
+        } => crate::bench::nodes::run(&dir, seconds, rounds),
         What::Http {
             connections,
             seconds,
