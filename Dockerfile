@@ -8,8 +8,10 @@ COPY tests tests
 RUN cargo build --release --locked --bin casetrail
 
 FROM debian:bookworm-slim
+# /state and /keys: a node's own directory and the signing key's, when the log is on PostgreSQL (docker-compose.yml's
+# `postgres` profile); named volumes mounted there start with these owners.
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin casetrail \
-    && mkdir -p /data && chown 10001 /data
+    && mkdir -p /data /state /keys && chown 10001 /data /state /keys
 COPY --from=build /src/target/release/casetrail /usr/local/bin/casetrail
 USER 10001
 ENV CASETRAIL_DATA=/data

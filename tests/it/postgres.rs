@@ -376,70 +376,14 @@ fn write_until_killed(
     acknowledged
 }
 
-#[test]
-fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
-    let mut cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
-    let url = cluster.create_database("crash").unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("audit.key");
-    let key_arg = key.to_str().unwrap().to_owned();
-    let state = dir.path().join("state");
-    assert!(
-        casetrail(&url, &state, &["audit", "key", "--audit-key", &key_arg])
-            .status
-            .success()
-    );
-    let admin = token(&url, &state, "admin", "admin", None);
-    let ingest = token(&url, &state, "vendor", "ingest", Some(DEPT));
-    let mut acknowledged = Vec::new();
-    for round in 0..12 {
-        let (mut proc, base) = node(&url, &state, &["--audit-key", &key_arg]).unwrap();
-        if round == 0 {
-            register(&base, &admin);
-        }
-        let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let writers: Vec<_> = (0..4)
-            .map(|w| {
-                let (base, ingest, count) = (base.clone(), ingest.clone(), count.clone());
-                std::thread::spawn(move || {
-                    write_until_killed(base, ingest, (round * 4 + w) * 1_000_000, count)
-                })
-            })
-            .collect();
-        std::thread::sleep(Duration::from_millis(300));
-        if round % 4 == 3 {
-            // The database machine lost mid-write, then back (crash recovery); the node carries on against it.
-            cluster.kill();
-            std::thread::sleep(Duration::from_millis(200));
-            cluster.restart().unwrap();
-            assert!(
-                url.contains(&format!(":{}/", cluster.port())),
-                "the cluster came back on another port"
-            );
-            // The same node writes again once the database is back.
-            let before = count.load(std::sync::atomic::Ordering::SeqCst);
-            let since = Instant::now();
-            while count.load(std::sync::atomic::Ordering::SeqCst) < before + 20 {
-                assert!(
-                    since.elapsed() < Duration::from_secs(15),
-                    "the node did not write again after the database came back"
-                );
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        // SAFETY: signalling the node's own process group.
-        unsafe { libc::kill(-(proc.id() as i32), libc::SIGKILL) };
-        let _ = proc.wait();
-        for w in writers {
-            acknowledged.extend(w.join().unwrap());
-        }
-    }
+/// The log at `url` holds every acknowledged id exactly once, at gapless positions, and verifies.
+fn holds_each_once(url: &str, state: &Path, acknowledged: &[String]) {
     assert!(
         acknowledged.len() > 100,
         "only {} events were acknowledged",
         acknowledged.len()
     );
-    let out = casetrail(&url, &state, &["export"]);
+    let out = casetrail(url, state, &["export"]);
     assert!(
         out.status.success(),
         "{}",
@@ -465,7 +409,7 @@ fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
             .entry(e["id"].as_str().unwrap().to_owned())
             .or_insert(0) += 1;
     }
-    for id in &acknowledged {
+    for id in acknowledged {
         assert_eq!(
             stored.get(id),
             Some(&1),
@@ -473,10 +417,192 @@ fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
             stored.get(id)
         );
     }
-    let verified = casetrail(&url, &state, &["verify"]);
+    let verified = casetrail(url, state, &["verify"]);
     assert!(
         verified.status.success(),
         "{}",
         String::from_utf8_lossy(&verified.stdout)
     );
+}
+
+/// Makes the log's signing key file and an admin and an ingest token: (admin, ingest).
+fn signing_key_and_tokens(url: &str, state: &Path, key: &str) -> (String, String) {
+    let made = casetrail(url, state, &["audit", "key", "--audit-key", key]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (
+        token(url, state, "admin", "admin", None),
+        token(url, state, "vendor", "ingest", Some(DEPT)),
+    )
+}
+
+/// Four clients writing to `base` until it dies, their ids offset by `offset`, and how many were acknowledged.
+type Writers = (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    Vec<std::thread::JoinHandle<Vec<String>>>,
+);
+
+fn writers(base: &str, ingest: &str, offset: usize) -> Writers {
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handles = (0..4)
+        .map(|w| {
+            let (base, ingest, count) = (base.to_owned(), ingest.to_owned(), count.clone());
+            std::thread::spawn(move || {
+                write_until_killed(base, ingest, (offset + w) * 1_000_000, count)
+            })
+        })
+        .collect();
+    (count, handles)
+}
+
+/// SIGKILLs a node's process group, and collects what its writers had acknowledged.
+fn kill_node(
+    mut node: Proc,
+    writers: Vec<std::thread::JoinHandle<Vec<String>>>,
+    into: &mut Vec<String>,
+) {
+    // SAFETY: signalling the node's own process group.
+    unsafe { libc::kill(-(node.id() as i32), libc::SIGKILL) };
+    let _ = node.wait();
+    for w in writers {
+        into.extend(w.join().unwrap());
+    }
+}
+
+#[test]
+fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
+    let mut cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("crash").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let state = dir.path().join("state");
+    let (admin, ingest) = signing_key_and_tokens(&url, &state, &key_arg);
+    let mut acknowledged = Vec::new();
+    for round in 0..12 {
+        let (proc, base) = node(&url, &state, &["--audit-key", &key_arg]).unwrap();
+        if round == 0 {
+            register(&base, &admin);
+        }
+        let (count, writers) = writers(&base, &ingest, round * 4);
+        std::thread::sleep(Duration::from_millis(300));
+        if round % 4 == 3 {
+            // The database machine lost mid-write, then back (crash recovery); the node carries on against it.
+            cluster.kill();
+            std::thread::sleep(Duration::from_millis(200));
+            cluster.restart().unwrap();
+            assert!(
+                url.contains(&format!(":{}/", cluster.port())),
+                "the cluster came back on another port"
+            );
+            // The same node writes again once the database is back.
+            let before = count.load(std::sync::atomic::Ordering::SeqCst);
+            let since = Instant::now();
+            while count.load(std::sync::atomic::Ordering::SeqCst) < before + 20 {
+                assert!(
+                    since.elapsed() < Duration::from_secs(15),
+                    "the node did not write again after the database came back"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        kill_node(proc, writers, &mut acknowledged);
+    }
+    holds_each_once(&url, &state, &acknowledged);
+}
+
+#[test]
+fn failover_to_a_synchronous_standby_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let state = dir.path().join("state");
+    let mut primary = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    primary.create_database("casetrail").unwrap();
+    let mut standby = primary.standby("s0").unwrap();
+    primary.make_synchronous("s0").unwrap();
+    let url = |a: &Cluster, b: &Cluster| {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/casetrail?target_session_attrs=read-write",
+            a.port(),
+            b.port()
+        )
+    };
+    let first = url(&primary, &standby);
+    let (admin, ingest) = signing_key_and_tokens(&first, &state, &key_arg);
+    let mut acknowledged = Vec::new();
+    for round in 0..3 {
+        let both = url(&primary, &standby);
+        let (node_proc, base) = node(&both, &state, &["--audit-key", &key_arg]).unwrap();
+        if round == 0 {
+            register(&base, &admin);
+        }
+        let (count, writers) = writers(&base, &ingest, round * 4 + 100);
+        std::thread::sleep(Duration::from_millis(500));
+        // An auditor's checkpoint from before the failover.
+        let (status, checkpoint) =
+            call("POST", format!("{base}/v1/audit/checkpoints"), &admin, None);
+        assert!(status == 201 || status == 200, "{checkpoint}");
+        let (_, before) = call("GET", format!("{base}/v1/audit/head"), &admin, None);
+        let (signed_size, signed_root) =
+            (checkpoint["size"].as_u64().unwrap(), before["root"].clone());
+        let _ = signed_root;
+
+        // The primary's machine is lost mid-write; the synchronous standby is promoted.
+        primary.kill();
+        let lost = Instant::now();
+        standby.promote().unwrap();
+        let before_failover = count.load(std::sync::atomic::Ordering::SeqCst);
+        while count.load(std::sync::atomic::Ordering::SeqCst) < before_failover + 20 {
+            assert!(
+                lost.elapsed() < Duration::from_secs(30),
+                "writes did not resume after the promotion"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        eprintln!(
+            "round {round}: writes accepted again {:?} after the primary was lost",
+            lost.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+
+        // The checkpoint from before is consistent with the head after.
+        let (_, after) = call("GET", format!("{base}/v1/audit/head"), &admin, None);
+        let to = after["size"].as_u64().unwrap();
+        let (status, proof) = call(
+            "GET",
+            format!("{base}/v1/audit/consistency?from={signed_size}&to={to}"),
+            &admin,
+            None,
+        );
+        assert_eq!(status, 200, "{proof}");
+        let (_, signed) = call(
+            "GET",
+            format!(
+                "{base}/v1/audit/checkpoints?after={}&limit=1",
+                signed_size - 1
+            ),
+            &admin,
+            None,
+        );
+        assert!(
+            signed
+                .to_string()
+                .contains(proof["from_root"].as_str().unwrap()),
+            "the root at the checkpoint's size changed: {signed} vs {proof}"
+        );
+
+        kill_node(node_proc, writers, &mut acknowledged);
+        // The old primary is never started again; the promoted one gets a new synchronous standby.
+        drop(std::mem::replace(&mut primary, standby));
+        standby = primary.standby(&format!("s{}", round + 1)).unwrap();
+        primary
+            .make_synchronous(&format!("s{}", round + 1))
+            .unwrap();
+    }
+    let last = url(&primary, &standby);
+    holds_each_once(&last, &state, &acknowledged);
 }

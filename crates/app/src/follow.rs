@@ -100,7 +100,8 @@ pub async fn sign_periodically(app: Arc<App>) {
         let grown = size > signed;
         let by_time = every_secs > 0 && last_at.elapsed() >= period;
         let by_count = every_events > 0 && size.saturating_sub(signed) >= every_events;
-        if grown && (by_time || by_count) {
+        // On a log several nodes serve, one of them signs on the schedule (`Checkpoints::periodic_signer`).
+        if grown && (by_time || by_count) && app.log.periodic_signer() {
             let worker = app.clone();
             let signed = tokio::task::spawn_blocking(move || {
                 worker

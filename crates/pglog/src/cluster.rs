@@ -340,6 +340,86 @@ impl Cluster {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+
+    /// A streaming standby of this cluster, made with `pg_basebackup` over loopback (a replication slot of its
+    /// own), named `name` (its `application_name`), started and replicating. It is asynchronous until
+    /// [`Cluster::make_synchronous`] names it on the primary.
+    pub fn standby(&self, name: &str) -> std::io::Result<Cluster> {
+        let dir = tempfile::Builder::new().prefix("casetrail-pg").tempdir()?;
+        self.owner.own(dir.path())?;
+        let data = dir.path().join("data");
+        let mut backup = self.owner.command(Path::new(PG_BIN).join("pg_basebackup"));
+        backup
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(["-c", "fast", "-X", "stream", "-C", "-S", name, "-R", "-D"])
+            .arg(&data);
+        run(backup, "pg_basebackup")?;
+        // Its own socket directory, its own name towards the primary, and no synchronous standby of its own (a
+        // copy of a primary that had one would, once promoted, wait on every commit for a standby that is not
+        // there).
+        append(
+            &data.join("postgresql.auto.conf"),
+            &format!(
+                "\nunix_socket_directories = '{}'\nprimary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={name}'\nsynchronous_standby_names = ''\n",
+                dir.path().display(),
+                self.port
+            ),
+        )?;
+        let mut standby = Cluster {
+            dir,
+            data,
+            port: 0,
+            postmaster: None,
+            owner: self.owner,
+        };
+        standby.launch(None)?;
+        Ok(standby)
+    }
+
+    /// Makes the standby `name` this primary's synchronous standby, and waits (at most 30 s) until it is.
+    pub fn make_synchronous(&self, name: &str) -> std::io::Result<()> {
+        self.psql(
+            "postgres",
+            &format!("ALTER SYSTEM SET synchronous_standby_names = '{name}'"),
+        )?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.psql(
+                "postgres",
+                &format!(
+                    "SELECT sync_state FROM pg_stat_replication WHERE application_name = '{name}'"
+                ),
+            )?;
+            if state == "sync" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "the standby {name} did not become synchronous (its state: {state:?})"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Promotes this standby to a primary, and waits until it accepts writes.
+    pub fn promote(&self) -> std::io::Result<()> {
+        let promoted = self.psql("postgres", "SELECT pg_promote(true, 60)")?;
+        if promoted != "t" {
+            return Err(std::io::Error::other(format!(
+                "pg_promote answered {promoted:?}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Cluster {

@@ -130,6 +130,10 @@ impl Credentials for PgLog {
 }
 
 impl Checkpoints for PgLog {
+    fn periodic_signer(&self) -> bool {
+        self.shared.signer.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn add_checkpoint(
         &self,
         checkpoint: &StoredCheckpoint,

@@ -127,6 +127,8 @@ pub(crate) struct Shared {
     head: watch::Sender<Head>,
     /// Bumped when the credentials may have changed (a notification, a changed count, a reconnection).
     pub credentials: watch::Sender<u64>,
+    /// Whether this node's listener session holds the periodic signer's advisory lock.
+    pub signer: std::sync::atomic::AtomicBool,
     pub upper: hashes::UpperCache,
     failed: OnceLock<String>,
     pub metrics: WriterMetrics,
@@ -249,6 +251,7 @@ impl PgLog {
         let shared = Arc::new(Shared {
             head: head_tx,
             credentials: watch::channel(0).0,
+            signer: std::sync::atomic::AtomicBool::new(false),
             upper: hashes::UpperCache::new(std::mem::take(&mut opened.upper)),
             failed: OnceLock::new(),
             metrics: WriterMetrics::default(),

@@ -85,6 +85,9 @@ async fn listen_once(
             .map_err(db)?;
         // Whatever changed while no session listened is reloaded once.
         shared.credentials.send_modify(|n| *n += 1);
+        // The periodic signer is whoever's listener session holds this lock: one node at a time, and another
+        // takes over within a poll once that session ends (a node stopped, killed or cut off).
+        let mut signer = false;
         let mut counted = None;
         loop {
             let before = shared.size();
@@ -95,6 +98,16 @@ async fn listen_once(
                 shared.credentials.send_modify(|n| *n += 1);
             }
             counted = Some(count);
+            if !signer {
+                signer = client
+                    .query_one("SELECT pg_try_advisory_lock(7238402920)", &[])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                shared
+                    .signer
+                    .store(signer, std::sync::atomic::Ordering::SeqCst);
+            }
             tokio::select! {
                 got = notifications.recv() => {
                     let Some(credentials) = got else {
@@ -118,6 +131,9 @@ async fn listen_once(
         }
     }
     .await;
+    shared
+        .signer
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     driver.abort();
     result
 }

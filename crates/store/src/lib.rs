@@ -300,6 +300,13 @@ pub trait Checkpoints {
     /// The checkpoint of the largest size.
     fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError>;
 
+    /// Whether this process is the one that signs checkpoints on a schedule (and at its stop). On a log several
+    /// processes serve, one at a time is, so that nodes do not each sign their own every minute; any process may
+    /// still sign one on demand. A log only one process opens: always.
+    fn periodic_signer(&self) -> bool {
+        true
+    }
+
     /// Up to `limit` checkpoints of sizes above `after` (every size when `None`), by size.
     fn checkpoints(
         &self,

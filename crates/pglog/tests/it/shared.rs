@@ -37,14 +37,7 @@ fn second(url: &str) -> PgLog {
 
 /// Waits (at most 10 s) until `log`'s head reaches `size`.
 fn reaches(log: &PgLog, size: u64) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if log.head().size >= size {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+    eventually(|| log.head().size >= size)
 }
 
 #[test]
@@ -117,4 +110,39 @@ fn two_instances_share_one_order_one_set_of_ids_and_each_other_s_commits() {
     assert!(reaches(&a, 43));
     assert_eq!(a.head(), b.head());
     assert_eq!(reader.root_at(43).unwrap(), a.head().root);
+}
+
+/// Waits (at most 10 s) until `check` holds.
+fn eventually(check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+#[test]
+fn one_instance_at_a_time_signs_on_the_schedule_and_another_takes_over() {
+    use store::Checkpoints;
+    let cluster = fast_cluster();
+    let (url, a) = fresh(&cluster, "signer");
+    let b = second(&url);
+    assert!(eventually(|| a.periodic_signer() || b.periodic_signer()));
+    // Never both, over a while.
+    for _ in 0..50 {
+        assert!(
+            !(a.periodic_signer() && b.periodic_signer()),
+            "two periodic signers"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (signer, other) = if a.periodic_signer() { (a, b) } else { (b, a) };
+    drop(signer);
+    assert!(
+        eventually(|| other.periodic_signer()),
+        "no instance took over the signing"
+    );
 }
