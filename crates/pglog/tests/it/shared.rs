@@ -146,3 +146,35 @@ fn one_instance_at_a_time_signs_on_the_schedule_and_another_takes_over() {
         "no instance took over the signing"
     );
 }
+
+#[test]
+fn a_head_that_goes_backwards_stops_the_node_writing() {
+    use store::Maintenance;
+    let cluster = fast_cluster();
+    let (_, a) = fresh(&cluster, "backwards");
+    for n in 1..=10u32 {
+        append(
+            &a,
+            vec![event(n, &format!("D{n}"), "dossier.received", None)],
+        )
+        .unwrap();
+    }
+    assert_eq!(a.head().size, 10);
+    // A restore from an older backup, as an operator might make by mistake: the database now has 6 events.
+    cluster
+        .psql(
+            "backwards",
+            "BEGIN; DELETE FROM events WHERE position > 6; UPDATE log_head SET size = 6; COMMIT;",
+        )
+        .unwrap();
+    assert!(
+        eventually(|| a.write_failure().is_some()),
+        "the node did not notice the log went backwards"
+    );
+    assert!(a.write_failure().unwrap().contains("went backwards"));
+    assert_eq!(a.head().size, 10, "the node's head moved back");
+    match append(&a, vec![event(11, "D11", "dossier.received", None)]) {
+        Err(AppendError::Unavailable(why)) => assert!(why.contains("went backwards"), "{why}"),
+        other => panic!("a node whose log went backwards wrote: {other:?}"),
+    }
+}
