@@ -64,11 +64,22 @@ pub async fn follow(app: Arc<App>) {
 pub async fn follow_credentials(app: Arc<App>) {
     let mut changed = app.log.credentials_changed();
     while changed.changed().await.is_ok() {
-        let log = app.log.clone();
-        match tokio::task::spawn_blocking(move || log.credentials()).await {
-            Ok(Ok(all)) => app.reload_credentials(all),
-            Ok(Err(e)) => tracing::warn!(error = %e, "the credentials could not be reloaded"),
-            Err(e) => tracing::warn!(error = %e, "the credentials could not be reloaded"),
+        // Until it succeeds: a change the store announced once is not announced again.
+        loop {
+            let log = app.log.clone();
+            match tokio::task::spawn_blocking(move || log.credentials()).await {
+                Ok(Ok(all)) => {
+                    app.reload_credentials(all);
+                    break;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "the credentials could not be reloaded; retrying")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the credentials could not be reloaded; retrying")
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         }
     }
 }

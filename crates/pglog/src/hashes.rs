@@ -39,7 +39,7 @@ impl UpperCache {
 
 /// Reads the stored upper runs from index `from` on: (first index, hashes) in order.
 pub async fn read_runs(
-    client: &tokio_postgres::Client,
+    client: &impl tokio_postgres::GenericClient,
     from: u64,
 ) -> Result<Vec<(u64, Vec<Hash>)>, StoreError> {
     // The run holding index `from` may start before it.
@@ -90,7 +90,7 @@ impl PgLog {
         if have >= needed {
             return Ok(());
         }
-        let runs = self.read(move |c| async move { read_runs(&c, have).await })?;
+        let runs = self.read(move |c| async move { read_runs(&**c, have).await })?;
         for (first, hashes) in runs {
             self.shared.upper.extend(first, &hashes);
         }

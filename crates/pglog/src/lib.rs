@@ -92,6 +92,9 @@ impl Config {
             .parse()
             .map_err(|e| StoreError::Format(format!("{}: {e}", redact(&self.url))))?;
         c.application_name(format!("casetrail-{}-{role}", self.node));
+        // Every session on the primary, whatever the connection string says: a standby that lags would show a
+        // smaller head (taken for a log gone backwards) and refuses writes anyway.
+        c.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
         c.options(
             "-c synchronous_commit=on -c statement_timeout=0 -c idle_in_transaction_session_timeout=10000 \
              -c tcp_keepalives_idle=5 -c tcp_keepalives_interval=2 -c tcp_keepalives_count=3",
@@ -442,7 +445,7 @@ impl EventLog for PgLog {
 
     fn fresh_head(&self) -> Result<Head, StoreError> {
         let before = self.head().size;
-        let read = self.read(|c| async move { listen::read_head(&c).await })?;
+        let read = self.read(|c| async move { listen::read_head(&**c).await })?;
         self.shared.observe(before, read);
         Ok(self.head())
     }

@@ -13,7 +13,7 @@ use store::{Head, StoreError};
 use tokio::sync::watch;
 
 /// The committed head as `log_head` holds it.
-pub async fn read_head(client: &tokio_postgres::Client) -> Result<Head, StoreError> {
+pub async fn read_head(client: &impl tokio_postgres::GenericClient) -> Result<Head, StoreError> {
     let row = client
         .query_one("SELECT size, root FROM log_head WHERE id = 1", &[])
         .await

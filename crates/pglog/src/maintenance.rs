@@ -165,7 +165,7 @@ impl Maintenance for PgLog {
         let (types, row) = self.read(move |c| async move {
             let types = c
                 .query(
-                    "SELECT convert_from(bytes, 'UTF8')::jsonb ->> 'type', count(*), sum(length(bytes))::int8 \
+                    "SELECT convert_from(bytes, 'UTF8')::json ->> 'type', count(*), sum(length(bytes))::int8 \
                      FROM events WHERE position <= $1 GROUP BY 1",
                     &[&size],
                 )
@@ -179,8 +179,8 @@ impl Maintenance for PgLog {
                             pg_indexes_size('events') + pg_total_relation_size('streams') \
                               + pg_total_relation_size('audit_upper') + pg_total_relation_size('audit_leaves'), \
                             pg_database_size(current_database()), \
-                            (SELECT convert_from(bytes, 'UTF8')::jsonb ->> 'recorded_at' FROM events WHERE position = 1), \
-                            (SELECT convert_from(bytes, 'UTF8')::jsonb ->> 'recorded_at' FROM events WHERE position = $1)",
+                            (SELECT convert_from(bytes, 'UTF8')::json ->> 'recorded_at' FROM events WHERE position = 1), \
+                            (SELECT convert_from(bytes, 'UTF8')::json ->> 'recorded_at' FROM events WHERE position = $1)",
                     &[&size],
                 )
                 .await
@@ -221,8 +221,9 @@ impl Maintenance for PgLog {
     }
 
     fn verify(&self, progress: &mut dyn FnMut(u64)) -> Result<VerifyReport, StoreError> {
-        let head = self.fresh_head()?;
-        let mut v = Verification::new(self);
+        let stored = stored(self)?;
+        let head = stored.head;
+        let mut v = Verification::new();
         let mut at = 0;
         while at < head.size {
             let page = self.read_raw_after(at, 10_000)?;
@@ -236,7 +237,7 @@ impl Maintenance for PgLog {
             at = last;
             progress(at);
         }
-        v.finish(head)
+        v.finish(stored)
     }
 
     fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
@@ -283,9 +284,60 @@ impl Maintenance for PgLog {
     }
 }
 
+/// What `verify` compares the events with, read in one snapshot (a read-only repeatable-read transaction), so
+/// that writes of running nodes during the run are neither seen nor reported as damage: the head, the upper audit
+/// hashes, the leaf-hash prefix runs, the stream heads.
+struct Stored {
+    head: Head,
+    upper: Vec<Hash>,
+    prefixes: Vec<(u64, Vec<u8>)>,
+    heads: Vec<(String, Vec<u8>)>,
+}
+
+fn stored(log: &PgLog) -> Result<Stored, StoreError> {
+    log.read(|mut c| async move {
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        let head = crate::listen::read_head(&*tx).await?;
+        let upper = read_runs(&*tx, 0)
+            .await?
+            .into_iter()
+            .flat_map(|(_, h)| h)
+            .collect();
+        let prefixes = tx
+            .query(
+                "SELECT first_position, prefixes FROM audit_leaves ORDER BY first_position",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
+            .collect();
+        let heads = tx
+            .query("SELECT stream, head FROM streams", &[])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
+            .collect();
+        tx.commit().await.map_err(db)?;
+        Ok(Stored {
+            head,
+            upper,
+            prefixes,
+            heads,
+        })
+    })
+}
+
 /// One `verify` run over the events in order.
-struct Verification<'a> {
-    log: &'a PgLog,
+struct Verification {
     problems: Vec<(u64, String)>,
     size: u64,
     growth: Growth,
@@ -293,10 +345,9 @@ struct Verification<'a> {
     leaves: Vec<Hash>,
 }
 
-impl<'a> Verification<'a> {
-    fn new(log: &'a PgLog) -> Verification<'a> {
+impl Verification {
+    fn new() -> Verification {
         Verification {
-            log,
             problems: Vec::new(),
             size: 0,
             growth: Growth::new(0, Frontier::default()),
@@ -354,9 +405,9 @@ impl<'a> Verification<'a> {
     }
 
     /// Compares what was recomputed with what is stored: the root, the upper hashes, the leaf prefixes, the heads.
-    fn finish(mut self, head: Head) -> Result<VerifyReport, StoreError> {
-        let stored_upper = self.log.read(|c| async move { read_runs(&c, 0).await })?;
-        let stored: Vec<Hash> = stored_upper.into_iter().flat_map(|(_, h)| h).collect();
+    fn finish(mut self, snapshot: Stored) -> Result<VerifyReport, StoreError> {
+        let head = snapshot.head;
+        let stored = snapshot.upper;
         if stored != self.growth.upper {
             let at = stored
                 .iter()
@@ -369,21 +420,8 @@ impl<'a> Verification<'a> {
                     .into(),
             );
         }
-        let prefixes = self.log.read(|c| async move {
-            let rows = c
-                .query(
-                    "SELECT first_position, prefixes FROM audit_leaves ORDER BY first_position",
-                    &[],
-                )
-                .await
-                .map_err(db)?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vec<u8>>(1)))
-                .collect::<Vec<_>>())
-        })?;
         let mut next = 1u64;
-        for (first, run) in prefixes {
+        for (first, run) in snapshot.prefixes {
             if first != next {
                 self.problem(next, "the leaf-hash prefixes have a gap".into());
             }
@@ -400,16 +438,7 @@ impl<'a> Verification<'a> {
             }
             next = first + (run.len() / store::merkle::PREFIX_BYTES) as u64;
         }
-        let stored_heads = self.log.read(|c| async move {
-            let rows = c
-                .query("SELECT stream, head FROM streams", &[])
-                .await
-                .map_err(db)?;
-            Ok(rows
-                .iter()
-                .map(|r| (r.get::<_, String>(0), r.get::<_, Vec<u8>>(1)))
-                .collect::<Vec<_>>())
-        })?;
+        let stored_heads = snapshot.heads;
         let streams = stored_heads.len() as u64;
         for (stream, bytes) in &stored_heads {
             let stored = HeadRow::decode(stream, bytes)?;

@@ -65,7 +65,7 @@ CREATE TABLE credentials (
 );
 CREATE UNIQUE INDEX credentials_live ON credentials (token_sha256) WHERE revoked_at IS NULL;
 -- Two entries in FROM: PostgreSQL cannot write through this view (it is not auto-updatable); each row's JSON is
--- decoded once.
+-- decoded once, as `json`, not `jsonb`: a text an event carries may hold U+0000, which `jsonb` refuses.
 CREATE VIEW events_json AS
     SELECT e.position, e.id, e.stream, e.version,
            j.event ->> 'type' AS type,
@@ -75,5 +75,5 @@ CREATE VIEW events_json AS
            j.event ->> 'source' AS source,
            j.event -> 'data' AS data,
            j.event
-    FROM events e, LATERAL (SELECT convert_from(e.bytes, 'UTF8')::jsonb AS event) j;
+    FROM events e, LATERAL (SELECT convert_from(e.bytes, 'UTF8')::json AS event) j;
 "#;

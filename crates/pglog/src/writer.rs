@@ -65,7 +65,8 @@ enum Attempt {
         answers: Answers,
         old: u64,
         new: u64,
-        ids: Vec<Uuid>,
+        /// The group's events as this node would have stored them, in order.
+        bytes: Vec<Vec<u8>>,
         after: Box<Committing>,
     },
 }
@@ -88,6 +89,7 @@ struct Locked<'a> {
     ids: HashMap<Uuid, StoredEvent>,
     heads: HashMap<String, StreamHead>,
     upper: &'a InMemory<'a>,
+    deadline: Duration,
     failed_read: RefCell<Option<StoreError>>,
 }
 
@@ -103,12 +105,20 @@ impl Committed for Locked<'_> {
 
     fn latest(&self, stream: &str) -> Result<Option<StoredEvent>, StoreError> {
         let (client, stream) = (self.client, stream.to_owned());
+        let deadline = self.deadline;
         let row = self
             .handle
-            .block_on(client.query_opt(
-                "SELECT position, bytes FROM events WHERE stream = $1 ORDER BY version DESC LIMIT 1",
-                &[&stream],
-            ))
+            .block_on(async {
+                tokio::time::timeout(
+                    deadline,
+                    client.query_opt(
+                        "SELECT position, bytes FROM events WHERE stream = $1 ORDER BY version DESC LIMIT 1",
+                        &[&stream],
+                    ),
+                )
+                .await
+            })
+            .map_err(|_| StoreError::Unavailable("the database did not answer in time".into()))?
             .map_err(db)?;
         row.map(|r| {
             let raw = crate::raw(&r);
@@ -181,11 +191,11 @@ impl Writer {
                     mut answers,
                     old,
                     new,
-                    ids,
+                    bytes,
                     after,
                 } => {
                     self.client = None;
-                    match self.resolve(old, new, &ids, started) {
+                    match self.resolve(old, new, &bytes) {
                         Resolved::Landed => {
                             self.committed(*after);
                             self.record(&answers, started);
@@ -234,6 +244,22 @@ impl Writer {
         }
     }
 
+    /// [`Writer::within`], for work that reports the store's own errors.
+    fn within_store<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.deadline;
+        self.handle
+            .block_on(async { tokio::time::timeout(deadline, work).await })
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "the database did not answer within {} s",
+                    deadline.as_secs_f64()
+                )))
+            })
+    }
+
     fn record(&self, answers: &Answers, started: Instant) {
         let new: usize = answers
             .iter()
@@ -270,7 +296,7 @@ impl Writer {
         let attempt = self.attempt_on(&client, jobs);
         if attempt.is_err() {
             // Whatever was under way is rolled back (or the session is gone, which rolls it back too).
-            let _ = self.handle.block_on(client.batch_execute("ROLLBACK"));
+            let _ = self.within(client.batch_execute("ROLLBACK"));
         }
         if !client.is_closed() {
             self.client = Some(client);
@@ -366,6 +392,7 @@ impl Writer {
                 ids: by_id,
                 heads,
                 upper,
+                deadline: self.deadline,
                 failed_read: RefCell::new(None),
             };
             let read_failed = |e: StoreError| {
@@ -425,12 +452,12 @@ impl Writer {
             // The server answered: the transaction is rolled back, nothing was written.
             Ok(Err(e)) if e.as_db_error().is_some() => Err(db(e)),
             Ok(Err(_)) | Err(_) => {
-                let ids = group.records.iter().map(|r| r.stored.event.id).collect();
+                let bytes = group.records.iter().map(|r| r.bytes.clone()).collect();
                 Ok(Attempt::Unsure {
                     answers,
                     old: self.size,
                     new,
-                    ids,
+                    bytes,
                     after: Box::new(after),
                 })
             }
@@ -441,8 +468,7 @@ impl Writer {
     fn root_of(&self, client: &Client, group: &CommitGroup, new: u64) -> Result<Hash, StoreError> {
         self.shared.upper.with(|upper| {
             let source = |from: u64, to: u64| {
-                self.handle
-                    .block_on(crate::hashes::leaf_hashes(client, from, to.min(self.size)))
+                self.within_store(crate::hashes::leaf_hashes(client, from, to.min(self.size)))
             };
             let reader = group.growth.reader(upper, new, &source);
             tlog_tiles::tree_hash(new, &reader).map_err(|e| reader.explain(e))
@@ -579,9 +605,8 @@ impl Writer {
             }
         }
         // Only what the others added: the upper hashes past this node's copy, and the open tile's leaves.
-        let h = self.handle.clone();
         let have = self.shared.upper.len();
-        for (first, hashes) in h.block_on(read_runs(client, have))? {
+        for (first, hashes) in self.within_store(read_runs(client, have))? {
             self.shared.upper.extend(first, &hashes);
         }
         let needed = store::merkle::stored_hash_count(size / TILE);
@@ -592,7 +617,7 @@ impl Writer {
             )));
         }
         self.frontier = Frontier {
-            tile: h.block_on(leaf_hashes(client, size - size % TILE, size))?,
+            tile: self.within_store(leaf_hashes(client, size - size % TILE, size))?,
         };
         self.size = size;
         self.root = head.root;
@@ -602,13 +627,15 @@ impl Writer {
     }
 
     /// Finds out whether a group whose `COMMIT` got no answer landed.
-    fn resolve(&mut self, old: u64, new: u64, ids: &[Uuid], started: Instant) -> Resolved {
-        let deadline = started + self.deadline;
+    /// Landed only if the events at `old + 1 ..= new` are exactly this group's bytes: another node that wrote the
+    /// same ids meanwhile (a client that retried elsewhere) wrote other bytes (its own `recorded_at`, `source`),
+    /// and this group then did not land; deciding it again answers with that node's receipts.
+    fn resolve(&mut self, old: u64, new: u64, bytes: &[Vec<u8>]) -> Resolved {
+        let deadline = Instant::now() + self.deadline;
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
             let session = self.session.clone();
             let left = deadline.saturating_duration_since(Instant::now());
-            let wanted = ids.to_vec();
             let found = self.handle.block_on(async move {
                 let mut client = tokio::time::timeout(left, connect(&session))
                     .await
@@ -621,26 +648,19 @@ impl Writer {
                 tx.query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])
                     .await
                     .map_err(db)?;
-                let n: i64 = tx
-                    .query_one(
-                        "SELECT count(*) FROM events WHERE position > $1 AND position <= $2 AND id = ANY($3)",
-                        &[&(old as i64), &(new as i64), &wanted],
+                let rows = tx
+                    .query(
+                        "SELECT bytes FROM events WHERE position > $1 AND position <= $2 ORDER BY position",
+                        &[&(old as i64), &(new as i64)],
                     )
                     .await
-                    .map_err(db)?
-                    .get(0);
+                    .map_err(db)?;
                 tx.rollback().await.map_err(db)?;
-                Ok::<_, StoreError>(n as usize)
+                Ok::<_, StoreError>(rows.iter().map(|r| r.get::<_, Vec<u8>>(0)).collect::<Vec<_>>())
             });
             match found {
-                Ok(n) if n == ids.len() => return Resolved::Landed,
-                Ok(0) => return Resolved::NotLanded,
-                Ok(n) => {
-                    return Resolved::Unknown(format!(
-                        "{n} of the group's {} events are at their positions, which cannot be",
-                        ids.len()
-                    ))
-                }
+                Ok(stored) if stored == bytes => return Resolved::Landed,
+                Ok(_) => return Resolved::NotLanded,
                 Err(e) => {
                     last = e.to_string();
                     std::thread::sleep(Duration::from_millis(200));
@@ -669,9 +689,31 @@ fn unavailable(jobs: &[Job], why: &str) -> Answers {
 pub fn rebuild(log: &PgLog, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
     const PAGE: i64 = 20_000;
     let session = log.session.clone();
+    // This process's own writer session does not count: it writes nothing while this runs.
+    let own_writer = session
+        .get_application_name()
+        .and_then(|a| a.strip_suffix("-maintenance"))
+        .map(|node| format!("{node}-writer"))
+        .unwrap_or_default();
     let (done, seen) = std::sync::mpsc::channel::<u64>();
     let work = async move {
         let mut client = connect(&session).await?;
+        // Every node keeps a copy of the audit hashes and the head it has seen: a rebuild under running nodes
+        // would be undone by them. Stop them first.
+        let running: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND application_name LIKE 'casetrail-%-writer' AND application_name <> $1",
+                &[&own_writer],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if running > 0 {
+            return Err(StoreError::Format(format!(
+                "{running} casetrail node(s) are connected to this log; stop every node before rebuild-indexes"
+            )));
+        }
         let tx = client.transaction().await.map_err(db)?;
         let size: i64 = tx
             .query_one("SELECT size FROM log_head WHERE id = 1 FOR UPDATE", &[])

@@ -148,13 +148,34 @@ fn copy_events(
 
 /// Copies the credentials the target lacks (by name, revoked ones as revoked) and every signed checkpoint.
 fn copy_the_rest(source: &dyn Store, target: &dyn Store) -> Result<(usize, usize)> {
-    let there: std::collections::HashSet<String> =
-        target.credentials()?.into_iter().map(|c| c.name).collect();
+    let there: std::collections::HashMap<String, domain::Credential> = target
+        .credentials()?
+        .into_iter()
+        .map(|c| (c.name.clone(), c))
+        .collect();
     let mut credentials = 0;
     for c in source.credentials()? {
-        if !there.contains(&c.name) {
-            target.add_credential(&c)?;
-            credentials += 1;
+        match there.get(&c.name) {
+            None => {
+                target.add_credential(&c)?;
+                credentials += 1;
+            }
+            Some(t)
+                if (&t.token_sha256, t.role, &t.agency) != (&c.token_sha256, c.role, &c.agency) =>
+            {
+                return Err(format!(
+                    "{} has another credential named {:?}; remove one of them first",
+                    target.location(),
+                    c.name
+                )
+                .into())
+            }
+            // Revoked at the source since an earlier migration: revoked here too, at the source's time.
+            Some(t) if t.revoked_at.is_none() && c.revoked_at.is_some() => {
+                target.revoke_credential(&c.name, c.revoked_at.unwrap_or_else(chrono::Utc::now))?;
+                credentials += 1;
+            }
+            Some(_) => {}
         }
     }
     let mut checkpoints = 0;
@@ -165,8 +186,10 @@ fn copy_the_rest(source: &dyn Store, target: &dyn Store) -> Result<(usize, usize
             break;
         };
         for c in &page {
+            // The signed note is the checkpoint; `issued_at` is kept to the store's precision (microseconds on
+            // PostgreSQL).
             let kept = target.add_checkpoint(c)?;
-            if kept != *c {
+            if (kept.size, &kept.note) != (c.size, &c.note) {
                 return Err(format!(
                     "{} holds another checkpoint at size {}",
                     target.location(),

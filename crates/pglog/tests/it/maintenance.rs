@@ -31,7 +31,7 @@ fn load(log: &pglog::PgLog, dossiers: u32) {
 #[test]
 fn verify_names_damage_and_rebuild_mends_what_is_derived() {
     let cluster = fast_cluster();
-    let (_, log) = fresh(&cluster, "maintenance");
+    let (url, log) = fresh(&cluster, "maintenance");
     load(&log, 200); // 600 events: two whole tiles and part of a third
     let head = log.head();
     let clean = log.verify(&mut |_| {}).unwrap();
@@ -58,7 +58,31 @@ fn verify_names_damage_and_rebuild_mends_what_is_derived() {
     assert!(said.iter().any(|w| w.contains("audit hashes")), "{said:?}");
     assert!(damaged.root.is_none());
 
-    let rebuilt = log.rebuild_indexes(&mut |_| {}).unwrap();
+    // Not while another node writes: its copy of the audit hashes and its head would undo the rebuild.
+    {
+        let other = pglog::PgLog::open(pglog::Config::new(url.clone())).unwrap();
+        load(&other, 0);
+        other
+            .append_blocking(store::AppendRequest {
+                events: vec![],
+                source: "test".into(),
+            })
+            .ok();
+        let refused = log.rebuild_indexes(&mut |_| {}).unwrap_err();
+        assert!(refused.to_string().contains("stop every node"), "{refused}");
+    }
+    // Once it has stopped (its session ends a moment after it closes).
+    let since = std::time::Instant::now();
+    let rebuilt = loop {
+        match log.rebuild_indexes(&mut |_| {}) {
+            Ok(head) => break head,
+            Err(e) if since.elapsed() < std::time::Duration::from_secs(10) => {
+                assert!(e.to_string().contains("stop every node"), "{e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     assert_eq!(rebuilt, head);
     let mended = log.verify(&mut |_| {}).unwrap();
     assert!(mended.problems.is_empty(), "{:?}", mended.problems);
