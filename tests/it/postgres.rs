@@ -606,3 +606,142 @@ fn failover_to_a_synchronous_standby_loses_nothing_acknowledged() {
     let last = url(&primary, &standby);
     holds_each_once(&last, &state, &acknowledged);
 }
+
+/// Reads a node's live stream until it has delivered position `until` (once known), and returns the positions in
+/// the order they came.
+fn live_positions(
+    base: String,
+    token: String,
+    until: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> Vec<u64> {
+    use std::io::BufRead;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(90))
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{base}/v1/events/live?after=0"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let mut seen = Vec::new();
+    for line in std::io::BufReader::new(resp).lines() {
+        let Ok(line) = line else { break };
+        if let Some(id) = line.strip_prefix("id: ") {
+            seen.push(id.trim().parse::<u64>().unwrap());
+            let until = until.load(std::sync::atomic::Ordering::SeqCst);
+            if until > 0 && seen.last() >= Some(&until) {
+                break;
+            }
+        }
+    }
+    seen
+}
+
+#[test]
+fn three_nodes_writing_at_once_give_one_gapless_log_that_every_live_stream_follows_in_order() {
+    let cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("three").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let (admin, ingest) = signing_key_and_tokens(&url, &dir.path().join("s"), &key_arg);
+    let analyst = token(&url, &dir.path().join("s"), "reader", "analyst", None);
+    let nodes: Vec<(Proc, String)> = (0..3)
+        .map(|n| {
+            node(
+                &url,
+                &dir.path().join(format!("n{n}")),
+                &["--audit-key", &key_arg],
+            )
+            .unwrap()
+        })
+        .collect();
+    register(&nodes[0].1, &admin);
+    let until = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let readers: Vec<_> = nodes
+        .iter()
+        .map(|(_, base)| {
+            let (base, token, until) = (base.clone(), analyst.clone(), until.clone());
+            std::thread::spawn(move || live_positions(base, token, until))
+        })
+        .collect();
+    // Three clients per node, all at once, for two seconds.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..9)
+        .map(|w| {
+            let (base, ingest, stop) = (nodes[w % 3].1.clone(), ingest.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                for n in (w + 1) * 1_000_000.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let (status, body) = call(
+                        "POST",
+                        format!("{base}/v1/events"),
+                        &ingest,
+                        Some(&received(n)),
+                    );
+                    assert_eq!(status, 201, "{body}");
+                    acknowledged.push((
+                        body[0]["id"].as_str().unwrap().to_owned(),
+                        body[0]["position"].as_u64().unwrap(),
+                    ));
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acknowledged: Vec<(String, u64)> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acknowledged.len() > 100,
+        "only {} acknowledged",
+        acknowledged.len()
+    );
+    // One last event marks the end for the streams.
+    let (status, last) = call(
+        "POST",
+        format!("{}/v1/events", nodes[1].1),
+        &ingest,
+        Some(&received(1)),
+    );
+    assert_eq!(status, 201, "{last}");
+    let end = last[0]["position"].as_u64().unwrap();
+    until.store(end, std::sync::atomic::Ordering::SeqCst);
+    let everything: Vec<u64> = (1..=end).collect();
+    for (n, r) in readers.into_iter().enumerate() {
+        assert_eq!(r.join().unwrap(), everything, "node {n}'s live stream");
+    }
+    // The log: gapless, every acknowledged event once, at the position its receipt named.
+    let out = casetrail(&url, &dir.path().join("s"), &["export"]);
+    let exported: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(exported.len() as u64, end);
+    let at: std::collections::HashMap<String, u64> = exported
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(at.len() as u64, end, "an id stored twice");
+    for (id, position) in &acknowledged {
+        assert_eq!(
+            at.get(id),
+            Some(position),
+            "{id} acknowledged at {position}"
+        );
+    }
+}
