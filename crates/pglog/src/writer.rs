@@ -385,7 +385,7 @@ impl Writer {
             let head = HeadRow::decode(&stream, r.get::<_, &[u8]>(1))?;
             heads.insert(stream, head);
         }
-        let (answers, group, upper_len) = self.shared.upper.with(|upper| {
+        let (answers, group, failed_read) = self.shared.upper.with(|upper| {
             let locked = Locked {
                 client,
                 handle: &h,
@@ -420,9 +420,12 @@ impl Writer {
                 });
             }
             let failed = locked.failed_read.borrow_mut().take();
-            (answers, group, failed.map_or(Ok(upper.0.len()), Err))
+            (answers, group, failed)
         });
-        upper_len?;
+        // A read that failed while deciding: nothing of the group is written (its answers say so).
+        if let Some(e) = failed_read {
+            return Err(e);
+        }
         if group.records.is_empty() {
             self.within(client.batch_execute("COMMIT"))?;
             return Ok(Attempt::Done(answers));

@@ -41,13 +41,7 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     let dir = under.join(format!("casetrail-load-{}", std::process::id()));
     let data = dir.join("data");
     // Credentials first, while no server holds the directory.
-    let token = {
-        let log = SledLog::open(crate::cmd::scratch_config(&data))?;
-        let role = domain::Role::Admin;
-        app::tokens::issue(&log, "load".into(), role, None, chrono::Utc::now())
-            .map_err(crate::cmd::explain)?
-            .token
-    };
+    let token = load_token(&SledLog::open(crate::cmd::scratch_config(&data))?)?;
     let (child, base) = serve(&[
         std::ffi::OsStr::new("--data"),
         data.as_os_str(),
@@ -70,6 +64,19 @@ pub fn run(under: &Path, connections: usize, seconds: u64, batch: usize) -> Resu
     );
     println!("| failed requests | {} |", m.failures);
     Ok(ExitCode::SUCCESS)
+}
+
+/// An admin token named `load`, made in `log` before any server holds it.
+pub fn load_token(log: &dyn store::Store) -> Result<String> {
+    Ok(app::tokens::issue(
+        log,
+        "load".into(),
+        domain::Role::Admin,
+        None,
+        chrono::Utc::now(),
+    )
+    .map_err(crate::cmd::explain)?
+    .token)
 }
 
 /// What one load run measured.

@@ -3,7 +3,7 @@
 //! all in one run against one private cluster, the setups alternating round by round; then the follower lag
 //! between two nodes (acknowledged on one → the other's head has it).
 
-use super::http::{load, serve, Measured, Server};
+use super::http::{load, load_token, serve, Measured, Server};
 use crate::cmd::Result;
 use pglog::cluster::{Cluster, Options, PG_BIN};
 use std::ffi::OsStr;
@@ -112,18 +112,7 @@ struct Setup {
 fn sled_setup(dir: &Path) -> Result<Setup> {
     let data = dir.join("sled");
     let _ = std::fs::remove_dir_all(&data);
-    let token = {
-        let log = store::SledLog::open(crate::cmd::scratch_config(&data))?;
-        app::tokens::issue(
-            &log,
-            "load".into(),
-            domain::Role::Admin,
-            None,
-            chrono::Utc::now(),
-        )
-        .map_err(crate::cmd::explain)?
-        .token
-    };
+    let token = load_token(&store::SledLog::open(crate::cmd::scratch_config(&data))?)?;
     let (node, base) = serve(&[OsStr::new("--data"), data.as_os_str(), OsStr::new("serve")])?;
     Ok(Setup {
         bases: vec![base],
@@ -134,18 +123,7 @@ fn sled_setup(dir: &Path) -> Result<Setup> {
 
 fn pg_setup(cluster: &Cluster, name: &str, nodes: usize, dir: &Path, key: &Path) -> Result<Setup> {
     let url = cluster.create_database(name)?;
-    let token = {
-        let log = pglog::PgLog::open(pglog::Config::new(url.clone()))?;
-        app::tokens::issue(
-            &log,
-            "load".into(),
-            domain::Role::Admin,
-            None,
-            chrono::Utc::now(),
-        )
-        .map_err(crate::cmd::explain)?
-        .token
-    };
+    let token = load_token(&pglog::PgLog::open(pglog::Config::new(url.clone()))?)?;
     let mut bases = Vec::new();
     let mut servers = Vec::new();
     for n in 0..nodes {
