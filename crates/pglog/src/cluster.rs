@@ -383,6 +383,37 @@ impl Cluster {
         Ok(standby)
     }
 
+    /// Forgets the standby `name` on this primary once it is stopped: no synchronous standby any more, and its
+    /// replication slot dropped (a slot left behind would keep every WAL segment from then on).
+    pub fn forget_standby(&self, name: &str) -> std::io::Result<()> {
+        self.psql("postgres", "ALTER SYSTEM RESET synchronous_standby_names")?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // The walsender of a standby just stopped may hold the slot for a moment.
+        loop {
+            self.psql(
+                "postgres",
+                &format!(
+                    "SELECT count(pg_drop_replication_slot(slot_name)) FROM pg_replication_slots \
+                     WHERE slot_name = '{name}' AND NOT active"
+                ),
+            )?;
+            let left = self.psql(
+                "postgres",
+                &format!("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '{name}'"),
+            )?;
+            if left == "0" {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(std::io::Error::other(format!(
+                    "the replication slot {name} stayed active"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Makes the standby `name` this primary's synchronous standby, and waits (at most 30 s) until it is.
     pub fn make_synchronous(&self, name: &str) -> std::io::Result<()> {
         self.psql(

@@ -1,7 +1,7 @@
 //! Opening (making the schema on an empty database), and what operators run: stats, verify, rebuild.
 
 use crate::hashes::{leaf_hashes, read_runs};
-use crate::schema::{FORMAT, SCHEMA};
+use crate::schema::{FORMAT, MOVE_HEAD, SCHEMA};
 use crate::{connect, db, Config, HeadRow, PgLog};
 use chrono::{DateTime, Utc};
 use domain::{decide, Context, StreamHead};
@@ -64,6 +64,17 @@ pub async fn prepare(
             "{} holds a log of format {format:?}; this casetrail reads {FORMAT:?}",
             crate::redact(&config.url)
         )));
+    }
+    let missing: bool = tx
+        .query_one(
+            "SELECT to_regprocedure('casetrail_move_head(bigint, bigint, bytea, timestamptz, text)') IS NULL",
+            &[],
+        )
+        .await
+        .map_err(db)?
+        .get(0);
+    if missing {
+        tx.batch_execute(MOVE_HEAD).await.map_err(db)?;
     }
     tx.commit().await.map_err(db)?;
     read_state(&client).await

@@ -14,7 +14,24 @@
 //!   first position (what lets `verify` name the one event of a tile whose bytes changed).
 //! - `checkpoints`: signed checkpoints by size (the first one stored at a size is kept).
 //! - `credentials`: by name, with the live tokens' hashes unique.
+//! - `casetrail_move_head`: moves the head row from the size a group locked, or fails the group's transaction.
 //! - `events_json`: a read-only view that decodes each event as JSON, for analysts with `psql`.
+
+/// The function every group moves the head with (made by `prepare` where it is missing): it fails the
+/// transaction unless the head row is at the size the writer locked, so the group's `COMMIT`, sent in the same
+/// round trip as its statements, cannot commit events the head does not count.
+pub const MOVE_HEAD: &str = r#"
+CREATE FUNCTION casetrail_move_head(old_size bigint, new_size bigint, new_root bytea, last_at timestamptz,
+                                    by_writer text) RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    UPDATE log_head SET size = new_size, root = new_root, last_recorded_at = last_at, writer = by_writer
+     WHERE id = 1 AND size = old_size;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the head row is not at size %: the group is not committed', old_size;
+    END IF;
+END
+$fn$;
+"#;
 
 /// What `log_meta.format` holds for this schema.
 pub const FORMAT: &str = "casetrail-pg-1";

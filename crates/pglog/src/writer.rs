@@ -1,11 +1,17 @@
 //! The node's writer: group commit into the shared log, one transaction per group, serialised with every other
 //! node's writer by the lock on `log_head`.
 //!
-//! A group: `BEGIN`; lock the head row (and read the database's clock); if another node moved the head since this
-//! writer last did, re-read what it needs (the open audit tile, the upper hashes, which stream heads to forget);
-//! read every id and stream head the group's requests name; decide each request with `store::decide` exactly as
-//! sled's writer does; insert the events, upsert the heads, store the audit runs, move the head
-//! (`WHERE size = $old`), notify; `COMMIT`. A request refused, or a group rolled back, consumes no position.
+//! A group is two round trips while the head row is locked, with statements prepared once per session:
+//! 1. `BEGIN`; lock the head row (and read the database's clock); then, each statement seeing what was committed
+//!    before the lock was granted: the events other nodes wrote since this writer's last group (at most 4,096;
+//!    past that the open tile is read again and the cached heads dropped), every id the group's requests name,
+//!    and the heads of their streams not cached. The writer takes on the others' leaves, forgets the heads of the
+//!    streams they wrote, and reads again any cached head of the group's that they moved.
+//! 2. Each request decided with `store::decide` exactly as sled's writer does; then the events inserted, the
+//!    heads upserted, the audit runs stored, the head moved (`casetrail_move_head`, which fails the transaction
+//!    unless the head is where it was locked), the notification, and `COMMIT`, all sent at once. A statement the
+//!    server refuses aborts the transaction, and the `COMMIT` behind it only ends it. A request refused, or a
+//!    group rolled back, consumes no position.
 //!
 //! Outcome unknown: when the connection breaks while `COMMIT` is under way, the writer connects again, locks the
 //! head row (which waits until the old transaction has ended, one way or the other: a session left idle in a
@@ -28,16 +34,80 @@ use store::decide::{CommitGroup, Committed, Decider};
 use store::merkle::{pack, pack_prefixes, Frontier, InMemory, UpperHashes, TILE};
 use store::{AppendError, AppendOutcome, Hash, Head, StoreError};
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row, Statement};
 use uuid::Uuid;
 
 /// How many stream heads the writer keeps between groups.
 const HEAD_CACHE_STREAMS: usize = 65_536;
 
+/// How many events another node may have written since this writer's last group for the writer to catch up from
+/// the events themselves, read with the lock; past it, the open tile is read again and the stream heads forgotten.
+const CATCH_UP_ROWS: i64 = 4_096;
+
+/// The writer's session with its statements, prepared once when it connects (a statement given as text is parsed
+/// again on every call, one more round trip each while the head row is locked).
+struct Session {
+    client: Client,
+    st: Statements,
+}
+
+struct Statements {
+    lock: Statement,
+    since: Statement,
+    ids: Statement,
+    heads: Statement,
+    events: Statement,
+    upsert_heads: Statement,
+    leaves: Statement,
+    upper: Statement,
+    move_head: Statement,
+    notify: Statement,
+}
+
+impl Statements {
+    async fn prepare(c: &Client) -> Result<Statements, tokio_postgres::Error> {
+        let (lock, since, ids, heads, events, upsert_heads, leaves, upper, move_head, notify) = tokio::try_join!(
+            c.prepare(
+                "SELECT size, root, last_recorded_at, clock_timestamp() FROM log_head WHERE id = 1 FOR UPDATE"
+            ),
+            c.prepare(
+                "SELECT position, stream, bytes FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+            ),
+            c.prepare("SELECT position, bytes FROM events WHERE id = ANY($1)"),
+            c.prepare("SELECT stream, head FROM streams WHERE stream = ANY($1)"),
+            c.prepare(
+                "INSERT INTO events (position, id, stream, version, bytes) \
+                 SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[])"
+            ),
+            c.prepare(
+                "INSERT INTO streams (stream, version, head) \
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) \
+                 ON CONFLICT (stream) DO UPDATE SET version = excluded.version, head = excluded.head"
+            ),
+            c.prepare("INSERT INTO audit_leaves (first_position, prefixes) VALUES ($1, $2)"),
+            c.prepare("INSERT INTO audit_upper (first_index, hashes) VALUES ($1, $2)"),
+            c.prepare("SELECT casetrail_move_head($1, $2, $3, $4, $5)"),
+            c.prepare("SELECT pg_notify('casetrail_head', $1)"),
+        )?;
+        Ok(Statements {
+            lock,
+            since,
+            ids,
+            heads,
+            events,
+            upsert_heads,
+            leaves,
+            upper,
+            move_head,
+            notify,
+        })
+    }
+}
+
 pub struct Writer {
     handle: tokio::runtime::Handle,
     session: tokio_postgres::Config,
-    client: Option<Client>,
+    client: Option<Session>,
     shared: Arc<Shared>,
     node: String,
     size: u64,
@@ -272,16 +342,23 @@ impl Writer {
         }
     }
 
-    fn client(&mut self) -> Result<&Client, StoreError> {
-        if self.client.as_ref().is_some_and(Client::is_closed) {
+    fn client(&mut self) -> Result<&Session, StoreError> {
+        if self.client.as_ref().is_some_and(|s| s.client.is_closed()) {
             self.client = None;
         }
         if self.client.is_none() {
             let session = self.session.clone();
-            self.client = Some(
-                self.handle
-                    .block_on(async move { connect(&session).await })?,
-            );
+            let deadline = self.deadline;
+            self.client = Some(self.handle.block_on(async move {
+                let client = connect(&session).await?;
+                let st = tokio::time::timeout(deadline, Statements::prepare(&client))
+                    .await
+                    .map_err(|_| {
+                        StoreError::Unavailable("the database did not answer in time".into())
+                    })?
+                    .map_err(db)?;
+                Ok::<_, StoreError>(Session { client, st })
+            })?);
         }
         Ok(self.client.as_ref().expect("connected"))
     }
@@ -292,25 +369,54 @@ impl Writer {
             return Ok(Attempt::Done(unavailable(jobs, why)));
         }
         self.client()?;
-        let client = self.client.take().expect("connected");
-        let attempt = self.attempt_on(&client, jobs);
+        let session = self.client.take().expect("connected");
+        let attempt = self.attempt_on(&session, jobs);
         if attempt.is_err() {
             // Whatever was under way is rolled back (or the session is gone, which rolls it back too).
-            let _ = self.within(client.batch_execute("ROLLBACK"));
+            let _ = self.within(session.client.batch_execute("ROLLBACK"));
         }
-        if !client.is_closed() {
-            self.client = Some(client);
+        if !session.client.is_closed() {
+            self.client = Some(session);
         }
         attempt
     }
 
-    fn attempt_on(&mut self, client: &Client, jobs: &[Job]) -> Result<Attempt, StoreError> {
+    fn attempt_on(&mut self, session: &Session, jobs: &[Job]) -> Result<Attempt, StoreError> {
         let h = self.handle.clone();
-        self.within(client.batch_execute("BEGIN"))?;
-        let row = self.within(client.query_one(
-            "SELECT size, root, last_recorded_at, clock_timestamp() FROM log_head WHERE id = 1 FOR UPDATE",
-            &[],
-        ))?;
+        let (client, st) = (&session.client, &session.st);
+        let ids: Vec<Uuid> = jobs
+            .iter()
+            .flat_map(|j| j.request.events.iter().map(|s| s.event.id))
+            .collect();
+        let streams: HashSet<String> = jobs
+            .iter()
+            .flat_map(|j| j.request.events.iter().map(|s| s.event.stream().key()))
+            .collect();
+        let mut heads = HashMap::with_capacity(streams.len());
+        let mut misses = Vec::new();
+        for s in streams {
+            match self.heads.get(&s) {
+                Some(head) => {
+                    heads.insert(s, head.clone());
+                }
+                None => misses.push(s),
+            }
+        }
+        // One round trip: the lock, then (each statement seeing what was committed before the lock was granted)
+        // what other nodes wrote since this writer's last group, the group's ids, the heads not cached.
+        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+        let (after, limit) = (self.size as i64, CATCH_UP_ROWS + 1);
+        let (since_args, ids_args, heads_args): ([Param; 2], [Param; 1], [Param; 1]) =
+            ([&after, &limit], [&ids], [&misses]);
+        let (_, row, since, id_rows, head_rows) = self.within(async {
+            tokio::try_join!(
+                client.batch_execute("BEGIN"),
+                client.query_one(&st.lock, &[]),
+                client.query(&st.since, &since_args),
+                client.query(&st.ids, &ids_args),
+                client.query(&st.heads, &heads_args),
+            )
+        })?;
         let size = row.get::<_, i64>(0) as u64;
         if size < self.size {
             self.shared.observe(
@@ -334,46 +440,31 @@ impl Writer {
                 root: crate::hash_of(row.get::<_, &[u8]>(1))?,
             };
             let last: Option<DateTime<Utc>> = row.get(2);
-            self.catch_up(client, head, last.unwrap_or(DateTime::<Utc>::MIN_UTC))?;
+            let last = last.unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let written = if since.len() as i64 > CATCH_UP_ROWS {
+                self.catch_up(client, head, last, None)?
+            } else {
+                self.catch_up(client, head, last, Some(&since))?
+            };
+            // A cached head of the group's that another node has moved since: read again.
+            let stale: Vec<String> = heads
+                .keys()
+                .filter(|s| written.as_ref().is_none_or(|w| w.contains(s.as_str())))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                for s in &stale {
+                    heads.remove(s);
+                }
+                for r in &self.within(client.query(&st.heads, &[&stale]))? {
+                    let stream: String = r.get(0);
+                    let head = HeadRow::decode(&stream, r.get::<_, &[u8]>(1))?;
+                    heads.insert(stream, head);
+                }
+            }
         }
         let db_now: DateTime<Utc> = row.get(3);
         let now = StoredEvent::truncate_recorded_at(self.clock.as_ref().map_or(db_now, |c| c()));
-        let ids: Vec<Uuid> = jobs
-            .iter()
-            .flat_map(|j| j.request.events.iter().map(|s| s.event.id))
-            .collect();
-        let streams: HashSet<String> = jobs
-            .iter()
-            .flat_map(|j| j.request.events.iter().map(|s| s.event.stream().key()))
-            .collect();
-        let mut heads = HashMap::with_capacity(streams.len());
-        let mut misses = Vec::new();
-        for s in streams {
-            match self.heads.get(&s) {
-                Some(head) => {
-                    heads.insert(s, head.clone());
-                }
-                None => misses.push(s),
-            }
-        }
-        let (by_ids, by_streams): (
-            [&(dyn tokio_postgres::types::ToSql + Sync); 1],
-            [&(dyn tokio_postgres::types::ToSql + Sync); 1],
-        ) = ([&ids], [&misses]);
-        let (id_rows, head_rows) = h
-            .block_on(async {
-                tokio::try_join!(
-                    client.query(
-                        "SELECT position, bytes FROM events WHERE id = ANY($1)",
-                        &by_ids
-                    ),
-                    client.query(
-                        "SELECT stream, head FROM streams WHERE stream = ANY($1)",
-                        &by_streams
-                    ),
-                )
-            })
-            .map_err(db)?;
         let mut by_id = HashMap::with_capacity(id_rows.len());
         for r in &id_rows {
             let raw = crate::raw(r);
@@ -432,7 +523,7 @@ impl Writer {
         }
         let new = self.size + group.records.len() as u64;
         let root = self.root_of(client, &group, new)?;
-        self.write(client, &group, new, root)?;
+        let written = self.write(session, &group, new, root)?;
         let after = Committing {
             size: new,
             root,
@@ -442,19 +533,12 @@ impl Writer {
             upper: group.growth.upper.clone(),
             heads: group.heads.clone(),
         };
-        // The commit gets the deadline too; past it, or on a broken connection, its outcome is found out (`resolve`).
-        let deadline = self.deadline;
-        let committed = h.block_on(async {
-            tokio::time::timeout(deadline, client.batch_execute("COMMIT")).await
-        });
-        match committed {
-            Ok(Ok(())) => {
+        match written {
+            Written::Committed => {
                 self.committed(after);
                 Ok(Attempt::Done(answers))
             }
-            // The server answered: the transaction is rolled back, nothing was written.
-            Ok(Err(e)) if e.as_db_error().is_some() => Err(db(e)),
-            Ok(Err(_)) | Err(_) => {
+            Written::Unsure => {
                 let bytes = group.records.iter().map(|r| r.bytes.clone()).collect();
                 Ok(Attempt::Unsure {
                     answers,
@@ -478,14 +562,18 @@ impl Writer {
         })
     }
 
-    /// Every statement of the group's write but `COMMIT`, pipelined.
+    /// Every statement of the group's write and `COMMIT`, sent at once (one round trip). The head moves through
+    /// `casetrail_move_head`, which fails the transaction unless the head row is still at this writer's size, so
+    /// a `COMMIT` that follows a failed statement only ends a rolled-back transaction. An error the server
+    /// answered means nothing was written (`Err`); an answer that did not come (a broken connection, the
+    /// deadline) leaves the outcome to be found out (`Unsure`, see `resolve`).
     fn write(
         &self,
-        client: &Client,
+        session: &Session,
         group: &CommitGroup,
         new: u64,
         root: Hash,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Written, StoreError> {
         let n = group.records.len();
         let (mut positions, mut ids, mut streams, mut versions, mut bytes) = (
             Vec::with_capacity(n),
@@ -527,48 +615,52 @@ impl Writer {
         let uppers: [Param; 2] = [&upper_from, &upper];
         let head: [Param; 5] = [&old, &new, &root, &last_recorded_at, writer];
         let notify: [Param; 1] = [&new_text];
-        let moved = self.within(async {
-                let events = client.execute(
-                    "INSERT INTO events (position, id, stream, version, bytes) \
-                     SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::int8[], $5::bytea[])",
-                    &events,
+        let (client, st) = (&session.client, &session.st);
+        let deadline = self.deadline;
+        let answered = self.handle.block_on(async {
+            let upper = async {
+                if growth.upper.is_empty() {
+                    return Ok(0);
+                }
+                client.execute(&st.upper, &uppers).await
+            };
+            let statements = async {
+                let (events, heads, leaves, upper, head, notify, commit) = tokio::join!(
+                    client.execute(&st.events, &events),
+                    client.execute(&st.upsert_heads, &heads),
+                    client.execute(&st.leaves, &leaves),
+                    upper,
+                    client.execute(&st.move_head, &head),
+                    client.execute(&st.notify, &notify),
+                    client.batch_execute("COMMIT"),
                 );
-                let heads = client.execute(
-                    "INSERT INTO streams (stream, version, head) \
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::bytea[]) \
-                     ON CONFLICT (stream) DO UPDATE SET version = excluded.version, head = excluded.head",
-                    &heads,
-                );
-                let leaves = client.execute(
-                    "INSERT INTO audit_leaves (first_position, prefixes) VALUES ($1, $2)",
-                    &leaves,
-                );
-                let upper = async {
-                    if growth.upper.is_empty() {
-                        return Ok(0);
-                    }
-                    client
-                        .execute(
-                            "INSERT INTO audit_upper (first_index, hashes) VALUES ($1, $2)",
-                            &uppers,
-                        )
-                        .await
-                };
-                let head = client.execute(
-                    "UPDATE log_head SET size = $2, root = $3, last_recorded_at = $4, writer = $5 \
-                     WHERE id = 1 AND size = $1",
-                    &head,
-                );
-                let notify = client.execute("SELECT pg_notify('casetrail_head', $1)", &notify);
-                let (_, _, _, _, moved, _) = tokio::try_join!(events, heads, leaves, upper, head, notify)?;
-                Ok::<u64, tokio_postgres::Error>(moved)
-            })?;
-        if moved != 1 {
-            return Err(StoreError::Database(format!(
-                "the head row moved under the lock (expected size {old})"
-            )));
+                [
+                    events,
+                    heads,
+                    leaves,
+                    upper,
+                    head,
+                    notify,
+                    commit.map(|()| 0),
+                ]
+            };
+            tokio::time::timeout(deadline, statements).await
+        });
+        let Ok(answers) = answered else {
+            return Ok(Written::Unsure);
+        };
+        // A statement the server refused: the transaction was rolled back, `COMMIT` only ended it.
+        if let Some(refused) = answers
+            .iter()
+            .filter_map(|a| a.as_ref().err())
+            .find(|e| e.as_db_error().is_some())
+        {
+            return Err(StoreError::Database(refused.to_string()));
         }
-        Ok(())
+        if answers.iter().any(Result::is_err) {
+            return Ok(Written::Unsure);
+        }
+        Ok(Written::Committed)
     }
 
     /// Takes on a committed group.
@@ -587,46 +679,73 @@ impl Writer {
         });
     }
 
-    /// Other nodes wrote since this writer's last group: re-reads the open tile, the upper hashes and the last
-    /// `recorded_at`, and forgets the heads of the streams they wrote.
+    /// Other nodes wrote since this writer's last group: takes on their leaves, the upper hashes of any tile they
+    /// completed and the last `recorded_at`, and forgets the heads of the streams they wrote. `since` are their
+    /// events (position, stream, bytes) when there were few enough to read with the lock; without them, the open
+    /// tile is read again and every cached head forgotten. Answers the streams written, when known.
     fn catch_up(
         &mut self,
         client: &Client,
         head: Head,
         last_recorded_at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        since: Option<&[Row]>,
+    ) -> Result<Option<HashSet<String>>, StoreError> {
         let size = head.size;
-        if size - self.size > HEAD_CACHE_STREAMS as u64 {
-            self.heads.clear();
-        } else {
-            let rows = self.within(client.query(
-                "SELECT DISTINCT stream FROM events WHERE position > $1",
-                &[&(self.size as i64)],
-            ))?;
-            for r in &rows {
-                self.heads.remove(r.get::<_, &str>(0));
+        let contiguous = |rows: &[Row]| {
+            rows.len() as u64 == size - self.size
+                && rows
+                    .iter()
+                    .zip(self.size + 1..)
+                    .all(|(r, p)| r.get::<_, i64>(0) as u64 == p)
+        };
+        let (tile, written) = match since {
+            Some(rows) if self.frontier.tile.len() as u64 == self.size % TILE => {
+                if !contiguous(rows) {
+                    return Err(StoreError::IndexMismatch(format!(
+                        "the events after position {} are not the {} the head row counts",
+                        self.size,
+                        size - self.size
+                    )));
+                }
+                let mut tile = self.frontier.tile.clone();
+                let mut written = HashSet::new();
+                for r in rows {
+                    let stream: &str = r.get(1);
+                    self.heads.remove(stream);
+                    written.insert(stream.to_owned());
+                    tile.push(tlog_tiles::record_hash(r.get::<_, &[u8]>(2)));
+                }
+                let keep = (size % TILE) as usize;
+                (tile.split_off(tile.len() - keep), Some(written))
+            }
+            _ => {
+                self.heads.clear();
+                (
+                    self.within_store(leaf_hashes(client, size - size % TILE, size))?,
+                    None,
+                )
+            }
+        };
+        // The upper hashes of any tile the others completed.
+        let needed = store::merkle::stored_hash_count(size / TILE);
+        let have = self.shared.upper.len();
+        if have < needed {
+            for (first, hashes) in self.within_store(read_runs(client, have))? {
+                self.shared.upper.extend(first, &hashes);
             }
         }
-        // Only what the others added: the upper hashes past this node's copy, and the open tile's leaves.
-        let have = self.shared.upper.len();
-        for (first, hashes) in self.within_store(read_runs(client, have))? {
-            self.shared.upper.extend(first, &hashes);
-        }
-        let needed = store::merkle::stored_hash_count(size / TILE);
         if self.shared.upper.len() < needed {
             return Err(StoreError::IndexMismatch(format!(
                 "the audit tree's stored hashes stop at {} of the {needed} a log of {size} events has",
                 self.shared.upper.len()
             )));
         }
-        self.frontier = Frontier {
-            tile: self.within_store(leaf_hashes(client, size - size % TILE, size))?,
-        };
+        self.frontier = Frontier { tile };
         self.size = size;
         self.root = head.root;
         self.last_recorded_at = last_recorded_at;
         self.shared.advance(head);
-        Ok(())
+        Ok(written)
     }
 
     /// Finds out whether a group whose `COMMIT` got no answer landed.
@@ -672,6 +791,13 @@ impl Writer {
         }
         Resolved::Unknown(last)
     }
+}
+
+/// How a group's write and `COMMIT` ended, when the server refused none of it.
+enum Written {
+    Committed,
+    /// No answer (a broken connection, the deadline): the group may have landed.
+    Unsure,
 }
 
 enum Resolved {

@@ -59,6 +59,10 @@ pub enum What {
         /// Where to make the benchmark's directories (removed afterwards).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Only these setups (comma-separated: sled, pg1, pg2, pg4, bare, pg1-sync, pg2-sync, pg4-sync,
+        /// bare-sync, and lag for the follower lag); all of them by default.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Audit: append throughput with a checkpoint signed every second against without (alternating rounds), then
     /// bundles and proofs on a large log (built under `--dir` on first run, reused after).
@@ -138,7 +142,8 @@ pub fn run(what: What, data: &crate::cmd::DataDir) -> Result<ExitCode> {
             seconds,
             rounds,
             dir,
-        } => crate::bench::nodes::run(&dir, seconds, rounds),
+            only,
+        } => crate::bench::nodes::run(&dir, seconds, rounds, &only),
         What::Http {
             connections,
             seconds,

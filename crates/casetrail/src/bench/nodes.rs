@@ -103,25 +103,31 @@ fn bare(
 }
 
 /// A log made for one setup: where it is, an admin token, and the nodes serving it.
-struct Setup {
+struct Running {
     bases: Vec<String>,
     token: String,
     _nodes: Vec<Server>,
 }
 
-fn sled_setup(dir: &Path) -> Result<Setup> {
+fn sled_setup(dir: &Path) -> Result<Running> {
     let data = dir.join("sled");
     let _ = std::fs::remove_dir_all(&data);
     let token = load_token(&store::SledLog::open(crate::cmd::scratch_config(&data))?)?;
     let (node, base) = serve(&[OsStr::new("--data"), data.as_os_str(), OsStr::new("serve")])?;
-    Ok(Setup {
+    Ok(Running {
         bases: vec![base],
         token,
         _nodes: vec![node],
     })
 }
 
-fn pg_setup(cluster: &Cluster, name: &str, nodes: usize, dir: &Path, key: &Path) -> Result<Setup> {
+fn pg_setup(
+    cluster: &Cluster,
+    name: &str,
+    nodes: usize,
+    dir: &Path,
+    key: &Path,
+) -> Result<Running> {
     let url = cluster.create_database(name)?;
     let token = load_token(&pglog::PgLog::open(pglog::Config::new(url.clone()))?)?;
     let mut bases = Vec::new();
@@ -140,7 +146,7 @@ fn pg_setup(cluster: &Cluster, name: &str, nodes: usize, dir: &Path, key: &Path)
         bases.push(base);
         servers.push(node);
     }
-    Ok(Setup {
+    Ok(Running {
         bases,
         token,
         _nodes: servers,
@@ -156,15 +162,168 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// What one setup runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Sled,
+    /// casetrail on PostgreSQL with this many nodes, each taking its share of the clients.
+    Nodes(usize),
+    /// This many nodes with one writer: the clients of every other node go through a forwarder that sends each
+    /// write to the first node, as a node that is not the elected writer would.
+    Elected(usize),
+    /// pgbench on the bare table.
+    Bare,
+}
+
+/// A setup of the benchmark: its key for `--only`, what it runs on, and whether the primary has a synchronous
+/// standby (a fresh one for each run, made with `pg_basebackup` and dropped after).
+#[derive(Clone, Copy)]
+struct Setup {
+    key: &'static str,
+    kind: Kind,
+    standby: bool,
+}
+
 /// The setups, in the order each round runs them.
-const SETUPS: [&str; 4] = [
-    "sled, 1 node",
-    "PostgreSQL, 1 node",
-    "PostgreSQL, 2 nodes",
-    "bare PostgreSQL table (pgbench)",
+const SETUPS: [Setup; 11] = [
+    Setup {
+        key: "sled",
+        kind: Kind::Sled,
+        standby: false,
+    },
+    Setup {
+        key: "pg1",
+        kind: Kind::Nodes(1),
+        standby: false,
+    },
+    Setup {
+        key: "pg2",
+        kind: Kind::Nodes(2),
+        standby: false,
+    },
+    Setup {
+        key: "pg4",
+        kind: Kind::Nodes(4),
+        standby: false,
+    },
+    Setup {
+        key: "pg2-elected",
+        kind: Kind::Elected(2),
+        standby: false,
+    },
+    Setup {
+        key: "pg4-elected",
+        kind: Kind::Elected(4),
+        standby: false,
+    },
+    Setup {
+        key: "bare",
+        kind: Kind::Bare,
+        standby: false,
+    },
+    Setup {
+        key: "pg1-sync",
+        kind: Kind::Nodes(1),
+        standby: true,
+    },
+    Setup {
+        key: "pg2-sync",
+        kind: Kind::Nodes(2),
+        standby: true,
+    },
+    Setup {
+        key: "pg4-sync",
+        kind: Kind::Nodes(4),
+        standby: true,
+    },
+    Setup {
+        key: "bare-sync",
+        kind: Kind::Bare,
+        standby: true,
+    },
 ];
 
-pub fn run(dir: &Path, seconds: u64, rounds: usize) -> Result<ExitCode> {
+/// The keys `--only` takes.
+pub const SETUP_KEYS: &str =
+    "sled, pg1, pg2, pg4, pg2-elected, pg4-elected, bare, pg1-sync, pg2-sync, pg4-sync, bare-sync";
+
+impl Setup {
+    fn name(&self) -> String {
+        let on = match self.kind {
+            Kind::Sled => "sled, 1 node".to_owned(),
+            Kind::Nodes(1) => "PostgreSQL, 1 node".to_owned(),
+            Kind::Nodes(n) => format!("PostgreSQL, {n} nodes"),
+            Kind::Elected(n) => format!("PostgreSQL, {n} nodes, one writer"),
+            Kind::Bare => "bare PostgreSQL table (pgbench)".to_owned(),
+        };
+        if self.standby {
+            format!("{on}, synchronous standby")
+        } else {
+            on
+        }
+    }
+}
+
+/// One run of one setup and workload, on a fresh log (and a fresh standby when the setup has one).
+fn measure(
+    cluster: &Cluster,
+    setup: &Setup,
+    name: &str,
+    (connections, batch): (usize, usize),
+    seconds: u64,
+    dir: &Path,
+    key: &Path,
+) -> Result<Measured> {
+    let standby = if setup.standby {
+        let standby = cluster.standby("bench")?;
+        cluster.make_synchronous("bench")?;
+        Some(standby)
+    } else {
+        None
+    };
+    let m = match setup.kind {
+        Kind::Sled => {
+            let s = sled_setup(dir)?;
+            load(&s.bases, &s.token, connections, seconds, batch)
+        }
+        Kind::Nodes(n) => {
+            let s = pg_setup(cluster, name, n, dir, key)?;
+            load(&s.bases, &s.token, connections, seconds, batch)
+        }
+        Kind::Elected(n) => {
+            let s = pg_setup(cluster, name, n, dir, key)?;
+            let forwarders = (1..n)
+                .map(|_| Forwarder::start(&s.bases[0]))
+                .collect::<Result<Vec<_>>>()?;
+            let entries: Vec<String> = std::iter::once(s.bases[0].clone())
+                .chain(forwarders.iter().map(|f| f.base.clone()))
+                .collect();
+            load(&entries, &s.token, connections, seconds, batch)
+        }
+        Kind::Bare => bare(cluster, name, connections, seconds, batch, dir),
+    };
+    if let Some(standby) = standby {
+        drop(standby);
+        cluster.forget_standby("bench")?;
+    }
+    cluster.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )?;
+    m
+}
+
+pub fn run(dir: &Path, seconds: u64, rounds: usize, only: &[String]) -> Result<ExitCode> {
+    let setups: Vec<Setup> = SETUPS
+        .into_iter()
+        .filter(|s| only.is_empty() || only.iter().any(|o| o == s.key))
+        .collect();
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| o.as_str() != "lag" && !SETUPS.iter().any(|s| s.key == o.as_str()))
+    {
+        return Err(format!("no setup {unknown:?}; the setups are {SETUP_KEYS}, and lag").into());
+    }
     let dir: PathBuf = dir.join(format!("casetrail-nodes-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let cluster = Cluster::start(&Options {
@@ -173,48 +332,37 @@ pub fn run(dir: &Path, seconds: u64, rounds: usize) -> Result<ExitCode> {
     })?;
     let key = dir.join("audit.key");
     audit::SigningKey::load_or_create(&key, Some("bench.invalid/casetrail"))?;
+    const WORKLOADS: [(usize, usize); 2] = [(64, 1), (16, 500)];
     // (setup, workload) → per round: events/s, p50, p99.
-    let mut figures: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); SETUPS.len() * 2];
+    let mut figures: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); setups.len() * 2];
     for round in 0..rounds.max(1) {
-        for (s, setup) in SETUPS.iter().enumerate() {
-            for (w, (connections, batch)) in [(64usize, 1usize), (16, 500)].into_iter().enumerate()
-            {
+        for (s, setup) in setups.iter().enumerate() {
+            for (w, workload) in WORKLOADS.into_iter().enumerate() {
                 let name = format!("r{round}s{s}w{w}");
-                let m = match s {
-                    0 => {
-                        let setup = sled_setup(&dir)?;
-                        load(&setup.bases, &setup.token, connections, seconds, batch)?
-                    }
-                    1 | 2 => {
-                        let setup = pg_setup(&cluster, &name, s, &dir, &key)?;
-                        load(&setup.bases, &setup.token, connections, seconds, batch)?
-                    }
-                    _ => bare(&cluster, &name, connections, seconds, batch, &dir)?,
-                };
+                let m = measure(&cluster, setup, &name, workload, seconds, &dir, &key)?;
                 eprintln!(
-                    "round {round}: {setup}, {connections} × {batch}: {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                    "round {round}: {}, {} × {}: {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                    setup.name(),
+                    workload.0,
+                    workload.1,
                     m.events_per_sec(),
                     m.p(0.5),
                     m.p(0.99),
                     m.failures
                 );
                 figures[s * 2 + w].push((m.events_per_sec(), m.p(0.5), m.p(0.99)));
-                cluster.psql(
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-                )?;
             }
         }
     }
-    let lag = follower_lag(&cluster, &dir, &key)?;
     println!(
         "| setup | 64 × 1 event: events/s | p50 / p99 | 16 × 500 events: events/s | p50 / p99 |"
     );
     println!("| --- | --- | --- | --- | --- |");
     let med = |i: usize, k: usize| median(figures[i].iter().map(|f| [f.0, f.1, f.2][k]).collect());
-    for (s, setup) in SETUPS.iter().enumerate() {
+    for (s, setup) in setups.iter().enumerate() {
         println!(
-            "| {setup} | {:.0} | {:.1} / {:.1} ms | {:.0} | {:.0} / {:.0} ms |",
+            "| {} | {:.0} | {:.1} / {:.1} ms | {:.0} | {:.0} / {:.0} ms |",
+            setup.name(),
             med(s * 2, 0),
             med(s * 2, 1),
             med(s * 2, 2),
@@ -223,49 +371,101 @@ pub fn run(dir: &Path, seconds: u64, rounds: usize) -> Result<ExitCode> {
             med(s * 2 + 1, 2)
         );
     }
-    let ratio = |a: usize, b: usize| med(a, 0) / med(b, 0).max(1e-9);
-    println!(
-        "\nratios of the medians: PostgreSQL 1 node / bare table: singles {:.2}, batches {:.2}; 2 nodes / 1 node: singles {:.2}, batches {:.2}; PostgreSQL 1 node / sled: singles {:.2}, batches {:.2}",
-        ratio(2, 6),
-        ratio(3, 7),
-        ratio(4, 2),
-        ratio(5, 3),
-        ratio(2, 0),
-        ratio(3, 1)
-    );
-    println!(
-        "follower lag (acknowledged on one node → the other node's head has it), {} samples with no other load: p50 {:.1} ms, p99 {:.1} ms",
-        lag.len(),
-        lag[lag.len() / 2].as_secs_f64() * 1e3,
-        lag[(lag.len() - 1) * 99 / 100].as_secs_f64() * 1e3
-    );
+    // Ratios of the medians, where both setups ran.
+    let at = |key: &str| setups.iter().position(|s| s.key == key);
+    let mut ratios = Vec::new();
+    for (a, b, what) in [
+        ("pg1", "bare", "PostgreSQL 1 node / bare table"),
+        (
+            "pg1-sync",
+            "bare-sync",
+            "with a synchronous standby, 1 node / bare table",
+        ),
+        ("pg2", "pg1", "2 nodes / 1 node"),
+        ("pg4", "pg1", "4 nodes / 1 node"),
+        ("pg2-elected", "pg1", "2 nodes with one writer / 1 node"),
+        ("pg4-elected", "pg1", "4 nodes with one writer / 1 node"),
+        (
+            "pg2-elected",
+            "pg2",
+            "2 nodes, one writer / every node writing",
+        ),
+        (
+            "pg1-sync",
+            "pg1",
+            "1 node with / without a synchronous standby",
+        ),
+        ("pg1", "sled", "PostgreSQL 1 node / sled"),
+    ] {
+        if let (Some(a), Some(b)) = (at(a), at(b)) {
+            let r = |w: usize| med(a * 2 + w, 0) / med(b * 2 + w, 0).max(1e-9);
+            ratios.push(format!("{what}: singles {:.2}, batches {:.2}", r(0), r(1)));
+        }
+    }
+    if !ratios.is_empty() {
+        println!("\nratios of the medians: {}", ratios.join("; "));
+    }
+    if only.is_empty() || only.iter().any(|o| o == "lag") {
+        for busy in [false, true] {
+            let lag = follower_lag(&cluster, &dir, &key, busy, seconds)?;
+            let p =
+                |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+            println!(
+                "follower lag {}, {} samples: acknowledged on one node → the other node's head has it: p50 {:.1} ms, p99 {:.1} ms; → the other node answers a table `as_of` it: p50 {:.1} ms, p99 {:.1} ms",
+                if busy { "with 32 clients writing single events to the first node" } else { "with no other load" },
+                lag.head.len(),
+                p(&lag.head, 0.5),
+                p(&lag.head, 0.99),
+                p(&lag.table, 0.5),
+                p(&lag.table, 0.99),
+            );
+        }
+    }
     drop(cluster);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(ExitCode::SUCCESS)
 }
 
+/// Follower lag samples, sorted.
+struct Lag {
+    head: Vec<Duration>,
+    table: Vec<Duration>,
+}
+
 /// Posts single events to one node and times until the other node's head (`/v1/audit/head`, which reports the
-/// node's own head, not the database's) reaches the acknowledged position.
-fn follower_lag(cluster: &Cluster, dir: &Path, key: &Path) -> Result<Vec<Duration>> {
-    let setup = pg_setup(cluster, "lag", 2, dir, key)?;
+/// node's own head, not the database's) reaches the acknowledged position, and until the other node answers the
+/// province's indicator table `as_of` that position (read your writes: it waits until it has caught up). With
+/// `busy`, 32 clients write single events to the first node meanwhile, for `seconds`.
+fn follower_lag(
+    cluster: &Cluster,
+    dir: &Path,
+    key: &Path,
+    busy: bool,
+    seconds: u64,
+) -> Result<Lag> {
+    let name = if busy { "lag-busy" } else { "lag" };
+    let setup = pg_setup(cluster, name, 2, dir, key)?;
+    let background = busy.then(|| {
+        let (bases, token) = (vec![setup.bases[0].clone()], setup.token.clone());
+        std::thread::spawn(move || {
+            load(&bases, &token, 32, seconds, 1)
+                .map(|m| m.events_per_sec())
+                .map_err(|e| e.to_string())
+        })
+    });
     let client = reqwest::blocking::Client::new();
-    let mut lags = Vec::new();
-    for n in 0..300 {
-        let body = format!(
-            r#"{{"id":"{}","type":"dossier.received","dossier":"LAG-{n}","agency":"000.00.12.H27","occurred_at":"2019-03-12T08:30:00+07:00","data":{{"procedure":"1.001234","channel":"counter"}}}}"#,
-            uuid::Uuid::now_v7()
-        );
-        let answer: serde_json::Value = client
-            .post(format!("{}/v1/events", setup.bases[0]))
-            .bearer_auth(&setup.token)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()?
-            .json()?;
-        let acknowledged = Instant::now();
-        let position = answer[0]["position"]
-            .as_u64()
-            .ok_or("no position in the answer")?;
+    let mut lag = Lag {
+        head: Vec::new(),
+        table: Vec::new(),
+    };
+    let started = Instant::now();
+    for n in 0.. {
+        if (busy && started.elapsed() > Duration::from_secs(seconds.saturating_sub(1).max(1)))
+            || (!busy && n == 300)
+        {
+            break;
+        }
+        let (position, acknowledged) = post_one(&client, &setup, &format!("LAG-{n}"))?;
         loop {
             let head: serde_json::Value = client
                 .get(format!("{}/v1/audit/head", setup.bases[1]))
@@ -273,14 +473,154 @@ fn follower_lag(cluster: &Cluster, dir: &Path, key: &Path) -> Result<Vec<Duratio
                 .send()?
                 .json()?;
             if head["size"].as_u64().unwrap_or(0) >= position {
-                lags.push(acknowledged.elapsed());
+                lag.head.push(acknowledged.elapsed());
                 break;
             }
             if acknowledged.elapsed() > Duration::from_secs(10) {
                 return Err("the second node did not learn of a commit within 10 s".into());
             }
         }
+        // A second event, so that the table asked for is at a position the other node may not have yet.
+        let (position, acknowledged) = post_one(&client, &setup, &format!("LAG-T-{n}"))?;
+        let table = client
+            .get(format!(
+                "{}/v1/indicators?period=2019-Q1&group=province&as_of={position}",
+                setup.bases[1]
+            ))
+            .bearer_auth(&setup.token)
+            .send()?;
+        if table.status().as_u16() != 200 {
+            return Err(format!(
+                "the other node answered the table as of {position} with {}",
+                table.status()
+            )
+            .into());
+        }
+        let table: serde_json::Value = table.json()?;
+        if table["stamp"]["position"].as_u64() != Some(position) {
+            return Err(
+                format!("the table as of {position} was stamped {}", table["stamp"]).into(),
+            );
+        }
+        lag.table.push(acknowledged.elapsed());
     }
-    lags.sort();
-    Ok(lags)
+    if let Some(background) = background {
+        background
+            .join()
+            .map_err(|_| "the background load panicked")??;
+    }
+    cluster.psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+    )?;
+    lag.head.sort();
+    lag.table.sort();
+    Ok(lag)
+}
+
+/// Posts a new dossier to the first node: the position acknowledged, and when.
+fn post_one(
+    client: &reqwest::blocking::Client,
+    setup: &Running,
+    dossier: &str,
+) -> Result<(u64, Instant)> {
+    let body = format!(
+        r#"{{"id":"{}","type":"dossier.received","dossier":"{dossier}","agency":"000.00.12.H27","occurred_at":"2019-03-12T08:30:00+07:00","data":{{"procedure":"1.001234","channel":"counter"}}}}"#,
+        uuid::Uuid::now_v7()
+    );
+    let answer: serde_json::Value = client
+        .post(format!("{}/v1/events", setup.bases[0]))
+        .bearer_auth(&setup.token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()?
+        .json()?;
+    let acknowledged = Instant::now();
+    let position = answer[0]["position"]
+        .as_u64()
+        .ok_or("no position in the answer")?;
+    Ok((position, acknowledged))
+}
+
+/// A stand-in for the forwarding an elected writer needs: a node that is not the writer sends each write it takes
+/// to the writer over HTTP and answers with the writer's answer. It runs in the benchmark's process (on the same
+/// two cores as the nodes), takes `POST /v1/events`, and passes the body and the client's authorization on as
+/// they came; a real node would do the same work (one more HTTP exchange per write) in its own process.
+struct Forwarder {
+    base: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Target {
+    url: String,
+    client: reqwest::Client,
+}
+
+async fn forward(
+    request: actix_web::HttpRequest,
+    body: actix_web::web::Bytes,
+    to: actix_web::web::Data<Target>,
+) -> actix_web::HttpResponse {
+    let mut sent = to
+        .client
+        .post(&to.url)
+        .header("content-type", "application/json")
+        .body(body);
+    if let Some(auth) = request.headers().get("authorization") {
+        sent = sent.header("authorization", auth.as_bytes());
+    }
+    match sent.send().await {
+        Ok(answer) => {
+            let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16())
+                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            match answer.bytes().await {
+                Ok(bytes) => actix_web::HttpResponse::build(status)
+                    .content_type("application/json")
+                    .body(bytes),
+                Err(_) => actix_web::HttpResponse::BadGateway().finish(),
+            }
+        }
+        Err(_) => actix_web::HttpResponse::BadGateway().finish(),
+    }
+}
+
+impl Forwarder {
+    fn start(writer: &str) -> Result<Forwarder> {
+        let url = format!("{writer}/v1/events");
+        let server = actix_web::HttpServer::new(move || {
+            let target = Target {
+                url: url.clone(),
+                client: reqwest::Client::new(),
+            };
+            actix_web::App::new()
+                .app_data(actix_web::web::Data::new(target))
+                .app_data(actix_web::web::PayloadConfig::new(64 << 20))
+                .route("/v1/events", actix_web::web::post().to(forward))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind("127.0.0.1:0")?;
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        let thread = std::thread::spawn(move || {
+            let _ = actix_web::rt::System::new().block_on(server);
+        });
+        Ok(Forwarder {
+            base: format!("http://127.0.0.1:{port}"),
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        let stop = self.handle.stop(false);
+        let _ = actix_web::rt::System::new().block_on(stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

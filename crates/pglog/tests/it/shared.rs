@@ -178,3 +178,99 @@ fn a_head_that_goes_backwards_stops_the_node_writing() {
         other => panic!("a node whose log went backwards wrote: {other:?}"),
     }
 }
+
+/// Groups of every size written by turns on two instances: each one catches up on what the other wrote since its
+/// own last group (from the events read with the lock, or, past 4,096 of them, by reading the open tile again and
+/// forgetting its cached heads), across tile boundaries, with a stream both write. Every group lands right after
+/// the last, each instance's cached head of the shared stream is never used stale, and the tree both grew
+/// verifies from the events alone.
+#[test]
+fn catching_up_on_the_other_s_groups_of_any_size_keeps_one_tree_and_fresh_heads() {
+    use rand::{Rng, SeedableRng};
+    use store::Maintenance;
+    let cluster = fast_cluster();
+    let (url, a) = fresh(&cluster, "catchup");
+    let b = second(&url);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(26);
+    let (mut size, mut shared_version, mut id) = (0u64, 0u64, 1_000u32);
+    // The shared stream: its first event on A, so A caches its head.
+    let first = append(&a, vec![event(id, "SHARED", "dossier.received", None)]).unwrap();
+    assert_eq!(first.receipts[0].position, 1);
+    (size, shared_version, id) = (size + 1, shared_version + 1, id + 1);
+    for step in 0..40 {
+        let on_b = step % 2 == 1;
+        let log = if on_b { &b } else { &a };
+        // Mostly small groups, some that cross a tile, and one run on B long enough for A's far path.
+        let groups = if step == 21 { 10 } else { 1 };
+        for _ in 0..groups {
+            let n = match rng.gen_range(0..6) {
+                _ if groups > 1 => 480,
+                0 => 1,
+                1 => rng.gen_range(2..40),
+                2 => 255,
+                3 => 256,
+                _ => rng.gen_range(257..500),
+            };
+            let mut events: Vec<_> = (0..n)
+                .map(|k| {
+                    event(
+                        id + k as u32,
+                        &format!("C{}", id + k as u32),
+                        "dossier.received",
+                        None,
+                    )
+                })
+                .collect();
+            id += n as u32;
+            // Every other group also moves the shared stream on, with the version only a fresh head knows.
+            let kind = if shared_version % 2 == 1 {
+                "dossier.supplement_requested"
+            } else {
+                "dossier.supplement_received"
+            };
+            if rng.gen_bool(0.5) {
+                events.push(event(id, "SHARED", kind, Some(shared_version)));
+                id += 1;
+                shared_version += 1;
+            }
+            let count = events.len() as u64;
+            let outcome = append(log, events).unwrap_or_else(|e| panic!("step {step}: {e}"));
+            let positions: Vec<u64> = outcome.receipts.iter().map(|r| r.position).collect();
+            assert_eq!(
+                positions,
+                (size + 1..=size + count).collect::<Vec<_>>(),
+                "step {step}"
+            );
+            size += count;
+        }
+        // A stale expected version of the shared stream is refused on either instance.
+        if shared_version > 1 {
+            let stale = append(
+                if on_b { &a } else { &b },
+                vec![event(
+                    id,
+                    "SHARED",
+                    "dossier.supplement_requested",
+                    Some(shared_version - 1),
+                )],
+            );
+            assert!(
+                matches!(stale, Err(AppendError::Refused(_))),
+                "step {step}: a stale expected version was taken: {stale:?}"
+            );
+            id += 1;
+        }
+    }
+    assert!(
+        size > 4_096 + 1_000,
+        "the far path needs a long run: {size}"
+    );
+    assert!(reaches(&a, size) && reaches(&b, size));
+    assert_eq!(a.head(), b.head());
+    let report = second(&url).verify(&mut |_| {}).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+    assert_eq!(
+        report.root.as_deref(),
+        Some(a.head().root.to_string().as_str())
+    );
+}
