@@ -759,3 +759,143 @@ fn three_nodes_writing_at_once_give_one_gapless_log_that_every_live_stream_follo
         );
     }
 }
+
+/// The node that holds the writer's role, as `log_writer` records it while its session holds the lock: its
+/// address, or an empty string.
+fn elected(cluster: &Cluster, db: &str) -> String {
+    cluster
+        .psql(
+            db,
+            "SELECT coalesce((SELECT w.address FROM log_writer w JOIN pg_locks l ON l.pid = w.pid \
+             AND l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 \
+             AND l.classid::int8 = 7238402921 >> 32 AND l.objid::int8 = 7238402921 & 4294967295), '')",
+        )
+        .unwrap()
+}
+
+/// The last group was committed by the elected writer's node (`log_head.writer` names the node whose listener
+/// session holds the writer's lock).
+fn last_group_by_the_elected_writer(cluster: &Cluster) {
+    let listener = cluster
+        .psql(
+            "elected",
+            "SELECT application_name FROM pg_stat_activity WHERE pid = (SELECT pid FROM log_writer)",
+        )
+        .unwrap();
+    let recorded = cluster
+        .psql("elected", "SELECT writer FROM log_head")
+        .unwrap();
+    assert!(
+        listener.starts_with(&format!("casetrail-{recorded}-")),
+        "the last group was written by {recorded}, not by the elected writer (listener session {listener})"
+    );
+}
+
+/// Posts events `ns` to `base`, one request each, and reads each back from `base` at once (read your writes on the
+/// node that took it, wherever it was written).
+fn post_each(
+    base: &str,
+    ingest: &str,
+    reader: &str,
+    ns: std::ops::Range<usize>,
+    acknowledged: &mut Vec<String>,
+) {
+    for n in ns {
+        let (status, body) = call(
+            "POST",
+            format!("{base}/v1/events"),
+            ingest,
+            Some(&received(7_000_000 + n)),
+        );
+        assert_eq!(status, 201, "{body}");
+        let id = body[0]["id"].as_str().unwrap().to_owned();
+        let position = body[0]["position"].as_u64().unwrap();
+        let (status, page) = call(
+            "GET",
+            format!("{base}/v1/events?after={}&limit=1", position - 1),
+            reader,
+            None,
+        );
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(
+            page["events"][0]["id"].as_str(),
+            Some(id.as_str()),
+            "{page}"
+        );
+        acknowledged.push(id);
+    }
+}
+
+#[test]
+fn one_elected_writer_takes_every_node_s_batches_and_another_takes_over_when_it_dies() {
+    let cluster = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    let url = cluster.create_database("elected").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("audit.key");
+    let key_arg = key.to_str().unwrap().to_owned();
+    let (admin, ingest) = signing_key_and_tokens(&url, &dir.path().join("s"), &key_arg);
+    let mut nodes: Vec<Option<(Proc, String)>> = (0..2)
+        .map(|n| {
+            Some(
+                node(
+                    &url,
+                    &dir.path().join(format!("n{n}")),
+                    &["--audit-key", &key_arg],
+                )
+                .unwrap(),
+            )
+        })
+        .collect();
+    let base = |nodes: &[Option<(Proc, String)>], n: usize| nodes[n].as_ref().unwrap().1.clone();
+    let wait_for = |what: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !what() {
+            assert!(std::time::Instant::now() < deadline, "not within 10 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for(&|| !elected(&cluster, "elected").is_empty());
+    let writer = elected(&cluster, "elected");
+    let w = (0..2)
+        .find(|&n| base(&nodes, n) == writer)
+        .expect("a node's address");
+    let other = 1 - w;
+    // The other node learns who writes within a poll; then its batches are written by the writer's session.
+    std::thread::sleep(Duration::from_millis(600));
+    let mut acknowledged = Vec::new();
+    post_each(
+        &base(&nodes, other),
+        &ingest,
+        &admin,
+        0..20,
+        &mut acknowledged,
+    );
+    last_group_by_the_elected_writer(&cluster);
+
+    // The writer dies: the other node takes the role and carries on writing.
+    let (mut dead, _) = nodes[w].take().unwrap();
+    // SAFETY: signalling the node's own process group.
+    unsafe { libc::kill(-(dead.id() as i32), libc::SIGKILL) };
+    let _ = dead.wait();
+    let survivor = base(&nodes, other);
+    wait_for(&|| elected(&cluster, "elected") == survivor);
+    post_each(&survivor, &ingest, &admin, 20..40, &mut acknowledged);
+    // A node started now hands its batches to the new writer.
+    nodes[w] = Some(node(&url, &dir.path().join("n2"), &["--audit-key", &key_arg]).unwrap());
+    std::thread::sleep(Duration::from_millis(600));
+    post_each(&base(&nodes, w), &ingest, &admin, 40..60, &mut acknowledged);
+    assert_eq!(elected(&cluster, "elected"), survivor);
+    last_group_by_the_elected_writer(&cluster);
+    let out = casetrail(&url, &dir.path().join("s"), &["export"]);
+    let ids: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids, acknowledged, "every acknowledged event once, in order");
+}

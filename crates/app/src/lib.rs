@@ -218,6 +218,11 @@ impl App {
         })
     }
 
+    /// What the nodes of this log prove themselves with when one hands another a batch (from the signing key).
+    pub fn node_secret(&self) -> &str {
+        self.notary.key().node_secret()
+    }
+
     /// The catalogue as it stands, to read.
     pub fn catalogue(&self) -> std::sync::RwLockReadGuard<'_, Catalogue> {
         self.catalogue.read().expect("catalogue lock")

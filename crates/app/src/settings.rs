@@ -46,6 +46,10 @@ pub struct Settings {
     /// How long a write to the disk may go unfinished before the disk is taken as stalled (writes answered 503
     /// from then on, until restart); also what the work at stop gets, after requests in flight.
     pub stall_secs: u64,
+    /// With the log on PostgreSQL: where the other nodes reach this one to hand it their batches when it is the
+    /// elected writer (`http://host:port`); `auto` (default) derives it from the listen address when that names
+    /// one host (not `0.0.0.0`); `off`: this node writes its own batches and never takes the role.
+    pub advertise: String,
     /// The reporting cut of months, quarters and years: calendar (default), decree-09, month-before or day-N.
     /// A report profile that names its own cut is computed under that one.
     pub cut: domain::calendar::Cut,
@@ -88,6 +92,7 @@ impl Settings {
             workers: 2,
             shutdown_timeout_secs: 30,
             stall_secs: 30,
+            advertise: "auto".into(),
             cut: domain::calendar::Cut::Calendar,
             scorecard: None,
             profiles: None,
@@ -197,6 +202,7 @@ pub struct Layer {
     pub max_subscribers: Option<usize>,
     pub shutdown_timeout_secs: Option<u64>,
     pub stall_secs: Option<u64>,
+    pub advertise: Option<String>,
 }
 
 impl Layer {
@@ -308,7 +314,8 @@ impl Settings {
             max_connections,
             max_subscribers,
             shutdown_timeout_secs,
-            stall_secs
+            stall_secs,
+            advertise
         );
         apply!(optional: scorecard, profiles, dvcqg_mapping, audit_key, audit_origin);
     }

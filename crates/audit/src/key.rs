@@ -48,6 +48,7 @@ pub struct SigningKey {
     signer: StandardSigner,
     origin: String,
     verifier_key: String,
+    node_secret: String,
 }
 
 impl SigningKey {
@@ -75,12 +76,22 @@ impl SigningKey {
             [1, seed @ ..] => seed.try_into().map_err(|_| invalid("not 32 bytes"))?,
             _ => return Err(invalid("not algorithm 1 (Ed25519)")),
         };
-        let public = ed25519_dalek::SigningKey::from_bytes(&seed).verifying_key();
+        let private = ed25519_dalek::SigningKey::from_bytes(&seed);
+        let public = private.verifying_key();
         check_origin(name)?;
+        // Ed25519 signatures are deterministic: the same on every node that holds this key, and made by no one
+        // who does not. Never published (no checkpoint signs this text).
+        use ed25519_dalek::Signer;
+        let node_secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(
+            private
+                .sign(b"casetrail: a batch forwarded between nodes of one log\n")
+                .to_bytes(),
+        );
         Ok(SigningKey {
             signer,
             origin: name.to_owned(),
             verifier_key: signed_note::new_ed25519_verifier_key(name, &public),
+            node_secret,
         })
     }
 
@@ -115,6 +126,11 @@ impl SigningKey {
         }
         let text = std::fs::read_to_string(path).map_err(io(path))?;
         SigningKey::parse(&text).map_err(|e| KeyError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    /// What the nodes of one log (which hold this one key) prove it with when one hands another a batch to write.
+    pub fn node_secret(&self) -> &str {
+        &self.node_secret
     }
 
     pub fn origin(&self) -> &str {

@@ -9,7 +9,7 @@ use crate::event::*;
 use chrono::{Datelike, NaiveDate, Timelike};
 
 /// One field of an event that breaks a rule of the event alone.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldProblem {
     /// A JSON path into the event, like `data.due_at`; `data` for the event's data as a whole.
     pub field: String,

@@ -19,7 +19,7 @@ pub struct Context {
 pub const DEFAULT_CLOCK_SKEW_SECS: i64 = 5 * 60;
 
 /// Why an event may not be written.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     /// The dossier's first event is not `dossier.received` (rule 1).
     DossierNotFound,

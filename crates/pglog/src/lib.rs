@@ -23,6 +23,7 @@
 
 pub mod cluster;
 mod credentials;
+mod elect;
 mod hashes;
 mod listen;
 mod maintenance;
@@ -135,6 +136,7 @@ pub(crate) struct Shared {
     pub upper: hashes::UpperCache,
     failed: OnceLock<String>,
     pub metrics: WriterMetrics,
+    pub election: elect::Election,
 }
 
 impl Shared {
@@ -258,6 +260,7 @@ impl PgLog {
             upper: hashes::UpperCache::new(std::mem::take(&mut opened.upper)),
             failed: OnceLock::new(),
             metrics: WriterMetrics::default(),
+            election: elect::Election::new(),
         });
         if config.inspection {
             shared.fail("the log was opened for inspection; it accepts no writes".into());
@@ -267,6 +270,7 @@ impl PgLog {
             config.session("listen")?,
             config.poll,
             shared.clone(),
+            config.node.clone(),
             stopped,
         ));
         let (sender, receiver) = mpsc::channel(16_384);
@@ -430,6 +434,24 @@ impl Drop for PgLog {
 
 impl EventLog for PgLog {
     fn append(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>> {
+        if self.shared.election.elsewhere() {
+            // Handed to the elected writer when that is another node; written here otherwise, or when it could
+            // not be handed on (`elect`). The HTTP exchange runs on the log's own runtime.
+            let (shared, sender) = (self.shared.clone(), self.sender());
+            let handle = self.handle.clone();
+            return Box::pin(async move {
+                let handed = handle.spawn(async move { shared.forward(request).await });
+                match handed.await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(request)) => store::queue::send(sender?, request).await,
+                    Err(_) => Err(AppendError::Unavailable("the log's runtime stopped".into())),
+                }
+            });
+        }
+        self.append_here(request)
+    }
+
+    fn append_here(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>> {
         // Queued now, not when first polled: appends are taken in the order they were made.
         let answered = self.sender().map(|s| store::queue::send(s, request));
         Box::pin(async move { answered?.await })

@@ -41,11 +41,12 @@ pub async fn follow(
     session: tokio_postgres::Config,
     poll: Duration,
     shared: Arc<Shared>,
+    node: String,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(100);
     while !*stop.borrow() {
-        if let Err(e) = listen_once(&session, poll, &shared, &mut stop).await {
+        if let Err(e) = listen_once(&session, poll, &shared, &node, &mut stop).await {
             tracing::warn!(error = %e, "the head listener lost the database; reconnecting");
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -62,6 +63,7 @@ async fn listen_once(
     session: &tokio_postgres::Config,
     poll: Duration,
     shared: &Shared,
+    node: &str,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), StoreError> {
     let (client, mut connection) = session.connect(tokio_postgres::NoTls).await.map_err(db)?;
@@ -89,7 +91,13 @@ async fn listen_once(
         // takes over within a poll once that session ends (a node stopped, killed or cut off).
         let mut signer = false;
         let mut counted = None;
+        // The writer's election, once a poll (notifications may wake the loop thousands of times a second).
+        let mut elected_at: Option<tokio::time::Instant> = None;
         loop {
+            if elected_at.is_none_or(|at| at.elapsed() >= poll) {
+                shared.election.round(&client, node).await?;
+                elected_at = Some(tokio::time::Instant::now());
+            }
             let before = shared.size();
             shared.observe(before, read_head(&client).await?);
             // A count of live and all credentials, each round: a change a lost notification hid is seen anyway.
@@ -134,6 +142,7 @@ async fn listen_once(
     shared
         .signer
         .store(false, std::sync::atomic::Ordering::SeqCst);
+    shared.election.lost_session();
     driver.abort();
     result
 }

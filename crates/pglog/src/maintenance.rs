@@ -1,7 +1,7 @@
 //! Opening (making the schema on an empty database), and what operators run: stats, verify, rebuild.
 
 use crate::hashes::{leaf_hashes, read_runs};
-use crate::schema::{FORMAT, MOVE_HEAD, SCHEMA};
+use crate::schema::{FORMAT, LOG_WRITER, MOVE_HEAD, SCHEMA};
 use crate::{connect, db, Config, HeadRow, PgLog};
 use chrono::{DateTime, Utc};
 use domain::{decide, Context, StreamHead};
@@ -75,6 +75,14 @@ pub async fn prepare(
         .get(0);
     if missing {
         tx.batch_execute(MOVE_HEAD).await.map_err(db)?;
+    }
+    let missing: bool = tx
+        .query_one("SELECT to_regclass('log_writer') IS NULL", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    if missing {
+        tx.batch_execute(LOG_WRITER).await.map_err(db)?;
     }
     tx.commit().await.map_err(db)?;
     read_state(&client).await
@@ -253,6 +261,10 @@ impl Maintenance for PgLog {
 
     fn rebuild_indexes(&self, progress: &mut dyn FnMut(u64)) -> Result<Head, StoreError> {
         crate::writer::rebuild(self, progress)
+    }
+
+    fn elect(&self, address: Option<String>, secret: String) {
+        self.shared.election.join(address, secret);
     }
 
     fn pin(&self, verifier_key: &str, rules: &str) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //!   first position (what lets `verify` name the one event of a tile whose bytes changed).
 //! - `checkpoints`: signed checkpoints by size (the first one stored at a size is kept).
 //! - `credentials`: by name, with the live tokens' hashes unique.
+//! - `log_writer`: the elected writer, whom the other nodes hand their batches (`elect`).
 //! - `casetrail_move_head`: moves the head row from the size a group locked, or fails the group's transaction.
 //! - `events_json`: a read-only view that decodes each event as JSON, for analysts with `psql`.
 
@@ -31,6 +32,18 @@ BEGIN
     END IF;
 END
 $fn$;
+"#;
+
+/// The elected writer (made by `prepare` where it is missing): who holds the writer's advisory lock, where the
+/// other nodes reach it, and the pid of the session that holds the lock (a row whose pid holds nothing is stale).
+pub const LOG_WRITER: &str = r#"
+CREATE TABLE log_writer (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    node text NOT NULL,
+    address text NOT NULL,
+    pid integer NOT NULL,
+    since timestamptz NOT NULL
+);
 "#;
 
 /// What `log_meta.format` holds for this schema.

@@ -47,7 +47,7 @@ pub enum StoreError {
 }
 
 /// Why one event of a batch was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Refusal {
     /// It breaks a stream rule or the expected version.
     Rule(Rejection),
@@ -80,7 +80,7 @@ impl std::fmt::Display for Refusal {
 }
 
 /// One refused event: its index in the batch, its id, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventRefusal {
     pub index: usize,
     pub id: Uuid,
@@ -89,7 +89,7 @@ pub struct EventRefusal {
 
 /// Why a batch was not appended. In every case but [`AppendError::OutcomeUnknown`] nothing of the batch was
 /// written.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum AppendError {
     /// Some events were refused; every refused event is listed.
     #[error("{} event(s) refused; first: event {} ({}): {}", .0.len(), .0[0].index, .0[0].id, .0[0].refusal)]

@@ -86,7 +86,7 @@ pub struct AppendRequest {
 }
 
 /// What the log says of one event of an accepted batch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Receipt {
     pub id: Uuid,
     pub position: u64,
@@ -96,7 +96,7 @@ pub struct Receipt {
 }
 
 /// The answer to an accepted batch: one receipt per event, in the batch's order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AppendOutcome {
     pub receipts: Vec<Receipt>,
 }
@@ -108,12 +108,26 @@ impl AppendOutcome {
     }
 }
 
+/// An append's answer as one node sends it to another (the elected writer's answer to a batch handed to it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppendAnswer {
+    Outcome(AppendOutcome),
+    Error(AppendError),
+}
+
 /// The interface every log implementation offers, and that [`conformance`] checks.
 ///
 /// Reads never wait for the writer. An `Ok` from [`EventLog::append`] means the batch is durable on disk.
 pub trait EventLog: Send + Sync + 'static {
     /// Queues a batch for the writer and waits for its answer.
     fn append(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>>;
+
+    /// Like [`EventLog::append`], but always by this process's own writer, never handed to another node's: what
+    /// the elected writer does with a batch another node forwarded to it.
+    fn append_here(&self, request: AppendRequest) -> Boxed<Result<AppendOutcome, AppendError>> {
+        self.append(request)
+    }
 
     /// Like [`EventLog::append`], for threads outside an async runtime.
     fn append_blocking(&self, request: AppendRequest) -> Result<AppendOutcome, AppendError>;
@@ -355,6 +369,14 @@ pub trait Maintenance {
     fn pin(&self, verifier_key: &str, rules: &str) -> Result<(), StoreError> {
         let _ = (verifier_key, rules);
         Ok(())
+    }
+
+    /// For a log that several processes serve: takes part in electing the one writer the others hand their
+    /// batches to. `address` is where the other nodes reach this one (`None`: it never takes the role, and hands
+    /// nothing on either); `secret` is what a forwarded batch carries to be taken. A log only one process opens
+    /// (sled) has nothing to elect.
+    fn elect(&self, address: Option<String>, secret: String) {
+        let _ = (address, secret);
     }
 }
 

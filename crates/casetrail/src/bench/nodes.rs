@@ -121,12 +121,15 @@ fn sled_setup(dir: &Path) -> Result<Running> {
     })
 }
 
+/// `nodes` nodes on a new database, with `--advertise advertise` (`off`: each writes its own batches; `auto`: one
+/// elected writer takes them all), once every node knows the writer.
 fn pg_setup(
     cluster: &Cluster,
     name: &str,
     nodes: usize,
     dir: &Path,
     key: &Path,
+    advertise: &str,
 ) -> Result<Running> {
     let url = cluster.create_database(name)?;
     let token = load_token(&pglog::PgLog::open(pglog::Config::new(url.clone()))?)?;
@@ -142,9 +145,22 @@ fn pg_setup(
             OsStr::new("serve"),
             OsStr::new("--audit-key"),
             key.as_os_str(),
+            OsStr::new("--advertise"),
+            OsStr::new(advertise),
         ])?;
         bases.push(base);
         servers.push(node);
+    }
+    if advertise != "off" {
+        // The first node elects itself at its first listener round; the others learn it within a poll.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cluster.psql(name, "SELECT count(*) FROM log_writer")? != "1" {
+            if Instant::now() > deadline {
+                return Err("no writer was elected within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(600));
     }
     Ok(Running {
         bases,
@@ -168,8 +184,7 @@ enum Kind {
     Sled,
     /// casetrail on PostgreSQL with this many nodes, each taking its share of the clients.
     Nodes(usize),
-    /// This many nodes with one writer: the clients of every other node go through a forwarder that sends each
-    /// write to the first node, as a node that is not the elected writer would.
+    /// This many nodes with one elected writer: every other node hands it the batches it takes.
     Elected(usize),
     /// pgbench on the bare table.
     Bare,
@@ -287,18 +302,12 @@ fn measure(
             load(&s.bases, &s.token, connections, seconds, batch)
         }
         Kind::Nodes(n) => {
-            let s = pg_setup(cluster, name, n, dir, key)?;
+            let s = pg_setup(cluster, name, n, dir, key, "off")?;
             load(&s.bases, &s.token, connections, seconds, batch)
         }
         Kind::Elected(n) => {
-            let s = pg_setup(cluster, name, n, dir, key)?;
-            let forwarders = (1..n)
-                .map(|_| Forwarder::start(&s.bases[0]))
-                .collect::<Result<Vec<_>>>()?;
-            let entries: Vec<String> = std::iter::once(s.bases[0].clone())
-                .chain(forwarders.iter().map(|f| f.base.clone()))
-                .collect();
-            load(&entries, &s.token, connections, seconds, batch)
+            let s = pg_setup(cluster, name, n, dir, key, "auto")?;
+            load(&s.bases, &s.token, connections, seconds, batch)
         }
         Kind::Bare => bare(cluster, name, connections, seconds, batch, dir),
     };
@@ -444,7 +453,7 @@ fn follower_lag(
     seconds: u64,
 ) -> Result<Lag> {
     let name = if busy { "lag-busy" } else { "lag" };
-    let setup = pg_setup(cluster, name, 2, dir, key)?;
+    let setup = pg_setup(cluster, name, 2, dir, key, "auto")?;
     let background = busy.then(|| {
         let (bases, token) = (vec![setup.bases[0].clone()], setup.token.clone());
         std::thread::spawn(move || {
@@ -540,87 +549,4 @@ fn post_one(
         .as_u64()
         .ok_or("no position in the answer")?;
     Ok((position, acknowledged))
-}
-
-/// A stand-in for the forwarding an elected writer needs: a node that is not the writer sends each write it takes
-/// to the writer over HTTP and answers with the writer's answer. It runs in the benchmark's process (on the same
-/// two cores as the nodes), takes `POST /v1/events`, and passes the body and the client's authorization on as
-/// they came; a real node would do the same work (one more HTTP exchange per write) in its own process.
-struct Forwarder {
-    base: String,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-struct Target {
-    url: String,
-    client: reqwest::Client,
-}
-
-async fn forward(
-    request: actix_web::HttpRequest,
-    body: actix_web::web::Bytes,
-    to: actix_web::web::Data<Target>,
-) -> actix_web::HttpResponse {
-    let mut sent = to
-        .client
-        .post(&to.url)
-        .header("content-type", "application/json")
-        .body(body);
-    if let Some(auth) = request.headers().get("authorization") {
-        sent = sent.header("authorization", auth.as_bytes());
-    }
-    match sent.send().await {
-        Ok(answer) => {
-            let status = actix_web::http::StatusCode::from_u16(answer.status().as_u16())
-                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
-            match answer.bytes().await {
-                Ok(bytes) => actix_web::HttpResponse::build(status)
-                    .content_type("application/json")
-                    .body(bytes),
-                Err(_) => actix_web::HttpResponse::BadGateway().finish(),
-            }
-        }
-        Err(_) => actix_web::HttpResponse::BadGateway().finish(),
-    }
-}
-
-impl Forwarder {
-    fn start(writer: &str) -> Result<Forwarder> {
-        let url = format!("{writer}/v1/events");
-        let server = actix_web::HttpServer::new(move || {
-            let target = Target {
-                url: url.clone(),
-                client: reqwest::Client::new(),
-            };
-            actix_web::App::new()
-                .app_data(actix_web::web::Data::new(target))
-                .app_data(actix_web::web::PayloadConfig::new(64 << 20))
-                .route("/v1/events", actix_web::web::post().to(forward))
-        })
-        .workers(2)
-        .disable_signals()
-        .bind("127.0.0.1:0")?;
-        let port = server.addrs()[0].port();
-        let server = server.run();
-        let handle = server.handle();
-        let thread = std::thread::spawn(move || {
-            let _ = actix_web::rt::System::new().block_on(server);
-        });
-        Ok(Forwarder {
-            base: format!("http://127.0.0.1:{port}"),
-            handle,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        let stop = self.handle.stop(false);
-        let _ = actix_web::rt::System::new().block_on(stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }

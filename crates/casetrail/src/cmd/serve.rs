@@ -69,6 +69,11 @@ pub struct ServeArgs {
     /// within the two [default: 30].
     #[arg(long, env = "CASETRAIL_STALL_SECS")]
     stall_secs: Option<u64>,
+    /// With the log on PostgreSQL: where the other nodes reach this one (`http://host:port`) to hand it their
+    /// batches when it is the elected writer; `auto` derives it from --listen when that names one host; `off`:
+    /// this node writes its own batches and never takes the role (docs/scaling.md) [default: auto].
+    #[arg(long, env = "CASETRAIL_ADVERTISE")]
+    advertise: Option<String>,
 }
 
 /// How indicator tables are computed; shared by `serve` and `report`.
@@ -163,6 +168,7 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
         dvcqg_mapping: args.dvcqg_mapping.clone(),
         shutdown_timeout_secs: args.shutdown_timeout_secs,
         stall_secs: args.stall_secs,
+        advertise: args.advertise.clone(),
         ..args.indicators.layer()
     };
     let settings = app::Settings::layered(args.config.as_deref(), given)?;
@@ -192,6 +198,25 @@ pub fn serve(dir: &crate::cmd::DataDir, args: ServeArgs) -> Result<ExitCode> {
     })
 }
 
+/// Where the other nodes reach this one, from `--advertise` (`auto`, `off`, or `http://host:port`) and the
+/// address it listens on: `None` for `off`, and for `auto` when it listens on every address.
+fn advertised(
+    given: &str,
+    listen: std::net::SocketAddr,
+) -> std::result::Result<Option<String>, String> {
+    match given {
+        "off" => Ok(None),
+        "auto" if listen.ip().is_unspecified() => Ok(None),
+        "auto" => Ok(Some(format!("http://{listen}"))),
+        url if url.starts_with("http://") && url.len() > "http://".len() => {
+            Ok(Some(url.trim_end_matches('/').to_owned()))
+        }
+        other => Err(format!(
+            "--advertise {other:?}: expected auto, off, or http://host:port (where the other nodes reach this one)"
+        )),
+    }
+}
+
 /// Opens the log, starts the server, calls `announce` once it listens, and serves until SIGTERM or Ctrl-C; then
 /// stops gracefully (a snapshot of the indicator tables, a last signed checkpoint, the writer drained).
 pub fn run_until_stopped(
@@ -202,8 +227,17 @@ pub fn run_until_stopped(
     let phase = Phase::default();
     let bound = settings.stop_bound();
     actix_web::rt::System::new().block_on(async {
+        let advertise = settings.advertise.clone();
+        let on_postgres = settings.database.is_some();
         let running = server::start(settings, log.clone())?;
         running.stop_on_signals();
+        if on_postgres {
+            let address = advertised(&advertise, running.addr).map_err(std::io::Error::other)?;
+            if address.is_none() && advertise == "auto" {
+                eprintln!("casetrail: listening on every address ({}): give --advertise http://host:port so that the other nodes can hand this one their batches when it is elected; until then it writes its own", running.addr);
+            }
+            log.elect(address, running.state.app.node_secret().to_owned());
+        }
         let mut stopping = running.state.stopping.subscribe();
         let watched = phase.clone();
         actix_web::rt::spawn(async move {

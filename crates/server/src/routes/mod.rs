@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod dossiers;
 pub(crate) mod events;
 pub(crate) mod indicators;
+pub(crate) mod internal;
 pub(crate) mod ops;
 pub(crate) mod reference;
 pub(crate) mod tokens;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     tokens::configure(cfg);
     audit::configure(cfg);
     adapters::configure(cfg);
+    internal::configure(cfg);
 }
 
 /// Reads a body up to the limit: a declared length over it is refused before anything is read, and a body

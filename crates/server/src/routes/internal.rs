@@ -1,0 +1,81 @@
+//! Between the nodes of a log on PostgreSQL: `POST /internal/v1/append`, where the elected writer takes a batch
+//! another node was sent (pglog's `elect`). Not for clients: it is taken only with the secret that the holders of
+//! the log's signing key derive from it, and the batch was authenticated and checked by the node that forwards it.
+
+use crate::extract::resource;
+use crate::State;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use domain::parse::{check_batch_ids, parse_envelope, Form};
+use serde::Deserialize;
+use store::AppendRequest;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/internal/v1/append", "POST").route(web::post().to(append)));
+}
+
+#[derive(Deserialize)]
+struct Forwarded {
+    source: String,
+    events: Vec<serde_json::Value>,
+}
+
+/// Equal in time that does not depend on where the two first differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+async fn append(req: HttpRequest, payload: web::Payload, state: web::Data<State>) -> HttpResponse {
+    let secret = state.app.node_secret().as_bytes();
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if !given.is_some_and(|g| same(g, secret)) {
+        return HttpResponse::Unauthorized()
+            .body("a node of this log hands batches on with the secret of its signing key");
+    }
+    // A batch of the most events at the largest size each, whatever this node's own body limit.
+    let limit = state.settings.body_limit_bytes.max(64 << 20);
+    let body = match super::read_body(&req, payload, limit).await {
+        Ok(body) => body,
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let forwarded: Forwarded = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => return HttpResponse::BadRequest().body(format!("not a forwarded batch: {e}")),
+    };
+    let mut events = Vec::with_capacity(forwarded.events.len());
+    let mut errors = Vec::new();
+    for (index, value) in forwarded.events.iter().enumerate() {
+        match parse_envelope(value, index, Form::Submitted) {
+            Ok(s) => events.push(s),
+            Err(mut e) => errors.append(&mut e),
+        }
+    }
+    let ids: Vec<_> = events
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.event.id))
+        .collect();
+    check_batch_ids(&ids, &mut errors);
+    if !errors.is_empty() {
+        // The forwarding node parsed these already: a difference between the nodes' versions.
+        return HttpResponse::BadRequest().body(format!(
+            "a forwarded event does not parse here: {} {}",
+            errors[0].field, errors[0].message
+        ));
+    }
+    let answer = match state
+        .log
+        .append_here(AppendRequest {
+            events,
+            source: forwarded.source,
+        })
+        .await
+    {
+        Ok(outcome) => store::AppendAnswer::Outcome(outcome),
+        Err(e) => store::AppendAnswer::Error(e),
+    };
+    HttpResponse::Ok().json(answer)
+}
