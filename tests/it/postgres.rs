@@ -872,6 +872,53 @@ fn one_elected_writer_takes_every_node_s_batches_and_another_takes_over_when_it_
     );
     last_group_by_the_elected_writer(&cluster);
 
+    // The internal route takes nothing without the nodes' secret, not even with a client's token.
+    let size = cluster
+        .psql("elected", "SELECT size FROM log_head")
+        .unwrap();
+    let (status, _) = call(
+        "POST",
+        format!("{writer}/internal/v1/append"),
+        &admin,
+        Some(&serde_json::json!({ "source": "intruder", "events": [received(7_900_000)] })),
+    );
+    assert_eq!(status, 401);
+    assert_eq!(
+        cluster
+            .psql("elected", "SELECT size FROM log_head")
+            .unwrap(),
+        size
+    );
+
+    // A writer that takes no batch (frozen: its sessions stay, so it stays elected) does not stop the others: the
+    // other node writes the batch itself once the hand-over has had no answer.
+    let frozen = nodes[w].as_ref().unwrap().0.id() as i32;
+    // SAFETY: signalling the node's own process group.
+    unsafe { libc::kill(-frozen, libc::SIGSTOP) };
+    let started = std::time::Instant::now();
+    post_each(
+        &base(&nodes, other),
+        &ingest,
+        &admin,
+        60..61,
+        &mut acknowledged,
+    );
+    let waited = started.elapsed();
+    unsafe { libc::kill(-frozen, libc::SIGCONT) };
+    assert!(
+        waited < Duration::from_secs(15),
+        "answered after {waited:?}"
+    );
+    let (by, elected_node) = (
+        cluster
+            .psql("elected", "SELECT writer FROM log_head")
+            .unwrap(),
+        cluster
+            .psql("elected", "SELECT node FROM log_writer")
+            .unwrap(),
+    );
+    assert_ne!(by, elected_node, "the frozen writer cannot have written it");
+
     // The writer dies: the other node takes the role and carries on writing.
     let (mut dead, _) = nodes[w].take().unwrap();
     // SAFETY: signalling the node's own process group.

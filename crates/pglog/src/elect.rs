@@ -15,7 +15,7 @@
 //!   ids make that safe whether or not the writer took it too.
 
 use crate::{db, Shared};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 use store::{AppendAnswer, AppendError, AppendOutcome, AppendRequest, StoreError};
@@ -35,8 +35,6 @@ pub(crate) struct Election {
     pub writer: AtomicBool,
     /// The elected writer's address, while it is another node.
     elsewhere: RwLock<Option<String>>,
-    /// Batches handed to the writer and answered by it.
-    pub forwarded: AtomicU64,
     client: reqwest::Client,
 }
 
@@ -46,7 +44,6 @@ impl Election {
             joined: RwLock::new(None),
             writer: AtomicBool::new(false),
             elsewhere: RwLock::new(None),
-            forwarded: AtomicU64::new(0),
             client: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(1))
                 .timeout(FORWARD_ANSWER)
@@ -92,31 +89,30 @@ impl Election {
             *self.elsewhere.write().expect("not poisoned") = None;
             return Ok(());
         };
-        if !self.writer.load(Ordering::SeqCst) {
-            let took: bool = client
-                .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+        if self.writer.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let took: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&WRITER_LOCK])
+            .await
+            .map_err(db)?
+            .get(0);
+        if took {
+            client
+                .execute(
+                    "INSERT INTO log_writer (id, node, address, pid, since) \
+                     VALUES (1, $1, $2, pg_backend_pid(), now()) ON CONFLICT (id) DO UPDATE \
+                     SET node = excluded.node, address = excluded.address, pid = excluded.pid, since = excluded.since",
+                    &[&node, &address],
+                )
                 .await
-                .map_err(db)?
-                .get(0);
-            if took {
-                client
-                    .execute(
-                        "INSERT INTO log_writer (id, node, address, pid, since) \
-                         VALUES (1, $1, $2, pg_backend_pid(), now()) ON CONFLICT (id) DO UPDATE \
-                         SET node = excluded.node, address = excluded.address, pid = excluded.pid, since = excluded.since",
-                        &[&node, &address],
-                    )
-                    .await
-                    .map_err(db)?;
-                self.writer.store(true, Ordering::SeqCst);
-                *self.elsewhere.write().expect("not poisoned") = None;
-                tracing::info!(
-                    address,
-                    "this node is the log's writer: the other nodes hand it their batches"
-                );
-                return Ok(());
-            }
-        } else {
+                .map_err(db)?;
+            self.writer.store(true, Ordering::SeqCst);
+            *self.elsewhere.write().expect("not poisoned") = None;
+            tracing::info!(
+                address,
+                "this node is the log's writer: the other nodes hand it their batches"
+            );
             return Ok(());
         }
         // The recorded writer, while its session holds the lock (a bigint key shows as its two halves).
@@ -197,7 +193,6 @@ impl Shared {
         let Some(answer) = answer else {
             return Err(request);
         };
-        self.election.forwarded.fetch_add(1, Ordering::Relaxed);
         Ok(match answer {
             AppendAnswer::Outcome(outcome) => {
                 // Read your writes on this node too: its head reaches what the writer acknowledged (the

@@ -40,6 +40,9 @@ use uuid::Uuid;
 /// How many stream heads the writer keeps between groups.
 const HEAD_CACHE_STREAMS: usize = 65_536;
 
+/// A statement's parameter.
+type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+
 /// How many events another node may have written since this writer's last group for the writer to catch up from
 /// the events themselves, read with the lock; past it, the open tile is read again and the stream heads forgotten.
 const CATCH_UP_ROWS: i64 = 4_096;
@@ -404,7 +407,6 @@ impl Writer {
         }
         // One round trip: the lock, then (each statement seeing what was committed before the lock was granted)
         // what other nodes wrote since this writer's last group, the group's ids, the heads not cached.
-        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
         let (after, limit) = (self.size as i64, CATCH_UP_ROWS + 1);
         let (since_args, ids_args, heads_args): ([Param; 2], [Param; 1], [Param; 1]) =
             ([&after, &limit], [&ids], [&misses]);
@@ -608,7 +610,6 @@ impl Writer {
         let (old, new, root, writer) = (self.size as i64, new as i64, root.0.to_vec(), &self.node);
         let last_recorded_at = group.last_recorded_at;
         let new_text = new.to_string();
-        type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
         let events: [Param; 5] = [&positions, &ids, &streams, &versions, &bytes];
         let heads: [Param; 3] = [&head_streams, &head_versions, &head_bytes];
         let leaves: [Param; 2] = [&first, &prefixes];

@@ -301,12 +301,13 @@ fn measure(
             let s = sled_setup(dir)?;
             load(&s.bases, &s.token, connections, seconds, batch)
         }
-        Kind::Nodes(n) => {
-            let s = pg_setup(cluster, name, n, dir, key, "off")?;
-            load(&s.bases, &s.token, connections, seconds, batch)
-        }
-        Kind::Elected(n) => {
-            let s = pg_setup(cluster, name, n, dir, key, "auto")?;
+        Kind::Nodes(n) | Kind::Elected(n) => {
+            let advertise = if setup.kind == Kind::Elected(n) {
+                "auto"
+            } else {
+                "off"
+            };
+            let s = pg_setup(cluster, name, n, dir, key, advertise)?;
             load(&s.bases, &s.token, connections, seconds, batch)
         }
         Kind::Bare => bare(cluster, name, connections, seconds, batch, dir),

@@ -6,7 +6,7 @@ use crate::extract::resource;
 use crate::State;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use domain::parse::{check_batch_ids, parse_envelope, Form};
+use domain::parse::parse_submission;
 use serde::Deserialize;
 use store::AppendRequest;
 
@@ -45,27 +45,14 @@ async fn append(req: HttpRequest, payload: web::Payload, state: web::Data<State>
         Ok(f) => f,
         Err(e) => return HttpResponse::BadRequest().body(format!("not a forwarded batch: {e}")),
     };
-    let mut events = Vec::with_capacity(forwarded.events.len());
-    let mut errors = Vec::new();
-    for (index, value) in forwarded.events.iter().enumerate() {
-        match parse_envelope(value, index, Form::Submitted) {
-            Ok(s) => events.push(s),
-            Err(mut e) => errors.append(&mut e),
+    // The forwarding node parsed these already: a refusal here is a difference between the nodes' versions.
+    let events = match parse_submission(&serde_json::Value::Array(forwarded.events)) {
+        Ok(events) => events,
+        Err(e) => {
+            return HttpResponse::BadRequest()
+                .body(format!("a forwarded batch does not parse here: {e:?}"))
         }
-    }
-    let ids: Vec<_> = events
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (i, s.event.id))
-        .collect();
-    check_batch_ids(&ids, &mut errors);
-    if !errors.is_empty() {
-        // The forwarding node parsed these already: a difference between the nodes' versions.
-        return HttpResponse::BadRequest().body(format!(
-            "a forwarded event does not parse here: {} {}",
-            errors[0].field, errors[0].message
-        ));
-    }
+    };
     let answer = match state
         .log
         .append_here(AppendRequest {
