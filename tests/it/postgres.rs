@@ -890,6 +890,59 @@ fn one_elected_writer_takes_every_node_s_batches_and_another_takes_over_when_it_
         size
     );
 
+    // Batches posted at once to the other node are handed on together, each still all or nothing and answered on
+    // its own: every other one carries an event with a stale expected version and is refused whole.
+    let answers: Vec<(usize, u16, Value)> = std::thread::scope(|s| {
+        let from = base(&nodes, other);
+        let threads: Vec<_> = (0..16usize)
+            .map(|i| {
+                let (from, ingest) = (from.clone(), ingest.clone());
+                s.spawn(move || {
+                    let mut second = received(7_200_000 + i);
+                    if i % 2 == 1 {
+                        second["expected_version"] = json!(3);
+                    }
+                    let (status, body) = call(
+                        "POST",
+                        format!("{from}/v1/events"),
+                        &ingest,
+                        Some(&json!([received(7_100_000 + i), second])),
+                    );
+                    (i, status, body)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    // Landed in whatever order they were taken: acknowledged in the order of their positions.
+    let mut landed = Vec::new();
+    for (i, status, body) in &answers {
+        if i % 2 == 0 {
+            assert_eq!(*status, 201, "batch {i}: {body}");
+            for e in body.as_array().unwrap() {
+                landed.push((
+                    e["position"].as_u64().unwrap(),
+                    e["id"].as_str().unwrap().to_owned(),
+                ));
+            }
+        } else {
+            assert_eq!(*status, 409, "batch {i}: {body}");
+        }
+        let stored = cluster
+            .psql(
+                "elected",
+                &format!(
+                    "SELECT count(*) FROM events WHERE id = '01935c3e-0000-7000-8000-{:012}'",
+                    7_100_000 + i
+                ),
+            )
+            .unwrap();
+        assert_eq!(stored, if i % 2 == 0 { "1" } else { "0" }, "batch {i}");
+    }
+    landed.sort();
+    acknowledged.extend(landed.into_iter().map(|(_, id)| id));
+    last_group_by_the_elected_writer(&cluster);
+
     // A writer that takes no batch (frozen: its sessions stay, so it stays elected) does not stop the others: the
     // other node writes the batch itself once the hand-over has had no answer.
     let frozen = nodes[w].as_ref().unwrap().0.id() as i32;

@@ -7,43 +7,42 @@
 use crate::App;
 use std::sync::Arc;
 
-/// Follows commits: folds reference events into the catalogue and every event into the indicator tables. It runs
-/// beside the writer and never holds it up.
+/// How long the follower leaves a commit before folding it into the live indicator engine. A question about a
+/// position the engine has not reached folds the engine forward to it itself and is answered by the live engine;
+/// one about a position the engine has passed needs a snapshot and a replay (tens to hundreds of milliseconds).
+/// Leaving new commits a moment for the questions that follow them ("read your writes", here or on another node)
+/// keeps them on the first path; the catalogue is not deferred.
+pub const FOLD_DEFER: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Follows commits: folds reference events into the catalogue at once, and every event into the indicator tables
+/// `FOLD_DEFER` after the follower read it. It runs beside the writer and never holds it up.
 pub async fn follow(app: Arc<App>) {
+    use std::collections::VecDeque;
+    use tokio::time::Instant;
     let mut watch = app.log.watch();
+    // What the follower has read (and handed to the catalogue), and the pages waiting for the indicator engine.
+    let mut read = app.indicators.position();
+    let mut waiting: VecDeque<(Instant, Vec<domain::StoredEvent>)> = VecDeque::new();
     loop {
         let size = watch.borrow_and_update().size;
-        // From where the indicator engine stands: after a failed fold it is retried (the catalogue folds each event
-        // at most once however often it is handed one).
-        let mut after = app.indicators.position();
-        while after < size {
+        while read < size {
             // On the blocking pool: on a shared database a read is a round trip.
             let log = app.log.clone();
-            let read = tokio::task::spawn_blocking(move || log.read_after(after, 1_000))
+            let after = read;
+            let page = tokio::task::spawn_blocking(move || log.read_after(after, 1_000))
                 .await
                 .unwrap_or_else(|e| Err(store::StoreError::Unavailable(e.to_string())));
-            match read {
+            match page {
                 Ok(events) if !events.is_empty() => {
-                    after = events.last().expect("not empty").position;
+                    read = events.last().expect("not empty").position;
                     if events
                         .iter()
                         .any(|e| !e.event.event_type().is_dossier_event())
                     {
                         app.fold_reference(&events);
                     }
-                    app.catalogue_folded(after);
-                    let worker = app.clone();
-                    let folded = tokio::task::spawn_blocking(move || {
-                        worker.indicators.fold(&*worker.log, &events)
-                    })
-                    .await;
-                    let folded = folded
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| e.to_string()));
-                    if let Err(why) = folded {
-                        tracing::error!(%why, "the indicator tables could not follow the log");
-                        break;
-                    }
+                    app.catalogue_folded(read);
+                    waiting.push_back((Instant::now() + FOLD_DEFER, events));
                 }
                 Ok(_) => break,
                 Err(e) => {
@@ -52,8 +51,39 @@ pub async fn follow(app: Arc<App>) {
                 }
             }
         }
-        if watch.changed().await.is_err() {
-            return;
+        while let Some((due, _)) = waiting.front() {
+            if *due > Instant::now() {
+                break;
+            }
+            let (_, events) = waiting.pop_front().expect("a page is waiting");
+            let worker = app.clone();
+            let folded =
+                tokio::task::spawn_blocking(move || worker.indicators.fold(&*worker.log, &events))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+            if let Err(why) = folded {
+                // Read again from where the engine stands at the next commit (the catalogue folds each event
+                // at most once however often it is handed one).
+                tracing::error!(%why, "the indicator tables could not follow the log");
+                waiting.clear();
+                read = app.indicators.position();
+                break;
+            }
+        }
+        let next = waiting.front().map(|(due, _)| *due);
+        tokio::select! {
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = async {
+                match next {
+                    Some(due) => tokio::time::sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

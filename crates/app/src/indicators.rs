@@ -261,14 +261,8 @@ fn replay_saving(
     Ok(())
 }
 
-/// How long a live question waits for the live engine to reach the log's head; after it, the answer is from where
-/// the engine stands, and its stamp says which position that is.
-const FOLLOW_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
-
 pub struct Indicators {
     live: RwLock<Engine>,
-    /// Signalled whenever the live engine moves on (`fold`), for questions waiting for it.
-    moved: (std::sync::Mutex<()>, std::sync::Condvar),
     pub card: Scorecard,
     pub cut: Cut,
     pub snapshots: Snapshots,
@@ -322,7 +316,6 @@ impl Indicators {
         );
         Ok(Indicators {
             live: RwLock::new(engine),
-            moved: Default::default(),
             card,
             cut,
             snapshots,
@@ -395,11 +388,6 @@ impl Indicators {
                 Ok::<(), FoldError>(())
             })
         };
-        // Whatever was folded, questions waiting for it hear of it (a failure part way still moved the engine).
-        {
-            let _guard = self.moved.0.lock().expect("indicator wait lock");
-            self.moved.1.notify_all();
-        }
         folded?;
         if let Some(engine) = due {
             // Written outside the lock: queries and the follower go on meanwhile.
@@ -408,24 +396,23 @@ impl Indicators {
         Ok(())
     }
 
-    /// Waits, at most `FOLLOW_WAIT`, until the live engine has folded `position`; returns where it stands. The
-    /// follower feeds it shortly after each commit, so a question asked right after a write usually waits for
-    /// milliseconds.
-    fn wait_for(&self, position: u64) -> u64 {
-        let deadline = std::time::Instant::now() + FOLLOW_WAIT;
-        let mut guard = self.moved.0.lock().expect("indicator wait lock");
+    /// Folds the live engine forward to `position` when it stands before it (the follower folds commits a
+    /// moment after they land, `follow::FOLD_DEFER`): a question about a position just written is answered by the
+    /// live engine, with no copy and no replay from a snapshot. The follower may fold the same events meanwhile;
+    /// the engine takes each once.
+    fn fold_to(&self, log: &dyn Store, position: u64) -> Result<(), IndicatorError> {
         loop {
             let at = self.position();
-            let now = std::time::Instant::now();
-            if at >= position || now >= deadline {
-                return at;
+            if at >= position {
+                return Ok(());
             }
-            guard = self
-                .moved
-                .1
-                .wait_timeout(guard, deadline - now)
-                .expect("indicator wait lock")
-                .0;
+            let events = log.read_after(at, (position - at).min(1_000) as usize)?;
+            if events.is_empty() {
+                return Err(IndicatorError::Invalid(format!(
+                    "the log ends at {at}, before position {position}"
+                )));
+            }
+            self.fold(log, &events)?;
         }
     }
 
@@ -499,11 +486,17 @@ impl Indicators {
         if let Some(t) = q.known_at {
             position = position.min(Self::position_known_at(log, t, size)?);
         }
-        // A live question waits (bounded) for the live engine to reach the head as it was when asked. A question
-        // bounded by a position is never kept waiting: when the engine is behind, a copy is carried forward.
+        // A question at or after where the live engine stands folds it forward to its position first (a live one:
+        // the head as it was when asked); one it has passed is answered from a snapshot and a replay.
         let live_question = q.as_of.is_none() && q.known_at.is_none();
-        if live_question && cut == self.cut {
-            self.wait_for(position);
+        if cut == self.cut && q.known_at.is_none() {
+            if let Err(why) = self.fold_to(log, position) {
+                if !live_question {
+                    return Err(why);
+                }
+                // A live question is answered where the engine stands; its stamp says which position that is.
+                tracing::warn!(%why, "the live indicator engine could not catch up for a question");
+            }
         }
         let answer_from = |engine: &Engine, position: u64| -> Result<Answer, IndicatorError> {
             let root = root_at(log, position)?;
@@ -550,8 +543,8 @@ impl Indicators {
             let live = self.live.read().expect("indicator lock");
             let at = live.position();
             // A live question is answered by the live engine where it stands (at or past the head when asked,
-            // unless it could not catch up in time), and its stamp says which position that is. A question about
-            // a position is answered by it only when it stands exactly there.
+            // unless it could not catch up), and its stamp says which position that is. A question about a
+            // position is answered by it only when it stands exactly there.
             if at == position || live_question {
                 return answer_from(&live, at);
             }

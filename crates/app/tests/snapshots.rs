@@ -148,3 +148,95 @@ fn a_snapshot_of_another_log_or_a_damaged_one_is_not_used() {
             .is_none()
     );
 }
+
+/// Questions asked while the log grows and a follower folds it in pages of its own (as `follow` does, late):
+/// every table `as_of` the position just written, or an earlier one, or live, is the table of exactly the position
+/// its stamp names, whichever of the question and the follower moved the live engine first.
+#[test]
+fn questions_racing_the_follower_are_answered_for_exactly_their_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let all = province(&source, 3);
+    let events: Vec<_> = all.read_after(0, usize::MAX).unwrap();
+    drop(all);
+    let log = std::sync::Arc::new(SledLog::open(store::Config::new(dir.path().join("b"))).unwrap());
+    let mut chunks = events.chunks(40);
+    log.append_blocking(AppendRequest {
+        events: chunks
+            .next()
+            .unwrap()
+            .iter()
+            .cloned()
+            .map(Submitted::from)
+            .collect(),
+        source: "test".into(),
+    })
+    .unwrap();
+    // No snapshot to fall back on: a question the engine has passed replays from position 1.
+    let snapshots = Snapshots::new(dir.path(), Cut::Calendar, u64::MAX);
+    let indicators = std::sync::Arc::new(
+        Indicators::open(&*log, Cut::Calendar, Scorecard::default_card(), snapshots).unwrap(),
+    );
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let follower = {
+        let (log, indicators, done) = (log.clone(), indicators.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let mut folded = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let page = log
+                    .read_after(indicators.position(), 1 + (seed % 120) as usize)
+                    .unwrap();
+                if !page.is_empty() {
+                    indicators.fold(&*log, &page).unwrap();
+                    folded += page.len();
+                }
+                std::thread::sleep(std::time::Duration::from_micros(seed % 1_500));
+            }
+            folded
+        })
+    };
+    let mut seed = 7u64;
+    let mut asked = 0;
+    for chunk in chunks {
+        let written = log
+            .append_blocking(AppendRequest {
+                events: chunk.iter().cloned().map(Submitted::from).collect(),
+                source: "test".into(),
+            })
+            .unwrap();
+        let last = written.receipts.last().unwrap().position;
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let earlier = 1 + (seed >> 33) % last;
+        for as_of in [Some(last), Some(earlier), None] {
+            let answer = indicators.answer(&*log, &q1(as_of)).unwrap();
+            let at = answer.stamp.position;
+            match as_of {
+                Some(p) => assert_eq!(at, p),
+                None => assert!(
+                    at >= last,
+                    "a live question answered at {at}, before {last}"
+                ),
+            }
+            assert_eq!(
+                rows(answer),
+                from_scratch(&log, at, &q1(None)),
+                "as of {at}"
+            );
+            asked += 1;
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let folded = follower.join().unwrap();
+    assert!(asked > 300, "{asked} questions");
+    assert!(
+        folded > 0,
+        "the follower folded nothing: the race was not run"
+    );
+    assert_eq!(indicators.position(), log.head().size);
+}

@@ -13,18 +13,38 @@
 //!   holders of the log's signing key can make); the writer appends it with its own writer and answers with the
 //!   receipts or the refusal. When the batch could not be handed on, or no answer came, the node writes it itself:
 //!   ids make that safe whether or not the writer took it too.
+//! - Hand-overs are taken together: the batches that arrive while `HANDOVERS_IN_FLIGHT` exchanges are under way
+//!   go in the next one, each still all or nothing and answered on its own, so that under load the writer parses
+//!   one request for many clients' (each exchange costs both nodes about what a client's request does).
 
 use crate::{db, Shared};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 use store::{AppendAnswer, AppendError, AppendOutcome, AppendRequest, StoreError};
+use tokio::sync::{mpsc, oneshot};
 
 /// The advisory lock of the writer's role (the periodic signer's is the one before it).
 const WRITER_LOCK: i64 = 7_238_402_921;
 
 /// How long a node waits for the writer's answer before writing the batch itself.
 const FORWARD_ANSWER: Duration = Duration::from_secs(5);
+
+/// Exchanges with the writer under way at once; the batches that arrive meanwhile wait for the next one.
+const HANDOVERS_IN_FLIGHT: usize = 4;
+
+/// The most one exchange carries: batches, and bytes of their JSON (the writer takes 64 MiB).
+const HANDOVER_BATCHES_MAX: usize = 512;
+const HANDOVER_BYTES_MAX: usize = 16 << 20;
+
+/// A batch waiting to be handed on: where, with which secret, its JSON, and who waits for the writer's answer
+/// (`None`: no answer; the node writes the batch itself).
+struct Handover {
+    address: String,
+    secret: String,
+    body: String,
+    answer: oneshot::Sender<Option<AppendAnswer>>,
+}
 
 /// This node's part in the election.
 pub(crate) struct Election {
@@ -36,6 +56,8 @@ pub(crate) struct Election {
     /// The elected writer's address, while it is another node.
     elsewhere: RwLock<Option<String>>,
     client: reqwest::Client,
+    /// The hand-over task's queue, started with the first batch handed on.
+    handovers: OnceLock<mpsc::UnboundedSender<Handover>>,
 }
 
 impl Election {
@@ -49,7 +71,19 @@ impl Election {
                 .timeout(FORWARD_ANSWER)
                 .build()
                 .expect("an HTTP client without TLS builds"),
+            handovers: OnceLock::new(),
         }
+    }
+
+    /// Queues a batch for the hand-over task (started here, on the log's runtime, the first time).
+    fn hand_over(&self, handover: Handover) {
+        let queue = self.handovers.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(hand_overs(self.client.clone(), rx));
+            tx
+        });
+        // The task ends only with the runtime; a batch it cannot take is written here (its answer dropped).
+        let _ = queue.send(handover);
     }
 
     pub fn join(&self, address: Option<String>, secret: String) {
@@ -157,6 +191,102 @@ fn body(request: &AppendRequest) -> Option<String> {
     ))
 }
 
+/// The hand-over task: takes what is queued when an exchange may start (at most `HANDOVERS_IN_FLIGHT` at once)
+/// and hands it on in one exchange per writer address.
+async fn hand_overs(client: reqwest::Client, mut queue: mpsc::UnboundedReceiver<Handover>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(HANDOVERS_IN_FLIGHT));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let (mut taken, mut others, mut bytes) = (vec![], vec![], first.body.len());
+        let address = first.address.clone();
+        taken.push(first);
+        while taken.len() < HANDOVER_BATCHES_MAX && bytes < HANDOVER_BYTES_MAX {
+            let Ok(next) = queue.try_recv() else { break };
+            if next.address == address {
+                bytes += next.body.len();
+                taken.push(next);
+            } else {
+                // The writer changed under the queue: these go on their own.
+                others.push(next);
+            }
+        }
+        let client_ = client.clone();
+        tokio::spawn(async move {
+            exchange(&client_, taken).await;
+            drop(slot);
+        });
+        for other in others {
+            let client = client.clone();
+            tokio::spawn(async move { exchange(&client, vec![other]).await });
+        }
+    }
+}
+
+/// One exchange with the writer: `{"requests": [batch, …]}`, answered by one answer per batch, in order.
+async fn exchange(client: &reqwest::Client, taken: Vec<Handover>) {
+    let (address, secret) = (taken[0].address.clone(), taken[0].secret.clone());
+    let mut body =
+        String::with_capacity(taken.iter().map(|h| h.body.len() + 1).sum::<usize>() + 16);
+    body.push_str(r#"{"requests":["#);
+    for (i, h) in taken.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&h.body);
+    }
+    body.push_str("]}");
+    let sent = client
+        .post(format!("{address}/internal/v1/append"))
+        .bearer_auth(secret)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await;
+    let answers = match sent {
+        Ok(r) if r.status().as_u16() == 200 => match r.json::<Vec<AppendAnswer>>().await {
+            Ok(answers) if answers.len() == taken.len() => Some(answers),
+            Ok(answers) => {
+                tracing::warn!(
+                    address,
+                    sent = taken.len(),
+                    answered = answers.len(),
+                    "the writer answered another number of batches; writing them here"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, address, "the writer's answer did not arrive whole; writing the batches here");
+                None
+            }
+        },
+        Ok(r) => {
+            tracing::warn!(status = %r.status(), address, "the writer did not take the batches; writing them here");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, address, "the writer did not answer; writing the batches here");
+            None
+        }
+    };
+    match answers {
+        Some(answers) => {
+            for (h, a) in taken.into_iter().zip(answers) {
+                let _ = h.answer.send(Some(a));
+            }
+        }
+        None => {
+            for h in taken {
+                let _ = h.answer.send(None);
+            }
+        }
+    }
+}
+
 impl Shared {
     /// Hands `request` to the elected writer when that is another node: its answer, or `Err(request)` back when
     /// this node is to write it (no writer elsewhere, nothing delivered, or no answer in time).
@@ -170,27 +300,14 @@ impl Shared {
         let Some(body) = body(&request) else {
             return Err(request);
         };
-        let sent = self
-            .election
-            .client
-            .post(format!("{address}/internal/v1/append"))
-            .bearer_auth(secret)
-            .header("content-type", "application/json")
-            .body(body)
-            .send()
-            .await;
-        let answer = match sent {
-            Ok(r) if r.status().as_u16() == 200 => r.json::<AppendAnswer>().await.ok(),
-            Ok(r) => {
-                tracing::warn!(status = %r.status(), address, "the writer did not take a batch; writing it here");
-                None
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, address, "the writer did not answer; writing the batch here");
-                None
-            }
-        };
-        let Some(answer) = answer else {
+        let (answer, answered) = oneshot::channel();
+        self.election.hand_over(Handover {
+            address,
+            secret,
+            body,
+            answer,
+        });
+        let Ok(Some(answer)) = answered.await else {
             return Err(request);
         };
         Ok(match answer {
