@@ -890,6 +890,44 @@ fn one_elected_writer_takes_every_node_s_batches_and_another_takes_over_when_it_
         size
     );
 
+    // With the nodes' secret: one batch alone is answered by its answer alone; a hand-over with a batch that does
+    // not parse is refused whole, nothing of it written.
+    let secret = audit::SigningKey::load(&key)
+        .unwrap()
+        .node_secret()
+        .to_owned();
+    let (status, one) = call(
+        "POST",
+        format!("{writer}/internal/v1/append"),
+        &secret,
+        Some(&json!({ "source": "vendor", "events": [received(7_900_001)] })),
+    );
+    assert_eq!(status, 200, "{one}");
+    let id = one["outcome"]["receipts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    acknowledged.push(id);
+    let (status, refused) = call(
+        "POST",
+        format!("{writer}/internal/v1/append"),
+        &secret,
+        Some(&json!({ "requests": [
+            { "source": "vendor", "events": [received(7_900_002)] },
+            { "source": "vendor", "events": [{ "type": "dossier.received" }] },
+        ] })),
+    );
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(
+        cluster
+            .psql(
+                "elected",
+                "SELECT count(*) FROM events WHERE id = '01935c3e-0000-7000-8000-000007900002'"
+            )
+            .unwrap(),
+        "0"
+    );
+
     // Batches posted at once to the other node are handed on together, each still all or nothing and answered on
     // its own: every other one carries an event with a stale expected version and is refused whole.
     let answers: Vec<(usize, u16, Value)> = std::thread::scope(|s| {

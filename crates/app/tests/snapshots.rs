@@ -149,6 +149,14 @@ fn a_snapshot_of_another_log_or_a_damaged_one_is_not_used() {
     );
 }
 
+/// The next of a small deterministic sequence (xorshift64).
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
 /// Questions asked while the log grows and a follower folds it in pages of its own (as `follow` does, late):
 /// every table `as_of` the position just written, or an earlier one, or live, is the table of exactly the position
 /// its stamp names, whichever of the question and the follower moved the live engine first.
@@ -184,9 +192,7 @@ fn questions_racing_the_follower_are_answered_for_exactly_their_position() {
             let mut seed = 0x9e37_79b9_7f4a_7c15u64;
             let mut folded = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
+                let seed = xorshift(&mut seed);
                 let page = log
                     .read_after(indicators.position(), 1 + (seed % 120) as usize)
                     .unwrap();
@@ -209,10 +215,7 @@ fn questions_racing_the_follower_are_answered_for_exactly_their_position() {
             })
             .unwrap();
         let last = written.receipts.last().unwrap().position;
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let earlier = 1 + (seed >> 33) % last;
+        let earlier = 1 + xorshift(&mut seed) % last;
         for as_of in [Some(last), Some(earlier), None] {
             let answer = indicators.answer(&*log, &q1(as_of)).unwrap();
             let at = answer.stamp.position;

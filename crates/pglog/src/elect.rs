@@ -192,38 +192,37 @@ fn body(request: &AppendRequest) -> Option<String> {
 }
 
 /// The hand-over task: takes what is queued when an exchange may start (at most `HANDOVERS_IN_FLIGHT` at once)
-/// and hands it on in one exchange per writer address.
+/// and hands it on in one exchange, all to one writer address (a batch for another starts the next exchange).
 async fn hand_overs(client: reqwest::Client, mut queue: mpsc::UnboundedReceiver<Handover>) {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(HANDOVERS_IN_FLIGHT));
+    let mut carried = None;
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        let Some(first) = queue.recv().await else {
+        let Some(first) = (match carried.take() {
+            Some(first) => Some(first),
+            None => queue.recv().await,
+        }) else {
             return;
         };
-        let (mut taken, mut others, mut bytes) = (vec![], vec![], first.body.len());
-        let address = first.address.clone();
-        taken.push(first);
+        let mut bytes = first.body.len();
+        let mut taken = vec![first];
         while taken.len() < HANDOVER_BATCHES_MAX && bytes < HANDOVER_BYTES_MAX {
             let Ok(next) = queue.try_recv() else { break };
-            if next.address == address {
-                bytes += next.body.len();
-                taken.push(next);
-            } else {
-                // The writer changed under the queue: these go on their own.
-                others.push(next);
+            if next.address != taken[0].address {
+                // The writer changed under the queue.
+                carried = Some(next);
+                break;
             }
+            bytes += next.body.len();
+            taken.push(next);
         }
-        let client_ = client.clone();
+        let client = client.clone();
         tokio::spawn(async move {
-            exchange(&client_, taken).await;
+            exchange(&client, taken).await;
             drop(slot);
         });
-        for other in others {
-            let client = client.clone();
-            tokio::spawn(async move { exchange(&client, vec![other]).await });
-        }
     }
 }
 
@@ -273,17 +272,9 @@ async fn exchange(client: &reqwest::Client, taken: Vec<Handover>) {
             None
         }
     };
-    match answers {
-        Some(answers) => {
-            for (h, a) in taken.into_iter().zip(answers) {
-                let _ = h.answer.send(Some(a));
-            }
-        }
-        None => {
-            for h in taken {
-                let _ = h.answer.send(None);
-            }
-        }
+    let mut answers = answers.map(Vec::into_iter);
+    for h in taken {
+        let _ = h.answer.send(answers.as_mut().and_then(Iterator::next));
     }
 }
 
