@@ -376,6 +376,29 @@ fn write_until_killed(
     acknowledged
 }
 
+/// The log at `url` as `casetrail export` gives it, one JSON value per event.
+fn exported(url: &str, state: &Path) -> Vec<Value> {
+    let out = casetrail(url, state, &["export"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The ids of the events exported from `url`, in log order.
+fn exported_ids(url: &str, state: &Path) -> Vec<String> {
+    exported(url, state)
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// The log at `url` holds every acknowledged id exactly once, at gapless positions, and verifies.
 fn holds_each_once(url: &str, state: &Path, acknowledged: &[String]) {
     assert!(
@@ -383,17 +406,7 @@ fn holds_each_once(url: &str, state: &Path, acknowledged: &[String]) {
         "only {} events were acknowledged",
         acknowledged.len()
     );
-    let out = casetrail(url, state, &["export"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let exported: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let exported = exported(url, state);
     let positions: Vec<u64> = exported
         .iter()
         .map(|e| e["position"].as_u64().unwrap())
@@ -514,23 +527,52 @@ fn killed_nodes_and_a_killed_postmaster_lose_nothing_acknowledged() {
     holds_each_once(&url, &state, &acknowledged);
 }
 
+/// A primary with a database `casetrail` and a standby streaming from it (asynchronous until made synchronous),
+/// with a directory for the key file and the node's state.
+struct Pair {
+    dir: tempfile::TempDir,
+    key_arg: String,
+    state: std::path::PathBuf,
+    primary: Cluster,
+    standby: Cluster,
+}
+
+fn primary_and_standby(name: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let key_arg = dir.path().join("audit.key").to_str().unwrap().to_owned();
+    let state = dir.path().join("state");
+    let primary = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
+    primary.create_database("casetrail").unwrap();
+    let standby = primary.standby(name).unwrap();
+    Pair {
+        dir,
+        key_arg,
+        state,
+        primary,
+        standby,
+    }
+}
+
+/// A connection string naming both servers, `a` first: a node connects to whichever takes writes.
+fn two_hosts(a: &Cluster, b: &Cluster) -> String {
+    format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/casetrail?target_session_attrs=read-write",
+        a.port(),
+        b.port()
+    )
+}
+
 #[test]
 fn failover_to_a_synchronous_standby_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = dir.path().join("audit.key");
-    let key_arg = key.to_str().unwrap().to_owned();
-    let state = dir.path().join("state");
-    let mut primary = Cluster::start(&Options::default()).expect("a PostgreSQL cluster starts");
-    primary.create_database("casetrail").unwrap();
-    let mut standby = primary.standby("s0").unwrap();
+    let Pair {
+        dir: _dir,
+        key_arg,
+        state,
+        mut primary,
+        mut standby,
+    } = primary_and_standby("s0");
     primary.make_synchronous("s0").unwrap();
-    let url = |a: &Cluster, b: &Cluster| {
-        format!(
-            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/casetrail?target_session_attrs=read-write",
-            a.port(),
-            b.port()
-        )
-    };
+    let url = two_hosts;
     let first = url(&primary, &standby);
     let (admin, ingest) = signing_key_and_tokens(&first, &state, &key_arg);
     let mut acknowledged = Vec::new();
@@ -605,6 +647,102 @@ fn failover_to_a_synchronous_standby_loses_nothing_acknowledged() {
     }
     let last = url(&primary, &standby);
     holds_each_once(&last, &state, &acknowledged);
+}
+
+/// The control run of the failover test: an asynchronous standby promoted while the primary still takes writes (a
+/// bad failover), then the primary lost. The acknowledged events written after the promotion are not on the new
+/// primary, and the check the failover test relies on sees it; the node, finding the log shorter than the head it
+/// had seen, answers not ready and refuses writes, naming why, instead of writing over the gap.
+#[test]
+fn a_failover_onto_a_standby_that_lacks_commits_is_seen_and_stops_the_node_writing() {
+    let Pair {
+        dir: _dir,
+        key_arg,
+        state,
+        mut primary,
+        standby,
+    } = primary_and_standby("async");
+    let both = two_hosts(&primary, &standby);
+    let (admin, ingest) = signing_key_and_tokens(&both, &state, &key_arg);
+    let (node_proc, base) = node(&both, &state, &["--audit-key", &key_arg]).unwrap();
+    register(&base, &admin);
+    let (count, writers) = writers(&base, &ingest, 300);
+    let wait_for = |n: usize| {
+        let since = Instant::now();
+        while count.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(
+                since.elapsed() < Duration::from_secs(30),
+                "the node stopped writing"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    wait_for(200);
+    // The standby is promoted while the primary goes on acknowledging writes; then the primary is lost.
+    standby.promote().unwrap();
+    let at_promotion = count.load(std::sync::atomic::Ordering::SeqCst);
+    wait_for(at_promotion + 200);
+    let (_, seen) = call("GET", format!("{base}/v1/audit/head"), &admin, None);
+    primary.kill();
+
+    // The node reaches the promoted standby (the other host of its connection string), finds fewer events there
+    // than it has seen, and stops writing: not ready, and writes refused, each naming why.
+    let since = Instant::now();
+    let (status, ready) = loop {
+        let (status, ready) = call("GET", format!("{base}/readyz"), &admin, None);
+        if status == 503 && ready.to_string().contains("backwards") {
+            break (status, ready);
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "the node did not see the log go backwards: {status} {ready}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status, 503, "{ready}");
+    let (status, refused) = call(
+        "POST",
+        format!("{base}/v1/events"),
+        &ingest,
+        Some(&received(9_999_999)),
+    );
+    assert_eq!(
+        status, 503,
+        "a write after the log went backwards: {refused}"
+    );
+    assert!(refused.to_string().contains("backwards"), "{refused}");
+
+    let mut acknowledged = Vec::new();
+    kill_node(node_proc, writers, &mut acknowledged);
+    // The check the failover test makes sees the loss: acknowledged ids that the new primary does not hold, and
+    // a log shorter than the head the node had seen. Nothing was written past the gap.
+    let only = format!("postgres://postgres@127.0.0.1:{}/casetrail", standby.port());
+    let stored: std::collections::HashSet<String> =
+        exported_ids(&only, &state).into_iter().collect();
+    let lost = acknowledged
+        .iter()
+        .filter(|id| !stored.contains(*id))
+        .count();
+    assert!(
+        lost > 0,
+        "no acknowledged event was lost: the control run shows nothing"
+    );
+    assert!(
+        (stored.len() as u64) < seen["size"].as_u64().unwrap(),
+        "the new primary holds {} events, the node had seen {}",
+        stored.len(),
+        seen["size"]
+    );
+    eprintln!(
+        "{lost} of {} acknowledged events are not on the promoted standby",
+        acknowledged.len()
+    );
+    let verified = casetrail(&only, &state, &["verify"]);
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stdout)
+    );
 }
 
 /// Reads a node's live stream until it has delivered position `until` (once known), and returns the positions in
@@ -734,12 +872,7 @@ fn three_nodes_writing_at_once_give_one_gapless_log_that_every_live_stream_follo
         assert_eq!(r.join().unwrap(), everything, "node {n}'s live stream");
     }
     // The log: gapless, every acknowledged event once, at the position its receipt named.
-    let out = casetrail(&url, &dir.path().join("s"), &["export"]);
-    let exported: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let exported = exported(&url, &dir.path().join("s"));
     assert_eq!(exported.len() as u64, end_after);
     let at: std::collections::HashMap<String, u64> = exported
         .iter()
@@ -1024,16 +1157,6 @@ fn one_elected_writer_takes_every_node_s_batches_and_another_takes_over_when_it_
     post_each(&base(&nodes, w), &ingest, &admin, 40..60, &mut acknowledged);
     assert_eq!(elected(&cluster, "elected"), survivor);
     last_group_by_the_elected_writer(&cluster);
-    let out = casetrail(&url, &dir.path().join("s"), &["export"]);
-    let ids: Vec<String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let ids = exported_ids(&url, &dir.path().join("s"));
     assert_eq!(ids, acknowledged, "every acknowledged event once, in order");
 }

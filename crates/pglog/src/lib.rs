@@ -544,15 +544,27 @@ impl EventLog for PgLog {
     }
 
     fn stream_head(&self, stream: &str) -> Result<Option<StreamHead>, StoreError> {
+        // The row may be newer than this node's head (another node wrote it since): the node then catches up to
+        // the database's head, so that what it answers next (the stream's events, a proof) has the same events.
         let key = stream.to_owned();
-        let bytes = self.read(move |c| async move {
+        let found = self.read(move |c| async move {
             let row = c
-                .query_opt("SELECT head FROM streams WHERE stream = $1", &[&key])
+                .query_opt(
+                    "SELECT s.head, e.position FROM streams s \
+                     JOIN events e ON e.stream = s.stream AND e.version = s.version WHERE s.stream = $1",
+                    &[&key],
+                )
                 .await
                 .map_err(db)?;
-            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+            Ok(row.map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1) as u64)))
         })?;
-        bytes.map(|b| HeadRow::decode(stream, &b)).transpose()
+        let Some((bytes, position)) = found else {
+            return Ok(None);
+        };
+        if position > self.head().size {
+            self.fresh_head()?;
+        }
+        HeadRow::decode(stream, &bytes).map(Some)
     }
 
     fn watch(&self) -> watch::Receiver<Head> {
@@ -560,21 +572,24 @@ impl EventLog for PgLog {
     }
 
     fn stream_keys(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        // Streams sort as bytes (COLLATE "C"): the keys with a prefix are a range of the primary key.
+        // Streams sort as bytes (COLLATE "C"): the keys with a prefix are a range of the primary key. A stream
+        // whose first event is beyond this node's head is not listed yet, as on sled.
         let from = prefix.to_owned();
         let to = next_prefix(prefix);
+        let head = self.head().size as i64;
         self.read(move |c| async move {
+            const KNOWN: &str = "EXISTS (SELECT 1 FROM events e WHERE e.stream = s.stream AND e.version = 1 AND e.position <= $1)";
             let rows = match to {
                 Some(to) => c
                     .query(
-                        "SELECT stream FROM streams WHERE stream >= $1 AND stream < $2 ORDER BY stream",
-                        &[&from, &to],
+                        &format!("SELECT stream FROM streams s WHERE stream >= $2 AND stream < $3 AND {KNOWN} ORDER BY stream"),
+                        &[&head, &from, &to],
                     )
                     .await,
                 None => {
                     c.query(
-                        "SELECT stream FROM streams WHERE stream >= $1 ORDER BY stream",
-                        &[&from],
+                        &format!("SELECT stream FROM streams s WHERE stream >= $2 AND {KNOWN} ORDER BY stream"),
+                        &[&head, &from],
                     )
                     .await
                 }

@@ -231,7 +231,8 @@ impl Maintenance for PgLog {
                 .map(|(t, n, _)| (t.clone(), *n as u64))
                 .collect::<BTreeMap<_, _>>(),
             event_bytes: types.iter().map(|(_, _, b)| *b as u64).sum(),
-            block_bytes: row.2 as u64,
+            stored_as: "the events table",
+            stored_bytes: row.2 as u64,
             index_bytes: row.3 as u64,
             disk_bytes: row.4 as u64,
             first_recorded_at: at(row.5),

@@ -86,6 +86,34 @@ pub struct Measured {
     pub failures: u64,
     pub elapsed: Duration,
     pub batch: usize,
+    /// Busy CPU time of the whole machine during the run (every process: the servers, the database, the load
+    /// generator), from `/proc/stat`; `None` where it cannot be read.
+    pub cpu_busy: Option<Duration>,
+    /// Where that CPU time went, by process (filled in by the caller that knows the processes).
+    pub breakdown: Vec<(String, Duration)>,
+}
+
+/// The machine's busy CPU time so far (user, nice, system, irq, softirq, steal of every CPU), from `/proc/stat`.
+pub fn cpu_busy_now() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal …; the clock ticks are 100 a second on Linux.
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|&i| fields.get(i))
+        .sum();
+    Some(Duration::from_millis(busy * 10))
+}
+
+/// The CPU time taken between two readings of [`cpu_busy_now`].
+pub fn cpu_since(before: Option<Duration>) -> Option<Duration> {
+    Some(cpu_busy_now()?.saturating_sub(before?))
 }
 
 impl Measured {
@@ -95,6 +123,20 @@ impl Measured {
 
     pub fn events_per_sec(&self) -> f64 {
         self.requests_per_sec() * self.batch as f64
+    }
+
+    /// Busy CPU time of the machine per acknowledged event, in microseconds.
+    pub fn cpu_us_per_event(&self) -> Option<f64> {
+        let events = (self.latencies.len() * self.batch) as f64;
+        self.cpu_busy
+            .map(|c| c.as_secs_f64() * 1e6 / events.max(1.0))
+    }
+
+    /// The share of the machine's CPUs that was busy during the run.
+    pub fn cpu_share(&self) -> Option<f64> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.cpu_busy
+            .map(|c| c.as_secs_f64() / (self.elapsed.as_secs_f64() * cpus))
     }
 
     /// The latency at quantile `q`, in milliseconds.
@@ -157,6 +199,7 @@ pub fn load(
             })
             .collect();
         let started = Instant::now();
+        let cpu = cpu_busy_now();
         let mut latencies = Vec::new();
         let mut failures = 0;
         for t in tasks {
@@ -170,6 +213,8 @@ pub fn load(
             failures,
             elapsed: started.elapsed(),
             batch,
+            cpu_busy: cpu_since(cpu),
+            breakdown: Vec::new(),
         })
     })
 }
@@ -198,6 +243,36 @@ pub fn serve(args: &[&std::ffi::OsStr]) -> Result<(Server, String)> {
 /// The server under load, stopped gracefully (SIGTERM, then reaped) however the benchmark ends, an error
 /// included: it must not outlive the command that started it.
 pub struct Server(std::process::Child);
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+/// User and system CPU time that process `pid` has used so far (its threads included), from `/proc/PID/stat`.
+pub fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15 (1-based over the whole line).
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// The CPU time used so far by every running process called `name` (PostgreSQL's postmaster and backends).
+pub fn processes_cpu(name: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == name)
+        })
+        .filter_map(process_cpu)
+        .sum()
+}
 
 impl Drop for Server {
     fn drop(&mut self) {

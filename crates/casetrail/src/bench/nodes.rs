@@ -3,7 +3,9 @@
 //! all in one run against one private cluster, the setups alternating round by round; then the follower lag
 //! between two nodes (acknowledged on one → the other's head has it).
 
-use super::http::{load, load_token, serve, Measured, Server};
+use super::http::{
+    cpu_busy_now, cpu_since, load, load_token, process_cpu, processes_cpu, serve, Measured, Server,
+};
 use crate::cmd::Result;
 use pglog::cluster::{Cluster, Options, PG_BIN};
 use std::ffi::OsStr;
@@ -48,6 +50,7 @@ fn bare(
     let logs = dir.join(format!("{name}-log"));
     std::fs::create_dir_all(&logs)?;
     let started = Instant::now();
+    let cpu = cpu_busy_now();
     let out = std::process::Command::new(Path::new(PG_BIN).join("pgbench"))
         .args([
             "-n",
@@ -74,6 +77,7 @@ fn bare(
         .current_dir(&logs)
         .output()?;
     let elapsed = started.elapsed();
+    let cpu_busy = cpu_since(cpu);
     if !out.status.success() {
         return Err(format!("pgbench: {}", String::from_utf8_lossy(&out.stderr)).into());
     }
@@ -99,6 +103,8 @@ fn bare(
             .min(Duration::from_secs(seconds))
             .max(Duration::from_secs(1)),
         batch,
+        cpu_busy,
+        breakdown: Vec::new(),
     })
 }
 
@@ -308,7 +314,26 @@ fn measure(
                 "off"
             };
             let s = pg_setup(cluster, name, n, dir, key, advertise)?;
-            load(&s.bases, &s.token, connections, seconds, batch)
+            let pids: Vec<u32> = s._nodes.iter().map(Server::pid).collect();
+            let each = || {
+                let mut cpu: Vec<Duration> = pids
+                    .iter()
+                    .map(|&p| process_cpu(p).unwrap_or_default())
+                    .collect();
+                cpu.push(processes_cpu("postgres"));
+                cpu.push(process_cpu(std::process::id()).unwrap_or_default());
+                cpu
+            };
+            let before = each();
+            let mut m = load(&s.bases, &s.token, connections, seconds, batch)?;
+            let after = each();
+            let names = (0..n)
+                .map(|i| format!("node {}", i + 1))
+                .chain(["PostgreSQL".to_owned(), "load".to_owned()]);
+            m.breakdown = names
+                .zip(after.iter().zip(&before).map(|(a, b)| a.saturating_sub(*b)))
+                .collect();
+            Ok(m)
         }
         Kind::Bare => bare(cluster, name, connections, seconds, batch, dir),
     };
@@ -343,42 +368,61 @@ pub fn run(dir: &Path, seconds: u64, rounds: usize, only: &[String]) -> Result<E
     let key = dir.join("audit.key");
     audit::SigningKey::load_or_create(&key, Some("bench.invalid/casetrail"))?;
     const WORKLOADS: [(usize, usize); 2] = [(64, 1), (16, 500)];
-    // (setup, workload) → per round: events/s, p50, p99.
-    let mut figures: Vec<Vec<(f64, f64, f64)>> = vec![Vec::new(); setups.len() * 2];
+    // (setup, workload) → per round: events/s, p50, p99, µs of the machine's CPU per event.
+    let mut figures: Vec<Vec<(f64, f64, f64, f64)>> = vec![Vec::new(); setups.len() * 2];
     for round in 0..rounds.max(1) {
         for (s, setup) in setups.iter().enumerate() {
             for (w, workload) in WORKLOADS.into_iter().enumerate() {
                 let name = format!("r{round}s{s}w{w}");
                 let m = measure(&cluster, setup, &name, workload, seconds, &dir, &key)?;
                 eprintln!(
-                    "round {round}: {}, {} × {}: {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, {} failed",
+                    "round {round}: {}, {} × {}: {:.0} events/s, p50 {:.1} ms, p99 {:.1} ms, {} failed, CPUs {:.0} % busy, {:.0} µs of CPU per event",
                     setup.name(),
                     workload.0,
                     workload.1,
                     m.events_per_sec(),
                     m.p(0.5),
                     m.p(0.99),
-                    m.failures
+                    m.failures,
+                    m.cpu_share().unwrap_or(f64::NAN) * 100.0,
+                    m.cpu_us_per_event().unwrap_or(f64::NAN)
                 );
-                figures[s * 2 + w].push((m.events_per_sec(), m.p(0.5), m.p(0.99)));
+                let events = (m.latencies.len() * m.batch).max(1) as f64;
+                if !m.breakdown.is_empty() {
+                    let parts: Vec<String> = m
+                        .breakdown
+                        .iter()
+                        .map(|(who, cpu)| format!("{who} {:.0}", cpu.as_secs_f64() * 1e6 / events))
+                        .collect();
+                    eprintln!("  µs of CPU per event by process: {}", parts.join(", "));
+                }
+                figures[s * 2 + w].push((
+                    m.events_per_sec(),
+                    m.p(0.5),
+                    m.p(0.99),
+                    m.cpu_us_per_event().unwrap_or(0.0),
+                ));
             }
         }
     }
     println!(
-        "| setup | 64 × 1 event: events/s | p50 / p99 | 16 × 500 events: events/s | p50 / p99 |"
+        "| setup | 64 × 1 event: events/s | p50 / p99 | CPU per event | 16 × 500 events: events/s | p50 / p99 | CPU per event |"
     );
-    println!("| --- | --- | --- | --- | --- |");
-    let med = |i: usize, k: usize| median(figures[i].iter().map(|f| [f.0, f.1, f.2][k]).collect());
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let med =
+        |i: usize, k: usize| median(figures[i].iter().map(|f| [f.0, f.1, f.2, f.3][k]).collect());
     for (s, setup) in setups.iter().enumerate() {
         println!(
-            "| {} | {:.0} | {:.1} / {:.1} ms | {:.0} | {:.0} / {:.0} ms |",
+            "| {} | {:.0} | {:.1} / {:.1} ms | {:.0} µs | {:.0} | {:.0} / {:.0} ms | {:.1} µs |",
             setup.name(),
             med(s * 2, 0),
             med(s * 2, 1),
             med(s * 2, 2),
+            med(s * 2, 3),
             med(s * 2 + 1, 0),
             med(s * 2 + 1, 1),
-            med(s * 2 + 1, 2)
+            med(s * 2 + 1, 2),
+            med(s * 2 + 1, 3)
         );
     }
     // Ratios of the medians, where both setups ran.
@@ -518,6 +562,11 @@ fn follower_lag(
         background
             .join()
             .map_err(|_| "the background load panicked")??;
+    }
+    if std::env::var_os("PROBE_STATEMENTS").is_some() {
+        let _ = cluster.psql(name, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+        eprintln!("{}", cluster.psql(name, "SELECT round(total_exec_time)::text || ' ms ' || calls || ' calls ' || rows || ' rows: ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 110) FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 14").unwrap_or_default());
+        let _ = cluster.psql(name, "SELECT pg_stat_statements_reset()");
     }
     cluster.psql(
         "postgres",

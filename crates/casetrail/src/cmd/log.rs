@@ -90,7 +90,7 @@ pub fn stats(data: &DataDir) -> Result<ExitCode> {
     println!("audit root      {}", s.root);
     println!("streams         {} ({} dossiers)", s.streams, s.dossiers);
     println!("event bytes     {}", s.event_bytes);
-    println!("block bytes     {} (compressed)", s.block_bytes);
+    println!("stored bytes    {} ({})", s.stored_bytes, s.stored_as);
     println!("index bytes     {}", s.index_bytes);
     println!("disk bytes      {}", s.disk_bytes);
     if let (Some(first), Some(last)) = (s.first_recorded_at, s.last_recorded_at) {

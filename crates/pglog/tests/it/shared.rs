@@ -112,6 +112,43 @@ fn two_instances_share_one_order_one_set_of_ids_and_each_other_s_commits() {
     assert_eq!(reader.root_at(43).unwrap(), a.head().root);
 }
 
+#[test]
+fn what_one_instance_tells_of_a_stream_the_other_just_wrote_agrees_with_its_events() {
+    let cluster = fast_cluster();
+    let (url, a) = fresh(&cluster, "stream_heads");
+    let b = second(&url);
+    // Each round A writes a new dossier or moves one on, and B is asked at once, before or after its listener has
+    // heard of it: a head B gives must be one whose events B gives, and a stream B lists must have events on B.
+    let mut versions = std::collections::BTreeMap::<String, u64>::new();
+    for n in 0..200u32 {
+        let dossier = format!("E{}", n % 37);
+        let v = versions.entry(dossier.clone()).or_default();
+        let ty = match *v {
+            0 => "dossier.received",
+            v if v % 2 == 1 => "dossier.supplement_requested",
+            _ => "dossier.supplement_received",
+        };
+        append(&a, vec![event(1_000 + n, &dossier, ty, None)]).unwrap();
+        *v += 1;
+        let head = b
+            .stream_head(&dossier)
+            .unwrap()
+            .expect("B sees the dossier A wrote");
+        assert_eq!(head.version, *v, "B's head of {dossier}");
+        assert_eq!(
+            b.stream(&dossier).unwrap().len() as u64,
+            head.version,
+            "B's events of {dossier}"
+        );
+        for key in b.stream_keys("E").unwrap() {
+            assert!(
+                !b.stream(&key).unwrap().is_empty(),
+                "B lists {key} with no events"
+            );
+        }
+    }
+}
+
 /// Waits (at most 10 s) until `check` holds.
 fn eventually(check: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);

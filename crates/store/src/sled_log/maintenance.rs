@@ -38,7 +38,8 @@ impl SledLog {
             dossiers: keys.iter().filter(|k| !k.contains('/')).count() as u64,
             events_by_type: by_type,
             event_bytes: bytes,
-            block_bytes: stored_bytes,
+            stored_as: "compressed blocks",
+            stored_bytes,
             index_bytes: self.trees.index.lsm.live_bytes()?,
             disk_bytes: self.trees.db.size_on_disk()?,
             first_recorded_at: first,
@@ -100,8 +101,10 @@ pub struct Stats {
     pub events_by_type: BTreeMap<String, u64>,
     /// The events' canonical bytes.
     pub event_bytes: u64,
-    /// The blocks holding them, compressed.
-    pub block_bytes: u64,
+    /// What holds the events as stored, in `stored_bytes`: sled's compressed blocks, or PostgreSQL's `events`
+    /// table (its TOAST included, its indexes not).
+    pub stored_as: &'static str,
+    pub stored_bytes: u64,
     /// The index's runs and filters (keys and values as stored; sled's own overhead is not counted).
     pub index_bytes: u64,
     pub disk_bytes: u64,
