@@ -127,9 +127,13 @@ impl Measured {
 
     /// Busy CPU time of the machine per acknowledged event, in microseconds.
     pub fn cpu_us_per_event(&self) -> Option<f64> {
-        let events = (self.latencies.len() * self.batch) as f64;
-        self.cpu_busy
-            .map(|c| c.as_secs_f64() * 1e6 / events.max(1.0))
+        self.cpu_busy.map(|c| self.us_per_event(c))
+    }
+
+    /// `time` per acknowledged event, in microseconds.
+    pub fn us_per_event(&self, time: Duration) -> f64 {
+        let events = (self.latencies.len() * self.batch).max(1) as f64;
+        time.as_secs_f64() * 1e6 / events
     }
 
     /// The share of the machine's CPUs that was busy during the run.

@@ -112,7 +112,7 @@ fn bare(
 struct Running {
     bases: Vec<String>,
     token: String,
-    _nodes: Vec<Server>,
+    nodes: Vec<Server>,
 }
 
 fn sled_setup(dir: &Path) -> Result<Running> {
@@ -123,7 +123,7 @@ fn sled_setup(dir: &Path) -> Result<Running> {
     Ok(Running {
         bases: vec![base],
         token,
-        _nodes: vec![node],
+        nodes: vec![node],
     })
 }
 
@@ -171,7 +171,7 @@ fn pg_setup(
     Ok(Running {
         bases,
         token,
-        _nodes: servers,
+        nodes: servers,
     })
 }
 
@@ -314,7 +314,7 @@ fn measure(
                 "off"
             };
             let s = pg_setup(cluster, name, n, dir, key, advertise)?;
-            let pids: Vec<u32> = s._nodes.iter().map(Server::pid).collect();
+            let pids: Vec<u32> = s.nodes.iter().map(Server::pid).collect();
             let each = || {
                 let mut cpu: Vec<Duration> = pids
                     .iter()
@@ -387,12 +387,11 @@ pub fn run(dir: &Path, seconds: u64, rounds: usize, only: &[String]) -> Result<E
                     m.cpu_share().unwrap_or(f64::NAN) * 100.0,
                     m.cpu_us_per_event().unwrap_or(f64::NAN)
                 );
-                let events = (m.latencies.len() * m.batch).max(1) as f64;
                 if !m.breakdown.is_empty() {
                     let parts: Vec<String> = m
                         .breakdown
                         .iter()
-                        .map(|(who, cpu)| format!("{who} {:.0}", cpu.as_secs_f64() * 1e6 / events))
+                        .map(|(who, cpu)| format!("{who} {:.0}", m.us_per_event(*cpu)))
                         .collect();
                     eprintln!("  µs of CPU per event by process: {}", parts.join(", "));
                 }
