@@ -12,6 +12,8 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use store::{AppendRequest, Refusal};
 
+pub use dvcqg::wire::{in_portal_form, service_named, Gateway, SERVICE_NAMES};
+
 /// How many times a body is planned again when another writer changed its dossiers first.
 pub const ATTEMPTS: usize = 3;
 
@@ -32,6 +34,8 @@ pub struct Planned {
     pub events: Vec<Submitted>,
     items: Vec<ItemPlan>,
     requests: Vec<Request>,
+    /// Its events that the payload did not date, dated by the request's arrival.
+    dated_on_arrival: std::collections::HashSet<uuid::Uuid>,
 }
 
 impl Planned {
@@ -148,6 +152,7 @@ pub fn plan(
     let mut items = Vec::new();
     let mut problems: Vec<(usize, Problem)> = Vec::new();
     let mut forbidden: Vec<String> = Vec::new();
+    let mut dated_on_arrival = std::collections::HashSet::new();
     let offers = Offers(catalogue);
     for (r, request) in requests.iter().enumerate() {
         for (i, item) in request.items.iter().enumerate() {
@@ -203,6 +208,7 @@ pub fn plan(
             match planned {
                 Err(ps) => problems.extend(ps.into_iter().map(|p| (r, p))),
                 Ok(plan) => {
+                    dated_on_arrival.extend(plan.dated_on_arrival);
                     let start = events.len();
                     for e in plan.events {
                         if let Some(a) = e.agency.as_ref().filter(|a| !scope.covers(a)) {
@@ -216,6 +222,7 @@ pub fn plan(
                             event: e,
                             expected_version: expected,
                             stored: None,
+                            source: None,
                         });
                     }
                     items.push(ItemPlan {
@@ -240,6 +247,7 @@ pub fn plan(
         events,
         items,
         requests,
+        dated_on_arrival,
     })
 }
 
@@ -252,6 +260,27 @@ impl Planned {
     /// The requests planned, in order.
     pub fn requests(&self) -> &[Request] {
         &self.requests
+    }
+
+    /// The append of this plan under `source`: an event the payload did not date, dated by the request's arrival,
+    /// has a source of its own that says so (`…:arrival`).
+    pub fn append_request(&self, name: &str, mapping: &Mapping) -> AppendRequest {
+        let marked = source_marked(name, mapping, ":arrival");
+        let events = self
+            .events
+            .iter()
+            .map(|s| {
+                let mut s = s.clone();
+                if self.dated_on_arrival.contains(&s.event.id) {
+                    s.source = Some(marked.clone());
+                }
+                s
+            })
+            .collect();
+        AppendRequest {
+            events,
+            source: source_of(name, mapping),
+        }
     }
 }
 
@@ -293,10 +322,15 @@ fn refusals_error(planned: &Planned, refusals: &[store::EventRefusal]) -> Error 
 
 /// The source written on the adapter's events: the credential's name and the mapping's tag, cut to fit.
 pub fn source_of(name: &str, mapping: &Mapping) -> String {
+    source_marked(name, mapping, "")
+}
+
+/// [`source_of`] with `mark` after the tag, the name cut to make room for it.
+fn source_marked(name: &str, mapping: &Mapping, mark: &str) -> String {
     let tag = mapping.tag();
-    let room = 64 - tag.len() - 1;
+    let room = 64 - tag.len() - 1 - mark.len();
     let name: String = name.chars().take(room).collect();
-    format!("{name}@{tag}")
+    format!("{name}@{tag}{mark}")
 }
 
 /// The answer: the portal's envelope, `result` for lookups, and casetrail's account alongside.
@@ -396,7 +430,17 @@ impl App {
         credential: &Credential,
         body: &Value,
     ) -> Result<Vec<Request>, Error> {
-        let requests = read(body, &self.dvcqg)?;
+        let mut requests = read(body, &self.dvcqg)?;
+        // Now, to the second (the sync's precision), in Vietnam time: what dates an end the payload leaves undated.
+        let now = chrono::Utc::now().with_timezone(&domain::calendar::vietnam());
+        let arrived = now - chrono::Duration::nanoseconds(now.timestamp_subsec_nanos() as i64);
+        for r in &mut requests {
+            for item in &mut r.items {
+                if let Item::Upsert(u) = item {
+                    u.arrived_at = Some(arrived);
+                }
+            }
+        }
         let writes = requests.iter().any(|r| r.service != Service::Lookup);
         if writes && !matches!(credential.role, Role::Ingest | Role::Admin) {
             return Err(Error::Forbidden(format!(
@@ -439,10 +483,7 @@ impl App {
         }
         let appended = self
             .log
-            .append(AppendRequest {
-                events: planned.events.clone(),
-                source: source.clone(),
-            })
+            .append(planned.append_request(&credential.name, &self.dvcqg))
             .await;
         match appended {
             Ok(outcome) => Ok(Written::Answer(answer(

@@ -107,6 +107,7 @@ fn the_same_lives_synced_and_sent_natively_give_the_same_tables() {
                         event,
                         expected_version: None,
                         stored: None,
+                        source: None,
                     })
                     .collect(),
                 source: "native".into(),

@@ -107,7 +107,7 @@ string_enum!(
 );
 string_enum!(
     /// Who applied (LoaiDoiTuong).
-    Applicant { Citizen = "citizen", Business = "business" }
+    Applicant { Citizen = "citizen", Business = "business", StateAgency = "state_agency", Organisation = "organisation" }
 );
 string_enum!(
     /// The decision a resolved dossier carries.
@@ -264,6 +264,9 @@ pub struct Corrected {
         deserialize_with = "rfc3339::de_opt"
     )]
     pub due_at: Option<DateTime<FixedOffset>>,
+    /// Whether the applicant asks for the result by post: a choice made (or taken back) after intake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_by_post: Option<bool>,
 }
 
 impl Corrected {

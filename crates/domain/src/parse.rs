@@ -43,6 +43,9 @@ pub struct Submitted {
     pub event: Event,
     pub expected_version: Option<u64>,
     pub stored: Option<StoredFields>,
+    /// This event's own source, where it says more than its batch's (an adapter's event dated on the request's
+    /// arrival). Not on the wire: a sender's batch has one source. `None`: the batch's.
+    pub source: Option<String>,
 }
 
 impl From<StoredEvent> for Submitted {
@@ -57,6 +60,7 @@ impl From<StoredEvent> for Submitted {
             }),
             event: e.event,
             expected_version: None,
+            source: None,
         }
     }
 }
@@ -68,6 +72,7 @@ impl From<Event> for Submitted {
             event,
             expected_version: None,
             stored: None,
+            source: None,
         }
     }
 }
@@ -468,6 +473,7 @@ fn envelope(r: &mut Reader, form: Form) -> Option<Submitted> {
         event,
         expected_version: expected_version?,
         stored: stored?,
+        source: None,
     })
 }
 
@@ -567,6 +573,7 @@ fn event_data(d: &mut Reader, ty: EventType) -> Option<EventData> {
             let online_level = d.opt("online_level", one_of(OnlineLevel::from_name));
             let received_at = d.opt("received_at", instant);
             let due_at = d.opt("due_at", instant);
+            let result_by_post = d.opt("result_by_post", boolean);
             EventData::Corrected(Corrected {
                 reason: reason?,
                 procedure: procedure?,
@@ -574,6 +581,7 @@ fn event_data(d: &mut Reader, ty: EventType) -> Option<EventData> {
                 online_level: online_level?,
                 received_at: received_at?,
                 due_at: due_at?,
+                result_by_post: result_by_post?,
             })
         }
         EventType::AgencyRegistered => {

@@ -123,9 +123,10 @@ impl Event {
                     && c.channel.is_none()
                     && c.online_level.is_none()
                     && c.received_at.is_none()
-                    && c.due_at.is_none();
+                    && c.due_at.is_none()
+                    && c.result_by_post.is_none();
                 if corrects_nothing {
-                    p.add("data", Some("a correction must give at least one of procedure, channel, online_level, received_at, due_at".into()));
+                    p.add("data", Some("a correction must give at least one of procedure, channel, online_level, received_at, due_at, result_by_post".into()));
                 }
                 if let (Some(ch), Some(_)) = (c.channel, c.online_level) {
                     if ch != Channel::Online {

@@ -502,6 +502,9 @@ pub fn apply_in_place(next: &mut StreamHead, event: &Event) {
             if let Some(d) = c.due_at {
                 s.due_at = Some(d);
             }
+            if let Some(b) = c.result_by_post {
+                s.result_by_post = b;
+            }
         }
         EventData::Received(_)
         | EventData::AgencyRegistered(_)

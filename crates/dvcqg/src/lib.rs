@@ -13,7 +13,10 @@ pub mod wire;
 
 pub use mapping::{Mapping, Meaning, Unit};
 pub use translate::{content_id, step, upsert, Catalogue, Known, Life, Plan};
-pub use wire::{read_body, Dropped, Item, Problem, ProblemKind, Request, Service};
+pub use wire::{
+    in_portal_form, read_body, service_named, Dropped, Gateway, Item, Problem, ProblemKind,
+    Request, Service,
+};
 
 use serde_json::{json, Value};
 

@@ -110,6 +110,34 @@ struct AgencyTable {
     codes: BTreeMap<String, String>,
 }
 
+/// What a site's system does to `NgayHenTra` when a dossier resumes after a round of supplements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+pub enum DueOnResume {
+    /// Keeps it (or says how it moved it in the round's `NgayHenTraTruoc`/`NgayHenTraMoi`): a later one is an
+    /// apology's new date.
+    #[default]
+    #[serde(rename = "kept")]
+    Kept,
+    /// Recomputes it itself, saying nothing in the round (OpenCPS): a later one within the rounds' pause is the
+    /// system's own move, which casetrail makes itself by stopping the clock.
+    #[serde(rename = "recomputed")]
+    Recomputed,
+}
+
+/// What a site's feed leaves out, and what to take instead.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Defaults {
+    /// The intake channel of a dossier sent without `KenhThucHien`.
+    #[serde(default)]
+    channel: Option<Channel>,
+    /// The same, per procedure (the site's procedure code, or the national one).
+    #[serde(default)]
+    procedures: BTreeMap<String, Channel>,
+    #[serde(default)]
+    due_on_resume: DueOnResume,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProcedureTable {
@@ -137,6 +165,8 @@ struct MappingFile {
     online_levels: BTreeMap<String, OnlineLevel>,
     #[serde(default)]
     applicants: BTreeMap<String, Applicant>,
+    #[serde(default)]
+    defaults: Defaults,
     agencies: AgencyTable,
     procedures: ProcedureTable,
 }
@@ -178,6 +208,10 @@ pub struct Mapping {
     agencies: BTreeMap<String, AgencyCode>,
     procedures_unlisted: Unlisted,
     procedures: BTreeMap<String, ProcedureCode>,
+    default_channel: Option<Channel>,
+    procedure_channels: BTreeMap<ProcedureCode, Channel>,
+    /// What the site's system does to the due date when a dossier resumes after a round.
+    pub due_on_resume: DueOnResume,
 }
 
 impl Mapping {
@@ -231,8 +265,26 @@ impl Mapping {
                 "agencies: {both:?} is both an internal unit and mapped to an agency"
             ));
         }
+        let mut procedure_channels = BTreeMap::new();
+        for (site, channel) in &f.defaults.procedures {
+            let key = nfc(site);
+            let code = match procedures.get(key.as_ref()) {
+                Some(p) => p.clone(),
+                None => ProcedureCode::parse(&key).map_err(|e| {
+                    format!("defaults.procedures.{site:?}: not a procedure the mapping lists, nor a procedure code: {e}")
+                })?,
+            };
+            if procedure_channels.insert(code, *channel).is_some() {
+                return Err(format!(
+                    "defaults.procedures: {site:?} names a procedure listed already"
+                ));
+            }
+        }
         Ok(Mapping {
             sha256: format!("{:x}", Sha256::digest(text.as_bytes())),
+            default_channel: f.defaults.channel,
+            procedure_channels,
+            due_on_resume: f.defaults.due_on_resume,
             id: f.id,
             title: f.title,
             source: f.source,
@@ -285,6 +337,15 @@ impl Mapping {
     /// The site's code for who applied.
     pub fn applicant_code(&self, applicant: Applicant) -> Option<&str> {
         reverse(&self.applicants, applicant)
+    }
+
+    /// The intake channel the site says a dossier of `procedure` sent without `KenhThucHien` came by: the
+    /// procedure's default, else the site's, else none (the caller takes the counter, as the portal counts it).
+    pub fn default_channel(&self, procedure: &ProcedureCode) -> Option<Channel> {
+        self.procedure_channels
+            .get(procedure)
+            .copied()
+            .or(self.default_channel)
     }
 
     pub fn channel(&self, code: &str) -> Result<Channel, String> {
@@ -512,6 +573,32 @@ mod tests {
         assert_eq!(m.procedure("HT-001").unwrap().as_str(), "1.001234");
         assert_eq!(m.procedure("1.000001").unwrap().as_str(), "1.000001");
         assert_ne!(m.sha256, Mapping::portal().sha256);
+    }
+
+    #[test]
+    fn defaults_name_a_channel_per_procedure_or_per_site() {
+        let text = PORTAL
+            .replace(
+                "[procedures.codes]",
+                "[procedures.codes]\n\"HT-001\" = \"1.001234\"",
+            )
+            .replace(
+                "# [defaults]",
+                "[defaults]\nchannel = \"counter\"\ndue_on_resume = \"recomputed\"\n[defaults.procedures]\n\"HT-001\" = \"online\"\n\"2.000001\" = \"postal\"\n",
+            );
+        let m = Mapping::parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let p = |c: &str| ProcedureCode::parse(c).unwrap();
+        assert_eq!(m.default_channel(&p("1.001234")), Some(Channel::Online));
+        assert_eq!(m.default_channel(&p("2.000001")), Some(Channel::Postal));
+        assert_eq!(m.default_channel(&p("3.000001")), Some(Channel::Counter));
+        assert_eq!(m.due_on_resume, DueOnResume::Recomputed);
+        let portal = Mapping::portal();
+        assert_eq!(portal.default_channel(&p("1.001234")), None);
+        assert_eq!(portal.due_on_resume, DueOnResume::Kept);
+        let bad = text.replace("\"2.000001\" = \"postal\"", "\"not a code!\" = \"postal\"");
+        assert!(Mapping::parse(&bad)
+            .unwrap_err()
+            .contains("defaults.procedures"));
     }
 
     #[test]

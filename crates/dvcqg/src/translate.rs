@@ -14,7 +14,7 @@
 //!   of processing, the return, a withdrawal, the rounds of supplements, the receiving agency.
 //! - **Nothing is inserted before the log's last event** of the dossier: a new fact dated earlier is refused.
 
-use crate::mapping::{Meaning, Unit};
+use crate::mapping::{DueOnResume, Meaning, Unit};
 use crate::wire::{Problem, ProblemKind, Step, Upsert};
 use domain::event::*;
 use domain::{AgencyCode, DossierCode, Event, EventData, Instant, ProcedureCode, Text};
@@ -49,6 +49,7 @@ pub struct Life {
     pub due: Option<Instant>,
     pub dues_held: Vec<Instant>,
     pub result_by_post: bool,
+    pub result_by_post_held: Vec<bool>,
     /// Supplement rounds: asked for, and received.
     pub rounds: Vec<(Instant, Option<Instant>)>,
     pub resolved: Option<(Instant, Outcome)>,
@@ -129,6 +130,7 @@ impl Known {
                 due: r.due_at,
                 dues_held: r.due_at.into_iter().collect(),
                 result_by_post: r.result_by_post.unwrap_or(false),
+                result_by_post_held: vec![r.result_by_post.unwrap_or(false)],
                 rounds: Vec::new(),
                 resolved: None,
                 returned: None,
@@ -173,6 +175,10 @@ impl Known {
                     l.due = Some(d);
                     held(&mut l.dues_held, d);
                 }
+                if let Some(b) = c.result_by_post {
+                    l.result_by_post = b;
+                    held(&mut l.result_by_post_held, b);
+                }
             }
             _ => {}
         }
@@ -184,6 +190,8 @@ impl Known {
 pub struct Plan {
     pub events: Vec<Event>,
     pub notes: Vec<String>,
+    /// The ids of its events that the payload did not date, dated by the request's arrival.
+    pub dated_on_arrival: Vec<Uuid>,
 }
 
 /// The order of events at one instant.
@@ -212,11 +220,21 @@ pub fn content_id(dossier: &DossierCode, at: &Instant, data: &EventData) -> Uuid
     Uuid::new_v5(&NAMESPACE, name.as_bytes())
 }
 
+/// One new fact of a plan, and the field of the payload it comes from.
+struct Fact {
+    at: Instant,
+    agency: AgencyCode,
+    data: EventData,
+    field: String,
+    /// Dated by the request's arrival, the payload giving no date.
+    on_arrival: bool,
+}
+
 /// Builds the plan's events: sorted by time (then by [`rank`]), given content ids, and checked to come no
 /// earlier than the log's last event.
 struct Builder<'a> {
     dossier: &'a DossierCode,
-    facts: Vec<(Instant, AgencyCode, EventData, String)>,
+    facts: Vec<Fact>,
     problems: Vec<Problem>,
     notes: Vec<String>,
 }
@@ -233,7 +251,39 @@ impl<'a> Builder<'a> {
 
     /// A new fact, from `field` of the payload.
     fn add(&mut self, at: Instant, agency: &AgencyCode, data: EventData, field: impl Into<String>) {
-        self.facts.push((at, agency.clone(), data, field.into()));
+        self.facts.push(Fact {
+            at,
+            agency: agency.clone(),
+            data,
+            field: field.into(),
+            on_arrival: false,
+        });
+    }
+
+    /// A new fact the payload ends without dating (`field`, missing), dated by the request's arrival; without an
+    /// arrival (an offline import) it cannot be dated, and `field` is the problem.
+    fn add_on_arrival(
+        &mut self,
+        arrived_at: Option<Instant>,
+        agency: &AgencyCode,
+        data: EventData,
+        field: &str,
+        path: &str,
+        what: &str,
+    ) {
+        let Some(at) = arrived_at else {
+            self.problems.push(Problem::invalid(
+                format!("{path}.{field}"),
+                format!("missing: {what} needs its time, and an import has no arrival time to date it by"),
+            ));
+            return;
+        };
+        self.notes.push(format!(
+            "{field} missing: {} dated by this request's arrival, {at} (its source ends in :arrival)",
+            data.event_type()
+        ));
+        self.add(at, agency, data, field);
+        self.facts.last_mut().expect("just added").on_arrival = true;
     }
 
     fn conflict(&mut self, field: impl Into<String>, message: String) {
@@ -249,24 +299,25 @@ impl<'a> Builder<'a> {
             None => self
                 .facts
                 .iter()
-                .find(|f| matches!(f.2, EventData::Received(_)))
-                .map(|f| (f.0, "its acceptance (NgayTiepNhan)")),
+                .find(|f| matches!(f.data, EventData::Received(_)))
+                .map(|f| (f.at, "its acceptance (NgayTiepNhan)")),
         };
         if let Some((floor, what)) = floor {
-            for (at, _, data, field) in &mut self.facts {
-                if at.timestamp() == floor.timestamp() && *at < floor {
-                    *at = floor;
+            for f in &mut self.facts {
+                if f.at.timestamp() == floor.timestamp() && f.at < floor {
+                    f.at = floor;
                 }
-                if *at < floor {
+                if f.at < floor {
                     let message = format!(
-                        "{} at {at} would come before {what}, at {floor}; the log cannot insert before it",
-                        data.event_type(),
+                        "{} at {} would come before {what}, at {floor}; the log cannot insert before it",
+                        f.data.event_type(),
+                        f.at,
                     );
                     // Within one payload that is bad input; against the log it came too late.
                     self.problems.push(if known.life.is_some() {
-                        Problem::out_of_order(format!("{path}.{field}"), message)
+                        Problem::out_of_order(format!("{path}.{}", f.field), message)
                     } else {
-                        Problem::invalid(format!("{path}.{field}"), message)
+                        Problem::invalid(format!("{path}.{}", f.field), message)
                     });
                 }
             }
@@ -275,21 +326,29 @@ impl<'a> Builder<'a> {
             return Err(self.problems);
         }
         self.facts
-            .sort_by(|a, b| (a.0, rank(&a.2)).cmp(&(b.0, rank(&b.2))));
+            .sort_by(|a, b| (a.at, rank(&a.data)).cmp(&(b.at, rank(&b.data))));
+        let mut dated_on_arrival = Vec::new();
         let events = self
             .facts
             .into_iter()
-            .map(|(at, agency, data, _)| Event {
-                id: content_id(self.dossier, &at, &data),
-                dossier: Some(self.dossier.clone()),
-                agency: Some(agency),
-                occurred_at: at,
-                data,
+            .map(|f| {
+                let id = content_id(self.dossier, &f.at, &f.data);
+                if f.on_arrival {
+                    dated_on_arrival.push(id);
+                }
+                Event {
+                    id,
+                    dossier: Some(self.dossier.clone()),
+                    agency: Some(f.agency),
+                    occurred_at: f.at,
+                    data: f.data,
+                }
             })
             .collect();
         Ok(Plan {
             events,
             notes: self.notes,
+            dated_on_arrival,
         })
     }
 }
@@ -311,6 +370,22 @@ fn payload_due(u: &Upsert) -> Option<Instant> {
         _ => chrono::Duration::zero(),
     };
     Some(due - shift)
+}
+
+/// How long the dossier has waited for documents in its finished rounds (the payload's, else the log's).
+fn paused(u: &Upsert, life: Option<&Life>) -> chrono::Duration {
+    let rounds: Vec<(Instant, Option<Instant>)> = if u.rounds.is_empty() {
+        life.map_or_else(Vec::new, |l| l.rounds.clone())
+    } else {
+        u.rounds
+            .iter()
+            .map(|r| (r.requested_at, r.received_at))
+            .collect()
+    };
+    rounds
+        .iter()
+        .filter_map(|(asked, got)| got.map(|g| g - *asked))
+        .fold(chrono::Duration::zero(), |a, b| a + b)
 }
 
 /// What the adapter asks of the catalogue.
@@ -343,6 +418,7 @@ fn corrected(reason: &str) -> Corrected {
         online_level: None,
         received_at: None,
         due_at: None,
+        result_by_post: None,
     }
 }
 
@@ -355,6 +431,7 @@ pub fn upsert(
     path: &str,
 ) -> Result<Plan, Vec<Problem>> {
     let mut b = Builder::new(&u.dossier);
+    b.notes.extend(u.notes.iter().cloned());
     let field = |name: &str| format!("{path}.{name}");
     let status = format!("TrangThaiHoSo {} ({})", u.status_code, u.status.as_str());
     match (u.status, &known.life) {
@@ -410,10 +487,13 @@ pub fn upsert(
         return Err(missing);
     }
     let (received_at, procedure) = (received_at.expect("checked"), procedure.expect("checked"));
-    let channel = u
-        .channel
-        .or(life.map(|l| l.channel))
-        .unwrap_or(Channel::Counter);
+    // The channel: the payload's, the log's, the site's default for the procedure; else the counter, as the
+    // portal counts a dossier that names none.
+    let said = u.channel.or(life.map(|l| l.channel));
+    let mut channel = said.or(u.default_channel).unwrap_or(Channel::Counter);
+    if said.is_none() && u.default_channel.is_none() {
+        b.notes.push(format!("KenhThucHien missing and the site's mapping gives procedure {procedure} no default channel: counted as received at the counter"));
+    }
     let level = match channel {
         Channel::Online => {
             let kept = life
@@ -422,6 +502,12 @@ pub fn upsert(
             let day = domain::calendar::vietnam_date(&received_at);
             match u.level.or(kept).or_else(|| catalogue.offered(&agency, &procedure, day)) {
                 Some(l) => Some(l),
+                None if said.is_none() => {
+                    // Online only by the site's default, at no level anyone knows: the counter, said.
+                    b.notes.push(format!("KenhThucHien missing: the site's default is online, but neither MucDo nor the catalogue gives procedure {procedure} an online level at agency {agency}; counted as received at the counter (register the agency's online offer of it)"));
+                    channel = Channel::Counter;
+                    None
+                }
                 None => {
                     return Err(vec![Problem::invalid(
                         field("MucDo"),
@@ -483,6 +569,15 @@ pub fn upsert(
                     c.online_level = level;
                     changed.push(format!("channel {} → {channel}", l.channel));
                 }
+                // The applicant choosing (or no longer choosing) the postal return after intake; a closed dossier's
+                // return says how the result went.
+                if let Some(b) = u.result_by_post {
+                    if !l.result_by_post_held.contains(&b) && !l.is_closed() {
+                        c.result_by_post = Some(b);
+                        let said = if b { "by post" } else { "not by post" };
+                        changed.push(format!("HinhThuc: the result {said}"));
+                    }
+                }
                 if !l.received_held.iter().any(|r| same(r, &received_at)) {
                     c.received_at = Some(received_at);
                     changed.push(format!("NgayTiepNhan {} → {received_at}", l.received_at));
@@ -538,6 +633,36 @@ pub fn upsert(
                 (_, Some((c, changed))) if moved_intake => {
                     c.due_at = Some(d);
                     changed.push(format!("NgayHenTra → {d}"));
+                }
+                (Some(cur), _)
+                    if d > cur
+                        && !closed
+                        && !resolved_before
+                        && rounds_unexplained
+                        && !explained
+                        && u.due_on_resume == DueOnResume::Recomputed =>
+                {
+                    // The site's system moves NgayHenTra itself when a dossier resumes; casetrail stops the clock
+                    // for each round itself, so a move within the rounds' pause (and the weekends and holidays the
+                    // system skips, three days) is already counted. A move beyond it is an apology, less the pause.
+                    let pause = paused(u, life);
+                    if d - cur <= pause + chrono::Duration::days(3) {
+                        b.notes.push(format!("NgayHenTra {d} is the due date recomputed by the site's system after its supplement rounds (due_on_resume = \"recomputed\"); casetrail stops the clock for the rounds itself, so the due date stays {cur}"));
+                    } else {
+                        let new_due_at = d - pause;
+                        b.notes.push(format!("NgayHenTra {d} is later than the due date recomputed for the rounds' pause: an apology's new date, {new_due_at} without the pause"));
+                        b.add(
+                            base_at,
+                            &holder,
+                            EventData::DueExtended(DueExtended {
+                                new_due_at,
+                                reason: text(
+                                    "DVCQG sync: NgayHenTra moved later (phiếu xin lỗi và hẹn lại)",
+                                ),
+                            }),
+                            "NgayHenTra",
+                        )
+                    }
                 }
                 (Some(cur), _) if d > cur && !closed && !resolved_before => {
                     if rounds_unexplained && !explained {
@@ -623,11 +748,24 @@ pub fn upsert(
     };
     if let Some(outcome) = resolution {
         match (u.ended_at, resolved) {
-            (None, _) if u.status != Meaning::Returned => b.problems.push(Problem::invalid(
-                field("NgayKetThucXuLy"),
-                format!("missing: {status} ends processing, so it needs the time processing ended"),
-            )),
-            (None, _) => {}
+            // A return without the end of processing: its time is also the end (the events contract, rule 3).
+            (None, _) if u.status == Meaning::Returned => {}
+            (None, Some((at, was))) => {
+                if was != outcome {
+                    b.conflict(
+                        field("TrangThaiHoSo"),
+                        format!("{status}, but the log has the dossier resolved {} at {at}; an outcome cannot be corrected", was.as_str()),
+                    );
+                }
+            }
+            (None, None) => b.add_on_arrival(
+                u.arrived_at,
+                &holder,
+                EventData::Resolved(Resolved { outcome }),
+                "NgayKetThucXuLy",
+                path,
+                &format!("{status} ends processing, so it"),
+            ),
             (Some(end), None) => b.add(
                 end,
                 &holder,
@@ -650,29 +788,35 @@ pub fn upsert(
         }
     }
     if u.status == Meaning::Returned {
+        // Not said: by post when the applicant asked for it, else at the counter.
+        let by_post = u
+            .result_by_post
+            .or(life.map(|l| l.result_by_post))
+            .unwrap_or(false);
+        let channel = u.return_channel.unwrap_or(if by_post {
+            Channel::Postal
+        } else {
+            Channel::Counter
+        });
+        let returning = EventData::Returned(Returned { channel });
         match (u.returned_at, returned) {
-            (None, _) => b.problems.push(Problem::invalid(
-                field("NgayTra"),
-                format!("missing: {status} needs the time the result was handed over"),
-            )),
-            (Some(at), None) => {
-                // Not said: by post when the applicant asked for it, else at the counter.
-                let by_post = u
-                    .result_by_post
-                    .or(life.map(|l| l.result_by_post))
-                    .unwrap_or(false);
-                let channel = u.return_channel.unwrap_or(if by_post {
-                    Channel::Postal
-                } else {
-                    Channel::Counter
-                });
-                b.add(
-                    at,
-                    &agency,
-                    EventData::Returned(Returned { channel }),
-                    "NgayTra",
-                )
+            (None, None) => b.add_on_arrival(
+                u.arrived_at,
+                &agency,
+                returning,
+                "NgayTra",
+                path,
+                &format!("{status}: the hand-over of the result"),
+            ),
+            (None, Some((was_at, was))) => {
+                if u.return_channel.is_some_and(|c| c != was) {
+                    b.conflict(
+                        field("HinhThucTra"),
+                        format!("the log has the result returned at {was_at} ({was}), this says {channel}; a return cannot be corrected"),
+                    );
+                }
             }
+            (Some(at), None) => b.add(at, &agency, returning, "NgayTra"),
             (Some(at), Some((was_at, was))) => {
                 if !same(&at, &was_at) || u.return_channel.is_some_and(|c| c != was) {
                     let said = u
@@ -688,7 +832,15 @@ pub fn upsert(
     }
     if u.status == Meaning::Withdrawn {
         match (u.ended_at.or(u.returned_at), withdrawn) {
-            (None, _) => b.problems.push(Problem::invalid(field("NgayKetThucXuLy"), format!("missing: {status} needs the time of the withdrawal"))),
+            (None, None) => b.add_on_arrival(
+                u.arrived_at,
+                &holder,
+                EventData::Withdrawn(Withdrawn { reason: None }),
+                "NgayKetThucXuLy",
+                path,
+                &format!("{status}: the withdrawal"),
+            ),
+            (None, Some(_)) => {}
             (Some(at), None) => b.add(at, &holder, EventData::Withdrawn(Withdrawn { reason: None }), "NgayKetThucXuLy"),
             (Some(at), Some(was)) if !same(&at, &was) => b.conflict(
                 field("NgayKetThucXuLy"),
@@ -722,9 +874,9 @@ fn holder_at(l: &Life, t: &Instant) -> AgencyCode {
         .map_or_else(|| l.agency.clone(), |(_, to)| to.clone())
 }
 
-/// The events a `CapNhatTienDoHoSoMC` step adds: a transfer to the unit it names, documents asked for or back,
-/// the end of processing, a withdrawal. A step's return is taken from the next `DongBoHoSoMC`, which says by
-/// which channel. A step dated before the log's last event of the dossier is an earlier one: it writes nothing
+/// The events a `CapNhatTienDoHoSoMC` step adds: a transfer to the unit it names, documents asked for or back.
+/// A step asserts no end (a resolution, a return, a withdrawal): its status is a progress entry, noted, and the
+/// end is taken from the next `DongBoHoSoMC`, whose dossier state it is. A step dated before the log's last event of the dossier is an earlier one: it writes nothing
 /// when the log has what it says (and the note says what the log has), and is refused when it says something the
 /// log does not have, which cannot be put in before its last event (`OutOfOrder`), or cannot take any more.
 pub fn step(
@@ -786,25 +938,12 @@ pub fn step(
                 b.add(s.at, &holder, EventData::SupplementReceived(SupplementReceived {}), "ThoiDiemXuLy");
             }
         }
-        Meaning::Decided | Meaning::Stopped => {
-            let outcome = if s.status == Meaning::Decided { Outcome::Approved } else { Outcome::Rejected };
-            match l.resolved {
-                None => b.add(s.at, &holder, EventData::Resolved(Resolved { outcome }), "ThoiDiemXuLy"),
-                Some((at, _)) if !same(&at, &s.at) => b.conflict(
-                    format!("{path}.ThoiDiemXuLy"),
-                    format!("{status} at {}, but the log has processing ended at {at}; the end of processing cannot be corrected", s.at),
-                ),
-                Some((at, _)) => had.push(format!("processing ended at {at}")),
-            }
-        }
-        Meaning::Withdrawn => match l.withdrawn {
-            None => b.add(s.at, &holder, EventData::Withdrawn(Withdrawn { reason: None }), "ThoiDiemXuLy"),
-            Some(at) if !same(&at, &s.at) => b.conflict(
-                format!("{path}.ThoiDiemXuLy"),
-                format!("{status} at {}, but the log has the dossier withdrawn at {at}", s.at),
-            ),
-            Some(at) => had.push(format!("the dossier was withdrawn at {at}")),
-        },
+        // A step's status is an entry of the progress log, not the dossier's state: systems send "9" when the
+        // applicant registers for a postal return, or as a placeholder at intake. Only the upsert's
+        // TrangThaiHoSo ends a dossier.
+        Meaning::Decided | Meaning::Stopped | Meaning::Withdrawn => b.notes.push(format!(
+            "{status}: a step's status is a progress entry; the end is recorded from DongBoHoSoMC (TrangThaiHoSo, NgayKetThucXuLy)"
+        )),
         Meaning::Returned => b.notes.push(format!(
             "{status}: the return is recorded from DongBoHoSoMC (NgayTra, HinhThuc), which says by which channel"
         )),

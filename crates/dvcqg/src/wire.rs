@@ -28,6 +28,93 @@ impl Service {
     }
 }
 
+/// A service as a client names it: the portal's three, or the names a provincial LGSP gateway gives them (one
+/// URL per service: `ThemMoi` a new dossier, `CapNhat` an update, `DongBoTienTrinh` a step). Returns the portal's
+/// name and what the gateway name says of `isUpdating`.
+pub fn service_named(name: &str) -> Option<(&'static str, Option<bool>)> {
+    Some(match name {
+        "DongBoHoSoMC" => ("DongBoHoSoMC", None),
+        "CapNhatTienDoHoSoMC" => ("CapNhatTienDoHoSoMC", None),
+        "TraCuuHoSo" => ("TraCuuHoSo", None),
+        "ThemMoi" => ("DongBoHoSoMC", Some(false)),
+        "CapNhat" => ("DongBoHoSoMC", Some(true)),
+        "DongBoTienTrinh" => ("CapNhatTienDoHoSoMC", None),
+        _ => return None,
+    })
+}
+
+/// The names [`service_named`] knows, for messages and documents.
+pub const SERVICE_NAMES: &[&str] = &[
+    "DongBoHoSoMC",
+    "CapNhatTienDoHoSoMC",
+    "TraCuuHoSo",
+    "ThemMoi",
+    "CapNhat",
+    "DongBoTienTrinh",
+];
+
+/// What a client that syncs through a provincial gateway says outside its body: the service (in the URL's path
+/// or query), `madonvi` and `isUpdating` (in the query).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gateway {
+    /// A name [`service_named`] knows.
+    pub service: Option<String>,
+    pub madonvi: Option<String>,
+    pub is_updating: Option<bool>,
+}
+
+impl Gateway {
+    pub fn is_empty(&self) -> bool {
+        *self == Gateway::default()
+    }
+}
+
+/// A body in the portal's form: `body` as it is when the gateway says nothing; else the gateway's form, a bare
+/// array of dossiers (or one), made one request naming the gateway's service, `madonvi` and `isUpdating`. A body
+/// of requests (objects with `data`) sent to a gateway URL gets what the gateway says wherever it says nothing.
+pub fn in_portal_form(body: Value, gateway: &Gateway) -> Value {
+    if gateway.is_empty() {
+        return body;
+    }
+    let (service, implied) = gateway
+        .service
+        .as_deref()
+        .and_then(service_named)
+        .map_or((None, None), |(s, u)| (Some(s), u));
+    let is_updating = gateway.is_updating.or(implied);
+    let fill = |mut o: Map<String, Value>| {
+        if let Some(s) = service {
+            o.entry("service").or_insert(Value::from(s));
+        }
+        if let Some(m) = &gateway.madonvi {
+            o.entry("madonvi").or_insert(Value::from(m.as_str()));
+        }
+        if let Some(u) = is_updating {
+            o.entry("isUpdating")
+                .or_insert(Value::from(if u { "True" } else { "False" }));
+        }
+        Value::Object(o)
+    };
+    let is_request = |v: &Value| v.get("data").is_some() || v.get("service").is_some();
+    match body {
+        Value::Array(items) if !items.is_empty() && items.iter().all(is_request) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Object(o) => fill(o),
+                    other => other,
+                })
+                .collect(),
+        ),
+        Value::Object(o) if is_request(&Value::Object(o.clone())) => fill(o),
+        dossiers => {
+            let mut o = Map::new();
+            o.insert("data".into(), dossiers);
+            fill(o)
+        }
+    }
+}
+
 /// Why something could not be taken: the JSON path of the field, what is wrong, and of which kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
@@ -124,6 +211,44 @@ pub const PERSONAL: &[&str] = &[
     "NoiCapCMND",
 ];
 
+/// Parts of names that mark a field as personal wherever they appear (`SoGiayToChuHoSo`, `DinhDanhCHS`,
+/// `DiaChiNguoiNop`, `EmailChuHoSo`…): the portal's one-stop systems compose names from these, and a field one of
+/// them names is an identity, contact or address value, or the holder's.
+pub const PERSONAL_PARTS: &[&str] = &[
+    "ChuHoSo",
+    "CHS",
+    "DinhDanh",
+    "CMND",
+    "CCCD",
+    "HoChieu",
+    "GiayTo",
+    "HoTen",
+    "NguoiNop",
+    "NguoiNhan",
+    "NguoiDaiDien",
+    "DienThoai",
+    "Email",
+    "Fax",
+    "DiaChi",
+    "NgaySinh",
+    "GioiTinh",
+    "MaSoThue",
+    "SoDinhDanh",
+    "TenDoanhNghiep",
+    "TenToChuc",
+    "QueQuan",
+    "NoiCu",
+    "NoiCap",
+    "NgayCap",
+    "ThuongTru",
+    "TamTru",
+];
+
+/// Whether a field (its leaf name) is personal: listed, or named with a personal part.
+pub fn is_personal(leaf: &str) -> bool {
+    PERSONAL.contains(&leaf) || PERSONAL_PARTS.iter().any(|p| leaf.contains(p))
+}
+
 /// What was dropped from a request: field names (nested ones as `DanhSachHoSoBoSung[].NoiDungBoSung`), each once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Dropped {
@@ -134,7 +259,7 @@ pub struct Dropped {
 impl Dropped {
     fn note(&mut self, name: String) {
         let leaf = name.rsplit('.').next().unwrap_or(&name);
-        let list = if PERSONAL.contains(&leaf) {
+        let list = if is_personal(leaf) {
             &mut self.personal
         } else {
             &mut self.other
@@ -218,6 +343,15 @@ pub struct Upsert {
     pub unit: Option<Unit>,
     pub rounds: Vec<Round>,
     pub dropped: Dropped,
+    /// What was read but not taken, for the answer (an applicant kind the mapping does not know).
+    pub notes: Vec<String>,
+    /// The channel the site's mapping gives a dossier of this procedure sent without `KenhThucHien`.
+    pub default_channel: Option<Channel>,
+    /// What the site's system does to `NgayHenTra` when a dossier resumes after a round.
+    pub due_on_resume: crate::mapping::DueOnResume,
+    /// When the request arrived (set by whoever received it; `None` in an offline import): an end the payload
+    /// does not date is dated by it.
+    pub arrived_at: Option<Instant>,
 }
 
 /// A `CapNhatTienDoHoSoMC` step, read.
@@ -398,7 +532,11 @@ fn read_request(r: &Value, mapping: &Mapping) -> Result<Request, Vec<Problem>> {
     };
     let mut f = Fields::new(o, String::new());
     f.read.push("session");
-    let service = match f.required("service").as_deref() {
+    let service = match f
+        .required("service")
+        .as_deref()
+        .map(|s| service_named(s).map_or(s, |n| n.0))
+    {
         Some("DongBoHoSoMC") => Some(Service::Upsert),
         Some("CapNhatTienDoHoSoMC") => Some(Service::Step),
         Some("TraCuuHoSo") => Some(Service::Lookup),
@@ -567,7 +705,20 @@ fn read_upsert(
     let return_channel = f
         .map("HinhThucTra", |s| mapping.result_channel(s))
         .or(by_post);
-    let applicant = f.map("LoaiDoiTuong", |s| mapping.applicant(s));
+    // Who applied counts in no indicator: a kind the mapping does not know is noted and dropped, never refused.
+    let mut notes = Vec::new();
+    let applicant = match f.text("LoaiDoiTuong") {
+        None => None,
+        Some(code) => {
+            match mapping.applicant(&code) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    notes.push(format!("LoaiDoiTuong: {e}; who applied is not recorded (it counts in no indicator)"));
+                    None
+                }
+            }
+        }
+    };
     let unit = f.map("DonViXuLy", |s| mapping.unit(s));
     let mut rounds = Vec::new();
     let mut dropped = Dropped::default();
@@ -610,6 +761,7 @@ fn read_upsert(
         )),
     }
     rounds.sort_by_key(|r| r.requested_at);
+    let default_channel = procedure.as_ref().and_then(|p| mapping.default_channel(p));
     if !f.problems.is_empty() {
         return Err(f.problems);
     }
@@ -632,6 +784,10 @@ fn read_upsert(
         unit,
         rounds,
         dropped,
+        notes,
+        default_channel,
+        due_on_resume: mapping.due_on_resume,
+        arrived_at: None,
     })
 }
 
@@ -698,6 +854,67 @@ mod tests {
             ]
         );
         assert_eq!(r.dropped.other, ["TenTTHC"]);
+    }
+
+    #[test]
+    fn identity_contact_and_address_fields_are_personal_by_their_names() {
+        for name in [
+            "SoGiayToChuHoSo",
+            "DinhDanhCHS",
+            "LoaiDinhDanh",
+            "EmailChuHoSo",
+            "DiaChiNguoiNop",
+            "SoDienThoaiNguoiNhan",
+            "NgayCapCCCD",
+            "HoChieuSo",
+        ] {
+            assert!(is_personal(name), "{name}");
+        }
+        for name in ["TenTTHC", "MaLinhVuc", "TrangThaiThanhToan", "LePhi"] {
+            assert!(!is_personal(name), "{name}");
+        }
+        let m = Mapping::portal();
+        let body = json!({"service": "DongBoHoSoMC", "madonvi": "000.00.12.H27",
+            "data": [{"MaHoSo": "D-1", "MaTTHC": "1.001234", "TrangThaiHoSo": "2", "NgayTiepNhan": "20190312083000",
+                      "SoGiayToChuHoSo": "012345678901", "DinhDanhCHS": "012345678901", "TenTTHC": "Cấp phép"}]});
+        let r = read_body(&body, &m).unwrap().remove(0);
+        assert_eq!(r.dropped.personal, ["SoGiayToChuHoSo", "DinhDanhCHS"]);
+        assert_eq!(r.dropped.other, ["TenTTHC"]);
+    }
+
+    #[test]
+    fn the_gateway_form_is_the_portal_form_with_the_query_filled_in() {
+        let dossier = json!({"MaHoSo": "D-1", "TrangThaiHoSo": "2"});
+        let gateway = Gateway {
+            service: Some("ThemMoi".into()),
+            madonvi: Some("000.00.12.H27".into()),
+            is_updating: None,
+        };
+        assert_eq!(
+            in_portal_form(json!([dossier.clone()]), &gateway),
+            json!({"service": "DongBoHoSoMC", "madonvi": "000.00.12.H27", "isUpdating": "False", "data": [dossier.clone()]})
+        );
+        // A request body sent to a gateway URL keeps what it says.
+        let request = json!({"service": "TraCuuHoSo", "mahoso": "D-1"});
+        assert_eq!(
+            in_portal_form(request.clone(), &gateway)["service"],
+            "TraCuuHoSo"
+        );
+        let no_service = json!([{"madonvi": "X", "data": [dossier.clone()]}]);
+        let filled = in_portal_form(no_service, &gateway);
+        assert_eq!(
+            (filled[0]["service"].as_str(), filled[0]["madonvi"].as_str()),
+            (Some("DongBoHoSoMC"), Some("X"))
+        );
+        // Nothing from the gateway: the body as it came.
+        assert_eq!(
+            in_portal_form(json!([dossier.clone()]), &Gateway::default()),
+            json!([dossier])
+        );
+        for name in SERVICE_NAMES {
+            assert!(service_named(name).is_some());
+        }
+        assert!(service_named("LayThuTuc").is_none());
     }
 
     #[test]

@@ -720,6 +720,7 @@ impl Generator {
                 online_level: None,
                 received_at: None,
                 due_at: None,
+                result_by_post: None,
             };
             match r.gen_range(0..4) {
                 0 if channel == Channel::Counter && offer.level != OfferLevel::None => {

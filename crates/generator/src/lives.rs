@@ -183,6 +183,7 @@ impl LifeGenerator {
                     online_level: None,
                     received_at: None,
                     due_at: None,
+                    result_by_post: None,
                 }),
             ));
         }

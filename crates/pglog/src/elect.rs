@@ -174,9 +174,14 @@ impl Election {
 }
 
 /// What a batch is handed on as: the events as a sender would post them, and the credential's name. `None` for a
-/// batch this node must write itself (a restore carries stored fields, which a sender's form has no place for).
+/// batch this node must write itself (a restore carries stored fields, and an adapter's event may carry a source of
+/// its own: a sender's form has no place for either).
 fn body(request: &AppendRequest) -> Option<String> {
-    if request.events.iter().any(|s| s.stored.is_some()) {
+    if request
+        .events
+        .iter()
+        .any(|s| s.stored.is_some() || s.source.is_some())
+    {
         return None;
     }
     let events: Vec<String> = request

@@ -139,9 +139,10 @@ impl Modify for BearerAuth {
         crate::routes::audit::consistency,
         crate::routes::audit::bundle,
         crate::routes::adapters::dvcqg,
+        crate::routes::adapters::dvcqg_service,
     ),
     // The indicator parameters' schemas (`IntoParams` names them without collecting them).
-    components(schemas(GroupParam, FormatParam, LangParam, FormByParam, ProfileParam, domain::KnownAt)),
+    components(schemas(GroupParam, FormatParam, LangParam, FormByParam, ProfileParam, domain::KnownAt, GatewayService, SyncFlag)),
     modifiers(&BearerAuth, &DataIsAnyOf, &IndicatorAnswers, &ProblemCodes),
     tags(
         (name = "events", description = "Writing and reading the log"),

@@ -344,6 +344,35 @@ pub enum SyncService {
     TraCuuHoSo,
 }
 
+/// A service as a provincial gateway's URL or query names it: the portal's three, or the gateway's `ThemMoi` (a
+/// new dossier), `CapNhat` (an update), `DongBoTienTrinh` (a step).
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub enum GatewayService {
+    DongBoHoSoMC,
+    CapNhatTienDoHoSoMC,
+    TraCuuHoSo,
+    ThemMoi,
+    CapNhat,
+    DongBoTienTrinh,
+}
+
+/// `isUpdating` as gateways write it.
+#[derive(ToSchema, Serialize)]
+#[allow(dead_code)]
+pub enum SyncFlag {
+    True,
+    False,
+    #[serde(rename = "true")]
+    LowerTrue,
+    #[serde(rename = "false")]
+    LowerFalse,
+    #[serde(rename = "1")]
+    One,
+    #[serde(rename = "0")]
+    Zero,
+}
+
 /// A sync body: one request or an array of them.
 #[derive(ToSchema, Serialize)]
 #[serde(untagged)]

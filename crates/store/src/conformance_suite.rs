@@ -60,6 +60,10 @@ pub fn conformance<L: EventLog>(mut fresh: impl FnMut() -> L) {
             recorded_at_and_source,
         ),
         (
+            "an event's source is its own where it has one, else its batch's",
+            own_source,
+        ),
+        (
             "exported events restore to identical bytes and root",
             restore,
         ),
@@ -450,6 +454,23 @@ fn recorded_at_and_source<L: EventLog>(log: &L) {
         .windows(2)
         .all(|w| w[0].recorded_at <= w[1].recorded_at));
     assert!(events.iter().all(|e| e.source == "conformance"));
+}
+
+fn own_source<L: EventLog>(log: &L) {
+    let mut events = submitted(&[received(1, "D1", 0), received(2, "D2", 1)]);
+    events[1].source = Some("adapter:arrival".into());
+    log.append_blocking(AppendRequest {
+        events,
+        source: "conformance".into(),
+    })
+    .unwrap();
+    let stored = log.read_after(0, 10).unwrap();
+    let sources: Vec<&str> = stored.iter().map(|e| e.source.as_str()).collect();
+    assert_eq!(sources, ["conformance", "adapter:arrival"]);
+    // A retry with the batch's source only is the same events: nothing written, the original receipts.
+    let again = append(log, &[received(1, "D1", 0), received(2, "D2", 1)]).unwrap();
+    assert!(again.receipts.iter().all(|r| r.replayed));
+    assert_eq!(log.head().size, 2);
 }
 
 fn restore<L: EventLog>(log: &L) {

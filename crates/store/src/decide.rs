@@ -101,6 +101,7 @@ fn when_recorded(
     source: &str,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>, String), Refusal> {
     let Some(f) = &submitted.stored else {
+        let source = submitted.source.as_deref().unwrap_or(source);
         return Ok((now, now.max(last_recorded_at), source.to_owned()));
     };
     if f.position != position {

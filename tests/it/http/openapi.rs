@@ -74,7 +74,7 @@ fn every_documented_operation_is_routed() {
             );
         }
     }
-    assert_eq!(operations, 29, "operations documented");
+    assert_eq!(operations, 30, "operations documented");
 }
 
 #[test]
@@ -219,6 +219,9 @@ fn valid_value(path: &str, name: &str, schema: &Value) -> String {
         "dossier" => "D-SWEEP".into(),
         "procedure" => "1.001234".into(),
         "name" => "nobody".into(),
+        "service" => "DongBoHoSoMC".into(),
+        "madonvi" => DEPT.into(),
+        "isUpdating" => "False".into(),
         other => panic!("no valid value known for {other} of {path}"),
     }
 }

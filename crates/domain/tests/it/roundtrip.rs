@@ -69,9 +69,10 @@ fn data() -> impl Strategy<Value = EventData> {
         (
             text(),
             proptest::option::of(instant()),
-            proptest::option::of(level)
+            proptest::option::of(level),
+            proptest::option::of(any::<bool>())
         )
-            .prop_map(|(reason, received_at, online_level)| {
+            .prop_map(|(reason, received_at, online_level, result_by_post)| {
                 EventData::Corrected(Corrected {
                     reason,
                     procedure: None,
@@ -80,6 +81,7 @@ fn data() -> impl Strategy<Value = EventData> {
                     received_at: received_at
                         .or(Some(chrono::DateTime::from_timestamp(0, 0).unwrap().into())),
                     due_at: None,
+                    result_by_post,
                 })
             }),
     ]

@@ -92,6 +92,7 @@ fn data() -> impl Strategy<Value = EventData> {
                         online_level,
                         received_at,
                         due_at,
+                        result_by_post: None,
                     })
                 }
             ),

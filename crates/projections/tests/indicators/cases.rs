@@ -268,6 +268,7 @@ fn a_correction_moves_a_dossier_to_another_channel_and_quarter() {
             online_level: None,
             received_at: Some(t("2019-03-29T15:00:00+07:00")),
             due_at: None,
+            result_by_post: None,
         }),
     );
     let dir = tempfile::tempdir().unwrap();

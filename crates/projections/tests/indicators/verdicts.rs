@@ -64,6 +64,7 @@ fn data(step: &Step, due: Option<DateTime<FixedOffset>>, holder: &str) -> Option
             online_level: None,
             received_at: None,
             due_at: Some(due? + Duration::seconds(*by)),
+            result_by_post: None,
         }),
         Step::Transfer => EventData::Transferred(Transferred {
             to_agency: AgencyCode::parse(if holder == A { B } else { A }).unwrap(),

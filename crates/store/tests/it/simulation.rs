@@ -180,6 +180,7 @@ impl Traffic {
             online_level: None,
             received_at: None,
             due_at: None,
+            result_by_post: None,
         })];
         if !state.is_closed() {
             options.push(EventData::Returned(Returned {
@@ -250,6 +251,7 @@ impl Traffic {
                 online_level: None,
                 received_at: None,
                 due_at: None,
+                result_by_post: None,
             }),
             _ => EventData::Resolved(Resolved {
                 outcome: Outcome::Rejected,
@@ -285,6 +287,7 @@ impl Traffic {
                 event: e,
                 expected_version: None,
                 stored: None,
+                source: None,
             }];
         }
         let n = self.rng.gen_range(1..=6);
@@ -303,6 +306,7 @@ impl Traffic {
                         event,
                         expected_version: None,
                         stored: None,
+                        source: None,
                     });
                 }
             }
@@ -326,6 +330,7 @@ impl Traffic {
                     event,
                     expected_version,
                     stored: None,
+                    source: None,
                 }
             })
             .collect()
