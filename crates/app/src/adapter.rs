@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use store::{AppendRequest, Refusal};
 
-pub use dvcqg::wire::{in_portal_form, service_named, Gateway, SERVICE_NAMES};
+pub use dvcqg::wire::{in_portal_form, parse_flag, service_named, Gateway, SERVICE_NAMES};
 
 /// How many times a body is planned again when another writer changed its dossiers first.
 pub const ATTEMPTS: usize = 3;

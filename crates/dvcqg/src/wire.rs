@@ -418,6 +418,15 @@ pub fn parse_time(s: &str) -> Result<Instant, String> {
     domain::rules::checked_time(t).map_err(|why| format!("{s:?} {why}"))
 }
 
+/// `isUpdating` as clients write it: `True`/`False` in any case, or `1`/`0`.
+pub fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(format!("{s:?} is neither True nor False")),
+    }
+}
+
 /// An instant as the sync writes it.
 pub fn format_time(t: &Instant) -> String {
     t.with_timezone(&domain::calendar::vietnam())
@@ -550,11 +559,7 @@ fn read_request(r: &Value, mapping: &Mapping) -> Result<Request, Vec<Problem>> {
         None => None,
     };
     let sender = f.map("madonvi", |s| mapping.agency(s));
-    let is_updating = f.map("isUpdating", |s| match s.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => Err(format!("{s:?} is neither True nor False")),
-    });
+    let is_updating = f.map("isUpdating", parse_flag);
     let mut items = Vec::new();
     let mut dropped_items = Dropped::default();
     match service {

@@ -52,11 +52,9 @@ fn site_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D
 /// `True`/`False` as the gateway writes them (or `true`, `1`, `0`).
 fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     let s = <String as serde::Deserialize>::deserialize(d)?;
-    match s.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(Some(true)),
-        "false" | "0" => Ok(Some(false)),
-        _ => Err(serde::de::Error::custom("True or False")),
-    }
+    app::adapter::parse_flag(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// What a gateway client says in the query string.
